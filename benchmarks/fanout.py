@@ -1,0 +1,106 @@
+"""Fan-out benchmark: wall time, model calls and peak concurrency against the scripted server.
+
+    python benchmarks/fanout.py            # all scenarios, markdown table on stdout
+    python benchmarks/fanout.py --repeat 5
+
+Scenarios (latency injected by the server on every request, root turns included):
+  leaf-64      two root turns; the first fans out 64 `llm_query` calls (critical path 3 x latency)
+  leaf-64-seq  the same with `max_concurrent_calls=1`: the sequential baseline
+  children-4x16  four `recursive_llm` children (max_depth=2), each fanning out 16 leaf calls and
+               answering on its second turn; the root answers on its second turn (5 x latency)
+  overhead-1024  1024 leaf calls at 0 ms latency: end-to-end cost per leaf call
+
+Every scenario runs once to warm the pools, then `--repeat` times; the table shows the median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from rlm_ray import RLM  # noqa: E402
+from rlm_ray.testing import ScriptedServer, by_marker, code, turns  # noqa: E402
+
+
+def leaf_script(n: int):
+    fan = code(f"rs = [llm_query(f'LEAF {{i}}') for i in range({n})]\nprint(sum(int(r) for r in rs))")
+    return by_marker({"LEAF": "1"}, default=turns(fan, "FINAL(done)"))
+
+
+def children_script(children: int, leaves: int):
+    child = turns(
+        code(f"rs = [llm_query(f'LEAF {{i}}') for i in range({leaves})]\ntotal = sum(int(r) for r in rs)"),
+        "FINAL_VAR(total)",
+    )
+    root = turns(
+        code(f"rs = [recursive_llm(f'CHILD {{i}}', f'part {{i}}') for i in range({children})]\nprint(rs)"),
+        "FINAL(done)",
+    )
+    return by_marker({"LEAF": "1", "CHILD": child}, default=root)
+
+
+SCENARIOS = {
+    "leaf-64": dict(script=leaf_script(64), latency=0.25, calls=66, critical=3, rlm={}),
+    "leaf-64-seq": dict(
+        script=leaf_script(64), latency=0.25, calls=66, critical=66, rlm={"max_concurrent_calls": 1}
+    ),
+    "children-4x16": dict(
+        script=children_script(4, 16), latency=0.25, calls=2 + 4 * 2 + 64, critical=5, rlm={"max_depth": 2}
+    ),
+    "overhead-1024": dict(script=leaf_script(1024), latency=0.0, calls=1026, critical=0, rlm={}),
+}
+
+
+def run(name: str, server: ScriptedServer, repeat: int) -> dict:
+    spec = SCENARIOS[name]
+    server.reply = spec["script"]
+    server.latency_s = 0.0
+    rlm = RLM("openai/bench", api_base=server.url, api_key="sk-bench", **spec["rlm"])
+    rlm.completion("warm-up", "ctx")  # starts Ray and the pools; not measured
+    server.latency_s = spec["latency"]
+    walls, peaks = [], []
+    for _ in range(repeat):
+        server.reset_stats()
+        started = time.perf_counter()
+        result = rlm.completion("q", "ctx")
+        walls.append(time.perf_counter() - started)
+        peaks.append(server.peak_concurrency)
+        assert result.usage.calls == spec["calls"] == server.request_count, (name, result.usage.calls)
+    wall = statistics.median(walls)
+    return {
+        "scenario": name,
+        "wall_s": wall,
+        "calls": spec["calls"],
+        "peak": max(peaks),
+        "critical_s": spec["critical"] * spec["latency"],
+        "per_call_ms": 1000 * wall / spec["calls"],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS))
+    args = parser.parse_args()
+    rows = []
+    with ScriptedServer(leaf_script(1)) as server:
+        for name in args.scenarios:
+            rows.append(run(name, server, args.repeat))
+            print(f"done {name}: {rows[-1]['wall_s']:.3f} s", file=sys.stderr)
+    print("| scenario | wall (median) | model calls | peak in flight | critical path | per call |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['scenario']} | {r['wall_s']:.3f} s | {r['calls']} | {r['peak']} | "
+            f"{r['critical_s']:.2f} s | {r['per_call_ms']:.2f} ms |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

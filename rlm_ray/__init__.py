@@ -1,0 +1,34 @@
+"""rlm-ray: Recursive Language Models on Ray.
+
+Only re-exports; see the README's file tour for where each piece lives.
+"""
+
+from rlm_ray.config import RLMConfig
+from rlm_ray.errors import (
+    ConfigError,
+    ContextWindowError,
+    LimitExceededError,
+    LLMError,
+    RLMError,
+    SandboxError,
+    SubCallError,
+)
+from rlm_ray.rlm import RLM
+from rlm_ray.types import CallTrace, Result, Usage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "RLM",
+    "CallTrace",
+    "ConfigError",
+    "ContextWindowError",
+    "LLMError",
+    "LimitExceededError",
+    "RLMConfig",
+    "RLMError",
+    "Result",
+    "SandboxError",
+    "SubCallError",
+    "Usage",
+]

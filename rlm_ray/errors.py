@@ -1,0 +1,86 @@
+"""Exceptions raised by rlm-ray.
+
+    RLMError                      base of everything rlm-ray raises
+    ├── ConfigError               a usage mistake, raised before any Ray work starts
+    │                             (bad limit, empty or binary context, unknown model)
+    ├── LLMError                  a model call failed after its retries
+    │   │                         (.model, .api_base, .status_code, .attempts)
+    │   └── ContextWindowError    the conversation cannot fit the model's context window
+    ├── SandboxError              the REPL machinery failed (dead actor, killed process);
+    │                             model mistakes are not errors: they go back to the model
+    ├── SubCallError              a sub-call made from model code failed; raised *inside*
+    │                             the REPL where model code can catch it
+    └── LimitExceededError        a run limit stopped the call tree
+                                  (.limit, .value, .partial_answer)
+
+Model mistakes (a `NameError` in model code, a syntax error, a runaway cell) are data: they are
+fed back to the model as text and the run goes on. Only machinery failures and limits raise.
+"""
+
+from __future__ import annotations
+
+
+class RLMError(Exception):
+    """Base class of every error rlm-ray raises."""
+
+
+class ConfigError(RLMError, ValueError):
+    """A usage mistake found before any work was dispatched."""
+
+
+class LLMError(RLMError):
+    """A model call failed after its retries were used up."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str | None = None,
+        api_base: str | None = None,
+        status_code: int | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.model = model
+        self.api_base = api_base
+        self.status_code = status_code
+        self.attempts = attempts
+
+    def __reduce__(self):  # keep the keyword fields across Ray's pickling
+        return (
+            _rebuild_llm_error,
+            (type(self), str(self), self.model, self.api_base, self.status_code, self.attempts),
+        )
+
+
+def _rebuild_llm_error(cls, message, model, api_base, status_code, attempts):
+    return cls(message, model=model, api_base=api_base, status_code=status_code, attempts=attempts)
+
+
+class ContextWindowError(LLMError):
+    """Even with old REPL outputs trimmed, the conversation does not fit the model."""
+
+
+class SandboxError(RLMError):
+    """The REPL machinery failed: an actor died or a cell had to be killed hard."""
+
+
+class SubCallError(RLMError):
+    """A sub-call (`llm_query`, `recursive_llm`, ...) failed; raised inside model code."""
+
+
+class LimitExceededError(RLMError):
+    """A limit of the run stopped the call tree.
+
+    `limit` names the limit (for example ``"max_time_s"``), `value` is its configured value, and
+    `partial_answer` is the best answer available when the run was stopped (may be ``None``).
+    """
+
+    def __init__(self, limit: str, value: object, partial_answer: str | None = None) -> None:
+        super().__init__(f"run stopped: limit `{limit}` ({value!r}) was reached")
+        self.limit = limit
+        self.value = value
+        self.partial_answer = partial_answer
+
+    def __reduce__(self):
+        return (type(self), (self.limit, self.value, self.partial_answer))

@@ -1,0 +1,167 @@
+"""Model calls: the only module that imports litellm.
+
+`acomplete` makes one chat call with rlm-ray's retry policy (jittered exponential backoff on 429
+honouring Retry-After, on any 5xx, on timeouts and on dropped connections; litellm's and the
+OpenAI SDK's own retries are turned off so attempts are counted in one place) and returns an
+`LLMReply` with tokens and cost from litellm's bundled cost map.
+
+litellm is imported lazily (it costs ~2 s per process): importing this module is cheap, so the
+CLI and the REPL processes never pay for it; the gateway actors do, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlm_ray.errors import ConfigError, LLMError
+from rlm_ray.types import LLMReply
+
+DEFAULT_CONTEXT_WINDOW = 32_768
+_BACKOFF_BASE_S = 0.25
+_BACKOFF_CAP_S = 30.0
+
+
+@dataclass
+class LLMRequest:
+    """One chat call. `api_key` stays out of traces and reprs."""
+
+    model: str
+    messages: list[dict[str, str]]
+    api_base: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    timeout_s: float = 120.0
+    max_retries: int = 4
+
+
+def _litellm():
+    # Never let an import reach the network for the cost map (it would on every process start).
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    return litellm
+
+
+def check_model(model: str) -> None:
+    """Raise `ConfigError` if litellm cannot tell which provider serves `model`."""
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigError(f"`model` must be a litellm model string, got {model!r}")
+    litellm = _litellm()
+    try:
+        litellm.get_llm_provider(model)
+    except Exception as exc:
+        raise ConfigError(
+            f"unknown model {model!r}: litellm cannot resolve it to a provider; "
+            "use 'provider/name', e.g. 'openai/gpt-4o-mini' (with --api-base for local servers)"
+        ) from exc
+
+
+def context_window(model: str) -> int:
+    """The model's input window from litellm's model map, or a conservative default."""
+    try:
+        info = _litellm().get_model_info(model)
+        return int(info.get("max_input_tokens") or info.get("max_tokens") or DEFAULT_CONTEXT_WINDOW)
+    except Exception:
+        return DEFAULT_CONTEXT_WINDOW
+
+
+async def acomplete(request: LLMRequest) -> LLMReply:
+    """One model call, retried on transient failures; raises `LLMError` when retries run out."""
+    litellm = _litellm()
+    started = time.monotonic()
+    for attempt in range(1, request.max_retries + 2):
+        try:
+            response = await litellm.acompletion(**_call_args(request))
+        except Exception as exc:
+            if attempt > request.max_retries or not _transient(exc):
+                raise _as_llm_error(exc, request, attempt) from None
+            await asyncio.sleep(_backoff_s(exc, attempt))
+            continue
+        return _reply(litellm, response, request, attempt, time.monotonic() - started)
+    raise AssertionError("unreachable")
+
+
+def _call_args(request: LLMRequest) -> dict[str, Any]:
+    args: dict[str, Any] = {"timeout": request.timeout_s, **request.kwargs}
+    args.update(model=request.model, messages=request.messages, num_retries=0, max_retries=0)
+    if request.api_base:
+        args["api_base"] = request.api_base
+    if request.api_key:
+        args["api_key"] = request.api_key
+    return args
+
+
+def _reply(litellm, response, request: LLMRequest, attempts: int, latency_s: float) -> LLMReply:
+    usage = getattr(response, "usage", None)
+    return LLMReply(
+        text=response.choices[0].message.content or "",
+        model=request.model,
+        input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cost_usd=_cost(litellm, response, request.model),
+        latency_s=latency_s,
+        attempts=attempts,
+    )
+
+
+def _cost(litellm, response, model: str) -> float:
+    """Cost from litellm's bundled map; models it does not know cost 0."""
+    try:
+        return float(litellm.completion_cost(completion_response=response, model=model) or 0.0)
+    except Exception:
+        return 0.0
+
+
+def _status(exc: BaseException) -> int | None:
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _transient(exc: BaseException) -> bool:
+    status = _status(exc)
+    if status is not None and (status == 429 or status >= 500):
+        return True
+    name = type(exc).__name__
+    return name in {"APIConnectionError", "Timeout", "APITimeoutError", "ServiceUnavailableError",
+                    "InternalServerError", "RateLimitError", "BadGatewayError"} or isinstance(
+        exc, (asyncio.TimeoutError, ConnectionError)
+    )
+
+
+def _retry_after_s(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    try:
+        value = headers.get("retry-after") or headers.get("Retry-After")
+        return min(float(value), _BACKOFF_CAP_S) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _backoff_s(exc: BaseException, attempt: int) -> float:
+    retry_after = _retry_after_s(exc)
+    if retry_after is not None:
+        return retry_after
+    ceiling = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** (attempt - 1))
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def _as_llm_error(exc: BaseException, request: LLMRequest, attempts: int) -> LLMError:
+    where = f" at {request.api_base}" if request.api_base else ""
+    status = _status(exc)
+    code = f" (HTTP {status})" if status else ""
+    detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    tries = f" after {attempts} attempts" if attempts > 1 else ""
+    return LLMError(
+        f"model call to {request.model!r}{where} failed{tries}{code}: {type(exc).__name__}: {detail}",
+        model=request.model,
+        api_base=request.api_base,
+        status_code=status,
+        attempts=attempts,
+    )

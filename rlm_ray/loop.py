@@ -1,0 +1,182 @@
+"""The RLM turn loop: ask the model, run its code blocks, feed the output back, until a final answer.
+
+No Ray here. The loop takes a model (`llm(messages) -> LLMReply`) and a REPL (`REPL` below); the
+runtime passes a model behind a Ray gateway and a REPL whose sub-calls are Ray work, the tests
+pass in-process fakes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from rlm_ray import prompts
+from rlm_ray.errors import ContextWindowError
+from rlm_ray.parsing import code_blocks, text_final
+from rlm_ray.types import CallTrace, CellTrace, IterationTrace, LLMReply, Usage
+
+Messages = list[dict[str, str]]
+LLM = Callable[[Messages], LLMReply]
+
+
+@dataclass
+class CellReport:
+    """A block as run by the REPL: its trace, and the answer if the block ended the run."""
+
+    trace: CellTrace
+    final: str | None = None
+    finished_by: str = ""
+
+
+class REPL(Protocol):
+    def run(self, code: str) -> CellReport: ...
+
+    def lookup(self, name: str) -> str | None:
+        """`str()` of a REPL variable (futures resolved), or None if it is not defined."""
+
+    def ready_answer(self) -> str | None:
+        """The content of `answer` if the code set ``answer["ready"] = True``."""
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    query: str
+    system: str
+    max_iterations: int
+    context_window_tokens: int
+    reserve_output_tokens: int = 4096
+    check_deadline: Callable[[], None] = lambda: None
+
+
+def run_loop(llm: LLM, repl: REPL, settings: LoopSettings, trace: CallTrace, usage: Usage) -> str:
+    """Run one RLM call to its answer, recording each turn in `trace` and model use in `usage`."""
+    messages: Messages = [{"role": "system", "content": settings.system}]
+    turn_prompt = prompts.FIRST_TURN.format(query=settings.query)
+    for index in range(settings.max_iterations):
+        settings.check_deadline()
+        messages.append({"role": "user", "content": turn_prompt})
+        reply, iteration = _ask(llm, messages, settings, index, usage)
+        trace.iterations.append(iteration)
+        answer, feedback = _take_turn(reply.text, repl, iteration)
+        if answer is not None:
+            trace.answer, trace.finished_by = answer
+            return answer[0]
+        turn_prompt = feedback + "\n\n" + prompts.NEXT_TURN.format(
+            iteration=index + 2, max_iterations=settings.max_iterations, query=settings.query
+        )
+    return _last_word(llm, repl, messages, turn_prompt, settings, trace, usage)
+
+
+def _ask(
+    llm: LLM, messages: Messages, settings: LoopSettings, index: int, usage: Usage
+) -> tuple[LLMReply, IterationTrace]:
+    started = time.time()
+    reply = llm(fit_to_window(messages, settings.context_window_tokens, settings.reserve_output_tokens))
+    usage.add_reply(reply)
+    messages.append({"role": "assistant", "content": reply.text})
+    iteration = IterationTrace(
+        index=index,
+        response=reply.text,
+        started_s=started,
+        llm_duration_s=time.time() - started,
+        input_tokens=reply.input_tokens,
+        output_tokens=reply.output_tokens,
+    )
+    return reply, iteration
+
+
+def _take_turn(
+    text: str, repl: REPL, iteration: IterationTrace
+) -> tuple[tuple[str, str] | None, str]:
+    """Run the reply's blocks in order; return ((answer, how), "") or (None, feedback)."""
+    blocks = code_blocks(text)
+    outputs = []
+    failed = False
+    for number, code in enumerate(blocks, 1):
+        report = repl.run(code)
+        iteration.cells.append(report.trace)
+        if report.final is not None:
+            return (report.final, report.finished_by), ""
+        failed = failed or report.trace.error is not None
+        outputs.append(_describe_cell(number, report.trace))
+    ready = repl.ready_answer()
+    if ready is not None:
+        return (ready, "answer"), ""
+    final = text_final(text)
+    if final is not None and not failed:
+        answer = _text_answer(final.kind, final.value, repl)
+        if answer is not None:
+            return (answer, final.kind), ""
+        outputs.append(f"FINAL_VAR({final.value}): there is no variable `{final.value}`.")
+    elif final is not None:
+        outputs.append("Your FINAL was ignored because a code block of this reply failed.")
+    if not blocks and final is None:
+        outputs.append(prompts.NO_CODE)
+    return None, "\n\n".join(outputs)
+
+
+def _text_answer(kind: str, value: str, repl: REPL) -> str | None:
+    return value if kind == "FINAL" else repl.lookup(value)
+
+
+def _describe_cell(number: int, cell: CellTrace) -> str:
+    parts = [f"Output of code block {number}:"]
+    parts.append(cell.output if cell.output.strip() else "(no output)")
+    if cell.error:
+        parts.append(f"Error:\n{cell.error}")
+    return "\n".join(parts)
+
+
+def _last_word(
+    llm: LLM,
+    repl: REPL,
+    messages: Messages,
+    turn_prompt: str,
+    settings: LoopSettings,
+    trace: CallTrace,
+    usage: Usage,
+) -> str:
+    """Out of iterations: one more call asks for the final answer; its reply is the answer."""
+    settings.check_deadline()
+    messages.append(
+        {"role": "user", "content": turn_prompt + "\n\n" + prompts.FINAL_TURN.format(query=settings.query)}
+    )
+    reply, iteration = _ask(llm, messages, settings, settings.max_iterations, usage)
+    trace.iterations.append(iteration)
+    final = text_final(reply.text)
+    answer = _text_answer(final.kind, final.value, repl) if final else None
+    trace.answer = answer if answer is not None else reply.text.strip()
+    trace.finished_by = "max_iterations"
+    return trace.answer
+
+
+def estimate_tokens(messages: Messages) -> int:
+    """A deliberately high estimate (3 characters a token) so trimming errs on the safe side."""
+    return sum(len(m["content"]) // 3 + 4 for m in messages)
+
+
+def fit_to_window(messages: Messages, window_tokens: int, reserve: int) -> Messages:
+    """Trim the oldest REPL outputs (then the oldest replies) until the conversation fits.
+
+    The system prompt, the first user message (it holds the query) and the latest exchange are
+    never trimmed; if they alone do not fit, raise `ContextWindowError`.
+    """
+    budget = window_tokens - reserve
+    if estimate_tokens(messages) <= budget:
+        return messages
+    fitted = list(messages)
+    trimmable = [i for i in range(2, len(fitted) - 2)]
+    # Outputs (user turns) go first: they are the bulk and the model has already acted on them.
+    order = [i for i in trimmable if fitted[i]["role"] == "user"]
+    order += [i for i in trimmable if fitted[i]["role"] == "assistant"]
+    for i in order:
+        fitted[i] = {"role": fitted[i]["role"], "content": "[trimmed to fit the context window]"}
+        if estimate_tokens(fitted) <= budget:
+            return fitted
+    raise ContextWindowError(
+        f"the conversation needs about {estimate_tokens(fitted):,} tokens even with old REPL "
+        f"outputs trimmed, but the model's window is {window_tokens:,} tokens "
+        f"({reserve:,} kept for the reply)"
+    )

@@ -1,0 +1,304 @@
+"""One RLM call's REPL: the sandbox with `context` and the sub-call functions the model uses.
+
+The model-facing names are fixed (they match the RLM literature): `context`, `llm_query`,
+`llm_query_batched`, `recursive_llm` / `rlm_query`, `rlm_query_batched`, `FINAL`, `FINAL_VAR`,
+`SHOW_VARS`, `answer`.
+
+Sub-calls start at once and return `SubCallFuture`s; `SubCalls` settles them in batches, adds
+their usage to the call's total and their trace to the code block that made them. Where the work
+runs is the `Backend`'s business: the runtime's runs on Ray, `ThreadBackend` on local threads.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from rlm_ray import futures, prompts
+from rlm_ray.errors import SubCallError
+from rlm_ray.loop import CellReport
+from rlm_ray.parsing import truncate
+from rlm_ray.sandbox import NO_FINAL, FinalAnswer, Sandbox
+from rlm_ray.types import CallResult, CellTrace, LLMReply, SubCallTrace, Usage
+
+SUBCALL_NAMES = ("llm_query", "llm_query_batched", "recursive_llm", "rlm_query", "rlm_query_batched")
+_PREVIEW = 200
+
+
+class Backend(Protocol):
+    """Starts sub-calls somewhere and waits for them."""
+
+    def start_llm(self, prompt: str, model: str | None) -> Any: ...
+
+    def start_rlm(self, query: str, context: Any, model: str | None) -> Any: ...
+
+    def fetch(self, handles: list[Any]) -> list[tuple[bool, Any]]:
+        """Wait for `handles`; per handle (True, LLMReply | CallResult) or (False, exception)."""
+
+
+@dataclass
+class _Pending:
+    handle: Any
+    trace: SubCallTrace
+    done: threading.Event = field(default_factory=threading.Event)
+    claimed: bool = False
+
+
+class SubCalls:
+    """Starts sub-calls through a backend and settles their futures (a `futures.Waiter`)."""
+
+    def __init__(self, backend: Backend, *, default_model: str, waiting: Callable[[], Any]) -> None:
+        self._backend = backend
+        self._model = default_model
+        self._waiting = waiting
+        self._lock = threading.Lock()
+        self._open: list[SubCallFuture] = []
+        self.usage = Usage()
+        self.cell: CellTrace | None = None
+        self.count = 0
+
+    def llm(self, prompt: str, model: str | None) -> futures.SubCallFuture:
+        handle = self._backend.start_llm(prompt, model)
+        return self._track(handle, "llm", model, prompt)
+
+    def rlm(self, query: str, context: Any, model: str | None) -> futures.SubCallFuture:
+        handle = self._backend.start_rlm(query, context, model)
+        return self._track(handle, "rlm", model, query)
+
+    def _track(self, handle: Any, kind: str, model: str | None, prompt: str) -> SubCallFuture:
+        trace = SubCallTrace(kind, model or self._model, prompt[:_PREVIEW], started_s=time.time())
+        future = futures.SubCallFuture(_Pending(handle, trace), self)
+        with self._lock:
+            self.count += 1
+            if self.cell is not None:
+                self.cell.subcalls.append(trace)
+            self._open.append(future)
+        return future
+
+    def wait(self, batch: list[futures.SubCallFuture]) -> None:
+        with self._lock:
+            mine = [f for f in batch if not f.done and not f._handle.claimed]
+            for f in mine:
+                f._handle.claimed = True
+        with self._waiting():
+            if mine:
+                outcomes = self._backend.fetch([f._handle.handle for f in mine])
+                for future, (ok, value) in zip(mine, outcomes):
+                    self._settle(future, ok, value)
+            for future in batch:
+                future._handle.done.wait()
+
+    def _settle(self, future: futures.SubCallFuture, ok: bool, value: Any) -> None:
+        pending: _Pending = future._handle
+        trace = pending.trace
+        trace.duration_s = time.time() - trace.started_s
+        if ok:
+            reply_usage = _usage_of(value)
+            with self._lock:
+                self.usage.add(reply_usage)
+            trace.input_tokens, trace.output_tokens = reply_usage.input_tokens, reply_usage.output_tokens
+            trace.cost_usd = reply_usage.cost_usd
+            if isinstance(value, CallResult):
+                trace.child = value.trace
+            future._settle(value.answer if isinstance(value, CallResult) else value.text)
+        else:
+            trace.error = f"{type(value).__name__}: {value}"
+            future._fail(SubCallError(f"{trace.kind} sub-call failed: {value}"))
+        pending.done.set()
+
+    def drain(self) -> None:
+        """Wait for every sub-call still in flight, so usage and trace are complete."""
+        with self._lock:
+            still_open = [f for f in self._open if not f.done]
+            self._open = []
+        if still_open:
+            self.wait(still_open)
+
+
+def _usage_of(value: LLMReply | CallResult) -> Usage:
+    if isinstance(value, CallResult):
+        return value.usage
+    usage = Usage()
+    usage.add_reply(value)
+    return usage
+
+
+SubCallFuture = futures.SubCallFuture
+
+
+@dataclass(frozen=True)
+class REPLSettings:
+    can_recurse: bool
+    cell_timeout_s: float | None = 60.0
+    max_output_chars: int = 10_000
+    max_workers: int = 256
+    hard_kill: Callable[[], None] | None = None
+
+
+class REPLSession:
+    """The namespace of one RLM call (implements `loop.REPL`)."""
+
+    def __init__(self, context: Any, backend: Backend, default_model: str, settings: REPLSettings):
+        self.sandbox = Sandbox(
+            cell_timeout_s=settings.cell_timeout_s,
+            subcall_names=SUBCALL_NAMES,
+            max_workers=settings.max_workers,
+            hard_kill=settings.hard_kill,
+        )
+        self.subcalls = SubCalls(backend, default_model=default_model, waiting=self.sandbox.waiting)
+        self.context = context
+        self.settings = settings
+        futures.mark_clean(context)
+        self.sandbox.inject(context=context, **self._functions())
+        self.sandbox.namespace["answer"] = {"content": "", "ready": False}
+
+    def close(self) -> None:
+        futures.unmark_clean(self.context)
+
+    # -- loop.REPL --------------------------------------------------------------------------
+    def run(self, code: str) -> CellReport:
+        cell = CellTrace(code=code, output="")
+        self.subcalls.cell = cell
+        outcome = self.sandbox.run(code)
+        self.subcalls.cell = None
+        cell.output = truncate(outcome.stdout, self.settings.max_output_chars)
+        cell.error, cell.timed_out, cell.duration_s = outcome.error, outcome.timed_out, outcome.duration_s
+        if outcome.final is NO_FINAL:
+            return CellReport(cell)
+        return CellReport(cell, final=self._text(outcome.final), finished_by=outcome.final_kind)
+
+    def lookup(self, name: str) -> str | None:
+        if name not in self.sandbox.namespace:
+            return None
+        return self._text(self.sandbox.namespace[name])
+
+    def ready_answer(self) -> str | None:
+        answer = self.sandbox.namespace.get("answer")
+        if isinstance(answer, dict) and answer.get("ready") is True:
+            return self._text(answer.get("content", ""))
+        return None
+
+    def _text(self, value: Any) -> str:
+        try:
+            return str(futures.resolve(value))
+        except SubCallError as exc:
+            return f"(the final value could not be computed: {exc})"
+
+    # -- what the model calls ---------------------------------------------------------------
+    def _functions(self) -> dict[str, Callable[..., Any]]:
+        return {
+            "llm_query": self._llm_query,
+            "llm_query_batched": self._llm_query_batched,
+            "recursive_llm": self._recursive_llm,
+            "rlm_query": self._rlm_query,
+            "rlm_query_batched": self._rlm_query_batched,
+            "FINAL": self._final,
+            "FINAL_VAR": self._final_var,
+            "SHOW_VARS": self._show_vars,
+        }
+
+    def _llm_query(self, prompt: Any, model: str | None = None) -> SubCallFuture:
+        """One plain sub-model call; returns its reply text (computed in the background)."""
+        return self.subcalls.llm(_text_arg("llm_query", "prompt", prompt), _model_arg(model))
+
+    def _llm_query_batched(self, prompts_: Sequence[Any], model: str | None = None) -> list:
+        """Many `llm_query` calls at once, in order."""
+        items = _list_arg("llm_query_batched", "prompts", prompts_)
+        return [self._llm_query(p, model) for p in items]
+
+    def _recursive_llm(self, query: Any, context: Any = None) -> SubCallFuture:
+        """A child RLM over `context` (the query itself if None); its final answer."""
+        return self._rlm_query(query, context)
+
+    def _rlm_query(self, prompt: Any, context: Any = None, model: str | None = None) -> SubCallFuture:
+        prompt = _text_arg("rlm_query", "prompt", prompt)
+        context = prompt if context is None else futures.resolve(context)
+        if self.settings.can_recurse:
+            return self.subcalls.rlm(prompt, context, _model_arg(model))
+        text = prompts.plain_call_prompt(prompt, context)
+        future = self.subcalls.llm(text, _model_arg(model))
+        return future
+
+    def _rlm_query_batched(
+        self, prompts_: Sequence[Any], contexts: Sequence[Any] | None = None, model: str | None = None
+    ) -> list:
+        items = _list_arg("rlm_query_batched", "prompts", prompts_)
+        ctxs = [None] * len(items) if contexts is None else _list_arg("rlm_query_batched", "contexts", contexts)
+        if len(ctxs) != len(items):
+            raise ValueError(f"rlm_query_batched: {len(items)} prompts but {len(ctxs)} contexts")
+        return [self._rlm_query(p, c, model) for p, c in zip(items, ctxs)]
+
+    def _final(self, value: Any) -> None:
+        raise FinalAnswer(futures.resolve(value), "FINAL")
+
+    def _final_var(self, name: Any) -> None:
+        name = str(futures.resolve(name)).strip().strip("'\"")
+        if name not in self.sandbox.namespace:
+            raise NameError(f"FINAL_VAR: there is no variable {name!r}")
+        raise FinalAnswer(futures.resolve(self.sandbox.namespace[name]), "FINAL_VAR")
+
+    def _show_vars(self) -> None:
+        names = self.sandbox.variables()
+        if not names:
+            print("No variables yet.")
+        for name, kind in names.items():
+            print(f"{name}: {kind}")
+
+
+def _text_arg(fn: str, name: str, value: Any) -> str:
+    value = futures.resolve(value)
+    if not isinstance(value, str):
+        raise TypeError(f"{fn}: `{name}` must be a str, got {type(value).__name__}")
+    return value
+
+
+def _model_arg(model: Any) -> str | None:
+    if model is None:
+        return None
+    model = futures.resolve(model)
+    if not isinstance(model, str) or not model.strip():
+        raise TypeError(f"`model` must be a model name (str), got {model!r}")
+    return model
+
+
+def _list_arg(fn: str, name: str, value: Any) -> list:
+    value = futures.resolve(value)
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{fn}: `{name}` must be a list, got {type(value).__name__}")
+    return list(value)
+
+
+class ThreadBackend:
+    """Runs sub-calls on local threads: the REPL and the loop without Ray (tests, debugging).
+
+    `llm(messages, model) -> LLMReply`; child RLMs are answered by `rlm(query, context, model)`
+    returning a `CallResult` (by default: a plain model call over query and context).
+    """
+
+    def __init__(
+        self,
+        llm: Callable[[list[dict[str, str]], str], LLMReply],
+        *,
+        default_model: str = "fake",
+        rlm: Callable[[str, Any, str], CallResult] | None = None,
+        max_workers: int = 64,
+    ) -> None:
+        self._llm, self._rlm, self._model = llm, rlm, default_model
+        self._pool = ThreadPoolExecutor(max_workers=max_workers)
+
+    def start_llm(self, prompt: str, model: str | None) -> Future:
+        return self._pool.submit(self._llm, [{"role": "user", "content": prompt}], model or self._model)
+
+    def start_rlm(self, query: str, context: Any, model: str | None) -> Future:
+        if self._rlm is None:
+            return self.start_llm(prompts.plain_call_prompt(query, context), model)
+        return self._pool.submit(self._rlm, query, context, model or self._model)
+
+    def fetch(self, handles: list[Future]) -> list[tuple[bool, Any]]:
+        wait_futures(handles)
+        return [(False, h.exception()) if h.exception() else (True, h.result()) for h in handles]

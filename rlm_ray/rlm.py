@@ -1,0 +1,196 @@
+"""`RLM`: the facade. Validates everything, starts local Ray if none is running, runs the root call.
+
+    rlm = RLM("openai/gpt-4o-mini", api_base=None, max_depth=1)
+    result = rlm.completion("How many reviews are positive?", reviews)
+    result.answer, result.usage, result.trace
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlparse
+
+from rlm_ray import llm
+from rlm_ray.config import ModelSettings, RLMConfig
+from rlm_ray.errors import ConfigError
+from rlm_ray.types import Result
+
+_SECRET_KWARGS = ("api_key",)
+
+
+class RLM:
+    """A Recursive Language Model whose every call runs as Ray work.
+
+    `model` and `sub_model` are litellm model strings (`sub_model` serves `llm_query` and child
+    calls; default: `model`). `api_base`/`api_key` and `llm_kwargs`/`sub_llm_kwargs`
+    (temperature, stop, max_tokens, seed, timeout, headers, ...) are passed to litellm.
+    `address` names a Ray cluster (default: RAY_ADDRESS, else a local Ray started on demand).
+    Every other keyword is a limit of `RLMConfig` (max_time_s, cell_timeout_s, ...).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        sub_model: str | None = None,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        max_depth: int = 1,
+        max_iterations: int = 20,
+        llm_kwargs: Mapping[str, Any] | None = None,
+        sub_llm_kwargs: Mapping[str, Any] | None = None,
+        address: str | None = None,
+        **limits: Any,
+    ) -> None:
+        self.config = _config(max_depth=max_depth, max_iterations=max_iterations, **limits)
+        llm.check_model(model)
+        if sub_model is not None:
+            llm.check_model(sub_model)
+        _check_api_base(api_base)
+        self.models = ModelSettings(
+            model=model,
+            sub_model=sub_model or model,
+            api_base=api_base,
+            api_key=api_key,
+            llm_kwargs=_kwargs("llm_kwargs", llm_kwargs),
+            sub_llm_kwargs=_kwargs("sub_llm_kwargs", sub_llm_kwargs),
+        )
+        self.address = address
+        self._window = self.config.context_window_tokens or llm.context_window(model)
+
+    def __repr__(self) -> str:
+        return f"RLM(model={self.models.model!r}, sub_model={self.models.sub_model!r}, {self.config})"
+
+    def completion(self, query: str, context: Any) -> Result:
+        """Answer `query` over `context` (str, list, dict or pyarrow.Table). Blocks.
+
+        Works inside a running event loop too (a notebook): the run then gets its own thread.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.acompletion(query, context))
+        return _run_in_thread(lambda: asyncio.run(self.acompletion(query, context)))
+
+    async def acompletion(self, query: str, context: Any) -> Result:
+        """`completion` for async code: awaits the call tree without blocking the event loop."""
+        from rlm_ray import runtime  # imports Ray: only when a run starts
+
+        started = time.time()
+        query = _check_query(query)
+        context = check_context(context)
+        if threading.current_thread() is threading.main_thread():
+            runtime.ensure_ray(self.address)  # once; ray.init wants the main thread (signals)
+        else:
+            await asyncio.to_thread(runtime.ensure_ray, self.address)
+        rt = await asyncio.to_thread(runtime.get_runtime, self.config)
+        ready = time.time()
+        spec = self._root_spec(query, context)
+        result = await runtime.run_root(rt, spec)
+        done = time.time()
+        timings = {"startup_s": ready - started, "run_s": done - ready, "total_s": done - started}
+        return Result(answer=result.answer, usage=result.usage, trace=result.trace, timings=timings)
+
+    def _root_spec(self, query: str, context: Any):
+        import ray
+
+        from rlm_ray import runtime
+
+        deadline = None if self.config.max_time_s is None else time.time() + self.config.max_time_s
+        run_id = runtime.new_run_id()
+        return runtime.CallSpec(
+            run_id=run_id,
+            call_id=run_id,
+            depth=0,
+            query=query,
+            model=self.models.model,
+            models=self.models,
+            config=self.config,
+            context_window_tokens=self._window,
+            deadline=deadline,
+            # The driver puts the context into the object store once; every call gets the handle.
+            context_ref=ray.put(context),
+        )
+
+
+def _config(**values: Any) -> RLMConfig:
+    unknown = sorted(set(values) - set(RLMConfig.names()))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {unknown}; known limits: {RLMConfig.names()}")
+    return RLMConfig(**values)
+
+
+def _kwargs(name: str, value: Mapping[str, Any] | None) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"`{name}` must be a dict of litellm arguments, got {type(value).__name__}")
+    reserved = {"model", "messages", "api_base", "api_key"} & set(value)
+    if reserved:
+        raise ConfigError(f"`{name}` must not set {sorted(reserved)}: use the RLM arguments")
+    return dict(value)
+
+
+def _check_api_base(api_base: str | None) -> None:
+    if api_base is None:
+        return
+    parsed = urlparse(api_base) if isinstance(api_base, str) else None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"`api_base` must be an http(s) URL, got {api_base!r}")
+
+
+def _check_query(query: Any) -> str:
+    if not isinstance(query, str) or not query.strip():
+        raise ConfigError(f"`query` must be a non-empty str, got {query!r}")
+    return query
+
+
+def check_context(context: Any) -> Any:
+    """Accept str, list/tuple, dict or pyarrow.Table; refuse empty and binary input clearly."""
+    if isinstance(context, (bytes, bytearray, memoryview)):
+        raise ConfigError("`context` is binary (bytes): decode it to str first")
+    if _is_arrow_table(context):
+        context = _table_context(context)
+    if isinstance(context, tuple):
+        context = list(context)
+    if not isinstance(context, (str, list, dict)):
+        raise ConfigError(
+            f"`context` must be a str, list, dict or pyarrow.Table, got {type(context).__name__}"
+        )
+    if len(context) == 0 or (isinstance(context, str) and not context.strip()):
+        raise ConfigError(f"`context` is empty ({type(context).__name__} of length 0)")
+    if isinstance(context, str) and "\x00" in context[:1_000_000]:
+        raise ConfigError("`context` contains NUL bytes: it looks binary, not text")
+    return context
+
+
+def _is_arrow_table(value: Any) -> bool:
+    return type(value).__module__.startswith("pyarrow") and type(value).__name__ == "Table"
+
+
+def _table_context(table: Any) -> list:
+    """A table becomes its `text` column (a list of str), or a list of row dicts without one."""
+    if "text" in table.column_names:
+        return [str(v) for v in table.column("text").to_pylist()]
+    return table.to_pylist()
+
+
+def _run_in_thread(fn):
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="rlm-ray-completion")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]

@@ -1,0 +1,384 @@
+"""All the Ray wiring: gateways for model calls, REPL workers for RLM calls, the pool that admits them.
+
+    driver ──put context once──> object store
+       │ pool.run_call(spec)                                   (REPLPool: async actor, num_cpus=0)
+       ▼
+    REPLPool ── waits for a slot at the call's depth, picks a warm REPLWorker ──┐
+                                                                                ▼
+    REPLWorker.run(spec)  (sync actor, one call at a time, num_cpus=0: the loop runs here)
+       ├─ root turns and llm_query ──> LLMGateway.complete   (async actors: hundreds in flight)
+       └─ recursive_llm ─────────────> REPLPool.run_call(child spec, depth + 1)
+
+Admission control: the pool has `max_repl_actors_per_node` slots per node and keeps one slot
+free for every depth level that holds none, so a parent waiting on its children can never take
+the last slot its children need (the deepest level never waits on REPLs, so it always finishes).
+
+Every actor is non-detached: the driver owns the gateways and the pool, the pool owns the
+workers, so they all go when the driver goes. Pools are shared, per driver, by every `RLM` with
+the same pool settings, so a second `completion()` starts warm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from itertools import count
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+from rlm_ray import prompts
+from rlm_ray.config import ModelSettings, RLMConfig
+from rlm_ray.errors import LimitExceededError, RLMError, SandboxError
+from rlm_ray.llm import LLMRequest
+from rlm_ray.loop import LoopSettings, run_loop
+from rlm_ray.repl import REPLSession, REPLSettings
+from rlm_ray.types import CallResult, CallTrace, LLMReply, Usage
+
+# Child contexts larger than this are put in the object store by the REPL that cuts them, so the
+# pool and the child read them by handle instead of carrying a copy in each message.
+_INLINE_CONTEXT_BYTES = 100 * 1024
+
+
+@dataclass
+class CallSpec:
+    """Everything an RLM call needs. `context_ref` stays a handle (nested refs are not fetched)."""
+
+    run_id: str
+    call_id: str
+    depth: int
+    query: str
+    model: str
+    models: ModelSettings
+    config: RLMConfig
+    context_window_tokens: int
+    deadline: float | None = None
+    context_ref: Any = None
+    context_value: Any = None
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """The rlm-ray error inside a Ray task error, if there is one."""
+    while isinstance(exc, RayTaskError) and exc.cause is not None:
+        exc = exc.cause
+    return exc
+
+
+# -- model calls ---------------------------------------------------------------------------------
+class LLMGateway:
+    """Makes model calls for every REPL of the node; each call is a coroutine, not a process."""
+
+    def __init__(self) -> None:
+        from rlm_ray import llm
+
+        llm._litellm()  # pay the import once, at start-up
+        self._acomplete = llm.acomplete
+        self._limits: dict[str, list[Any]] = {}
+
+    def ready(self) -> bool:
+        return True
+
+    async def complete(self, request: LLMRequest, run_id: str, max_in_flight: int) -> LLMReply:
+        limit = self._limits.setdefault(run_id, [asyncio.Semaphore(max_in_flight), 0])
+        limit[1] += 1
+        try:
+            async with limit[0]:
+                return await self._acomplete(request)
+        finally:
+            limit[1] -= 1
+            if limit[1] == 0:
+                del self._limits[run_id]
+
+
+# -- REPL calls ----------------------------------------------------------------------------------
+class REPLWorker:
+    """Runs one RLM call at a time: its loop, its REPL namespace, its cells."""
+
+    def __init__(self, memory_mb: int | None) -> None:
+        from rlm_ray.sandbox import limit_memory
+
+        if memory_mb:
+            limit_memory(memory_mb)
+
+    def ready(self) -> bool:
+        return True
+
+    def run(self, spec: CallSpec, gateways: list, pool: Any) -> CallResult:
+        started = time.time()
+        context = spec.context_value if spec.context_ref is None else ray.get(spec.context_ref)
+        backend = RayBackend(spec, context, gateways, pool)
+        cfg = spec.config
+        session = REPLSession(
+            context,
+            backend,
+            default_model=spec.models.sub_model,
+            settings=REPLSettings(
+                can_recurse=spec.depth + 1 < cfg.max_depth,
+                cell_timeout_s=cfg.cell_timeout_s,
+                max_output_chars=cfg.max_output_chars,
+                max_workers=cfg.max_concurrent_calls,
+                hard_kill=_hard_kill,
+            ),
+        )
+        trace = CallTrace(spec.call_id, spec.depth, spec.model, spec.query, started_s=started)
+        ctx = ray.get_runtime_context()
+        trace.node_id, trace.worker_id = ctx.get_node_id(), ctx.get_worker_id()
+        usage = Usage()
+        try:
+            answer = run_loop(backend.root_llm, session, _loop_settings(spec, context), trace, usage)
+        finally:
+            session.subcalls.drain()
+            usage.add(session.subcalls.usage)
+            session.close()
+            trace.duration_s = time.time() - started
+        return CallResult(answer, usage, trace)
+
+
+def _hard_kill() -> None:
+    # subtle: a cell that ignores its timeout (stuck in C code) can only be stopped with the
+    # process; the pool sees the actor die and reports it, and replaces the worker.
+    print("rlm-ray: a runaway cell ignored its timeout; killing its REPL process", file=sys.stderr)
+    os._exit(1)
+
+
+def _loop_settings(spec: CallSpec, context: Any) -> LoopSettings:
+    cfg = spec.config
+    system = prompts.system_prompt(
+        context,
+        can_recurse=spec.depth + 1 < cfg.max_depth,
+        sub_window_chars=spec.context_window_tokens * 3,
+        max_output_chars=cfg.max_output_chars,
+        cell_timeout_s=cfg.cell_timeout_s,
+    )
+    reserve = int(spec.models.llm_kwargs.get("max_tokens") or 4096)
+    return LoopSettings(
+        query=spec.query,
+        system=system,
+        max_iterations=cfg.max_iterations,
+        context_window_tokens=spec.context_window_tokens,
+        reserve_output_tokens=min(reserve, spec.context_window_tokens // 4),
+        check_deadline=lambda: check_deadline(spec),
+    )
+
+
+def check_deadline(spec: CallSpec) -> None:
+    if spec.deadline is not None and time.time() > spec.deadline:
+        raise LimitExceededError("max_time_s", spec.config.max_time_s)
+
+
+def remaining_s(spec: CallSpec) -> float | None:
+    return None if spec.deadline is None else max(0.0, spec.deadline - time.time())
+
+
+class RayBackend:
+    """Starts a call's sub-calls as Ray work (`repl.Backend`)."""
+
+    _ids = count()
+
+    def __init__(self, spec: CallSpec, context: Any, gateways: list, pool: Any) -> None:
+        self.spec, self.context, self.gateways, self.pool = spec, context, gateways, pool
+        self._next = 0
+
+    def _gateway(self) -> Any:
+        self._next = (self._next + 1) % len(self.gateways)
+        return self.gateways[self._next]
+
+    def _request(self, model: str, messages: list, kwargs: dict) -> LLMRequest:
+        m, cfg = self.spec.models, self.spec.config
+        return LLMRequest(
+            model=model,
+            messages=messages,
+            api_base=m.api_base,
+            api_key=m.api_key,
+            kwargs=kwargs,
+            timeout_s=cfg.request_timeout_s,
+            max_retries=cfg.max_retries,
+        )
+
+    def _complete(self, request: LLMRequest) -> Any:
+        limit = self.spec.config.max_concurrent_calls
+        return self._gateway().complete.remote(request, self.spec.run_id, limit)
+
+    def root_llm(self, messages: list) -> LLMReply:
+        """A turn of this call's own model (the root model at depth 0, else the sub-model)."""
+        kwargs = self.spec.models.llm_kwargs if self.spec.depth == 0 else self.spec.models.sub_llm_kwargs
+        ref = self._complete(self._request(self.spec.model, messages, kwargs))
+        try:
+            return ray.get(ref, timeout=remaining_s(self.spec))
+        except GetTimeoutError:
+            ray.cancel(ref)
+            raise LimitExceededError("max_time_s", self.spec.config.max_time_s) from None
+        except RayTaskError as exc:
+            raise unwrap(exc) from None
+
+    def start_llm(self, prompt: str, model: str | None) -> Any:
+        messages = [{"role": "user", "content": prompt}]
+        models = self.spec.models
+        return self._complete(self._request(model or models.sub_model, messages, models.sub_llm_kwargs))
+
+    def start_rlm(self, query: str, context: Any, model: str | None) -> Any:
+        spec = self.spec
+        child = CallSpec(
+            run_id=spec.run_id,
+            call_id=f"{spec.call_id}.{next(self._ids)}",
+            depth=spec.depth + 1,
+            query=query,
+            model=model or spec.models.sub_model,
+            models=spec.models,
+            config=spec.config,
+            context_window_tokens=spec.context_window_tokens,
+            deadline=spec.deadline,
+        )
+        if context is self.context and spec.context_ref is not None:
+            child.context_ref = spec.context_ref  # the same input: pass the handle on
+        elif _size(context) > _INLINE_CONTEXT_BYTES:
+            child.context_ref = ray.put(context)
+        else:
+            child.context_value = context
+        return self.pool.run_call.remote(child, self.gateways)
+
+    def fetch(self, handles: list) -> list[tuple[bool, Any]]:
+        timeout = remaining_s(self.spec)
+        ready, _ = ray.wait(handles, num_returns=len(handles), timeout=timeout)
+        ready_set = set(ready)
+        return [self._outcome(h) if h in ready_set else _deadline_outcome(self.spec) for h in handles]
+
+    @staticmethod
+    def _outcome(ref: Any) -> tuple[bool, Any]:
+        try:
+            return True, ray.get(ref)
+        except Exception as exc:
+            return False, unwrap(exc)
+
+
+def _deadline_outcome(spec: CallSpec) -> tuple[bool, Any]:
+    return False, LimitExceededError("max_time_s", spec.config.max_time_s)
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, (list, tuple)):
+        return sum(len(str(v)) for v in value[:1000]) * max(1, len(value) // 1000)
+    if isinstance(value, dict):
+        return sum(len(str(v)) for v in list(value.values())[:1000])
+    return 0
+
+
+class REPLPool:
+    """Admits RLM calls to REPL workers: slots per node, one kept free per idle depth level."""
+
+    def __init__(self, slots_per_node: int, memory_mb: int | None, warm: int = 1) -> None:
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        self._capacity = slots_per_node * max(1, len(nodes))
+        self._memory_mb = memory_mb
+        self._idle: list[Any] = [self._new_worker() for _ in range(min(warm, self._capacity))]
+        self._held: Counter[int] = Counter()
+        self._levels = 1
+        self._changed = asyncio.Condition()
+        self._self = ray.get_runtime_context().current_actor
+
+    def _new_worker(self) -> Any:
+        return _RemoteWorker.options(num_cpus=0, max_restarts=0).remote(self._memory_mb)
+
+    def stats(self) -> dict[str, Any]:
+        return {"capacity": self._capacity, "held": dict(self._held), "idle": len(self._idle)}
+
+    def _can_take(self, depth: int) -> bool:
+        free = self._capacity - sum(self._held.values())
+        kept = sum(1 for d in range(self._levels) if d != depth and self._held[d] == 0)
+        return free - kept >= 1
+
+    async def run_call(self, spec: CallSpec, gateways: list) -> CallResult:
+        self._levels = max(self._levels, spec.config.max_depth)
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._can_take(spec.depth))
+            self._held[spec.depth] += 1
+        worker = self._idle.pop() if self._idle else self._new_worker()
+        try:
+            result = await worker.run.remote(spec, gateways, self._self)
+        except RayActorError as exc:
+            worker = None  # dead: never reuse
+            raise SandboxError(f"the REPL process of call {spec.call_id} died: {exc}") from None
+        except RayTaskError as exc:
+            raise unwrap(exc) from None
+        finally:
+            if worker is not None:
+                self._idle.append(worker)
+            async with self._changed:
+                self._held[spec.depth] -= 1
+                self._changed.notify_all()
+        return result
+
+
+_RemoteGateway = ray.remote(LLMGateway)
+_RemoteWorker = ray.remote(REPLWorker)
+_RemotePool = ray.remote(REPLPool)
+
+
+# -- the driver's side -------------------------------------------------------------------------
+@dataclass
+class Runtime:
+    gateways: list
+    pool: Any
+
+
+_RUNTIMES: dict[tuple, Runtime] = {}
+
+
+def ensure_ray(address: str | None) -> None:
+    """Connect to `address` (or RAY_ADDRESS), or start local Ray when none is given."""
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    env = {"env_vars": {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}}
+    if address:
+        ray.init(address=address, runtime_env=env, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=False, runtime_env=env)
+
+
+def get_runtime(config: RLMConfig) -> Runtime:
+    """The gateways and pool for these settings, created once per driver and then reused."""
+    job = ray.get_runtime_context().get_job_id()
+    key = (job, config.max_repl_actors_per_node, config.num_gateways, config.repl_memory_mb)
+    if key not in _RUNTIMES:
+        nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
+        gateway_cls = _RemoteGateway.options(
+            num_cpus=0, max_concurrency=4096, max_restarts=-1, scheduling_strategy="SPREAD"
+        )
+        gateways = [gateway_cls.remote() for _ in range(config.num_gateways * nodes)]
+        pool = (
+            _RemotePool.options(num_cpus=0, max_concurrency=100_000)
+            .remote(config.max_repl_actors_per_node, config.repl_memory_mb)
+        )
+        ray.get([g.ready.remote() for g in gateways] + [pool.stats.remote()])
+        _RUNTIMES[key] = Runtime(gateways, pool)
+    return _RUNTIMES[key]
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+async def run_root(runtime: Runtime, spec: CallSpec) -> CallResult:
+    """Run the root call on the cluster and wait for it without blocking the event loop."""
+    ref = runtime.pool.run_call.remote(spec, runtime.gateways)
+    grace = None if spec.deadline is None else remaining_s(spec) + 30.0
+    try:
+        return await asyncio.wait_for(asyncio.wrap_future(ref.future()), timeout=grace)
+    except asyncio.TimeoutError:
+        ray.cancel(ref)
+        raise LimitExceededError("max_time_s", spec.config.max_time_s) from None
+    except RayTaskError as exc:
+        error = unwrap(exc)
+        if isinstance(error, RLMError):
+            raise error from None
+        raise

@@ -1,0 +1,107 @@
+"""The `rlm-ray` command: stdout carries only the answer, errors are one line on stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rlm_ray.testing import by_marker, code, turns
+
+
+def rlm_ray(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    return subprocess.run(
+        [sys.executable, "-m", "rlm_ray", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
+
+
+@pytest.fixture
+def context_file(tmp_path):
+    path = tmp_path / "haystack.txt"
+    path.write_text("hay " * 1000 + "the magic number is 4817 " + "hay " * 1000)
+    return path
+
+
+@pytest.fixture
+def address(ray_session):
+    return ray_session.get_runtime_context().gcs_address
+
+
+NEEDLE_SCRIPT = turns(
+    code("import re\nm = re.search(r'magic number is (\\d+)', context)\nprint(m.group(1))"),
+    lambda r: "FINAL(" + r.last_user.split("Output of code block 1:\n")[1].split()[0] + ")",
+)
+
+
+@pytest.mark.ray
+def test_run_prints_only_the_answer(model_server, context_file, address):
+    model_server.reply = NEEDLE_SCRIPT
+    out = rlm_ray(
+        "run", "--model", "openai/scripted", "--api-base", model_server.url, "--api-key", "sk-test",
+        "--context", str(context_file), "--query", "What is the magic number?", "--address", address,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "4817\n"
+
+
+@pytest.mark.ray
+def test_json_output_and_trace_file(model_server, context_file, address, tmp_path):
+    model_server.reply = NEEDLE_SCRIPT
+    trace = tmp_path / "trace.jsonl"
+    out = rlm_ray(
+        "run", "--model", "openai/scripted", "--api-base", model_server.url, "--api-key", "sk-secret-value",
+        "--context", "-", "--query", "What is the magic number?", "--address", address,
+        "--json", "--trace", str(trace), stdin=context_file.read_text(),
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert set(data) == {"answer", "usage", "timings"}
+    assert data["answer"] == "4817" and data["usage"]["calls"] == 2
+    records = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert records[0]["depth"] == 0 and records[0]["iterations"][0]["cells"][0]["code"]
+    assert "sk-secret-value" not in trace.read_text()
+
+
+@pytest.mark.ray
+def test_embedded_local_ray_starts_by_itself(model_server, context_file):
+    model_server.reply = by_marker({}, default=turns(code("FINAL(len(context))")))
+    out = rlm_ray(
+        "run", "--model", "openai/scripted", "--api-base", model_server.url, "--api-key", "sk-test",
+        "--context", str(context_file), "--query", "How long?",
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(len(context_file.read_text()))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "no-such-model-xyz"], "unknown model"),
+        (["--model", "openai/x", "--max-depth", "-2"], "`max_depth` must be >= 0"),
+    ],
+)
+def test_bad_arguments_give_one_line_errors(context_file, args, message):
+    out = rlm_ray("run", *args, "--context", str(context_file), "--query", "q")
+    assert out.returncode == 1
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
+
+
+def test_binary_and_missing_context_files(tmp_path):
+    binary = tmp_path / "blob.bin"
+    binary.write_bytes(b"\x00\x01\x02" * 100)
+    out = rlm_ray("run", "--model", "openai/x", "--context", str(binary), "--query", "q")
+    assert out.returncode == 1 and "looks binary" in out.stderr
+    out = rlm_ray("run", "--model", "openai/x", "--context", str(tmp_path / "nope.txt"), "--query", "q")
+    assert out.returncode == 1 and "no such file" in out.stderr

@@ -1,0 +1,123 @@
+"""Fan-out is parallel without the model asking; depth rules; the deep tree completes.
+
+The scripted server counts peak concurrent requests: with 200 ms latency, 32 leaf calls that are
+all in flight together finish in well under the 6.4 s a sequential RLM would take.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from rlm_ray.testing import by_marker, code, turns
+
+pytestmark = pytest.mark.ray
+
+N = 32
+LATENCY = 0.2
+
+FANOUT_FORMS = {
+    "comprehension": "rs = [llm_query(f'LEAF {i}') for i in range(32)]",
+    "comprehension_with_int": "rs = [int(llm_query(f'LEAF {i}')) for i in range(32)]",
+    "loop_append": "rs = []\nfor i in range(32):\n    rs.append(llm_query(f'LEAF {i}'))",
+    "batched": "rs = llm_query_batched([f'LEAF {i}' for i in range(32)])",
+    "generator_in_sum": "rs = [sum(int(llm_query(f'LEAF {i}')) for i in range(32))] * 32",
+    "recursive_at_depth_limit": "rs = [recursive_llm(f'LEAF {i}', c) for i, c in enumerate(['x'] * 32)]",
+    "helper_function": (
+        "def ask(i):\n    return int(llm_query(f'LEAF {i}'))\n"
+        "rs = [ask(i) for i in range(32)]"
+    ),
+}
+
+
+@pytest.mark.parametrize("form", sorted(FANOUT_FORMS))
+def test_fanout_forms_are_in_flight_together(make_rlm, model_server, form):
+    model_server.reply = by_marker(
+        {"LEAF": "1"},
+        default=turns(code(FANOUT_FORMS[form] + "\nFINAL(len(rs))")),
+    )
+    model_server.latency_s = LATENCY
+    result = make_rlm().completion("q", "ctx")
+    elapsed = result.timings["run_s"]  # excludes the one-time start of Ray and the pools
+    assert result.answer == "32"
+    assert model_server.peak_concurrency >= N
+    assert elapsed < N * LATENCY / 2, f"{elapsed:.2f}s is not parallel"
+
+
+def test_comprehension_keeps_order_and_raises_first_error(make_rlm, model_server):
+    model_server.reply = by_marker(
+        {"NUM": lambda r: r.last_user.split()[-1]},
+        default=turns(
+            code(
+                "rs = [int(llm_query(f'NUM {i}')) for i in range(20)]\nprint(rs == list(range(20)))\n"
+                "try:\n    bad = [int(llm_query(f'NUM x{i}')) for i in range(5)]\n"
+                "except ValueError as e:\n    print('first error:', e)"
+            ),
+            lambda r: "FINAL(ok)" if "True" in r.last_user and "'x0'" in r.last_user else "FINAL(bad)",
+        ),
+    )
+    assert make_rlm().completion("q", "ctx").answer == "ok"
+
+
+def test_cap_on_calls_in_flight(make_rlm, model_server):
+    model_server.reply = by_marker({"LEAF": "1"}, default=turns(code(FANOUT_FORMS["batched"] + "\nFINAL(len(rs))")))
+    model_server.latency_s = 0.1
+    assert make_rlm(max_concurrent_calls=8).completion("q", "ctx").answer == "32"
+    assert model_server.peak_concurrency <= 8
+
+
+def test_depth_1_recursive_llm_is_one_plain_call(make_rlm, model_server):
+    model_server.reply = by_marker(
+        {"CHILD-Q": lambda r: "plain" if len(r.messages) == 1 and "CHILD-CTX" in r.last_user else "repl"},
+        default=turns(code("FINAL(recursive_llm('CHILD-Q', 'CHILD-CTX'))")),
+    )
+    assert make_rlm(max_depth=1).completion("q", "ctx").answer == "plain"
+
+
+def test_depth_2_child_gets_its_own_repl_and_context(make_rlm, model_server):
+    child = turns(code("FINAL(f'child saw {len(context)} chars: {context}')"))
+    model_server.reply = by_marker(
+        {"CHILD-Q": child},
+        default=turns(code("FINAL(recursive_llm('CHILD-Q', 'abcdef'))")),
+    )
+    result = make_rlm(max_depth=2).completion("q", "ctx")
+    assert result.answer == "child saw 6 chars: abcdef"
+    child_requests = [r for r in model_server.requests if r.has("CHILD-Q")]
+    assert child_requests[0].system and "str with 6 total characters" in child_requests[0].system
+    calls = list(result.trace.walk())
+    assert [c.depth for c in calls] == [0, 1]
+
+
+def test_child_without_context_gets_the_prompt_as_context(make_rlm, model_server):
+    model_server.reply = by_marker(
+        {"SELF-CTX": turns(code("FINAL(context)"))},
+        default=turns(code("FINAL(rlm_query('SELF-CTX prompt'))")),
+    )
+    assert make_rlm(max_depth=2).completion("q", "ctx").answer == "SELF-CTX prompt"
+
+
+def test_rlm_query_batched_children_run_in_parallel(make_rlm, model_server):
+    model_server.reply = by_marker(
+        {"KID": turns(code("FINAL(context.upper())"))},
+        default=turns(code("rs = rlm_query_batched(['KID 1', 'KID 2', 'KID 3'], ['a', 'b', 'c'])\nFINAL(''.join(rs))")),
+    )
+    assert make_rlm(max_depth=2).completion("q", "ctx").answer == "ABC"
+
+
+@pytest.mark.slow
+def test_depth_3_fanout_8_tree_completes(make_rlm, model_server):
+    """73 REPL calls and 512 leaf calls on a 2-CPU machine, with admission control."""
+    leaf_sum = "rs = [llm_query(f'LEAF {i}') for i in range(8)]\nFINAL(sum(int(r) for r in rs))"
+    model_server.reply = by_marker(
+        {
+            "LEAF": "1",
+            "LEVEL-2": turns(code(leaf_sum)),
+            "LEVEL-1": turns(code("rs = [recursive_llm(f'LEVEL-2 {i}', f'c{i}') for i in range(8)]\nFINAL(sum(int(r) for r in rs))")),
+        },
+        default=turns(code("rs = [recursive_llm(f'LEVEL-1 {i}', f'c{i}') for i in range(8)]\nFINAL(sum(int(r) for r in rs))")),
+    )
+    result = make_rlm(max_depth=3).completion("ROOT", "ctx")
+    assert result.answer == "512"
+    calls = list(result.trace.walk())
+    assert len(calls) == 73
+    assert sorted({c.depth for c in calls}) == [0, 1, 2]
+    assert result.usage.calls == 73 + 512 == model_server.request_count

@@ -1,0 +1,129 @@
+"""The turn loop without Ray: a fake model and a fake REPL."""
+
+import pytest
+
+from rlm_ray.errors import ContextWindowError, LimitExceededError
+from rlm_ray.loop import CellReport, LoopSettings, fit_to_window, run_loop
+from rlm_ray.testing import FakeLLM, code, turns
+from rlm_ray.types import CallTrace, CellTrace, Usage
+
+
+class FakeREPL:
+    """Runs nothing: 'raise' in code fails, 'final:X' ends with X, else echoes the code."""
+
+    def __init__(self, variables=None):
+        self.variables = variables or {}
+        self.ran = []
+        self.ready = None
+
+    def run(self, source):
+        self.ran.append(source)
+        if source.startswith("final:"):
+            return CellReport(CellTrace(source, ""), final=source[6:], finished_by="FINAL")
+        if source == "ready":
+            self.ready = "from answer dict"
+        error = "ValueError: boom" if "raise" in source else None
+        return CellReport(CellTrace(source, f"ran {source}", error=error))
+
+    def lookup(self, name):
+        return self.variables.get(name)
+
+    def ready_answer(self):
+        return self.ready
+
+
+def settings(**kw):
+    kw.setdefault("query", "What is it?")
+    kw.setdefault("system", "SYSTEM")
+    kw.setdefault("max_iterations", 5)
+    kw.setdefault("context_window_tokens", 100_000)
+    return LoopSettings(**kw)
+
+
+def run(fake, repl=None, **kw):
+    repl = repl or FakeREPL()
+    trace = CallTrace("c", 0, "fake", "q")
+    usage = Usage()
+    answer = run_loop(lambda m: fake(m), repl, settings(**kw), trace, usage)
+    return answer, trace, usage, repl
+
+
+def test_query_verbatim_in_first_request_and_final_in_code_ends_run():
+    fake = FakeLLM(turns(code("x = 1"), code("final:done")))
+    answer, trace, usage, repl = run(fake, query="Count the <odd> things!")
+    assert answer == "done" and trace.finished_by == "FINAL"
+    first = fake.requests[0].messages
+    assert first[0] == {"role": "system", "content": "SYSTEM"}
+    assert "Count the <odd> things!" in first[1]["content"]
+    assert usage.calls == 2 and len(trace.iterations) == 2
+
+
+def test_output_fed_back_and_blocks_run_in_order():
+    fake = FakeLLM(turns(code("a") + "\n" + code("b"), "FINAL(ok)"))
+    answer, _, _, repl = run(fake)
+    assert repl.ran == ["a", "b"]
+    feedback = fake.requests[1].last_user
+    assert feedback.index("ran a") < feedback.index("ran b")
+
+
+def test_text_final_only_after_code_ran_and_not_after_error():
+    fake = FakeLLM(turns(code("raise") + "\nFINAL(too early)", "FINAL(later)"))
+    answer, *_ = run(fake)
+    assert answer == "later"
+    assert "ValueError: boom" in fake.requests[1].last_user
+
+
+def test_final_var_text_undefined_is_fed_back():
+    fake = FakeLLM(turns("FINAL_VAR(missing)", "FINAL_VAR(found)"))
+    answer, trace, *_ = run(fake, repl=FakeREPL({"found": "value!"}))
+    assert answer == "value!" and trace.finished_by == "FINAL_VAR"
+    assert "no variable `missing`" in fake.requests[1].last_user
+
+
+def test_answer_dict_ready_ends_run():
+    answer, trace, *_ = run(FakeLLM(turns(code("ready"))))
+    assert answer == "from answer dict" and trace.finished_by == "answer"
+
+
+def test_reply_without_code_or_final_is_told_so():
+    fake = FakeLLM(turns("I think...", "FINAL(x)"))
+    run(fake)
+    assert "no ```repl code block" in fake.requests[1].last_user
+
+
+def test_max_iterations_then_one_final_call_is_the_answer():
+    fake = FakeLLM(lambda r: "FINAL(last word)" if "used all your iterations" in r.last_user else code("x"))
+    answer, trace, usage, _ = run(fake, max_iterations=3)
+    assert answer == "last word" and trace.finished_by == "max_iterations"
+    assert usage.calls == 4
+
+
+def test_max_iterations_reply_without_final_is_the_answer():
+    fake = FakeLLM(lambda r: "plain answer" if "used all your iterations" in r.last_user else code("x"))
+    answer, *_ = run(fake, max_iterations=1)
+    assert answer == "plain answer"
+
+
+def test_deadline_checked_before_each_turn():
+    def expired():
+        raise LimitExceededError("max_time_s", 1)
+
+    with pytest.raises(LimitExceededError) as err:
+        run(FakeLLM(turns(code("x"))), check_deadline=expired)
+    assert err.value.limit == "max_time_s"
+
+
+def test_old_outputs_are_trimmed_to_fit():
+    msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "query"}]
+    for i in range(10):
+        msgs += [{"role": "assistant", "content": f"reply {i}"}, {"role": "user", "content": "o" * 3000}]
+    fitted = fit_to_window(msgs, window_tokens=4000, reserve=1000)
+    assert fitted[1]["content"] == "query" and fitted[-1]["content"] == "o" * 3000
+    assert any("trimmed" in m["content"] for m in fitted)
+    assert sum(len(m["content"]) for m in fitted) < sum(len(m["content"]) for m in msgs)
+
+
+def test_conversation_that_cannot_fit_is_a_clear_error():
+    msgs = [{"role": "system", "content": "s" * 30_000}, {"role": "user", "content": "q"}]
+    with pytest.raises(ContextWindowError, match="window is 4,000 tokens"):
+        fit_to_window(msgs, window_tokens=4000, reserve=1000)

@@ -1,0 +1,207 @@
+"""The REPL contract, end to end: Ray workers, litellm over HTTP, the scripted server as the model.
+
+Each test scripts the model with a pure function of the request (see `rlm_ray.testing`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from rlm_ray import SubCallError
+from rlm_ray.testing import Reply, by_marker, code, turns
+
+pytestmark = pytest.mark.ray
+
+
+def final_if(marker_in_feedback: str):
+    """A 2nd-turn reply that says whether the 1st turn's output reached the model."""
+
+    def reply(request):
+        return "FINAL(seen)" if marker_in_feedback in request.last_user else "FINAL(missing)"
+
+    return reply
+
+
+@pytest.mark.parametrize(
+    "context, expected",
+    [
+        ("hello world", "str 11"),
+        (["a", "bb", "ccc"], "list 3"),
+        ({"k1": "v", "k2": "w"}, "dict 2"),
+    ],
+)
+def test_context_is_the_input_as_given(make_rlm, model_server, context, expected):
+    model_server.reply = turns(code("FINAL(f'{type(context).__name__} {len(context)}')"))
+    assert make_rlm().completion("What type?", context).answer == expected
+
+
+def test_system_prompt_states_type_lengths_and_query_is_verbatim(make_rlm, model_server):
+    model_server.reply = turns("FINAL(x)")
+    make_rlm().completion("Find the <needle> please", ["abc", "defgh"])
+    first = model_server.requests[0]
+    assert "list of 2 chunks with 8 total characters" in first.system
+    assert "[3, 5]" in first.system
+    assert "Find the <needle> please" in first.first_user
+
+
+def test_print_output_is_fed_back_verbatim(make_rlm, model_server):
+    model_server.reply = turns(code("print('out:', 6 * 7, 'µ<>')"), final_if("out: 42 µ<>"))
+    assert make_rlm().completion("q", "ctx").answer == "seen"
+
+
+def test_long_output_is_truncated_head_and_tail(make_rlm, model_server):
+    model_server.reply = turns(
+        code("print('H' * 3000 + 'T' * 3000)"),
+        lambda r: "FINAL(ok)"
+        if ("H" * 300 in r.last_user and "T" * 300 in r.last_user and "truncated" in r.last_user
+            and len(r.last_user) < 3000)
+        else "FINAL(bad)",
+    )
+    assert make_rlm(max_output_chars=1000).completion("q", "ctx").answer == "ok"
+
+
+def test_llm_query_sends_the_prompt_verbatim_as_user_message(make_rlm, model_server):
+    model_server.reply = by_marker(
+        {"SUB-PROMPT": "sub says hi"},
+        default=turns(code("r = llm_query('SUB-PROMPT: exactly this')\nFINAL(r)")),
+    )
+    result = make_rlm().completion("q", "ctx")
+    assert result.answer == "sub says hi"
+    sub = [r for r in model_server.requests if r.has("SUB-PROMPT")]
+    assert [m for m in sub[0].messages] == [{"role": "user", "content": "SUB-PROMPT: exactly this"}]
+
+
+def test_llm_query_batched_keeps_order(make_rlm, model_server):
+    model_server.reply = by_marker(
+        {"ECHO": lambda r: r.last_user.upper()},
+        default=turns(code("rs = llm_query_batched(['ECHO a', 'ECHO b', 'ECHO c'])\nFINAL(','.join(rs))")),
+    )
+    assert make_rlm().completion("q", "ctx").answer == "ECHO A,ECHO B,ECHO C"
+
+
+@pytest.mark.parametrize(
+    "cell, expected",
+    [
+        ("FINAL(6 * 7)", "42"),
+        ("x = [1, 2]\nFINAL_VAR('x')", "[1, 2]"),
+        ("answer['content'] = 'dict way'\nanswer['ready'] = True", "dict way"),
+        ("answer = {'content': 'rebound', 'ready': True}", "rebound"),
+    ],
+)
+def test_final_forms_in_code(make_rlm, model_server, cell, expected):
+    model_server.reply = turns(code(cell))
+    assert make_rlm().completion("q", "ctx").answer == expected
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        (code("result = 'from var'") + "\nFINAL_VAR(result)", "from var"),
+        (code("result = 'quoted'") + "\nFINAL_VAR('result')", "quoted"),
+        ('Done.\nFINAL("literal answer")', "literal answer"),
+    ],
+)
+def test_final_forms_in_text(make_rlm, model_server, reply, expected):
+    model_server.reply = turns(reply)
+    assert make_rlm().completion("q", "ctx").answer == expected
+
+
+def test_final_in_text_is_ignored_when_a_block_raised(make_rlm, model_server):
+    model_server.reply = turns(
+        code("1 / 0") + "\nFINAL(guess)",
+        final_if("ZeroDivisionError"),
+    )
+    assert make_rlm().completion("q", "ctx").answer == "seen"
+
+
+def test_undefined_final_var_is_fed_back_and_run_goes_on(make_rlm, model_server):
+    model_server.reply = turns("FINAL_VAR(nope)", final_if("nope"))
+    assert make_rlm().completion("q", "ctx").answer == "seen"
+
+
+def test_all_blocks_run_in_order_and_state_persists(make_rlm, model_server):
+    model_server.reply = turns(
+        code("a = 1") + "\n" + code("b = a + 1\nprint('b is', b)"),
+        code("FINAL(a + b)"),
+    )
+    assert make_rlm().completion("q", "ctx").answer == "3"
+
+
+@pytest.mark.parametrize("bad, shown", [("undefined_name", "NameError"), ("x = (", "SyntaxError")])
+def test_errors_go_back_to_the_model_as_text(make_rlm, model_server, bad, shown):
+    model_server.reply = turns(code(bad), final_if(shown))
+    assert make_rlm().completion("q", "ctx").answer == "seen"
+
+
+def test_show_vars_lists_variables(make_rlm, model_server):
+    model_server.reply = turns(code("counts = {'a': 1}\nSHOW_VARS()"), final_if("counts"))
+    assert make_rlm().completion("q", "ctx").answer == "seen"
+
+
+def test_failed_sub_call_raises_a_catchable_exception(make_rlm, model_server):
+    model_server.reply = by_marker(
+        {"BROKEN": Reply(status=500, content="server exploded")},
+        default=turns(
+            code(
+                "try:\n    r = llm_query('BROKEN call')\n    FINAL('no error: ' + r)\n"
+                "except Exception as e:\n    FINAL('caught ' + type(e).__name__)"
+            )
+        ),
+    )
+    assert make_rlm(max_retries=1).completion("q", "ctx").answer == "caught SubCallError"
+
+
+def test_max_iterations_then_final_answer_call(make_rlm, model_server):
+    model_server.reply = lambda r: (
+        "The answer is 7." if "used all your iterations" in r.last_user else code("print('working')")
+    )
+    result = make_rlm(max_iterations=2).completion("q", "ctx")
+    assert result.answer == "The answer is 7."
+    assert result.trace.finished_by == "max_iterations"
+    assert model_server.request_count == 3
+
+
+def test_usage_and_trace_cover_the_tree(make_rlm, model_server):
+    model_server.reply = by_marker(
+        {"LEAF": "1"},
+        default=turns(code("rs = [llm_query(f'LEAF {i}') for i in range(3)]\nprint(rs)"), "FINAL(done)"),
+    )
+    result = make_rlm().completion("q", "ctx")
+    assert result.usage.calls == 5 == model_server.request_count
+    assert result.usage.input_tokens > 0 and result.usage.output_tokens > 0
+    assert result.usage.by_model["openai/scripted"].calls == 5
+    assert result.usage.cost_usd == 0.0  # unmapped names cost 0
+    first = result.trace.iterations[0]
+    assert first.cells[0].code.startswith("rs = ")
+    assert [s.kind for s in first.cells[0].subcalls] == ["llm"] * 3
+    assert "'1', '1', '1'" in first.cells[0].output
+    assert result.trace.node_id and result.trace.duration_s > 0
+
+
+def test_acompletion_and_completion_inside_a_running_loop(make_rlm, model_server):
+    model_server.reply = turns("FINAL(async ok)")
+    rlm = make_rlm()
+
+    async def main():
+        a = await rlm.acompletion("q", "ctx")
+        b = rlm.completion("q", "ctx")  # inside a running loop: runs on its own thread
+        return a.answer, b.answer
+
+    assert asyncio.run(main()) == ("async ok", "async ok")
+
+
+def test_second_rlm_with_same_settings_reuses_the_pools(make_rlm, model_server):
+    from rlm_ray import runtime
+
+    model_server.reply = turns("FINAL(x)")
+    make_rlm().completion("q", "ctx")
+    before = dict(runtime._RUNTIMES)
+    result = make_rlm().completion("q", "ctx")
+    assert runtime._RUNTIMES == before
+    assert result.timings["startup_s"] < 1.0
+
+
+def test_sub_call_error_is_an_exception_class_users_can_import():
+    assert issubclass(SubCallError, Exception)
