@@ -49,8 +49,9 @@ class RLMConfig:
     max_repl_actors_per_node: int = 8
     """Live REPL processes per Ray node; calls beyond wait for a free one (admission control)."""
 
-    num_gateways: int = 1
-    """Async model-gateway actors per node; each keeps hundreds of model calls in flight."""
+    num_gateways: int = 2
+    """Async model-gateway actors per node; each keeps hundreds of model calls in flight. Two
+    per node let litellm's per-call CPU cost use two cores (benchmarks/fanout.py)."""
 
     def __post_init__(self) -> None:
         _check_int(self, "max_depth", minimum=0)

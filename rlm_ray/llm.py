@@ -110,11 +110,17 @@ def _reply(litellm, response, request: LLMRequest, attempts: int, latency_s: flo
     )
 
 
+_UNPRICED: set[str] = set()
+
+
 def _cost(litellm, response, model: str) -> float:
     """Cost from litellm's bundled map; models it does not know cost 0."""
+    if model in _UNPRICED:  # subtle: litellm raises (slowly) on every call for unmapped models
+        return 0.0
     try:
         return float(litellm.completion_cost(completion_response=response, model=model) or 0.0)
     except Exception:
+        _UNPRICED.add(model)
         return 0.0
 
 
@@ -128,10 +134,15 @@ def _transient(exc: BaseException) -> bool:
     if status is not None and (status == 429 or status >= 500):
         return True
     name = type(exc).__name__
-    return name in {"APIConnectionError", "Timeout", "APITimeoutError", "ServiceUnavailableError",
-                    "InternalServerError", "RateLimitError", "BadGatewayError"} or isinstance(
-        exc, (asyncio.TimeoutError, ConnectionError)
-    )
+    return name in {
+        "APIConnectionError",
+        "Timeout",
+        "APITimeoutError",
+        "ServiceUnavailableError",
+        "InternalServerError",
+        "RateLimitError",
+        "BadGatewayError",
+    } or isinstance(exc, (asyncio.TimeoutError, ConnectionError))
 
 
 def _retry_after_s(exc: BaseException) -> float | None:

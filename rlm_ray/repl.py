@@ -26,7 +26,13 @@ from rlm_ray.parsing import truncate
 from rlm_ray.sandbox import NO_FINAL, FinalAnswer, Sandbox
 from rlm_ray.types import CallResult, CellTrace, LLMReply, SubCallTrace, Usage
 
-SUBCALL_NAMES = ("llm_query", "llm_query_batched", "recursive_llm", "rlm_query", "rlm_query_batched")
+SUBCALL_NAMES = (
+    "llm_query",
+    "llm_query_batched",
+    "recursive_llm",
+    "rlm_query",
+    "rlm_query_batched",
+)
 _PREVIEW = 200
 
 
@@ -101,7 +107,10 @@ class SubCalls:
             reply_usage = _usage_of(value)
             with self._lock:
                 self.usage.add(reply_usage)
-            trace.input_tokens, trace.output_tokens = reply_usage.input_tokens, reply_usage.output_tokens
+            trace.input_tokens, trace.output_tokens = (
+                reply_usage.input_tokens,
+                reply_usage.output_tokens,
+            )
             trace.cost_usd = reply_usage.cost_usd
             if isinstance(value, CallResult):
                 trace.child = value.trace
@@ -154,7 +163,7 @@ class REPLSession:
         self.context = context
         self.settings = settings
         futures.mark_clean(context)
-        self.sandbox.inject(context=context, **self._functions())
+        self.sandbox.inject(context=context, SubCallError=SubCallError, **self._functions())
         self.sandbox.namespace["answer"] = {"content": "", "ready": False}
 
     def close(self) -> None:
@@ -167,7 +176,11 @@ class REPLSession:
         outcome = self.sandbox.run(code)
         self.subcalls.cell = None
         cell.output = truncate(outcome.stdout, self.settings.max_output_chars)
-        cell.error, cell.timed_out, cell.duration_s = outcome.error, outcome.timed_out, outcome.duration_s
+        cell.error, cell.timed_out, cell.duration_s = (
+            outcome.error,
+            outcome.timed_out,
+            outcome.duration_s,
+        )
         if outcome.final is NO_FINAL:
             return CellReport(cell)
         return CellReport(cell, final=self._text(outcome.final), finished_by=outcome.final_kind)
@@ -215,7 +228,9 @@ class REPLSession:
         """A child RLM over `context` (the query itself if None); its final answer."""
         return self._rlm_query(query, context)
 
-    def _rlm_query(self, prompt: Any, context: Any = None, model: str | None = None) -> SubCallFuture:
+    def _rlm_query(
+        self, prompt: Any, context: Any = None, model: str | None = None
+    ) -> SubCallFuture:
         prompt = _text_arg("rlm_query", "prompt", prompt)
         context = prompt if context is None else futures.resolve(context)
         if self.settings.can_recurse:
@@ -225,10 +240,17 @@ class REPLSession:
         return future
 
     def _rlm_query_batched(
-        self, prompts_: Sequence[Any], contexts: Sequence[Any] | None = None, model: str | None = None
+        self,
+        prompts_: Sequence[Any],
+        contexts: Sequence[Any] | None = None,
+        model: str | None = None,
     ) -> list:
         items = _list_arg("rlm_query_batched", "prompts", prompts_)
-        ctxs = [None] * len(items) if contexts is None else _list_arg("rlm_query_batched", "contexts", contexts)
+        ctxs = (
+            [None] * len(items)
+            if contexts is None
+            else _list_arg("rlm_query_batched", "contexts", contexts)
+        )
         if len(ctxs) != len(items):
             raise ValueError(f"rlm_query_batched: {len(items)} prompts but {len(ctxs)} contexts")
         return [self._rlm_query(p, c, model) for p, c in zip(items, ctxs)]
@@ -292,7 +314,9 @@ class ThreadBackend:
         self._pool = ThreadPoolExecutor(max_workers=max_workers)
 
     def start_llm(self, prompt: str, model: str | None) -> Future:
-        return self._pool.submit(self._llm, [{"role": "user", "content": prompt}], model or self._model)
+        return self._pool.submit(
+            self._llm, [{"role": "user", "content": prompt}], model or self._model
+        )
 
     def start_rlm(self, query: str, context: Any, model: str | None) -> Future:
         if self._rlm is None:

@@ -26,7 +26,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import count
 from typing import Any
 
@@ -129,9 +129,12 @@ class REPLWorker:
         trace = CallTrace(spec.call_id, spec.depth, spec.model, spec.query, started_s=started)
         ctx = ray.get_runtime_context()
         trace.node_id, trace.worker_id = ctx.get_node_id(), ctx.get_worker_id()
+        trace.context_id = "" if spec.context_ref is None else spec.context_ref.hex()
         usage = Usage()
         try:
-            answer = run_loop(backend.root_llm, session, _loop_settings(spec, context), trace, usage)
+            answer = run_loop(
+                backend.root_llm, session, _loop_settings(spec, context), trace, usage
+            )
         finally:
             session.subcalls.drain()
             usage.add(session.subcalls.usage)
@@ -182,7 +185,13 @@ class RayBackend:
     _ids = count()
 
     def __init__(self, spec: CallSpec, context: Any, gateways: list, pool: Any) -> None:
-        self.spec, self.context, self.gateways, self.pool = spec, context, gateways, pool
+        self.spec, self.context, self.pool = spec, context, pool
+        # The run's cap on calls in flight is split evenly over the gateways it uses, so the
+        # gateways' semaphores add up to at most the cap (a cap of 1 uses one gateway).
+        cap = spec.config.max_concurrent_calls
+        self.all_gateways = gateways
+        self.gateways = gateways[: max(1, min(len(gateways), cap))]
+        self._per_gateway_cap = cap // len(self.gateways)
         self._next = 0
 
     def _gateway(self) -> Any:
@@ -202,12 +211,13 @@ class RayBackend:
         )
 
     def _complete(self, request: LLMRequest) -> Any:
-        limit = self.spec.config.max_concurrent_calls
-        return self._gateway().complete.remote(request, self.spec.run_id, limit)
+        return self._gateway().complete.remote(request, self.spec.run_id, self._per_gateway_cap)
 
     def root_llm(self, messages: list) -> LLMReply:
         """A turn of this call's own model (the root model at depth 0, else the sub-model)."""
-        kwargs = self.spec.models.llm_kwargs if self.spec.depth == 0 else self.spec.models.sub_llm_kwargs
+        kwargs = (
+            self.spec.models.llm_kwargs if self.spec.depth == 0 else self.spec.models.sub_llm_kwargs
+        )
         ref = self._complete(self._request(self.spec.model, messages, kwargs))
         try:
             return ray.get(ref, timeout=remaining_s(self.spec))
@@ -220,7 +230,9 @@ class RayBackend:
     def start_llm(self, prompt: str, model: str | None) -> Any:
         messages = [{"role": "user", "content": prompt}]
         models = self.spec.models
-        return self._complete(self._request(model or models.sub_model, messages, models.sub_llm_kwargs))
+        return self._complete(
+            self._request(model or models.sub_model, messages, models.sub_llm_kwargs)
+        )
 
     def start_rlm(self, query: str, context: Any, model: str | None) -> Any:
         spec = self.spec
@@ -241,13 +253,20 @@ class RayBackend:
             child.context_ref = ray.put(context)
         else:
             child.context_value = context
-        return self.pool.run_call.remote(child, self.gateways)
+        return self.pool.run_call.remote(child, self.all_gateways)
 
     def fetch(self, handles: list) -> list[tuple[bool, Any]]:
         timeout = remaining_s(self.spec)
         ready, _ = ray.wait(handles, num_returns=len(handles), timeout=timeout)
+        if len(ready) == len(handles):
+            try:
+                return [(True, value) for value in ray.get(handles)]  # one round trip for all
+            except Exception:
+                pass  # some failed: sort them out one by one below
         ready_set = set(ready)
-        return [self._outcome(h) if h in ready_set else _deadline_outcome(self.spec) for h in handles]
+        return [
+            self._outcome(h) if h in ready_set else _deadline_outcome(self.spec) for h in handles
+        ]
 
     @staticmethod
     def _outcome(ref: Any) -> tuple[bool, Any]:
@@ -317,9 +336,9 @@ class REPLPool:
         return result
 
 
-_RemoteGateway = ray.remote(LLMGateway)
-_RemoteWorker = ray.remote(REPLWorker)
-_RemotePool = ray.remote(REPLPool)
+_RemoteGateway: Any = ray.remote(LLMGateway)
+_RemoteWorker: Any = ray.remote(REPLWorker)
+_RemotePool: Any = ray.remote(REPLPool)
 
 
 # -- the driver's side -------------------------------------------------------------------------
@@ -355,9 +374,8 @@ def get_runtime(config: RLMConfig) -> Runtime:
             num_cpus=0, max_concurrency=4096, max_restarts=-1, scheduling_strategy="SPREAD"
         )
         gateways = [gateway_cls.remote() for _ in range(config.num_gateways * nodes)]
-        pool = (
-            _RemotePool.options(num_cpus=0, max_concurrency=100_000)
-            .remote(config.max_repl_actors_per_node, config.repl_memory_mb)
+        pool = _RemotePool.options(num_cpus=0, max_concurrency=100_000).remote(
+            config.max_repl_actors_per_node, config.repl_memory_mb
         )
         ray.get([g.ready.remote() for g in gateways] + [pool.stats.remote()])
         _RUNTIMES[key] = Runtime(gateways, pool)
@@ -371,7 +389,7 @@ def new_run_id() -> str:
 async def run_root(runtime: Runtime, spec: CallSpec) -> CallResult:
     """Run the root call on the cluster and wait for it without blocking the event loop."""
     ref = runtime.pool.run_call.remote(spec, runtime.gateways)
-    grace = None if spec.deadline is None else remaining_s(spec) + 30.0
+    grace = None if spec.deadline is None else spec.deadline - time.time() + 30.0
     try:
         return await asyncio.wait_for(asyncio.wrap_future(ref.future()), timeout=grace)
     except asyncio.TimeoutError:

@@ -118,6 +118,7 @@ class CallTrace:
     duration_s: float = 0.0
     node_id: str = ""
     worker_id: str = ""
+    context_id: str = ""  # object-store id of the context this call read ("" if sent inline)
     iterations: list[IterationTrace] = field(default_factory=list)
     answer: str | None = None
     finished_by: str = ""  # "FINAL", "FINAL_VAR", "answer", "max_iterations"

@@ -88,7 +88,9 @@ def test_unreachable_api_base_fails_fast_naming_the_url(ray_session):
 def test_cell_timeout_stops_runaway_code_and_run_goes_on(make_rlm, model_server):
     model_server.reply = turns(
         code("while True:\n    pass"),
-        lambda r: "FINAL(recovered)" if "time limit" in r.last_user else "FINAL(no timeout message)",
+        lambda r: (
+            "FINAL(recovered)" if "time limit" in r.last_user else "FINAL(no timeout message)"
+        ),
     )
     started = time.monotonic()
     result = make_rlm(cell_timeout_s=1.0).completion("q", "ctx")
@@ -116,3 +118,12 @@ def test_deadline_stops_the_run(make_rlm, model_server):
     with pytest.raises(LimitExceededError) as err:
         make_rlm(max_time_s=1.0, max_iterations=10).completion("q", "ctx")
     assert err.value.limit == "max_time_s"
+
+
+@pytest.mark.ray
+def test_memory_cap_stops_a_huge_allocation_and_run_goes_on(make_rlm, model_server):
+    model_server.reply = turns(
+        code("big = 'x' * (4 * 1024 ** 3)"),
+        lambda r: "FINAL(recovered)" if "MemoryError" in r.last_user else "FINAL(no memory error)",
+    )
+    assert make_rlm(repl_memory_mb=512).completion("q", "ctx").answer == "recovered"

@@ -23,8 +23,7 @@ FANOUT_FORMS = {
     "generator_in_sum": "rs = [sum(int(llm_query(f'LEAF {i}')) for i in range(32))] * 32",
     "recursive_at_depth_limit": "rs = [recursive_llm(f'LEAF {i}', c) for i, c in enumerate(['x'] * 32)]",
     "helper_function": (
-        "def ask(i):\n    return int(llm_query(f'LEAF {i}'))\n"
-        "rs = [ask(i) for i in range(32)]"
+        "def ask(i):\n    return int(llm_query(f'LEAF {i}'))\nrs = [ask(i) for i in range(32)]"
     ),
 }
 
@@ -35,9 +34,12 @@ def test_fanout_forms_are_in_flight_together(make_rlm, model_server, form):
         {"LEAF": "1"},
         default=turns(code(FANOUT_FORMS[form] + "\nFINAL(len(rs))")),
     )
+    rlm = make_rlm()
+    rlm.completion("warm up", "ctx")  # new HTTP connections and litellm's first calls: not measured
     model_server.latency_s = LATENCY
-    result = make_rlm().completion("q", "ctx")
-    elapsed = result.timings["run_s"]  # excludes the one-time start of Ray and the pools
+    model_server.reset_stats()
+    result = rlm.completion("q", "ctx")
+    elapsed = result.timings["run_s"]
     assert result.answer == "32"
     assert model_server.peak_concurrency >= N
     assert elapsed < N * LATENCY / 2, f"{elapsed:.2f}s is not parallel"
@@ -52,14 +54,18 @@ def test_comprehension_keeps_order_and_raises_first_error(make_rlm, model_server
                 "try:\n    bad = [int(llm_query(f'NUM x{i}')) for i in range(5)]\n"
                 "except ValueError as e:\n    print('first error:', e)"
             ),
-            lambda r: "FINAL(ok)" if "True" in r.last_user and "'x0'" in r.last_user else "FINAL(bad)",
+            lambda r: (
+                "FINAL(ok)" if "True" in r.last_user and "'x0'" in r.last_user else "FINAL(bad)"
+            ),
         ),
     )
     assert make_rlm().completion("q", "ctx").answer == "ok"
 
 
 def test_cap_on_calls_in_flight(make_rlm, model_server):
-    model_server.reply = by_marker({"LEAF": "1"}, default=turns(code(FANOUT_FORMS["batched"] + "\nFINAL(len(rs))")))
+    model_server.reply = by_marker(
+        {"LEAF": "1"}, default=turns(code(FANOUT_FORMS["batched"] + "\nFINAL(len(rs))"))
+    )
     model_server.latency_s = 0.1
     assert make_rlm(max_concurrent_calls=8).completion("q", "ctx").answer == "32"
     assert model_server.peak_concurrency <= 8
@@ -67,7 +73,11 @@ def test_cap_on_calls_in_flight(make_rlm, model_server):
 
 def test_depth_1_recursive_llm_is_one_plain_call(make_rlm, model_server):
     model_server.reply = by_marker(
-        {"CHILD-Q": lambda r: "plain" if len(r.messages) == 1 and "CHILD-CTX" in r.last_user else "repl"},
+        {
+            "CHILD-Q": lambda r: (
+                "plain" if len(r.messages) == 1 and "CHILD-CTX" in r.last_user else "repl"
+            )
+        },
         default=turns(code("FINAL(recursive_llm('CHILD-Q', 'CHILD-CTX'))")),
     )
     assert make_rlm(max_depth=1).completion("q", "ctx").answer == "plain"
@@ -98,7 +108,11 @@ def test_child_without_context_gets_the_prompt_as_context(make_rlm, model_server
 def test_rlm_query_batched_children_run_in_parallel(make_rlm, model_server):
     model_server.reply = by_marker(
         {"KID": turns(code("FINAL(context.upper())"))},
-        default=turns(code("rs = rlm_query_batched(['KID 1', 'KID 2', 'KID 3'], ['a', 'b', 'c'])\nFINAL(''.join(rs))")),
+        default=turns(
+            code(
+                "rs = rlm_query_batched(['KID 1', 'KID 2', 'KID 3'], ['a', 'b', 'c'])\nFINAL(''.join(rs))"
+            )
+        ),
     )
     assert make_rlm(max_depth=2).completion("q", "ctx").answer == "ABC"
 
@@ -111,9 +125,17 @@ def test_depth_3_fanout_8_tree_completes(make_rlm, model_server):
         {
             "LEAF": "1",
             "LEVEL-2": turns(code(leaf_sum)),
-            "LEVEL-1": turns(code("rs = [recursive_llm(f'LEVEL-2 {i}', f'c{i}') for i in range(8)]\nFINAL(sum(int(r) for r in rs))")),
+            "LEVEL-1": turns(
+                code(
+                    "rs = [recursive_llm(f'LEVEL-2 {i}', f'c{i}') for i in range(8)]\nFINAL(sum(int(r) for r in rs))"
+                )
+            ),
         },
-        default=turns(code("rs = [recursive_llm(f'LEVEL-1 {i}', f'c{i}') for i in range(8)]\nFINAL(sum(int(r) for r in rs))")),
+        default=turns(
+            code(
+                "rs = [recursive_llm(f'LEVEL-1 {i}', f'c{i}') for i in range(8)]\nFINAL(sum(int(r) for r in rs))"
+            )
+        ),
     )
     result = make_rlm(max_depth=3).completion("ROOT", "ctx")
     assert result.answer == "512"
@@ -121,3 +143,25 @@ def test_depth_3_fanout_8_tree_completes(make_rlm, model_server):
     assert len(calls) == 73
     assert sorted({c.depth for c in calls}) == [0, 1, 2]
     assert result.usage.calls == 73 + 512 == model_server.request_count
+
+
+def test_context_travels_by_handle(make_rlm, model_server):
+    """The whole context goes to a child as the driver's handle; a big new piece as a new handle."""
+    model_server.reply = by_marker(
+        {"KID": turns(code("FINAL(len(context))"))},
+        default=turns(
+            code(
+                "a = recursive_llm('KID whole', context)\n"
+                "b = recursive_llm('KID big piece', context[:150000])\n"
+                "c = recursive_llm('KID small piece', context[:5])\n"
+                "FINAL(f'{a},{b},{c}')"
+            )
+        ),
+    )
+    result = make_rlm(max_depth=2).completion("q", "x" * 200_000)
+    assert result.answer == "200000,150000,5"
+    root, whole, big, small = sorted(result.trace.walk(), key=lambda c: c.call_id)
+    by_query = {c.query: c for c in (whole, big, small)}
+    assert root.context_id and by_query["KID whole"].context_id == root.context_id
+    assert by_query["KID big piece"].context_id not in ("", root.context_id)
+    assert by_query["KID small piece"].context_id == ""

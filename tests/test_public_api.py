@@ -1,0 +1,45 @@
+"""The public surface: users import from `rlm_ray` only, and `__all__` is the list of it."""
+
+import rlm_ray
+
+
+def test_all_is_sorted_and_complete():
+    assert rlm_ray.__all__ == sorted(rlm_ray.__all__, key=lambda n: (n.upper() != n, n))
+    public = {n for n in dir(rlm_ray) if not n.startswith("_")}
+    modules = {n for n in public if type(getattr(rlm_ray, n)).__name__ == "module"}
+    assert public - modules == set(rlm_ray.__all__)
+
+
+def test_error_tree():
+    assert issubclass(rlm_ray.ConfigError, rlm_ray.RLMError)
+    assert issubclass(rlm_ray.ContextWindowError, rlm_ray.LLMError)
+    for name in ("LLMError", "SandboxError", "SubCallError", "LimitExceededError"):
+        assert issubclass(getattr(rlm_ray, name), rlm_ray.RLMError)
+    err = rlm_ray.LimitExceededError("max_time_s", 5.0, partial_answer="so far")
+    assert (err.limit, err.value, err.partial_answer) == ("max_time_s", 5.0, "so far")
+
+
+def test_errors_survive_pickling():
+    import pickle
+
+    err = pickle.loads(
+        pickle.dumps(rlm_ray.LLMError("boom", model="m", api_base="u", status_code=502, attempts=3))
+    )
+    assert (str(err), err.model, err.api_base, err.status_code, err.attempts) == (
+        "boom",
+        "m",
+        "u",
+        502,
+        3,
+    )
+    lim = pickle.loads(pickle.dumps(rlm_ray.LimitExceededError("max_time_s", 1, "p")))
+    assert lim.partial_answer == "p"
+
+
+def test_importing_the_package_does_not_import_ray_or_litellm():
+    import subprocess
+    import sys
+
+    code = "import rlm_ray, sys; print('ray' in sys.modules, 'litellm' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"
