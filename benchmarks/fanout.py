@@ -29,17 +29,23 @@ from rlm_ray.testing import ScriptedServer, by_marker, code, turns  # noqa: E402
 
 
 def leaf_script(n: int):
-    fan = code(f"rs = [llm_query(f'LEAF {{i}}') for i in range({n})]\nprint(sum(int(r) for r in rs))")
+    fan = code(
+        f"rs = [llm_query(f'LEAF {{i}}') for i in range({n})]\nprint(sum(int(r) for r in rs))"
+    )
     return by_marker({"LEAF": "1"}, default=turns(fan, "FINAL(done)"))
 
 
 def children_script(children: int, leaves: int):
     child = turns(
-        code(f"rs = [llm_query(f'LEAF {{i}}') for i in range({leaves})]\ntotal = sum(int(r) for r in rs)"),
+        code(
+            f"rs = [llm_query(f'LEAF {{i}}') for i in range({leaves})]\ntotal = sum(int(r) for r in rs)"
+        ),
         "FINAL_VAR(total)",
     )
     root = turns(
-        code(f"rs = [recursive_llm(f'CHILD {{i}}', f'part {{i}}') for i in range({children})]\nprint(rs)"),
+        code(
+            f"rs = [recursive_llm(f'CHILD {{i}}', f'part {{i}}') for i in range({children})]\nprint(rs)"
+        ),
         "FINAL(done)",
     )
     return by_marker({"LEAF": "1", "CHILD": child}, default=root)
@@ -51,7 +57,11 @@ SCENARIOS = {
         script=leaf_script(64), latency=0.25, calls=66, critical=66, rlm={"max_concurrent_calls": 1}
     ),
     "children-4x16": dict(
-        script=children_script(4, 16), latency=0.25, calls=2 + 4 * 2 + 64, critical=5, rlm={"max_depth": 2}
+        script=children_script(4, 16),
+        latency=0.25,
+        calls=2 + 4 * 2 + 64,
+        critical=5,
+        rlm={"max_depth": 2},
     ),
     "overhead-1024": dict(script=leaf_script(1024), latency=0.0, calls=1026, critical=0, rlm={}),
 }
@@ -63,7 +73,9 @@ class ServerProcess:
 
     def __init__(self) -> None:
         self._conn, child = multiprocessing.Pipe()
-        self._proc = multiprocessing.get_context("fork").Process(target=_serve, args=(child,), daemon=True)
+        self._proc = multiprocessing.get_context("fork").Process(
+            target=_serve, args=(child,), daemon=True
+        )
         self._proc.start()
         self.url = self._conn.recv()
 
@@ -94,7 +106,13 @@ def _serve(conn) -> None:
 def run(name: str, server: ServerProcess, repeat: int, gateways: int) -> dict:
     spec = SCENARIOS[name]
     server.call("set", name, 0.0)
-    rlm = RLM("openai/bench", api_base=server.url, api_key="sk-bench", num_gateways=gateways, **spec["rlm"])
+    rlm = RLM(
+        "openai/bench",
+        api_base=server.url,
+        api_key="sk-bench",
+        num_gateways=gateways,
+        **spec["rlm"],
+    )
     rlm.completion("warm-up", "ctx")  # starts Ray and the pools; not measured
     walls, peaks = [], []
     for _ in range(repeat):

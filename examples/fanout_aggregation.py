@@ -68,7 +68,9 @@ def main() -> int:
         server = ScriptedServer(scripted_model, latency_s=args.latency_ms / 1000).start()
         args.model, args.api_base = "openai/scripted-demo", server.url
     try:
-        rlm = RLM(args.model, api_base=args.api_base, api_key=os.environ.get("OPENAI_API_KEY", "sk-local"))
+        rlm = RLM(
+            args.model, api_base=args.api_base, api_key=os.environ.get("OPENAI_API_KEY", "sk-local")
+        )
         started = time.time()
         result = rlm.completion(QUERY, reviews)
         elapsed = time.time() - started

@@ -74,7 +74,9 @@ def main() -> int:
         server = ScriptedServer(scripted_model).start()
         args.model, args.api_base = "openai/scripted-demo", server.url
     try:
-        rlm = RLM(args.model, api_base=args.api_base, api_key=os.environ.get("OPENAI_API_KEY", "sk-local"))
+        rlm = RLM(
+            args.model, api_base=args.api_base, api_key=os.environ.get("OPENAI_API_KEY", "sk-local")
+        )
         started = time.time()
         result = rlm.completion(QUERY, haystack)
     finally:

@@ -23,21 +23,27 @@ EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rlm-ray", description="Recursive Language Models on Ray.")
+    parser = argparse.ArgumentParser(
+        prog="rlm-ray", description="Recursive Language Models on Ray."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="answer a query over a context")
     run.add_argument("--model", required=True, help="litellm model string, e.g. openai/gpt-4o-mini")
     run.add_argument("--sub-model", help="model for llm_query and child calls (default: --model)")
     run.add_argument("--api-base", help="base URL of the model server (local servers, proxies)")
     run.add_argument("--api-key", help="API key (default: the provider's environment variable)")
-    run.add_argument("--context", required=True, help="file to read the context from, or - for stdin")
+    run.add_argument(
+        "--context", required=True, help="file to read the context from, or - for stdin"
+    )
     run.add_argument("--query", required=True, help="the question to answer")
     run.add_argument("--max-depth", type=int, default=1, help="REPL depth (default 1: root only)")
     run.add_argument("--max-iterations", type=int, default=20, help="model turns per call")
     run.add_argument("--max-time", type=float, default=None, help="deadline of the run, seconds")
     run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else local Ray)")
     run.add_argument("--trace", metavar="FILE.jsonl", help="write the call tree as JSONL")
-    run.add_argument("--json", action="store_true", help="print one JSON object: answer, usage, timings")
+    run.add_argument(
+        "--json", action="store_true", help="print one JSON object: answer, usage, timings"
+    )
     return parser
 
 
@@ -99,7 +105,9 @@ def read_context(source: str) -> Any:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"--context {name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise ConfigError(
+            f"--context {name}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
     if name.endswith(".json"):
         try:
             return json.loads(text)

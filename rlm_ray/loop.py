@@ -63,8 +63,12 @@ def run_loop(llm: LLM, repl: REPL, settings: LoopSettings, trace: CallTrace, usa
         if answer is not None:
             trace.answer, trace.finished_by = answer
             return answer[0]
-        turn_prompt = feedback + "\n\n" + prompts.NEXT_TURN.format(
-            iteration=index + 2, max_iterations=settings.max_iterations, query=settings.query
+        turn_prompt = (
+            feedback
+            + "\n\n"
+            + prompts.NEXT_TURN.format(
+                iteration=index + 2, max_iterations=settings.max_iterations, query=settings.query
+            )
         )
     return _last_word(llm, repl, messages, turn_prompt, settings, trace, usage)
 
@@ -73,7 +77,9 @@ def _ask(
     llm: LLM, messages: Messages, settings: LoopSettings, index: int, usage: Usage
 ) -> tuple[LLMReply, IterationTrace]:
     started = time.time()
-    reply = llm(fit_to_window(messages, settings.context_window_tokens, settings.reserve_output_tokens))
+    reply = llm(
+        fit_to_window(messages, settings.context_window_tokens, settings.reserve_output_tokens)
+    )
     usage.add_reply(reply)
     messages.append({"role": "assistant", "content": reply.text})
     iteration = IterationTrace(
@@ -141,7 +147,10 @@ def _last_word(
     """Out of iterations: one more call asks for the final answer; its reply is the answer."""
     settings.check_deadline()
     messages.append(
-        {"role": "user", "content": turn_prompt + "\n\n" + prompts.FINAL_TURN.format(query=settings.query)}
+        {
+            "role": "user",
+            "content": turn_prompt + "\n\n" + prompts.FINAL_TURN.format(query=settings.query),
+        }
     )
     reply, iteration = _ask(llm, messages, settings, settings.max_iterations, usage)
     trace.iterations.append(iteration)

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 _BLOCK = re.compile(r"```(?:repl|python|py)[ \t]*\n(.*?)(?:\n[ \t]*```|\Z)", re.DOTALL)
 _ANY_FENCE = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
-_FINAL_VAR = re.compile(r"^[ \t]*FINAL_VAR\(\s*([\"']?)([A-Za-z_][A-Za-z0-9_]*)\1\s*\)", re.MULTILINE)
+_FINAL_VAR = re.compile(
+    r"^[ \t]*FINAL_VAR\(\s*([\"']?)([A-Za-z_][A-Za-z0-9_]*)\1\s*\)", re.MULTILINE
+)
 _FINAL = re.compile(r"^[ \t]*FINAL\(", re.MULTILINE)
 _QUOTES = ('"""', "'''", '"', "'")
 

@@ -267,9 +267,9 @@ class REPLSession:
     def _show_vars(self) -> None:
         names = self.sandbox.variables()
         if not names:
-            print("No variables yet.")
+            self.sandbox.print("No variables yet.")
         for name, kind in names.items():
-            print(f"{name}: {kind}")
+            self.sandbox.print(f"{name}: {kind}")
 
 
 def _text_arg(fn: str, name: str, value: Any) -> str:

@@ -1,8 +1,8 @@
 """`RLM`: the facade. Validates everything, starts local Ray if none is running, runs the root call.
 
-    rlm = RLM("openai/gpt-4o-mini", api_base=None, max_depth=1)
-    result = rlm.completion("How many reviews are positive?", reviews)
-    result.answer, result.usage, result.trace
+rlm = RLM("openai/gpt-4o-mini", api_base=None, max_depth=1)
+result = rlm.completion("How many reviews are positive?", reviews)
+result.answer, result.usage, result.trace
 """
 
 from __future__ import annotations
@@ -63,7 +63,9 @@ class RLM:
         self._window = self.config.context_window_tokens or llm.context_window(model)
 
     def __repr__(self) -> str:
-        return f"RLM(model={self.models.model!r}, sub_model={self.models.sub_model!r}, {self.config})"
+        return (
+            f"RLM(model={self.models.model!r}, sub_model={self.models.sub_model!r}, {self.config})"
+        )
 
     def completion(self, query: str, context: Any) -> Result:
         """Answer `query` over `context` (str, list, dict or pyarrow.Table). Blocks.
@@ -128,7 +130,9 @@ def _kwargs(name: str, value: Mapping[str, Any] | None) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ConfigError(f"`{name}` must be a dict of litellm arguments, got {type(value).__name__}")
+        raise ConfigError(
+            f"`{name}` must be a dict of litellm arguments, got {type(value).__name__}"
+        )
     reserved = {"model", "messages", "api_base", "api_key"} & set(value)
     if reserved:
         raise ConfigError(f"`{name}` must not set {sorted(reserved)}: use the RLM arguments")

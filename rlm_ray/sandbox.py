@@ -6,8 +6,10 @@ namespace that persists between cells, and returns a `CellOutcome`: what was pri
 text for the model, a FINAL() value, whether the cell timed out. Model mistakes never raise.
 
 On top of RestrictedPython's checks the policy rewrites what models commonly write but
-RestrictedPython rejects (``d[k] += 1``, ``obj.x += 1``, bare ``except:``), and turns
-comprehensions whose elements make sub-calls into parallel fan-out on threads.
+RestrictedPython rejects (``d[k] += 1``, ``obj.x += 1``, bare ``except:``), turns
+comprehensions whose elements make sub-calls into parallel fan-out on threads, and rejects the
+two constructs that would let model code outlive its cell's time limit: leaving a ``finally``
+block early, and ``yield`` inside ``try`` (its cleanup would run when the host collects it).
 
 Threat model
 ------------
@@ -27,8 +29,10 @@ NOT protected, plainly:
   says it is "not a sandbox system or a secured environment", and it has had escapes (CVEs are
   listed in the research notes). Every object we expose widens the attack surface.
 * CPU and memory exhaustion below the caps: a cell may burn its whole time limit, and memory is
-  capped per process (`limit_memory`), not per cell or per session. C code that never checks
-  for signals (a huge ``sum(range(...))``) runs until it returns; the last resort is `hard_kill`.
+  capped per process (`limit_memory`), not per cell or per session.
+* C code that holds the GIL without checking for signals (``sum(range(10**10))``) cannot be
+  interrupted at all: it even starves the watchdog, so `hard_kill` runs only once it returns.
+  Only killing the process from outside (the parent's deadline) stops it.
 * Side channels (timing, memory pressure) and anything the injected functions themselves allow.
 * Objects nested inside injected values (e.g. dicts inside an injected list) are writable, and C
   functions such as ``heapq.heapify(context)`` can mutate an injected list in place: inject
@@ -67,7 +71,7 @@ import types
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from RestrictedPython import compile_restricted_exec
 from RestrictedPython.Guards import guarded_unpack_sequence, safer_getattr_raise
@@ -236,13 +240,21 @@ def _finally_escape(node: ast.AST, in_loop: bool = False) -> ast.AST | None:
     return None
 
 
+def _scope_nodes(node: ast.AST) -> Iterator[ast.AST]:
+    """`node` and its descendants in the same function scope."""
+    yield node
+    for child in ast.iter_child_nodes(node):
+        if not isinstance(child, (ast.FunctionDef, ast.Lambda, ast.ClassDef)):
+            yield from _scope_nodes(child)
+
+
 class _Policy(RestrictingNodeTransformer):
     """RestrictedPython's checks, plus rewrites of common idioms and parallel fan-out."""
 
     fanout_names: frozenset[str] = frozenset()  # set per cell, see `_policy_for`
 
     def visit_Module(self, node: ast.Module) -> Any:
-        node = super().visit_Module(node)
+        node = cast(ast.Module, super().visit_Module(node))
         last = node.body[-1] if node.body else None
         if isinstance(last, ast.Expr):  # notebook style: show a trailing expression's value
             last.value = _helper("show", [last.value], last.value)
@@ -266,7 +278,12 @@ class _Policy(RestrictingNodeTransformer):
         escape = next(filter(None, map(_finally_escape, node.finalbody)), None)
         if escape is not None:
             self.error(escape, "return/break/continue inside `finally` is not allowed.")
-        node = super().visit_Try(node)
+        # Closing a generator suspended inside `try` runs its handlers and `finally`, possibly
+        # from the garbage collector after the cell ended: model code with no time limit.
+        suspended = (n for n in _scope_nodes(node) if isinstance(n, (ast.Yield, ast.YieldFrom)))
+        if (found := next(suspended, None)) is not None:
+            self.error(found, "`yield` inside `try` is not allowed.")
+        node = cast(ast.Try, super().visit_Try(node))
         for handler in node.handlers:
             if handler.type is None:  # bare `except:` must not catch FINAL() or the timeout
                 handler.type = _located(ast.Name("_rlm_exception_", ast.Load()), handler)
@@ -873,6 +890,13 @@ class Sandbox:
         cell = self._cell
         return cell.waiting() if cell is not None else contextlib.nullcontext()
 
+    def print(self, *objects: Any, sep: str = " ", end: str = "\n") -> None:
+        """Print into the running cell's output, for injected functions (e.g. SHOW_VARS).
+
+        Host-side ``print`` goes to the process's stdout, which the model never sees.
+        """
+        self._output()._call_print(*objects, sep=sep, end=end)
+
     def variables(self) -> dict[str, str]:
         """User-defined names and a short description of each value (for SHOW_VARS)."""
         return {
@@ -1061,7 +1085,7 @@ class Sandbox:
         return job
 
     def _start_workers(self, cell: _Cell, job: _FanOut, wanted: int) -> list[threading.Thread]:
-        threads = []
+        threads: list[threading.Thread] = []
         # Non-blocking: when nested fan-outs have used the budget, the caller does the work.
         while len(threads) < wanted and cell.budget.acquire(blocking=False):
             thread = threading.Thread(

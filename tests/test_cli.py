@@ -47,8 +47,19 @@ NEEDLE_SCRIPT = turns(
 def test_run_prints_only_the_answer(model_server, context_file, address):
     model_server.reply = NEEDLE_SCRIPT
     out = rlm_ray(
-        "run", "--model", "openai/scripted", "--api-base", model_server.url, "--api-key", "sk-test",
-        "--context", str(context_file), "--query", "What is the magic number?", "--address", address,
+        "run",
+        "--model",
+        "openai/scripted",
+        "--api-base",
+        model_server.url,
+        "--api-key",
+        "sk-test",
+        "--context",
+        str(context_file),
+        "--query",
+        "What is the magic number?",
+        "--address",
+        address,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout == "4817\n"
@@ -59,9 +70,23 @@ def test_json_output_and_trace_file(model_server, context_file, address, tmp_pat
     model_server.reply = NEEDLE_SCRIPT
     trace = tmp_path / "trace.jsonl"
     out = rlm_ray(
-        "run", "--model", "openai/scripted", "--api-base", model_server.url, "--api-key", "sk-secret-value",
-        "--context", "-", "--query", "What is the magic number?", "--address", address,
-        "--json", "--trace", str(trace), stdin=context_file.read_text(),
+        "run",
+        "--model",
+        "openai/scripted",
+        "--api-base",
+        model_server.url,
+        "--api-key",
+        "sk-secret-value",
+        "--context",
+        "-",
+        "--query",
+        "What is the magic number?",
+        "--address",
+        address,
+        "--json",
+        "--trace",
+        str(trace),
+        stdin=context_file.read_text(),
     )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
@@ -76,8 +101,17 @@ def test_json_output_and_trace_file(model_server, context_file, address, tmp_pat
 def test_embedded_local_ray_starts_by_itself(model_server, context_file):
     model_server.reply = by_marker({}, default=turns(code("FINAL(len(context))")))
     out = rlm_ray(
-        "run", "--model", "openai/scripted", "--api-base", model_server.url, "--api-key", "sk-test",
-        "--context", str(context_file), "--query", "How long?",
+        "run",
+        "--model",
+        "openai/scripted",
+        "--api-base",
+        model_server.url,
+        "--api-key",
+        "sk-test",
+        "--context",
+        str(context_file),
+        "--query",
+        "How long?",
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(len(context_file.read_text()))
@@ -103,5 +137,7 @@ def test_binary_and_missing_context_files(tmp_path):
     binary.write_bytes(b"\x00\x01\x02" * 100)
     out = rlm_ray("run", "--model", "openai/x", "--context", str(binary), "--query", "q")
     assert out.returncode == 1 and "looks binary" in out.stderr
-    out = rlm_ray("run", "--model", "openai/x", "--context", str(tmp_path / "nope.txt"), "--query", "q")
+    out = rlm_ray(
+        "run", "--model", "openai/x", "--context", str(tmp_path / "nope.txt"), "--query", "q"
+    )
     assert out.returncode == 1 and "no such file" in out.stderr

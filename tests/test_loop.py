@@ -92,14 +92,18 @@ def test_reply_without_code_or_final_is_told_so():
 
 
 def test_max_iterations_then_one_final_call_is_the_answer():
-    fake = FakeLLM(lambda r: "FINAL(last word)" if "used all your iterations" in r.last_user else code("x"))
+    fake = FakeLLM(
+        lambda r: "FINAL(last word)" if "used all your iterations" in r.last_user else code("x")
+    )
     answer, trace, usage, _ = run(fake, max_iterations=3)
     assert answer == "last word" and trace.finished_by == "max_iterations"
     assert usage.calls == 4
 
 
 def test_max_iterations_reply_without_final_is_the_answer():
-    fake = FakeLLM(lambda r: "plain answer" if "used all your iterations" in r.last_user else code("x"))
+    fake = FakeLLM(
+        lambda r: "plain answer" if "used all your iterations" in r.last_user else code("x")
+    )
     answer, *_ = run(fake, max_iterations=1)
     assert answer == "plain answer"
 
@@ -116,7 +120,10 @@ def test_deadline_checked_before_each_turn():
 def test_old_outputs_are_trimmed_to_fit():
     msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "query"}]
     for i in range(10):
-        msgs += [{"role": "assistant", "content": f"reply {i}"}, {"role": "user", "content": "o" * 3000}]
+        msgs += [
+            {"role": "assistant", "content": f"reply {i}"},
+            {"role": "user", "content": "o" * 3000},
+        ]
     fitted = fit_to_window(msgs, window_tokens=4000, reserve=1000)
     assert fitted[1]["content"] == "query" and fitted[-1]["content"] == "o" * 3000
     assert any("trimmed" in m["content"] for m in fitted)

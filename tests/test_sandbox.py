@@ -321,6 +321,12 @@ def test_injected_names_are_restored_and_read_only():
     assert sb.namespace["items"] == ["x"] and sb.namespace["config"] == {"k": 1}
 
 
+def test_injected_functions_print_into_the_cell():
+    sb, _ = make()
+    sb.inject(SHOW=lambda: sb.print("n:", sb.variables()["n"]))
+    assert ok(sb, "n = 1\nSHOW()") == "n: int\n"
+
+
 def test_variables_describes_user_names_only():
     sb, _ = make()
     ok(

@@ -96,6 +96,9 @@ ATTACKS = {
     "except star": "try:\n    pass\nexcept* ValueError:\n    pass",
     "raise BaseException via mro": "raise ValueError.mro()[-2]('out')",
     "finally return": "def f():\n    try:\n        FINAL(1)\n    finally:\n        return 0\nf()",
+    # code that would run outside the cell's time limit, when the host collects a generator
+    "generator cleanup in finally": "def g():\n    try:\n        yield 1\n    finally:\n        while True:\n            pass",
+    "generator catching its close": "def g():\n    try:\n        yield 1\n    except Exception.mro()[1]:\n        while True:\n            pass",
     # writes to things that are not ours
     "write to module proxy": "import json\njson.dumps = None",
     "delete from module proxy": "import json\ndel json.dumps",
