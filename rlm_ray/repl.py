@@ -46,6 +46,9 @@ class Backend(Protocol):
     def fetch(self, handles: list[Any]) -> list[tuple[bool, Any]]:
         """Wait for `handles`; per handle (True, LLMReply | CallResult) or (False, exception)."""
 
+    def cancel(self, handles: list[Any]) -> None:
+        """Stop sub-calls whose results nobody will use (best effort)."""
+
 
 @dataclass
 class _Pending:
@@ -119,6 +122,13 @@ class SubCalls:
             trace.error = f"{type(value).__name__}: {value}"
             future._fail(SubCallError(f"{trace.kind} sub-call failed: {value}"))
         pending.done.set()
+
+    def cancel_open(self) -> None:
+        """Cancel every sub-call not yet claimed by a waiter (the call is failing)."""
+        with self._lock:
+            still_open = [f for f in self._open if not f.done and not f._handle.claimed]
+        if still_open:
+            self._backend.cancel([f._handle.handle for f in still_open])
 
     def drain(self) -> None:
         """Wait for every sub-call still in flight, so usage and trace are complete."""
@@ -323,6 +333,17 @@ class ThreadBackend:
             return self.start_llm(prompts.plain_call_prompt(query, context), model)
         return self._pool.submit(self._rlm, query, context, model or self._model)
 
+    def cancel(self, handles: list[Future]) -> None:
+        for handle in handles:
+            handle.cancel()
+
     def fetch(self, handles: list[Future]) -> list[tuple[bool, Any]]:
         wait_futures(handles)
-        return [(False, h.exception()) if h.exception() else (True, h.result()) for h in handles]
+        return [_thread_outcome(h) for h in handles]
+
+
+def _thread_outcome(future: Future) -> tuple[bool, Any]:
+    if future.cancelled():
+        return False, RuntimeError("sub-call cancelled")
+    error = future.exception()
+    return (False, error) if error is not None else (True, future.result())

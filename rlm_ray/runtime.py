@@ -113,6 +113,12 @@ class REPLWorker:
         started = time.time()
         context = spec.context_value if spec.context_ref is None else ray.get(spec.context_ref)
         backend = RayBackend(spec, context, gateways, pool)
+        trace = CallTrace(spec.call_id, spec.depth, spec.model, spec.query, started_s=started)
+        ctx = ray.get_runtime_context()
+        trace.node_id, trace.worker_id = ctx.get_node_id(), ctx.get_worker_id()
+        trace.context_id = "" if spec.context_ref is None else spec.context_ref.hex()
+        if spec.depth >= spec.config.max_depth:  # max_depth=0: no REPL, one plain model call
+            return _plain_call(spec, context, backend, trace)
         cfg = spec.config
         session = REPLSession(
             context,
@@ -126,21 +132,36 @@ class REPLWorker:
                 hard_kill=_hard_kill,
             ),
         )
-        trace = CallTrace(spec.call_id, spec.depth, spec.model, spec.query, started_s=started)
-        ctx = ray.get_runtime_context()
-        trace.node_id, trace.worker_id = ctx.get_node_id(), ctx.get_worker_id()
-        trace.context_id = "" if spec.context_ref is None else spec.context_ref.hex()
         usage = Usage()
         try:
             answer = run_loop(
                 backend.root_llm, session, _loop_settings(spec, context), trace, usage
             )
+        except LimitExceededError as exc:
+            session.subcalls.cancel_open()
+            if exc.partial_answer is None and trace.iterations:
+                exc.partial_answer = trace.iterations[-1].response
+            raise
+        except BaseException:
+            session.subcalls.cancel_open()  # nobody will use their results
+            raise
         finally:
-            session.subcalls.drain()
+            session.subcalls.drain()  # usage and trace of every sub-call that ran
             usage.add(session.subcalls.usage)
             session.close()
             trace.duration_s = time.time() - started
         return CallResult(answer, usage, trace)
+
+
+def _plain_call(spec: CallSpec, context: Any, backend: RayBackend, trace: CallTrace) -> CallResult:
+    """A call without a REPL: one model call over query and context (e.g. `max_depth=0`)."""
+    prompt = prompts.plain_call_prompt(spec.query, context)
+    reply = backend.root_llm([{"role": "user", "content": prompt}])
+    usage = Usage()
+    usage.add_reply(reply)
+    trace.answer, trace.finished_by = reply.text, "plain"
+    trace.duration_s = time.time() - trace.started_s
+    return CallResult(reply.text, usage, trace)
 
 
 def _hard_kill() -> None:
@@ -255,6 +276,10 @@ class RayBackend:
             child.context_value = context
         return self.pool.run_call.remote(child, self.all_gateways)
 
+    def cancel(self, handles: list) -> None:
+        for ref in handles:
+            ray.cancel(ref)
+
     def fetch(self, handles: list) -> list[tuple[bool, Any]]:
         timeout = remaining_s(self.spec)
         ready, _ = ray.wait(handles, num_returns=len(handles), timeout=timeout)
@@ -327,6 +352,12 @@ class REPLPool:
             raise SandboxError(f"the REPL process of call {spec.call_id} died: {exc}") from None
         except RayTaskError as exc:
             raise unwrap(exc) from None
+        except asyncio.CancelledError:
+            # The caller cancelled: the worker may be mid-cell and cannot be interrupted
+            # cooperatively, so it goes (its sub-calls are cancelled with it by Ray).
+            ray.kill(worker)
+            worker = None
+            raise
         finally:
             if worker is not None:
                 self._idle.append(worker)

@@ -218,3 +218,10 @@ def test_second_rlm_with_same_settings_reuses_the_pools(make_rlm, model_server):
 
 def test_sub_call_error_is_an_exception_class_users_can_import():
     assert issubclass(SubCallError, Exception)
+
+
+def test_max_depth_0_is_one_plain_model_call(make_rlm, model_server):
+    model_server.reply = lambda r: "plain: " + str(len(r.messages)) + " " + r.last_user[-9:]
+    result = make_rlm(max_depth=0).completion("the query", "the context")
+    assert result.answer == "plain: 1 e context"
+    assert result.trace.finished_by == "plain" and model_server.request_count == 1
