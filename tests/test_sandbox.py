@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from rlm_ray import sandbox as sandbox_module
+from rlm_ray import memory_cap
 from rlm_ray.errors import ConfigError
 from rlm_ray.futures import SubCallFuture
 from rlm_ray.sandbox import NO_FINAL, CellOutcome, FinalAnswer, Sandbox, limit_memory
@@ -610,6 +610,6 @@ def test_limit_memory_caps_the_process():
 def test_limit_memory_checks_and_warns(monkeypatch):
     with pytest.raises(ConfigError):
         limit_memory(0)
-    monkeypatch.setattr(sandbox_module, "_vmdata_bytes", lambda: None)
+    monkeypatch.setattr(memory_cap, "_vmdata_bytes", lambda: None)
     with pytest.warns(RuntimeWarning, match="not supported"):
         limit_memory(100)
