@@ -43,18 +43,17 @@ NEEDLE_SCRIPT = turns(
 )
 
 
+def run_scripted(server, context: str, *extra: str, key: str = "sk-test", stdin=None):
+    """`rlm-ray run` against the scripted server."""
+    base = ["run", "--model", "openai/scripted", "--api-base", server.url, "--api-key", key]
+    return rlm_ray(*base, "--context", context, *extra, stdin=stdin)
+
+
 @pytest.mark.ray
 def test_run_prints_only_the_answer(model_server, context_file, address):
     model_server.reply = NEEDLE_SCRIPT
-    out = rlm_ray(
-        "run",
-        "--model",
-        "openai/scripted",
-        "--api-base",
-        model_server.url,
-        "--api-key",
-        "sk-test",
-        "--context",
+    out = run_scripted(
+        model_server,
         str(context_file),
         "--query",
         "What is the magic number?",
@@ -69,23 +68,12 @@ def test_run_prints_only_the_answer(model_server, context_file, address):
 def test_json_output_and_trace_file(model_server, context_file, address, tmp_path):
     model_server.reply = NEEDLE_SCRIPT
     trace = tmp_path / "trace.jsonl"
-    out = rlm_ray(
-        "run",
-        "--model",
-        "openai/scripted",
-        "--api-base",
-        model_server.url,
-        "--api-key",
-        "sk-secret-value",
-        "--context",
+    out = run_scripted(
+        model_server,
         "-",
-        "--query",
-        "What is the magic number?",
-        "--address",
-        address,
-        "--json",
-        "--trace",
-        str(trace),
+        *("--query", "What is the magic number?", "--address", address),
+        *("--json", "--trace", str(trace)),
+        key="sk-secret-value",
         stdin=context_file.read_text(),
     )
     assert out.returncode == 0, out.stderr
@@ -100,19 +88,7 @@ def test_json_output_and_trace_file(model_server, context_file, address, tmp_pat
 @pytest.mark.ray
 def test_embedded_local_ray_starts_by_itself(model_server, context_file):
     model_server.reply = by_marker({}, default=turns(code("FINAL(len(context))")))
-    out = rlm_ray(
-        "run",
-        "--model",
-        "openai/scripted",
-        "--api-base",
-        model_server.url,
-        "--api-key",
-        "sk-test",
-        "--context",
-        str(context_file),
-        "--query",
-        "How long?",
-    )
+    out = run_scripted(model_server, str(context_file), "--query", "How long?")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(len(context_file.read_text()))
 
