@@ -48,6 +48,7 @@ def model_server(_server):
     _server.reply = _unset
     _server.latency_s = 0.0
     _server.fault_rate = 0.0
+    _server.timeout_fault_s = 30.0
     _server.reset_stats()
     yield _server
     _server.reply = _unset

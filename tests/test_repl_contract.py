@@ -225,3 +225,46 @@ def test_max_depth_0_is_one_plain_model_call(make_rlm, model_server):
     result = make_rlm(max_depth=0).completion("the query", "the context")
     assert result.answer == "plain: 1 e context"
     assert result.trace.finished_by == "plain" and model_server.request_count == 1
+
+
+def test_llm_kwargs_reach_the_provider_for_root_and_sub_calls(make_rlm, model_server):
+    model_server.reply = by_marker(
+        {"LEAF": "1"}, default=turns(code("r = llm_query('LEAF x')\nFINAL(r)"))
+    )
+    rlm = make_rlm(
+        llm_kwargs={"temperature": 0, "seed": 7, "max_tokens": 300},
+        sub_llm_kwargs={"temperature": 0.5, "stop": ["STOP"]},
+    )
+    assert rlm.completion("q", "ctx").answer == "1"
+    root = next(r for r in model_server.requests if r.system)
+    leaf = next(r for r in model_server.requests if not r.system)
+    assert (root.body["temperature"], root.body["seed"], root.body["max_tokens"]) == (0, 7, 300)
+    assert leaf.body["temperature"] == 0.5 and leaf.body["stop"] == ["STOP"]
+    assert "seed" not in leaf.body
+
+
+def test_cost_comes_from_litellms_bundled_cost_map(make_rlm, model_server):
+    model_server.reply = turns("FINAL(priced)")
+    result = make_rlm(model="openai/gpt-4o-mini").completion("q", "ctx")
+    assert result.answer == "priced"
+    assert result.usage.cost_usd > 0
+    assert result.usage.by_model["openai/gpt-4o-mini"].cost_usd == result.usage.cost_usd
+
+
+def test_transient_faults_on_root_turns_and_leaves_are_retried(make_rlm, model_server):
+    """429 (Retry-After), 500, 502 with HTML, dropped connections, malformed JSON, timeouts."""
+    model_server.reply = by_marker(
+        {"LEAF": "1"},
+        default=turns(
+            code(
+                "rs = [llm_query(f'LEAF {i}') for i in range(16)]\ntotal = sum(int(r) for r in rs)"
+            ),
+            "FINAL_VAR(total)",
+        ),
+    )
+    model_server.fault_rate = 0.3
+    model_server.timeout_fault_s = 3.0
+    result = make_rlm(max_retries=8, request_timeout_s=1.0).completion("q", "ctx")
+    assert result.answer == "16"
+    assert model_server.faults_injected > 0
+    assert model_server.request_count == result.usage.calls + model_server.faults_injected
