@@ -105,5 +105,6 @@ class ModelSettings:
     sub_model: str
     api_base: str | None = None
     api_key: str | None = field(default=None, repr=False)
-    llm_kwargs: dict[str, Any] = field(default_factory=dict)
-    sub_llm_kwargs: dict[str, Any] = field(default_factory=dict)
+    # kwargs may hold headers (Authorization): kept out of reprs like the key
+    llm_kwargs: dict[str, Any] = field(default_factory=dict, repr=False)
+    sub_llm_kwargs: dict[str, Any] = field(default_factory=dict, repr=False)

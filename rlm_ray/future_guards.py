@@ -39,7 +39,7 @@ _MAY_HOLD_FUTURES = (SubCallFuture, list, tuple, dict, set, frozenset)
 def resolving_arguments(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap `fn` so futures in its arguments are resolved first, in one batch.
 
-    Like `futures.resolving`, plus a cheap test first: the guards wrap a callable on every
+    Resolves like `futures.resolve`, with a cheap test first: the guards wrap a callable on every
     method access, and in a host with many sessions some future is nearly always alive, so
     ``counts.get(w, 0)`` in a hot loop must not pay for walking its arguments.
     """

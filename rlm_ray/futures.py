@@ -15,7 +15,7 @@ ObjectRefs; tests use plain threads).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 _MISSING = object()
@@ -257,18 +257,3 @@ def _replace(obj: Any, depth: int, seen: set[int]) -> Any:
     if all(a is b for a, b in zip(items, obj)):
         return obj
     return type(obj)(items)
-
-
-def resolving(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap `fn` so that futures in its arguments are resolved first (one batch)."""
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        if _live:
-            args = resolve(args)
-            if kwargs:
-                kwargs = resolve(kwargs)
-        return fn(*args, **kwargs)
-
-    call.__name__ = getattr(fn, "__name__", "call")
-    call.__doc__ = getattr(fn, "__doc__", None)
-    return call

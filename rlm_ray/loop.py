@@ -14,11 +14,15 @@ from typing import Protocol
 
 from rlm_ray import prompts
 from rlm_ray.errors import ContextWindowError
-from rlm_ray.parsing import code_blocks, text_final
+from rlm_ray.parsing import TextFinal, code_blocks, text_final
 from rlm_ray.types import CallTrace, CellTrace, IterationTrace, LLMReply, Usage
 
 Messages = list[dict[str, str]]
 LLM = Callable[[Messages], LLMReply]
+
+
+class AnswerError(Exception):
+    """The REPL could not turn the final value into text; the model is told and goes on."""
 
 
 @dataclass
@@ -34,10 +38,11 @@ class REPL(Protocol):
     def run(self, code: str) -> CellReport: ...
 
     def lookup(self, name: str) -> str | None:
-        """`str()` of a REPL variable (futures resolved), or None if it is not defined."""
+        """`str()` of a REPL variable (futures resolved), or None if it is not defined.
+        Raises `AnswerError` if the value cannot be computed."""
 
     def ready_answer(self) -> str | None:
-        """The content of `answer` if the code set ``answer["ready"] = True``."""
+        """The content of `answer` if the code set ``answer["ready"] = True`` (or `AnswerError`)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ def run_loop(llm: LLM, repl: REPL, settings: LoopSettings, trace: CallTrace, usa
     """Run one RLM call to its answer, recording each turn in `trace` and model use in `usage`."""
     messages: Messages = [{"role": "system", "content": settings.system}]
     turn_prompt = prompts.FIRST_TURN.format(query=settings.query)
+    feedback = ""
     for index in range(settings.max_iterations):
         settings.check_deadline()
         messages.append({"role": "user", "content": turn_prompt})
@@ -70,7 +76,7 @@ def run_loop(llm: LLM, repl: REPL, settings: LoopSettings, trace: CallTrace, usa
                 iteration=index + 2, max_iterations=settings.max_iterations, query=settings.query
             )
         )
-    return _last_word(llm, repl, messages, turn_prompt, settings, trace, usage)
+    return _last_word(llm, repl, messages, feedback, settings, trace, usage)
 
 
 def _ask(
@@ -107,20 +113,36 @@ def _take_turn(
             return (report.final, report.finished_by), ""
         failed = failed or report.trace.error is not None
         outputs.append(_describe_cell(number, report.trace))
-    ready = repl.ready_answer()
-    if ready is not None:
-        return (ready, "answer"), ""
     final = text_final(text)
-    if final is not None and not failed:
-        answer = _text_answer(final.kind, final.value, repl)
-        if answer is not None:
-            return (answer, final.kind), ""
-        outputs.append(f"FINAL_VAR({final.value}): there is no variable `{final.value}`.")
-    elif final is not None:
-        outputs.append("Your FINAL was ignored because a code block of this reply failed.")
+    try:
+        answer = _answer_after_code(final, failed, repl, outputs)
+    except AnswerError as exc:
+        answer = None
+        outputs.append(f"Your answer was not accepted: {exc}")
+    if answer is not None:
+        return answer, ""
     if not blocks and final is None:
         outputs.append(prompts.NO_CODE)
     return None, "\n\n".join(outputs)
+
+
+def _answer_after_code(
+    final: TextFinal | None, failed: bool, repl: REPL, outputs: list[str]
+) -> tuple[str, str] | None:
+    """The `answer` dict if ready, else a FINAL of the reply's text if it can be honoured."""
+    ready = repl.ready_answer()
+    if ready is not None:
+        return ready, "answer"
+    if final is None:
+        return None
+    if failed:
+        outputs.append("Your FINAL was ignored because a code block of this reply failed.")
+        return None
+    answer = _text_answer(final.kind, final.value, repl)
+    if answer is None:
+        outputs.append(f"FINAL_VAR({final.value}): there is no variable `{final.value}`.")
+        return None
+    return answer, final.kind
 
 
 def _text_answer(kind: str, value: str, repl: REPL) -> str | None:
@@ -139,7 +161,7 @@ def _last_word(
     llm: LLM,
     repl: REPL,
     messages: Messages,
-    turn_prompt: str,
+    feedback: str,
     settings: LoopSettings,
     trace: CallTrace,
     usage: Usage,
@@ -149,13 +171,16 @@ def _last_word(
     messages.append(
         {
             "role": "user",
-            "content": turn_prompt + "\n\n" + prompts.FINAL_TURN.format(query=settings.query),
+            "content": feedback + "\n\n" + prompts.FINAL_TURN.format(query=settings.query),
         }
     )
     reply, iteration = _ask(llm, messages, settings, settings.max_iterations, usage)
     trace.iterations.append(iteration)
     final = text_final(reply.text)
-    answer = _text_answer(final.kind, final.value, repl) if final else None
+    try:
+        answer = _text_answer(final.kind, final.value, repl) if final else None
+    except AnswerError:
+        answer = None  # no turn is left to tell the model: the reply itself is the answer
     trace.answer = answer if answer is not None else reply.text.strip()
     trace.finished_by = "max_iterations"
     return trace.answer

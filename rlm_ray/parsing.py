@@ -28,8 +28,8 @@ class TextFinal:
 def text_final(reply: str) -> TextFinal | None:
     """A FINAL(...) or FINAL_VAR(...) at the start of a line of the reply, outside code blocks.
 
-    For FINAL the answer runs to the last closing parenthesis (answers may contain parentheses
-    and newlines); surrounding quotes are stripped.
+    For FINAL the answer ends at the ")" closing its line; an answer spanning lines runs to the
+    last ")" of the reply. Surrounding quotes are stripped.
     """
     prose = _ANY_FENCE.sub("", reply)
     var = _FINAL_VAR.search(prose)
@@ -38,8 +38,12 @@ def text_final(reply: str) -> TextFinal | None:
         return TextFinal("FINAL_VAR", var.group(2))
     if lit:
         rest = prose[lit.end() :]
-        close = rest.rfind(")")
-        body = rest[:close] if close >= 0 else rest
+        line = rest.split("\n", 1)[0].rstrip()
+        if line.endswith(")"):  # the usual one-line FINAL(...): prose after it is not answer
+            body = line[:-1]
+        else:
+            close = rest.rfind(")")
+            body = rest[:close] if close >= 0 else rest
         return TextFinal("FINAL", _strip_quotes(body.strip()))
     return None
 

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from rlm_ray import futures, prompts
 from rlm_ray.errors import SubCallError
-from rlm_ray.loop import CellReport
+from rlm_ray.loop import AnswerError, CellReport
 from rlm_ray.parsing import truncate
 from rlm_ray.sandbox import NO_FINAL, FinalAnswer, Sandbox
 from rlm_ray.types import CallResult, CellTrace, LLMReply, SubCallTrace, Usage
@@ -34,6 +34,7 @@ SUBCALL_NAMES = (
     "rlm_query_batched",
 )
 _PREVIEW = 200
+_POLL_S = 0.2  # how often a thread waiting on another thread's fetch looks again
 
 
 class Backend(Protocol):
@@ -90,17 +91,32 @@ class SubCalls:
         return future
 
     def wait(self, batch: list[futures.SubCallFuture]) -> None:
+        pending = [f for f in batch if not f.done]
+        with self._waiting():
+            while pending:
+                self._fetch_unclaimed(pending)
+                for future in pending:  # claimed by another thread: it settles them
+                    future._handle.done.wait(_POLL_S)
+                pending = [f for f in pending if not f.done]
+
+    def _fetch_unclaimed(self, pending: list[futures.SubCallFuture]) -> None:
         with self._lock:
-            mine = [f for f in batch if not f.done and not f._handle.claimed]
+            mine = [f for f in pending if not f.done and not f._handle.claimed]
             for f in mine:
                 f._handle.claimed = True
-        with self._waiting():
-            if mine:
-                outcomes = self._backend.fetch([f._handle.handle for f in mine])
-                for future, (ok, value) in zip(mine, outcomes):
-                    self._settle(future, ok, value)
-            for future in batch:
-                future._handle.done.wait()
+        if not mine:
+            return
+        try:
+            outcomes = self._backend.fetch([f._handle.handle for f in mine])
+        except BaseException:
+            # subtle: interrupted (a cell timeout, a cancel): give the futures back so the next
+            # waiter fetches them, or every later use would wait forever.
+            with self._lock:
+                for f in mine:
+                    f._handle.claimed = False
+            raise
+        for future, (ok, value) in zip(mine, outcomes):
+            self._settle(future, ok, value)
 
     def _settle(self, future: futures.SubCallFuture, ok: bool, value: Any) -> None:
         pending: _Pending = future._handle
@@ -186,11 +202,12 @@ class REPLSession:
         outcome = self.sandbox.run(code)
         self.subcalls.cell = None
         cell.output = truncate(outcome.stdout, self.settings.max_output_chars)
-        cell.error, cell.timed_out, cell.duration_s = (
-            outcome.error,
-            outcome.timed_out,
-            outcome.duration_s,
+        error = (
+            None
+            if outcome.error is None
+            else truncate(outcome.error, self.settings.max_output_chars)
         )
+        cell.error, cell.timed_out, cell.duration_s = error, outcome.timed_out, outcome.duration_s
         if outcome.final is NO_FINAL:
             return CellReport(cell)
         return CellReport(cell, final=self._text(outcome.final), finished_by=outcome.final_kind)
@@ -202,15 +219,19 @@ class REPLSession:
 
     def ready_answer(self) -> str | None:
         answer = self.sandbox.namespace.get("answer")
-        if isinstance(answer, dict) and answer.get("ready") is True:
+        if not (isinstance(answer, dict) and answer.get("ready") is True):
+            return None
+        try:
             return self._text(answer.get("content", ""))
-        return None
+        except AnswerError:
+            answer["ready"] = False  # not an answer yet: the model must set it again
+            raise
 
     def _text(self, value: Any) -> str:
         try:
             return str(futures.resolve(value))
-        except SubCallError as exc:
-            return f"(the final value could not be computed: {exc})"
+        except Exception as exc:  # a failed sub-call, an unprintable value: the model is told
+            raise AnswerError(f"the final answer could not be computed: {exc}") from None
 
     # -- what the model calls ---------------------------------------------------------------
     def _functions(self) -> dict[str, Callable[..., Any]]:
@@ -242,12 +263,12 @@ class REPLSession:
         self, prompt: Any, context: Any = None, model: str | None = None
     ) -> SubCallFuture:
         prompt = _text_arg("rlm_query", "prompt", prompt)
-        context = prompt if context is None else futures.resolve(context)
-        if self.settings.can_recurse:
-            return self.subcalls.rlm(prompt, context, _model_arg(model))
-        text = prompts.plain_call_prompt(prompt, context)
-        future = self.subcalls.llm(text, _model_arg(model))
-        return future
+        context = None if context is None else futures.resolve(context)
+        if self.settings.can_recurse:  # a child RLM; with no context, its context is the prompt
+            return self.subcalls.rlm(
+                prompt, prompt if context is None else context, _model_arg(model)
+            )
+        return self.subcalls.llm(prompts.plain_call_prompt(prompt, context), _model_arg(model))
 
     def _rlm_query_batched(
         self,
@@ -266,13 +287,14 @@ class REPLSession:
         return [self._rlm_query(p, c, model) for p, c in zip(items, ctxs)]
 
     def _final(self, value: Any) -> None:
-        raise FinalAnswer(futures.resolve(value), "FINAL")
+        # str() here, inside the cell, so a failure is an ordinary error the model sees
+        raise FinalAnswer(str(futures.resolve(value)), "FINAL")
 
     def _final_var(self, name: Any) -> None:
         name = str(futures.resolve(name)).strip().strip("'\"")
         if name not in self.sandbox.namespace:
             raise NameError(f"FINAL_VAR: there is no variable {name!r}")
-        raise FinalAnswer(futures.resolve(self.sandbox.namespace[name]), "FINAL_VAR")
+        raise FinalAnswer(str(futures.resolve(self.sandbox.namespace[name])), "FINAL_VAR")
 
     def _show_vars(self) -> None:
         names = self.sandbox.variables()

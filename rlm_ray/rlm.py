@@ -60,7 +60,9 @@ class RLM:
             sub_llm_kwargs=_kwargs("sub_llm_kwargs", sub_llm_kwargs),
         )
         self.address = address
-        self._window = self.config.context_window_tokens or llm.context_window(model)
+        fixed = self.config.context_window_tokens
+        self._window = fixed or llm.context_window(model)
+        self._sub_window = fixed or llm.context_window(self.models.sub_model)
 
     def __repr__(self) -> str:
         return (
@@ -113,6 +115,7 @@ class RLM:
             models=self.models,
             config=self.config,
             context_window_tokens=self._window,
+            sub_context_window_tokens=self._sub_window,
             deadline=deadline,
             # The driver puts the context into the object store once; every call gets the handle.
             context_ref=ray.put(context),

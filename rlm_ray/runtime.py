@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -44,6 +45,7 @@ from rlm_ray.types import CallResult, CallTrace, LLMReply, Usage
 # Child contexts larger than this are put in the object store by the REPL that cuts them, so the
 # pool and the child read them by handle instead of carrying a copy in each message.
 _INLINE_CONTEXT_BYTES = 100 * 1024
+_WAIT_SLICE_S = 0.2
 
 
 @dataclass
@@ -57,7 +59,8 @@ class CallSpec:
     model: str
     models: ModelSettings
     config: RLMConfig
-    context_window_tokens: int
+    context_window_tokens: int  # of this call's model
+    sub_context_window_tokens: int  # of the sub-model (llm_query, children)
     deadline: float | None = None
     context_ref: Any = None
     context_value: Any = None
@@ -79,21 +82,31 @@ class LLMGateway:
 
         llm._litellm()  # pay the import once, at start-up
         self._acomplete = llm.acomplete
-        self._limits: dict[str, list[Any]] = {}
+        self._limits: dict[str, asyncio.Semaphore] = {}
+        self._tasks: dict[str, set[asyncio.Task]] = {}
 
     def ready(self) -> bool:
         return True
 
     async def complete(self, request: LLMRequest, run_id: str, max_in_flight: int) -> LLMReply:
-        limit = self._limits.setdefault(run_id, [asyncio.Semaphore(max_in_flight), 0])
-        limit[1] += 1
+        limit = self._limits.setdefault(run_id, asyncio.Semaphore(max_in_flight))
+        tasks = self._tasks.setdefault(run_id, set())
+        task = asyncio.current_task()
+        tasks.add(task)  # type: ignore[arg-type]
         try:
-            async with limit[0]:
+            async with limit:
                 return await self._acomplete(request)
         finally:
-            limit[1] -= 1
-            if limit[1] == 0:
-                del self._limits[run_id]
+            tasks.discard(task)  # type: ignore[arg-type]
+            if not tasks:
+                del self._tasks[run_id], self._limits[run_id]
+
+    def cancel_run(self, run_id: str) -> int:
+        """Cancel every model call of a run (its root was cancelled or stopped)."""
+        tasks = list(self._tasks.get(run_id, ()))
+        for task in tasks:
+            task.cancel()
+        return len(tasks)
 
 
 # -- REPL calls ----------------------------------------------------------------------------------
@@ -176,11 +189,12 @@ def _loop_settings(spec: CallSpec, context: Any) -> LoopSettings:
     system = prompts.system_prompt(
         context,
         can_recurse=spec.depth + 1 < cfg.max_depth,
-        sub_window_chars=spec.context_window_tokens * 3,
+        sub_window_chars=spec.sub_context_window_tokens * 3,
         max_output_chars=cfg.max_output_chars,
         cell_timeout_s=cfg.cell_timeout_s,
     )
-    reserve = int(spec.models.llm_kwargs.get("max_tokens") or 4096)
+    kwargs = spec.models.llm_kwargs if spec.depth == 0 else spec.models.sub_llm_kwargs
+    reserve = int(kwargs.get("max_tokens") or 4096)
     return LoopSettings(
         query=spec.query,
         system=system,
@@ -265,7 +279,8 @@ class RayBackend:
             model=model or spec.models.sub_model,
             models=spec.models,
             config=spec.config,
-            context_window_tokens=spec.context_window_tokens,
+            context_window_tokens=spec.sub_context_window_tokens,
+            sub_context_window_tokens=spec.sub_context_window_tokens,
             deadline=spec.deadline,
         )
         if context is self.context and spec.context_ref is not None:
@@ -281,8 +296,7 @@ class RayBackend:
             ray.cancel(ref)
 
     def fetch(self, handles: list) -> list[tuple[bool, Any]]:
-        timeout = remaining_s(self.spec)
-        ready, _ = ray.wait(handles, num_returns=len(handles), timeout=timeout)
+        ready = _wait_all(handles, self.spec.deadline)
         if len(ready) == len(handles):
             try:
                 return [(True, value) for value in ray.get(handles)]  # one round trip for all
@@ -299,6 +313,27 @@ class RayBackend:
             return True, ray.get(ref)
         except Exception as exc:
             return False, unwrap(exc)
+
+
+def _wait_all(refs: list, deadline: float | None) -> list:
+    """`ray.wait` for all of `refs` until `deadline`, in short slices.
+
+    subtle: one long `ray.wait` blocks in C++, where the cell clock's asynchronous exception (a
+    cell timeout raised into this thread) cannot land; short slices let it in within 0.2 s.
+    """
+    ready: list = []
+    waiting = list(refs)
+    while waiting:
+        left = None if deadline is None else deadline - time.time()
+        if left is not None and left <= 0:
+            break
+        done, waiting = ray.wait(
+            waiting,
+            num_returns=len(waiting),
+            timeout=_WAIT_SLICE_S if left is None else min(left, _WAIT_SLICE_S),
+        )
+        ready.extend(done)
+    return ready
 
 
 def _deadline_outcome(spec: CallSpec) -> tuple[bool, Any]:
@@ -324,7 +359,8 @@ class REPLPool:
         self._memory_mb = memory_mb
         self._idle: list[Any] = [self._new_worker() for _ in range(min(warm, self._capacity))]
         self._held: Counter[int] = Counter()
-        self._levels = 1
+        self._run_depths: Counter[int] = Counter()  # max_depth of the runs in progress
+        self._running: dict[str, asyncio.Task] = {}
         self._changed = asyncio.Condition()
         self._self = ray.get_runtime_context().current_actor
 
@@ -332,29 +368,48 @@ class REPLPool:
         return _RemoteWorker.options(num_cpus=0, max_restarts=0).remote(self._memory_mb)
 
     def stats(self) -> dict[str, Any]:
-        return {"capacity": self._capacity, "held": dict(self._held), "idle": len(self._idle)}
+        held = {d: n for d, n in self._held.items() if n}
+        return {
+            "capacity": self._capacity,
+            "held": held,
+            "idle": len(self._idle),
+            "running": len(self._running),
+        }
 
     def _can_take(self, depth: int) -> bool:
+        levels = max((d for d, n in self._run_depths.items() if n > 0), default=1)
         free = self._capacity - sum(self._held.values())
-        kept = sum(1 for d in range(self._levels) if d != depth and self._held[d] == 0)
+        kept = sum(1 for d in range(levels) if d != depth and self._held[d] == 0)
         return free - kept >= 1
 
     async def run_call(self, spec: CallSpec, gateways: list) -> CallResult:
-        self._levels = max(self._levels, spec.config.max_depth)
+        self._running[spec.call_id] = asyncio.current_task()  # type: ignore[assignment]
+        if spec.depth == 0:
+            self._run_depths[spec.config.max_depth] += 1
+        try:
+            return await self._admit_and_run(spec, gateways)
+        except asyncio.CancelledError:
+            self._cancel_below(spec, gateways)
+            raise
+        finally:
+            self._running.pop(spec.call_id, None)
+            if spec.depth == 0:
+                self._run_depths[spec.config.max_depth] -= 1
+
+    async def _admit_and_run(self, spec: CallSpec, gateways: list) -> CallResult:
         async with self._changed:
             await self._changed.wait_for(lambda: self._can_take(spec.depth))
             self._held[spec.depth] += 1
         worker = self._idle.pop() if self._idle else self._new_worker()
         try:
             result = await worker.run.remote(spec, gateways, self._self)
+        except RayTaskError as exc:  # first: it may wrap a RayActorError of a *gateway*
+            raise unwrap(exc) from None
         except RayActorError as exc:
             worker = None  # dead: never reuse
             raise SandboxError(f"the REPL process of call {spec.call_id} died: {exc}") from None
-        except RayTaskError as exc:
-            raise unwrap(exc) from None
         except asyncio.CancelledError:
-            # The caller cancelled: the worker may be mid-cell and cannot be interrupted
-            # cooperatively, so it goes (its sub-calls are cancelled with it by Ray).
+            # The worker may be mid-cell and cannot be interrupted cooperatively: it goes.
             ray.kill(worker)
             worker = None
             raise
@@ -365,6 +420,16 @@ class REPLPool:
                 self._held[spec.depth] -= 1
                 self._changed.notify_all()
         return result
+
+    def _cancel_below(self, spec: CallSpec, gateways: list) -> None:
+        """A cancelled call takes its descendants and (for a root) its model calls with it."""
+        prefix = spec.call_id + "."
+        for call_id, task in list(self._running.items()):
+            if call_id.startswith(prefix):
+                task.cancel()
+        if spec.depth == 0:
+            for gateway in gateways:
+                gateway.cancel_run.remote(spec.run_id)
 
 
 _RemoteGateway: Any = ray.remote(LLMGateway)
@@ -380,6 +445,7 @@ class Runtime:
 
 
 _RUNTIMES: dict[tuple, Runtime] = {}
+_RUNTIMES_LOCK = threading.Lock()
 
 
 def ensure_ray(address: str | None) -> None:
@@ -397,20 +463,34 @@ def ensure_ray(address: str | None) -> None:
 
 def get_runtime(config: RLMConfig) -> Runtime:
     """The gateways and pool for these settings, created once per driver and then reused."""
-    job = ray.get_runtime_context().get_job_id()
-    key = (job, config.max_repl_actors_per_node, config.num_gateways, config.repl_memory_mb)
-    if key not in _RUNTIMES:
-        nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
-        gateway_cls = _RemoteGateway.options(
-            num_cpus=0, max_concurrency=4096, max_restarts=-1, scheduling_strategy="SPREAD"
-        )
-        gateways = [gateway_cls.remote() for _ in range(config.num_gateways * nodes)]
-        pool = _RemotePool.options(num_cpus=0, max_concurrency=100_000).remote(
-            config.max_repl_actors_per_node, config.repl_memory_mb
-        )
-        ray.get([g.ready.remote() for g in gateways] + [pool.stats.remote()])
-        _RUNTIMES[key] = Runtime(gateways, pool)
-    return _RUNTIMES[key]
+    ctx = ray.get_runtime_context()
+    # The driver's node id changes with every new Ray instance (job ids repeat after a restart).
+    cluster = (ctx.get_job_id(), ctx.get_node_id())
+    key = (*cluster, config.max_repl_actors_per_node, config.num_gateways, config.repl_memory_mb)
+    with _RUNTIMES_LOCK:  # two cold completions at once must not build two pools
+        if key not in _RUNTIMES:
+            _RUNTIMES[key] = _start_runtime(config)
+        return _RUNTIMES[key]
+
+
+def _forget_runtime(runtime: Runtime) -> None:
+    with _RUNTIMES_LOCK:
+        for key, known in list(_RUNTIMES.items()):
+            if known is runtime:
+                del _RUNTIMES[key]
+
+
+def _start_runtime(config: RLMConfig) -> Runtime:
+    nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
+    gateway_cls = _RemoteGateway.options(
+        num_cpus=0, max_concurrency=4096, max_restarts=-1, scheduling_strategy="SPREAD"
+    )
+    gateways = [gateway_cls.remote() for _ in range(config.num_gateways * nodes)]
+    pool = _RemotePool.options(num_cpus=0, max_concurrency=100_000).remote(
+        config.max_repl_actors_per_node, config.repl_memory_mb
+    )
+    ray.get([g.ready.remote() for g in gateways] + [pool.stats.remote()])
+    return Runtime(gateways, pool)
 
 
 def new_run_id() -> str:
@@ -430,4 +510,11 @@ async def run_root(runtime: Runtime, spec: CallSpec) -> CallResult:
         error = unwrap(exc)
         if isinstance(error, RLMError):
             raise error from None
+        raise
+    except RayActorError:
+        _forget_runtime(runtime)  # the pool died: the next run builds a new one
+        raise
+    except BaseException:
+        # Cancelled (asyncio) or interrupted (Ctrl-C): stop the whole tree, not just the wait.
+        ray.cancel(ref)
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 
@@ -127,3 +128,26 @@ def test_memory_cap_stops_a_huge_allocation_and_run_goes_on(make_rlm, model_serv
         lambda r: "FINAL(recovered)" if "MemoryError" in r.last_user else "FINAL(no memory error)",
     )
     assert make_rlm(repl_memory_mb=512).completion("q", "ctx").answer == "recovered"
+
+
+def test_ray_restart_in_the_same_process_gets_new_pools(model_server):
+    """After `ray.shutdown()` and a new `ray.init()`, the next run must not use dead actors."""
+    import subprocess
+    import sys
+
+    model_server.reply = turns("FINAL(ok)")
+    script = (
+        "import ray\n"
+        "from rlm_ray import RLM\n"
+        f"rlm = RLM('openai/s', api_base='{model_server.url}', api_key='k')\n"
+        "print(rlm.completion('q', 'c').answer)\n"
+        "ray.shutdown()\n"
+        "ray.init(num_cpus=2, include_dashboard=False)\n"
+        "print(rlm.completion('q', 'c').answer)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=240, env=env
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["ok", "ok"]

@@ -6,9 +6,12 @@ all in flight together finish in well under the 6.4 s a sequential RLM would tak
 
 from __future__ import annotations
 
-import pytest
+import time
 
-from rlm_ray.testing import by_marker, code, turns
+import pytest
+import ray
+
+from rlm_ray.testing import Reply, by_marker, code, turns
 
 pytestmark = pytest.mark.ray
 
@@ -68,7 +71,7 @@ def test_cap_on_calls_in_flight(make_rlm, model_server):
     )
     model_server.latency_s = 0.1
     assert make_rlm(max_concurrent_calls=8).completion("q", "ctx").answer == "32"
-    assert model_server.peak_concurrency <= 8
+    assert model_server.peak_concurrency == 8
 
 
 def test_depth_1_recursive_llm_is_one_plain_call(make_rlm, model_server):
@@ -165,3 +168,41 @@ def test_context_travels_by_handle(make_rlm, model_server):
     assert root.context_id and by_query["KID whole"].context_id == root.context_id
     assert by_query["KID big piece"].context_id not in ("", root.context_id)
     assert by_query["KID small piece"].context_id == ""
+
+
+def test_cancelling_a_run_stops_its_whole_tree(make_rlm, model_server):
+    """After the caller cancels, no call of the run is left running or sending requests."""
+    import asyncio
+
+    from rlm_ray import runtime
+
+    model_server.reply = by_marker(
+        {
+            "LEAF": Reply(content="1", delay_s=6.0),
+            "KID": turns(
+                code("rs = [int(llm_query(f'LEAF {i}')) for i in range(4)]\nFINAL(sum(rs))")
+            ),
+        },
+        default=turns(code("rs = [recursive_llm(f'KID {i}', 'c') for i in range(3)]\nFINAL(rs)")),
+    )
+    rlm = make_rlm(max_depth=2)
+
+    async def cancel_midway():
+        task = asyncio.ensure_future(rlm.acompletion("q", "ctx"))
+        await asyncio.sleep(3.0)  # children admitted, their leaves in flight (6 s each)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_midway())
+    pool = runtime.get_runtime(rlm.config).pool
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        stats = ray.get(pool.stats.remote())
+        if not stats["held"] and not stats["running"]:
+            break
+        time.sleep(0.2)
+    assert stats["held"] == {} and stats["running"] == 0, stats
+    requests = model_server.request_count
+    time.sleep(1.5)
+    assert model_server.request_count == requests  # nothing of the run still calls the model

@@ -98,6 +98,8 @@ def test_max_iterations_then_one_final_call_is_the_answer():
     answer, trace, usage, _ = run(fake, max_iterations=3)
     assert answer == "last word" and trace.finished_by == "max_iterations"
     assert usage.calls == 4
+    last = fake.requests[-1].last_user
+    assert "ran x" in last and "Continue using" not in last  # the last output, then the ask
 
 
 def test_max_iterations_reply_without_final_is_the_answer():

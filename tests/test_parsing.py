@@ -21,6 +21,7 @@ def test_unclosed_last_block_still_runs():
         ('I am done.\nFINAL("the answer")', TextFinal("FINAL", "the answer")),
         ("FINAL('x (y) z')", TextFinal("FINAL", "x (y) z")),
         ("FINAL(multi\nline)", TextFinal("FINAL", "multi\nline")),
+        ("FINAL(42)\n\nI computed this (roughly).", TextFinal("FINAL", "42")),
         ("FINAL_VAR(result)", TextFinal("FINAL_VAR", "result")),
         ("  FINAL_VAR('result')", TextFinal("FINAL_VAR", "result")),
         ('FINAL_VAR("result")', TextFinal("FINAL_VAR", "result")),
