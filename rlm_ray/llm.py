@@ -22,6 +22,7 @@ from rlm_ray.errors import ConfigError, LLMError
 from rlm_ray.types import LLMReply
 
 DEFAULT_CONTEXT_WINDOW = 32_768
+CONNECT_TIMEOUT_S = 5.0
 _BACKOFF_BASE_S = 0.25
 _BACKOFF_CAP_S = 30.0
 
@@ -88,7 +89,12 @@ async def acomplete(request: LLMRequest) -> LLMReply:
 
 
 def _call_args(request: LLMRequest) -> dict[str, Any]:
-    args: dict[str, Any] = {"timeout": request.timeout_s, **request.kwargs}
+    import httpx  # litellm's own HTTP client library
+
+    # A host that drops packets must fail in seconds, not after the whole request timeout.
+    connect = min(CONNECT_TIMEOUT_S, request.timeout_s)
+    timeout = httpx.Timeout(request.timeout_s, connect=connect)
+    args: dict[str, Any] = {"timeout": timeout, **request.kwargs}
     args.update(model=request.model, messages=request.messages, num_retries=0, max_retries=0)
     if request.api_base:
         args["api_base"] = request.api_base

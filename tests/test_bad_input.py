@@ -151,3 +151,32 @@ def test_ray_restart_in_the_same_process_gets_new_pools(model_server):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["ok", "ok"]
+
+
+@pytest.mark.ray
+def test_api_base_that_never_answers_connects_fails_within_seconds(ray_session):
+    """A host that drops connection attempts (full backlog) fails on the connect timeout."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(8):  # fill the accept backlog: later SYNs go unanswered
+        filler = socket.socket()
+        filler.setblocking(False)
+        try:
+            filler.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(filler)
+    url = f"http://127.0.0.1:{port}/v1"
+    rlm = RLM("openai/scripted", api_base=url, api_key="sk-test", max_retries=1)
+    started = time.monotonic()
+    try:
+        with pytest.raises(LLMError) as err:
+            rlm.completion("q", "ctx")
+    finally:
+        for s in [listener, *fillers]:
+            s.close()
+    assert url in str(err.value) and "Timeout" in str(err.value)
+    assert time.monotonic() - started < 30
