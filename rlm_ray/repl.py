@@ -123,21 +123,23 @@ class SubCalls:
         trace = pending.trace
         trace.duration_s = time.time() - trace.started_s
         if ok:
-            reply_usage = _usage_of(value)
-            with self._lock:
-                self.usage.add(reply_usage)
-            trace.input_tokens, trace.output_tokens = (
-                reply_usage.input_tokens,
-                reply_usage.output_tokens,
-            )
-            trace.cost_usd = reply_usage.cost_usd
-            if isinstance(value, CallResult):
-                trace.child = value.trace
+            self._account(trace, value)
+        error = value if not ok else getattr(value, "error", None)
+        if error is None:
             future._settle(value.answer if isinstance(value, CallResult) else value.text)
-        else:
-            trace.error = f"{type(value).__name__}: {value}"
-            future._fail(SubCallError(f"{trace.kind} sub-call failed: {value}"))
+        else:  # a failed child still spent tokens: accounted above, then the code sees the error
+            trace.error = f"{type(error).__name__}: {error}"
+            future._fail(SubCallError(f"{trace.kind} sub-call failed: {error}"))
         pending.done.set()
+
+    def _account(self, trace: SubCallTrace, value: LLMReply | CallResult) -> None:
+        spent = _usage_of(value)
+        with self._lock:
+            self.usage.add(spent)
+        trace.input_tokens, trace.output_tokens = spent.input_tokens, spent.output_tokens
+        trace.cost_usd = spent.cost_usd
+        if isinstance(value, CallResult):
+            trace.child = value.trace
 
     def cancel_open(self) -> None:
         """Cancel every sub-call not yet claimed by a waiter (the call is failing)."""

@@ -150,13 +150,14 @@ class REPLWorker:
             answer = run_loop(
                 backend.root_llm, session, _loop_settings(spec, context), trace, usage
             )
-        except LimitExceededError as exc:
-            session.subcalls.cancel_open()
-            if exc.partial_answer is None and trace.iterations:
-                exc.partial_answer = trace.iterations[-1].response
-            raise
-        except BaseException:
+        except RLMError as exc:
             session.subcalls.cancel_open()  # nobody will use their results
+            if isinstance(exc, LimitExceededError) and exc.partial_answer is None:
+                exc.partial_answer = trace.iterations[-1].response if trace.iterations else None
+            trace.error = f"{type(exc).__name__}: {exc}"
+            return CallResult("", usage, trace, error=exc)
+        except BaseException:
+            session.subcalls.cancel_open()
             raise
         finally:
             session.subcalls.drain()  # usage and trace of every sub-call that ran
@@ -502,7 +503,7 @@ async def run_root(runtime: Runtime, spec: CallSpec) -> CallResult:
     ref = runtime.pool.run_call.remote(spec, runtime.gateways)
     grace = None if spec.deadline is None else spec.deadline - time.time() + 30.0
     try:
-        return await asyncio.wait_for(asyncio.wrap_future(ref.future()), timeout=grace)
+        result = await asyncio.wait_for(asyncio.wrap_future(ref.future()), timeout=grace)
     except asyncio.TimeoutError:
         ray.cancel(ref)
         raise LimitExceededError("max_time_s", spec.config.max_time_s) from None
@@ -518,3 +519,6 @@ async def run_root(runtime: Runtime, spec: CallSpec) -> CallResult:
         # Cancelled (asyncio) or interrupted (Ctrl-C): stop the whole tree, not just the wait.
         ray.cancel(ref)
         raise
+    if result.error is not None:
+        raise result.error
+    return result

@@ -139,11 +139,15 @@ class CallTrace:
 
 @dataclass
 class CallResult:
-    """What one RLM call returns to its caller (across Ray)."""
+    """What one RLM call returns to its caller (across Ray).
+
+    A call that failed returns its `error` rather than raising it, so the usage it spent and
+    the trace of what it did still reach its parent."""
 
     answer: str
     usage: Usage
     trace: CallTrace
+    error: BaseException | None = None
 
 
 @dataclass

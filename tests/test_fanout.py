@@ -206,3 +206,26 @@ def test_cancelling_a_run_stops_its_whole_tree(make_rlm, model_server):
     requests = model_server.request_count
     time.sleep(1.5)
     assert model_server.request_count == requests  # nothing of the run still calls the model
+
+
+def test_failed_child_keeps_its_usage_and_trace(make_rlm, model_server):
+    model_server.reply = by_marker(
+        {
+            "LEAF": "1",
+            "KID": turns(
+                code("r = llm_query('LEAF a')\nprint(r)"), Reply(status=500, content="down")
+            ),
+        },
+        default=turns(
+            code(
+                "try:\n    r = str(recursive_llm('KID x', 'c'))\n"
+                "except SubCallError as e:\n    FINAL('child failed: ' + str(e)[:40])"
+            )
+        ),
+    )
+    result = make_rlm(max_depth=2, max_retries=0).completion("q", "ctx")
+    assert result.answer.startswith("child failed: rlm sub-call failed")
+    root, child = list(result.trace.walk())
+    assert child.error and "LLMError" in child.error
+    assert len(child.iterations) == 1 and child.iterations[0].cells[0].subcalls[0].kind == "llm"
+    assert result.usage.calls == 3  # root turn, the child's first turn, its leaf
