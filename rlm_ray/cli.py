@@ -44,13 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--json", action="store_true", help="print one JSON object: answer, usage, timings"
     )
+    ingest = commands.add_parser("ingest", help="read a corpus once into a Parquet document table")
+    ingest.add_argument("path", help="a directory, JSONL, CSV, Parquet or text file")
+    ingest.add_argument("--out", required=True, help="the Parquet file to write")
+    ingest.add_argument("--include", action="append", default=[], help="glob of files to read")
+    ingest.add_argument("--exclude", action="append", default=[], help="glob of files to skip")
+    ingest.add_argument("--text-field", help="the text column of JSONL/CSV/Parquet input")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _run(args)
+        return _ingest(args) if args.command == "ingest" else _run(args)
     except KeyboardInterrupt:
         print("rlm-ray: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -89,8 +95,42 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ingest(args: argparse.Namespace) -> int:
+    from rlm_ray.ingest import read_corpus, write_corpus
+
+    table, report = read_corpus(
+        args.path, include=args.include, exclude=args.exclude, text_field=args.text_field
+    )
+    write_corpus(table, args.out)
+    _report(report)
+    print(f"rlm-ray: wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _report(report: Any) -> None:
+    print(
+        f"rlm-ray: {report.documents:,} documents, {report.total_chars:,} characters from "
+        f"{report.sources:,} sources; {len(report.replaced_decoding)} not UTF-8 (decoded with "
+        f"replacement), {len(report.skipped_binary)} binary skipped",
+        file=sys.stderr,
+    )
+    for name in report.skipped_binary[:20]:
+        print(f"rlm-ray: skipped binary file {name}", file=sys.stderr)
+
+
+_CORPUS_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".parquet")
+
+
 def read_context(source: str) -> Any:
-    """Text of a file (or stdin for "-"); a .json file is parsed. Binary input is refused."""
+    """A corpus (directory, JSONL, CSV, Parquet) as a document table; any other file as its
+    text (a .json file parsed); stdin as text. Binary input is refused."""
+    path = Path(source)
+    if source != "-" and (path.is_dir() or path.suffix.lower() in _CORPUS_SUFFIXES):
+        from rlm_ray.ingest import read_corpus
+
+        table, report = read_corpus(path)
+        _report(report)
+        return table
     if source == "-":
         data = sys.stdin.buffer.read()
         name = "stdin"

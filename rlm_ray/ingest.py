@@ -130,11 +130,15 @@ def _read_buffer(
         text = _decode(buf.to_pybytes(), name, report)
         texts = [] if text is None else [text]
         return _finish(_text_table([name] * len(texts), texts), report, name)
+    if buf.size == 0:
+        raise ConfigError(f"empty corpus: {name} is empty")
+    if fmt in ("jsonl", "csv") and not _is_utf8(buf):
+        # subtle: pyarrow's JSON reader passes invalid UTF-8 into string arrays unchecked, so
+        # repair the bytes before parsing (rare, so a Python pass is fine)
+        report.replaced_decoding.append(name)
+        buf = pa.py_buffer(buf.to_pybytes().decode("utf-8", "replace").encode())
     if fmt == "jsonl":
         table = _read_jsonl(buf, name)
-        # pyarrow's JSON reader replaces invalid UTF-8 silently, so check the bytes ourselves
-        if not _is_utf8(buf):
-            report.replaced_decoding.append(name)
     elif fmt == "csv":
         table = _read_with(pa_csv.read_csv, buf, name, "CSV")
     else:
@@ -216,7 +220,7 @@ def _text_column(table: pa.Table, name: str, text_field: str | None) -> str:
 def _as_text(values: pa.ChunkedArray, name: str, column: str, report: IngestReport):
     kind = values.type
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-        # pyarrow's CSV reader falls back to binary when a column is not valid UTF-8
+        # a Parquet binary column may still hold text
         try:
             values = values.cast(pa.large_string())
         except pa.ArrowInvalid:

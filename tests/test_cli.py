@@ -117,3 +117,22 @@ def test_binary_and_missing_context_files(tmp_path):
         "run", "--model", "openai/x", "--context", str(tmp_path / "nope.txt"), "--query", "q"
     )
     assert out.returncode == 1 and "no such file" in out.stderr
+
+
+@pytest.mark.ray
+def test_ingest_then_run_over_the_corpus(model_server, tmp_path, address):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(3):
+        (docs / f"note{i}.md").write_text(f"note {i}: the code is {i * 7}")
+    (docs / "image.png").write_bytes(b"\x89PNG\x00\x00" * 50)
+    (docs / "blob.txt").write_bytes(b"\x00\x01binary")
+    corpus = tmp_path / "corpus.parquet"
+    out = rlm_ray("ingest", str(docs), "--out", str(corpus))
+    assert out.returncode == 0, out.stderr
+    assert "3 documents" in out.stderr and "1 binary skipped" in out.stderr
+    assert out.stdout == ""
+    model_server.reply = turns(code("FINAL(f'{len(context)} ' + context[2])"))
+    out = run_scripted(model_server, str(corpus), "--query", "How many?", "--address", address)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "3 note 2: the code is 14\n"

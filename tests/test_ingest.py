@@ -280,3 +280,11 @@ def test_stdin_errors():
         read_corpus_bytes(b"x", format="xml")
     with pytest.raises(ConfigError, match="empty corpus"):
         read_corpus_bytes(b"\x00binary")
+
+
+def test_parquet_binary_text_is_decoded_with_replacement(tmp_path):
+    path = tmp_path / "b.parquet"
+    pq.write_table(pa.table({"text": pa.array([b"ok", b"caf\xe9"], pa.binary())}), path)
+    table, report = read_corpus(path)
+    assert table["text"].to_pylist() == ["ok", "caf\ufffd"]
+    assert report.replaced_decoding == [str(path)]
