@@ -8,6 +8,7 @@ Scenarios (latency injected by the server on every request, root turns included)
   leaf-64-seq  the same with `max_concurrent_calls=1`: the sequential baseline
   children-4x16  four `recursive_llm` children (max_depth=2), each fanning out 16 leaf calls and
                answering on its second turn; the root answers on its second turn (5 x latency)
+  tree-3x8     max_depth=3, fan-out 8 at every level: 73 REPL calls and 512 leaf calls, 0 ms
   overhead-1024  1024 leaf calls at 0 ms latency: end-to-end cost per leaf call
 
 Every scenario runs once to warm the pools, then `--repeat` times; the table shows the median.
@@ -51,6 +52,23 @@ def children_script(children: int, leaves: int):
     return by_marker({"LEAF": "1", "CHILD": child}, default=root)
 
 
+def tree_script(width: int):
+    """max_depth=3: the root and each depth-1 child fan out `width` children; depth 2 fans out
+    `width` leaf calls. Every call answers on its first turn."""
+
+    def level(child: str) -> str:
+        return code(f"rs = [{child} for i in range({width})]\nFINAL(sum(int(r) for r in rs))")
+
+    return by_marker(
+        {
+            "LEAF": "1",
+            "LEVEL-2": turns(level("llm_query(f'LEAF {i}')")),
+            "LEVEL-1": turns(level("recursive_llm(f'LEVEL-2 {i}', f'c{i}')")),
+        },
+        default=turns(level("recursive_llm(f'LEVEL-1 {i}', f'c{i}')")),
+    )
+
+
 SCENARIOS = {
     "leaf-64": dict(script=leaf_script(64), latency=0.25, calls=66, critical=3, rlm={}),
     "leaf-64-seq": dict(
@@ -62,6 +80,9 @@ SCENARIOS = {
         calls=2 + 4 * 2 + 64,
         critical=5,
         rlm={"max_depth": 2},
+    ),
+    "tree-3x8": dict(
+        script=tree_script(8), latency=0.0, calls=73 + 512, critical=0, rlm={"max_depth": 3}
     ),
     "overhead-1024": dict(script=leaf_script(1024), latency=0.0, calls=1026, critical=0, rlm={}),
 }
