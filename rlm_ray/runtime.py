@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from itertools import count
@@ -452,6 +453,11 @@ _RUNTIMES_LOCK = threading.Lock()
 def ensure_ray(address: str | None) -> None:
     """Connect to `address` (or RAY_ADDRESS), or start local Ray when none is given."""
     if ray.is_initialized():
+        if address:
+            warnings.warn(
+                f"Ray is already initialised in this process; `address={address!r}` is ignored",
+                stacklevel=3,
+            )
         return
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     address = address or os.environ.get("RAY_ADDRESS") or None
