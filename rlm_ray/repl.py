@@ -70,7 +70,6 @@ class SubCalls:
         self._open: list[SubCallFuture] = []
         self.usage = Usage()
         self.cell: CellTrace | None = None
-        self.count = 0
 
     def llm(self, prompt: str, model: str | None) -> futures.SubCallFuture:
         handle = self._backend.start_llm(prompt, model)
@@ -84,7 +83,6 @@ class SubCalls:
         trace = SubCallTrace(kind, model or self._model, prompt[:_PREVIEW], started_s=time.time())
         future = futures.SubCallFuture(_Pending(handle, trace), self)
         with self._lock:
-            self.count += 1
             if self.cell is not None:
                 self.cell.subcalls.append(trace)
             self._open.append(future)

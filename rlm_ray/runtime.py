@@ -348,7 +348,8 @@ def _size(value: Any) -> int:
     if isinstance(value, (list, tuple)):
         return sum(len(str(v)) for v in value[:1000]) * max(1, len(value) // 1000)
     if isinstance(value, dict):
-        return sum(len(str(v)) for v in list(value.values())[:1000])
+        values = list(value.values())
+        return sum(len(str(v)) for v in values[:1000]) * max(1, len(values) // 1000)
     return 0
 
 
