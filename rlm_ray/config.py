@@ -6,10 +6,13 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from rlm_ray.budget import Budget
 from rlm_ray.errors import ConfigError
+from rlm_ray.rate_limit import RateLimit
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +56,28 @@ class RLMConfig:
     """Async model-gateway actors per node; each keeps hundreds of model calls in flight. Two
     per node let litellm's per-call CPU cost use two cores (benchmarks/fanout.py)."""
 
+    max_sub_calls: int | None = None
+    """`llm_query` and `recursive_llm` calls of the whole call tree (every depth); the next one is
+    refused and the run stops with `LimitExceededError`."""
+
+    max_total_tokens: int | None = None
+    """Input + output tokens of every model call of the tree. Each call's estimated input is
+    reserved before it is sent; outputs of calls already in flight may pass the limit."""
+
+    max_cost_usd: float | None = None
+    """Cost of the tree in USD (litellm's prices; unpriced models cost 0). Checked before each
+    model call; calls already in flight may pass it."""
+
+    requests_per_minute: int | None = None
+    """Rate limit per model, shared by the whole cluster (every run of this driver): model calls
+    wait instead of meeting the provider's 429s. `None`: no limit."""
+
+    tokens_per_minute: int | None = None
+    """Token rate limit per model (estimated input before a call, corrected after). `None`: none."""
+
+    rate_limits: Mapping[str, Mapping[str, int | None]] | None = None
+    """Per-model overrides, e.g. ``{"openai/gpt-4o": {"requests_per_minute": 500}}``."""
+
     def __post_init__(self) -> None:
         _check_int(self, "max_depth", minimum=0)
         _check_int(self, "max_iterations", minimum=1)
@@ -63,6 +88,12 @@ class RLMConfig:
         _check_int(self, "num_gateways", minimum=1)
         _check_int(self, "repl_memory_mb", minimum=64, optional=True)
         _check_int(self, "context_window_tokens", minimum=1024, optional=True)
+        _check_int(self, "max_sub_calls", minimum=0, optional=True)
+        _check_int(self, "max_total_tokens", minimum=1, optional=True)
+        _check_int(self, "requests_per_minute", minimum=1, optional=True)
+        _check_int(self, "tokens_per_minute", minimum=1, optional=True)
+        _check_rate_limits(self.rate_limits)
+        _check_positive(self, "max_cost_usd", "an amount in USD")
         _check_seconds(self, "max_time_s")
         _check_seconds(self, "cell_timeout_s")
         _check_seconds(self, "request_timeout_s", optional=False)
@@ -76,6 +107,15 @@ class RLMConfig:
     def names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
 
+    def budget(self) -> Budget:
+        return Budget(self.max_sub_calls, self.max_total_tokens, self.max_cost_usd)
+
+    def rate_limit(self) -> RateLimit:
+        return RateLimit(self.requests_per_minute, self.tokens_per_minute)
+
+    def rate_limit_overrides(self) -> dict[str, RateLimit]:
+        return {model: RateLimit(**limit) for model, limit in (self.rate_limits or {}).items()}
+
 
 def _check_int(cfg: RLMConfig, name: str, *, minimum: int, optional: bool = False) -> None:
     value = getattr(cfg, name)
@@ -87,12 +127,33 @@ def _check_int(cfg: RLMConfig, name: str, *, minimum: int, optional: bool = Fals
         raise ConfigError(f"`{name}` must be >= {minimum}, got {value!r}")
 
 
+def _check_rate_limits(limits: Any) -> None:
+    if limits is None:
+        return
+    if not isinstance(limits, Mapping):
+        raise ConfigError(f"`rate_limits` must map model names to limits, got {limits!r}")
+    keys = {"requests_per_minute", "tokens_per_minute"}
+    for model, limit in limits.items():
+        if not isinstance(limit, Mapping) or not set(limit) <= keys:
+            raise ConfigError(
+                f"`rate_limits[{model!r}]` must be a dict with keys {sorted(keys)}, got {limit!r}"
+            )
+        try:
+            RLMConfig(**limit)  # the same checks as the run-wide defaults
+        except ConfigError as exc:
+            raise ConfigError(f"`rate_limits[{model!r}]`: {exc}") from None
+
+
 def _check_seconds(cfg: RLMConfig, name: str, *, optional: bool = True) -> None:
+    _check_positive(cfg, name, "a number of seconds", optional=optional)
+
+
+def _check_positive(cfg: RLMConfig, name: str, what: str, *, optional: bool = True) -> None:
     value = getattr(cfg, name)
     if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"`{name}` must be a number of seconds, got {value!r}")
+        raise ConfigError(f"`{name}` must be {what}, got {value!r}")
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"`{name}` must be > 0, got {value!r}")
 

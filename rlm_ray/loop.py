@@ -52,7 +52,7 @@ class LoopSettings:
     max_iterations: int
     context_window_tokens: int
     reserve_output_tokens: int = 4096
-    check_deadline: Callable[[], None] = lambda: None
+    check_limits: Callable[[], None] = lambda: None
 
 
 def run_loop(llm: LLM, repl: REPL, settings: LoopSettings, trace: CallTrace, usage: Usage) -> str:
@@ -61,7 +61,7 @@ def run_loop(llm: LLM, repl: REPL, settings: LoopSettings, trace: CallTrace, usa
     turn_prompt = prompts.FIRST_TURN.format(query=settings.query)
     feedback = ""
     for index in range(settings.max_iterations):
-        settings.check_deadline()
+        settings.check_limits()
         messages.append({"role": "user", "content": turn_prompt})
         reply, iteration = _ask(llm, messages, settings, index, usage)
         trace.iterations.append(iteration)
@@ -167,7 +167,7 @@ def _last_word(
     usage: Usage,
 ) -> str:
     """Out of iterations: one more call asks for the final answer; its reply is the answer."""
-    settings.check_deadline()
+    settings.check_limits()
     messages.append(
         {
             "role": "user",

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rlm_ray import futures, prompts
-from rlm_ray.errors import SubCallError
+from rlm_ray.errors import LimitExceededError, SubCallError
 from rlm_ray.loop import AnswerError, CellReport
 from rlm_ray.parsing import truncate
 from rlm_ray.sandbox import NO_FINAL, FinalAnswer, Sandbox
@@ -70,6 +70,7 @@ class SubCalls:
         self._open: list[SubCallFuture] = []
         self.usage = Usage()
         self.cell: CellTrace | None = None
+        self.limit_hit: LimitExceededError | None = None  # a run limit refused a sub-call
 
     def llm(self, prompt: str, model: str | None) -> futures.SubCallFuture:
         handle = self._backend.start_llm(prompt, model)
@@ -127,6 +128,8 @@ class SubCalls:
             future._settle(value.answer if isinstance(value, CallResult) else value.text)
         else:  # a failed child still spent tokens: accounted above, then the code sees the error
             trace.error = f"{type(error).__name__}: {error}"
+            if isinstance(error, LimitExceededError):
+                self.limit_hit = error  # the run is stopping: the loop ends after this cell
             future._fail(SubCallError(f"{trace.kind} sub-call failed: {error}"))
         pending.done.set()
 

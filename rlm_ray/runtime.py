@@ -28,18 +28,21 @@ import time
 import uuid
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import count
+from collections.abc import Callable
 from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 from rlm_ray import prompts
+from rlm_ray.budget import estimate_input_tokens
 from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.errors import LimitExceededError, RLMError, SandboxError
 from rlm_ray.llm import LLMRequest
 from rlm_ray.loop import LoopSettings, run_loop
+from rlm_ray.rate_limit import RateLimit
 from rlm_ray.repl import REPLSession, REPLSettings
 from rlm_ray.types import CallResult, CallTrace, LLMReply, Usage
 
@@ -65,6 +68,7 @@ class CallSpec:
     deadline: float | None = None
     context_ref: Any = None
     context_value: Any = None
+    admission: Any = None  # the driver's Admission actor, when the run has a budget or rate limit
 
 
 def unwrap(exc: BaseException) -> BaseException:
@@ -89,18 +93,48 @@ class LLMGateway:
     def ready(self) -> bool:
         return True
 
-    async def complete(self, request: LLMRequest, run_id: str, max_in_flight: int) -> LLMReply:
+    async def complete(
+        self,
+        request: LLMRequest,
+        run_id: str,
+        max_in_flight: int,
+        admission: Any = None,
+        sub_call: bool = False,
+    ) -> LLMReply:
         limit = self._limits.setdefault(run_id, asyncio.Semaphore(max_in_flight))
         tasks = self._tasks.setdefault(run_id, set())
         task = asyncio.current_task()
         tasks.add(task)  # type: ignore[arg-type]
         try:
             async with limit:
-                return await self._acomplete(request)
+                if admission is None:
+                    return await self._acomplete(request)
+                return await self._admitted(request, run_id, admission, sub_call)
         finally:
             tasks.discard(task)  # type: ignore[arg-type]
             if not tasks:
                 del self._tasks[run_id], self._limits[run_id]
+
+    async def _admitted(
+        self, request: LLMRequest, run_id: str, admission: Any, sub_call: bool
+    ) -> LLMReply:
+        """The call, once the run's budget admits it and its model's rate allows it."""
+        estimate = estimate_input_tokens(request.messages)
+        try:
+            wait_s = await admission.admit_model_call.remote(
+                run_id, request.model, sub_call, estimate
+            )
+        except RayTaskError as exc:
+            raise unwrap(exc) from None
+        tokens, cost = 0, 0.0
+        try:
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
+            reply = await self._acomplete(request)
+            tokens, cost = reply.input_tokens + reply.output_tokens, reply.cost_usd
+            return reply
+        finally:  # a failed call gives its reservation back
+            admission.settle_model_call.remote(run_id, request.model, estimate, tokens, cost)
 
     def cancel_run(self, run_id: str) -> int:
         """Cancel every model call of a run (its root was cancelled or stopped)."""
@@ -147,14 +181,13 @@ class REPLWorker:
             ),
         )
         usage = Usage()
+        settings = _loop_settings(spec, context, lambda: check_limits(spec, session))
         try:
-            answer = run_loop(
-                backend.root_llm, session, _loop_settings(spec, context), trace, usage
-            )
+            answer = run_loop(backend.root_llm, session, settings, trace, usage)
         except RLMError as exc:
             session.subcalls.cancel_open()  # nobody will use their results
             if isinstance(exc, LimitExceededError) and exc.partial_answer is None:
-                exc.partial_answer = trace.iterations[-1].response if trace.iterations else None
+                exc.partial_answer = _best_partial(session, trace)
             trace.error = f"{type(exc).__name__}: {exc}"
             return CallResult("", usage, trace, error=exc)
         except BaseException:
@@ -186,7 +219,17 @@ def _hard_kill() -> None:
     os._exit(1)
 
 
-def _loop_settings(spec: CallSpec, context: Any) -> LoopSettings:
+def _best_partial(session: REPLSession, trace: CallTrace) -> str | None:
+    """A stopped call's best answer: the model's `answer["content"]` if it set one as text,
+    else its last reply."""
+    answer = session.sandbox.namespace.get("answer")
+    content = answer.get("content") if isinstance(answer, dict) else None
+    if isinstance(content, str) and content.strip():
+        return content
+    return trace.iterations[-1].response if trace.iterations else None
+
+
+def _loop_settings(spec: CallSpec, context: Any, check: Callable[[], None]) -> LoopSettings:
     cfg = spec.config
     system = prompts.system_prompt(
         context,
@@ -203,13 +246,21 @@ def _loop_settings(spec: CallSpec, context: Any) -> LoopSettings:
         max_iterations=cfg.max_iterations,
         context_window_tokens=spec.context_window_tokens,
         reserve_output_tokens=min(reserve, spec.context_window_tokens // 4),
-        check_deadline=lambda: check_deadline(spec),
+        check_limits=check,
     )
 
 
 def check_deadline(spec: CallSpec) -> None:
     if spec.deadline is not None and time.time() > spec.deadline:
         raise LimitExceededError("max_time_s", spec.config.max_time_s)
+
+
+def check_limits(spec: CallSpec, session: REPLSession) -> None:
+    """Before each turn: stop at the deadline, or once a run limit has refused a sub-call."""
+    check_deadline(spec)
+    hit = session.subcalls.limit_hit
+    if hit is not None:
+        raise LimitExceededError(hit.limit, hit.value)
 
 
 def remaining_s(spec: CallSpec) -> float | None:
@@ -247,8 +298,11 @@ class RayBackend:
             max_retries=cfg.max_retries,
         )
 
-    def _complete(self, request: LLMRequest) -> Any:
-        return self._gateway().complete.remote(request, self.spec.run_id, self._per_gateway_cap)
+    def _complete(self, request: LLMRequest, sub_call: bool = False) -> Any:
+        spec = self.spec
+        return self._gateway().complete.remote(
+            request, spec.run_id, self._per_gateway_cap, spec.admission, sub_call
+        )
 
     def root_llm(self, messages: list) -> LLMReply:
         """A turn of this call's own model (the root model at depth 0, else the sub-model)."""
@@ -268,7 +322,8 @@ class RayBackend:
         messages = [{"role": "user", "content": prompt}]
         models = self.spec.models
         return self._complete(
-            self._request(model or models.sub_model, messages, models.sub_llm_kwargs)
+            self._request(model or models.sub_model, messages, models.sub_llm_kwargs),
+            sub_call=True,
         )
 
     def start_rlm(self, query: str, context: Any, model: str | None) -> Any:
@@ -284,6 +339,7 @@ class RayBackend:
             context_window_tokens=spec.sub_context_window_tokens,
             sub_context_window_tokens=spec.sub_context_window_tokens,
             deadline=spec.deadline,
+            admission=spec.admission,
         )
         if context is self.context and spec.context_ref is not None:
             child.context_ref = spec.context_ref  # the same input: pass the handle on
@@ -400,6 +456,11 @@ class REPLPool:
                 self._run_depths[spec.config.max_depth] -= 1
 
     async def _admit_and_run(self, spec: CallSpec, gateways: list) -> CallResult:
+        if spec.depth > 0 and spec.admission is not None:  # a child counts as one sub-call
+            try:
+                await spec.admission.admit_call.remote(spec.run_id)
+            except RayTaskError as exc:
+                raise unwrap(exc) from None
         async with self._changed:
             await self._changed.wait_for(lambda: self._can_take(spec.depth))
             self._held[spec.depth] += 1
@@ -445,6 +506,17 @@ _RemotePool: Any = ray.remote(REPLPool)
 class Runtime:
     gateways: list
     pool: Any
+    _admission: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def admission(self) -> Any:
+        """The driver's admission actor (budgets, rate limits), started by the first run needing it."""
+        with self._lock:
+            if self._admission is None:
+                from rlm_ray.admission import start_admission
+
+                self._admission = start_admission()
+            return self._admission
 
 
 _RUNTIMES: dict[tuple, Runtime] = {}
@@ -507,6 +579,20 @@ def new_run_id() -> str:
 
 async def run_root(runtime: Runtime, spec: CallSpec) -> CallResult:
     """Run the root call on the cluster and wait for it without blocking the event loop."""
+    cfg = spec.config
+    budget, rate_limit, overrides = cfg.budget(), cfg.rate_limit(), cfg.rate_limit_overrides()
+    if not budget.is_set() and rate_limit == RateLimit() and not overrides:
+        return await _run_root(runtime, spec)
+    spec.admission = runtime.admission()
+    opened = spec.admission.open_run.remote(spec.run_id, budget, rate_limit, overrides)
+    await asyncio.wrap_future(opened.future())
+    try:
+        return await _run_root(runtime, spec)
+    finally:
+        spec.admission.close_run.remote(spec.run_id)
+
+
+async def _run_root(runtime: Runtime, spec: CallSpec) -> CallResult:
     ref = runtime.pool.run_call.remote(spec, runtime.gateways)
     grace = None if spec.deadline is None else spec.deadline - time.time() + 30.0
     try:

@@ -384,6 +384,10 @@ class ScriptedServer:
     ``timeout_fault_s`` and then closes the connection. Injected faults are counted in
     `faults_injected`.
 
+    Rate limit: with ``max_requests_per_s`` set, a chat request arriving when that many were
+    already accepted in the last second gets HTTP 429 (counted in `rate_limited`), as a
+    provider's rate limiter would answer.
+
     Counters: `request_count` counts chat-completion requests (faults included), `in_flight` /
     `peak_concurrency` count requests between body read and response written, `requests` holds
     every parsed `Request`, `errors` the traceback of every exception the reply function raised
@@ -400,6 +404,7 @@ class ScriptedServer:
         faults: Iterable[str] = FAULTS,
         seed: int = 0,
         timeout_fault_s: float = 30.0,
+        max_requests_per_s: float | None = None,
     ) -> None:
         faults = tuple(faults)
         unknown = [f for f in faults if f not in FAULTS]
@@ -414,6 +419,8 @@ class ScriptedServer:
         self.faults = faults
         self.seed = seed
         self.timeout_fault_s = timeout_fault_s
+        self.max_requests_per_s = max_requests_per_s
+        self._accepted: list[float] = []  # arrival times of requests the rate limit let through
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
@@ -479,6 +486,8 @@ class ScriptedServer:
             self.request_count = 0
             self.peak_concurrency = self.in_flight  # requests still running keep counting
             self.faults_injected = 0
+            self.rate_limited = 0
+            self._accepted = []
             self._requests: list[Request] = []
             self._errors: list[str] = []
 
@@ -537,7 +546,7 @@ class ScriptedServer:
             message = "ScriptedServer does not support stream=true; call without streaming"
             return _json_response(400, _error_body(400, message))
         try:
-            reply = self._fault(ordinal) or _as_reply(self.reply(request))
+            reply = self._rate_limit() or self._fault(ordinal) or _as_reply(self.reply(request))
         except Exception:
             trace = traceback.format_exc()
             with self._lock:
@@ -552,6 +561,18 @@ class ScriptedServer:
             content = _apply_stop(reply.content, request.body.get("stop"))
             body = _completion_body(request, content, ordinal)
         return reply.status, json.dumps(body).encode(), headers, reply
+
+    def _rate_limit(self) -> Reply | None:
+        if self.max_requests_per_s is None:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            self._accepted = [t for t in self._accepted if now - t < 1.0]
+            if len(self._accepted) < self.max_requests_per_s:
+                self._accepted.append(now)
+                return None
+            self.rate_limited += 1
+        return Reply("scripted rate limit: too many requests per second", status=429)
 
     def _fault(self, ordinal: int) -> Reply | None:
         if self.fault_rate <= 0:

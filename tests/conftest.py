@@ -48,12 +48,15 @@ def model_server(_server):
     _server.reply = _unset
     _server.latency_s = 0.0
     _server.fault_rate = 0.0
+    _server.max_requests_per_s = None
     _server.timeout_fault_s = 30.0
+    _server.max_requests_per_s = None
     _server.reset_stats()
     yield _server
     _server.reply = _unset
     _server.latency_s = 0.0
     _server.fault_rate = 0.0
+    _server.max_requests_per_s = None
 
 
 @pytest.fixture

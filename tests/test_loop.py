@@ -115,7 +115,7 @@ def test_deadline_checked_before_each_turn():
         raise LimitExceededError("max_time_s", 1)
 
     with pytest.raises(LimitExceededError) as err:
-        run(FakeLLM(turns(code("x"))), check_deadline=expired)
+        run(FakeLLM(turns(code("x"))), check_limits=expired)
     assert err.value.limit == "max_time_s"
 
 
