@@ -28,9 +28,9 @@ import time
 import uuid
 import warnings
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import count
-from collections.abc import Callable
 from typing import Any
 
 import ray

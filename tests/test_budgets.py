@@ -78,9 +78,7 @@ def test_max_total_tokens_stops_a_run_that_keeps_going(make_rlm, model_server):
         make_rlm(max_total_tokens=3000, max_iterations=20).completion("q", "ctx")
     assert (err.value.limit, err.value.value) == ("max_total_tokens", 3000)
     assert err.value.partial_answer  # the last reply
-    spent = sum(
-        len(r.text) // 4 for r in model_server.requests
-    )  # roughly what the server charged
+    spent = sum(len(r.text) // 4 for r in model_server.requests)  # roughly what the server charged
     assert 2 <= len(model_server.requests) < 20
     assert spent < 3000 * 2
 
@@ -161,7 +159,9 @@ def test_tokens_per_minute_paces_calls(make_rlm, model_server):
     model_server.reply = by_marker(
         {"LEAF": "1"},
         default=turns(
-            code("rs = [int(llm_query(f'LEAF {i} ' + 'y' * 4000)) for i in range(3)]\nFINAL(sum(rs))")
+            code(
+                "rs = [int(llm_query(f'LEAF {i} ' + 'y' * 4000)) for i in range(3)]\nFINAL(sum(rs))"
+            )
         ),
     )
     started = time.monotonic()
