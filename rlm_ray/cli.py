@@ -39,6 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-depth", type=int, default=1, help="REPL depth (default 1: root only)")
     run.add_argument("--max-iterations", type=int, default=20, help="model turns per call")
     run.add_argument("--max-time", type=float, default=None, help="deadline of the run, seconds")
+    budget = run.add_argument_group("budgets of the whole call tree (default: none)")
+    budget.add_argument("--max-sub-calls", type=int, help="llm_query + recursive_llm calls")
+    budget.add_argument("--max-total-tokens", type=int, help="input + output tokens")
+    budget.add_argument("--max-cost-usd", type=float, help="cost in USD (litellm's prices)")
+    rates = run.add_argument_group("rate limits per model, shared by the cluster (default: none)")
+    rates.add_argument("--requests-per-minute", type=int, help="model calls per minute")
+    rates.add_argument("--tokens-per-minute", type=int, help="tokens per minute")
     run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else local Ray)")
     run.add_argument("--trace", metavar="FILE.jsonl", help="write the call tree as JSONL")
     run.add_argument(
@@ -62,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except RLMError as exc:
         print(f"rlm-ray: error: {_one_line(exc)}", file=sys.stderr)
+        partial = getattr(exc, "partial_answer", None)
+        if partial:  # a limit stopped the run: show what it had (not on stdout: not the answer)
+            print(f"rlm-ray: partial answer: {partial}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as exc:  # a machinery failure (Ray, network): still one line, not a traceback
         print(f"rlm-ray: error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
@@ -81,6 +91,11 @@ def _run(args: argparse.Namespace) -> int:
         max_depth=args.max_depth,
         max_iterations=args.max_iterations,
         max_time_s=args.max_time,
+        max_sub_calls=args.max_sub_calls,
+        max_total_tokens=args.max_total_tokens,
+        max_cost_usd=args.max_cost_usd,
+        requests_per_minute=args.requests_per_minute,
+        tokens_per_minute=args.tokens_per_minute,
         address=args.address,
     )
     result = rlm.completion(args.query, context)

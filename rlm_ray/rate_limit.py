@@ -51,11 +51,6 @@ class RateLimiter:
         self._requests: dict[str, TokenBucket] = {}
         self._tokens: dict[str, TokenBucket] = {}
 
-    def is_set(self) -> bool:
-        return bool(self._default.requests_per_minute or self._default.tokens_per_minute) or any(
-            limit.requests_per_minute or limit.tokens_per_minute for limit in self._limits.values()
-        )
-
     def configure(self, default: RateLimit, overrides: dict[str, RateLimit], now: float) -> None:
         """Set the limits (a later run's settings replace an earlier run's)."""
         self._default = default

@@ -136,6 +136,10 @@ class LLMGateway:
         finally:  # a failed call gives its reservation back
             admission.settle_model_call.remote(run_id, request.model, estimate, tokens, cost)
 
+    def in_flight(self) -> dict[str, int]:
+        """Model calls running now, per run."""
+        return {run_id: len(tasks) for run_id, tasks in self._tasks.items() if tasks}
+
     def cancel_run(self, run_id: str) -> int:
         """Cancel every model call of a run (its root was cancelled or stopped)."""
         tasks = list(self._tasks.get(run_id, ()))
