@@ -10,6 +10,14 @@ Scenarios (latency injected by the server on every request, root turns included)
                answering on its second turn; the root answers on its second turn (5 x latency)
   tree-3x8     max_depth=3, fan-out 8 at every level: 73 REPL calls and 512 leaf calls, 0 ms
   overhead-1024  1024 leaf calls at 0 ms latency: end-to-end cost per leaf call
+  leaf-1024    1024 leaf calls at 250 ms latency, cap 256 in flight (4 waves: critical path
+               2 root turns + 4 x latency); compare with `litellm_floor.py --latency-ms 250`
+  children-64  64 `recursive_llm` children at once (max_depth=2), each fanning out 4 leaf
+               calls: live REPL processes stay at the pool's cap, no deadlock
+
+Besides wall time the table shows the peak number of live REPL calls (`repl`) and the peak
+extra memory (RSS of the driver and every Ray worker process, sampled every 50 ms, over the
+level before the measured run).
 
 Every scenario runs once to warm the pools, then `--repeat` times; the table shows the median.
 """
@@ -21,11 +29,15 @@ import multiprocessing
 import os
 import statistics
 import sys
+import threading
 import time
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from rlm_ray import RLM  # noqa: E402
+import psutil  # noqa: E402  (comes with ray[default])
+import ray  # noqa: E402
+
+from rlm_ray import RLM, runtime  # noqa: E402
 from rlm_ray.testing import ScriptedServer, by_marker, code, turns  # noqa: E402
 
 
@@ -85,7 +97,47 @@ SCENARIOS = {
         script=tree_script(8), latency=0.0, calls=73 + 512, critical=0, rlm={"max_depth": 3}
     ),
     "overhead-1024": dict(script=leaf_script(1024), latency=0.0, calls=1026, critical=0, rlm={}),
+    "leaf-1024": dict(script=leaf_script(1024), latency=0.25, calls=1026, critical=6, rlm={}),
+    "children-64": dict(
+        script=children_script(64, 4),
+        latency=0.25,
+        calls=2 + 64 * 2 + 64 * 4,
+        critical=5,
+        rlm={"max_depth": 2},
+    ),
 }
+
+
+class MemorySampler:
+    """Peak RSS of this driver and every Ray worker process, over the level at the start."""
+
+    def __enter__(self) -> MemorySampler:
+        self._stop = threading.Event()
+        self.baseline = self.peak = _ray_rss_mb()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, _ray_rss_mb())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_extra_mb(self) -> float:
+        return self.peak - self.baseline
+
+
+def _ray_rss_mb() -> float:
+    total = psutil.Process().memory_info().rss
+    for proc in psutil.process_iter(["name", "cmdline", "memory_info"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if proc.info["memory_info"] and ("ray::" in (proc.info["name"] or "") or "ray::" in cmd):
+            total += proc.info["memory_info"].rss
+    return total / 2**20
 
 
 class ServerProcess:
@@ -135,12 +187,17 @@ def run(name: str, server: ServerProcess, repeat: int, gateways: int) -> dict:
         **spec["rlm"],
     )
     rlm.completion("warm-up", "ctx")  # starts Ray and the pools; not measured
-    walls, peaks = [], []
+    pool = runtime.get_runtime(rlm.config).pool
+    walls, peaks, repls, rss = [], [], [], []
     for _ in range(repeat):
         server.call("set", name, spec["latency"])
-        started = time.perf_counter()
-        result = rlm.completion("q", "ctx")
-        walls.append(time.perf_counter() - started)
+        ray.get(pool.stats.remote(reset_peak=True))
+        with MemorySampler() as memory:
+            started = time.perf_counter()
+            result = rlm.completion("q", "ctx")
+            walls.append(time.perf_counter() - started)
+        rss.append(memory.peak_extra_mb)
+        repls.append(ray.get(pool.stats.remote())["peak_held"])
         count, peak = server.call("stats")
         peaks.append(peak)
         assert result.usage.calls == spec["calls"] == count, (name, result.usage.calls, count)
@@ -149,6 +206,8 @@ def run(name: str, server: ServerProcess, repeat: int, gateways: int) -> dict:
         "scenario": name,
         "wall_s": wall,
         "calls": spec["calls"],
+        "repl": max(repls),
+        "rss_mb": max(rss),
         "peak": max(peaks),
         "critical_s": spec["critical"] * spec["latency"],
         "per_call_ms": 1000 * wall / spec["calls"],
@@ -169,12 +228,16 @@ def main() -> int:
             print(f"done {name}: {rows[-1]['wall_s']:.3f} s", file=sys.stderr)
     finally:
         server.stop()
-    print("| scenario | wall (median) | model calls | peak in flight | critical path | per call |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| scenario | wall (median) | model calls | peak in flight | critical path | per call "
+        "| peak REPL calls | peak extra RSS |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['scenario']} | {r['wall_s']:.3f} s | {r['calls']} | {r['peak']} | "
-            f"{r['critical_s']:.2f} s | {r['per_call_ms']:.2f} ms |"
+            f"{r['critical_s']:.2f} s | {r['per_call_ms']:.2f} ms | {r['repl']} | "
+            f"{r['rss_mb']:.0f} MB |"
         )
     return 0
 

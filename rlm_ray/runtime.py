@@ -422,6 +422,7 @@ class REPLPool:
         self._memory_mb = memory_mb
         self._idle: list[Any] = [self._new_worker() for _ in range(min(warm, self._capacity))]
         self._held: Counter[int] = Counter()
+        self._peak_held = 0
         self._run_depths: Counter[int] = Counter()  # max_depth of the runs in progress
         self._running: dict[str, asyncio.Task] = {}
         self._changed = asyncio.Condition()
@@ -430,14 +431,18 @@ class REPLPool:
     def _new_worker(self) -> Any:
         return _RemoteWorker.options(num_cpus=0, max_restarts=0).remote(self._memory_mb)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, reset_peak: bool = False) -> dict[str, Any]:
         held = {d: n for d, n in self._held.items() if n}
-        return {
+        stats = {
             "capacity": self._capacity,
             "held": held,
+            "peak_held": self._peak_held,  # most REPL calls live at once (since the last reset)
             "idle": len(self._idle),
             "running": len(self._running),
         }
+        if reset_peak:
+            self._peak_held = sum(self._held.values())
+        return stats
 
     def _can_take(self, depth: int) -> bool:
         levels = max((d for d, n in self._run_depths.items() if n > 0), default=1)
@@ -468,6 +473,7 @@ class REPLPool:
         async with self._changed:
             await self._changed.wait_for(lambda: self._can_take(spec.depth))
             self._held[spec.depth] += 1
+            self._peak_held = max(self._peak_held, sum(self._held.values()))
         worker = self._idle.pop() if self._idle else self._new_worker()
         try:
             result = await worker.run.remote(spec, gateways, self._self)
