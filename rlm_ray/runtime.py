@@ -548,7 +548,9 @@ def ensure_ray(address: str | None) -> None:
     if address:
         ray.init(address=address, runtime_env=env, log_to_driver=False)
     else:
-        ray.init(include_dashboard=False, log_to_driver=False, runtime_env=env)
+        # subtle: a bare ray.init() would attach to any cluster `ray start` left on this machine;
+        # with no address given we start our own (`--address auto` attaches on purpose).
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, runtime_env=env)
 
 
 def get_runtime(config: RLMConfig) -> Runtime:

@@ -142,7 +142,7 @@ def test_ray_restart_in_the_same_process_gets_new_pools(model_server):
         f"rlm = RLM('openai/s', api_base='{model_server.url}', api_key='k')\n"
         "print(rlm.completion('q', 'c').answer)\n"
         "ray.shutdown()\n"
-        "ray.init(num_cpus=2, include_dashboard=False)\n"
+        "ray.init(address='local', num_cpus=2, include_dashboard=False)\n"
         "print(rlm.completion('q', 'c').answer)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}

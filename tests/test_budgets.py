@@ -168,3 +168,37 @@ def test_tokens_per_minute_paces_calls(make_rlm, model_server):
     result = make_rlm(tokens_per_minute=12_000, requests_per_minute=None).completion("q", "ctx")
     assert result.answer == "3"
     assert time.monotonic() - started >= 3 * 0.9  # the bucket refills ~200 tokens a second
+
+
+def test_cli_budget_flag_reports_the_limit_and_the_partial_answer(
+    model_server, tmp_path, ray_session
+):
+    import os
+    import subprocess
+    import sys
+
+    model_server.reply = by_marker(
+        {"LEAF": "1"},
+        default=turns(
+            code(
+                "answer['content'] = 'two so far'\n"
+                "rs = [int(llm_query(f'LEAF {i}')) for i in range(5)]\nFINAL(sum(rs))"
+            )
+        ),
+    )
+    (tmp_path / "ctx.txt").write_text("ctx")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    args = ["--model", "openai/scripted", "--api-base", model_server.url, "--api-key", "sk-t"]
+    args += ["--context", str(tmp_path / "ctx.txt"), "--query", "q", "--max-sub-calls", "2"]
+    args += ["--address", ray_session.get_runtime_context().gcs_address]
+    out = subprocess.run(
+        [sys.executable, "-m", "rlm_ray", "run", *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
+    assert out.returncode == 1, out.stderr
+    assert out.stdout == ""
+    assert "`max_sub_calls` (2)" in out.stderr and "partial answer: two so far" in out.stderr
+    assert _leaves(model_server) == 2
