@@ -53,6 +53,10 @@ class RLMConfig:
     """Async model-gateway actors per node; each keeps hundreds of model calls in flight. Two
     per node let litellm's per-call CPU cost use two cores (benchmarks/fanout.py)."""
 
+    cache_dir: str | None = None
+    """Directory of the model-call cache (`call_cache.py`), shared by every process of a node;
+    `None`: no cache. `RLM` makes it absolute and checks that it can hold the cache."""
+
     def __post_init__(self) -> None:
         _check_int(self, "max_depth", minimum=0)
         _check_int(self, "max_iterations", minimum=1)
@@ -64,6 +68,8 @@ class RLMConfig:
         _check_int(self, "repl_memory_mb", minimum=64, optional=True)
         _check_int(self, "context_window_tokens", minimum=1024, optional=True)
         _check_seconds(self, "max_time_s")
+        if self.cache_dir is not None and not isinstance(self.cache_dir, str):
+            raise ConfigError(f"`cache_dir` must be a directory path (str), got {self.cache_dir!r}")
         _check_seconds(self, "cell_timeout_s")
         _check_seconds(self, "request_timeout_s", optional=False)
         if self.max_depth > self.max_repl_actors_per_node:

@@ -28,14 +28,14 @@ import time
 import uuid
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import count
 from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
-from rlm_ray import prompts
+from rlm_ray import progress, prompts
 from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.errors import LimitExceededError, RLMError, SandboxError
 from rlm_ray.llm import LLMRequest
@@ -85,22 +85,66 @@ class LLMGateway:
         self._acomplete = llm.acomplete
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._tasks: dict[str, set[asyncio.Task]] = {}
+        self._board = progress.ProgressBoard()  # progress/cache: counters of tracked runs
+        self._caches: dict[str, Any] = {}  # progress/cache: CallCache per cache directory
 
     def ready(self) -> bool:
         return True
 
-    async def complete(self, request: LLMRequest, run_id: str, max_in_flight: int) -> LLMReply:
+    async def complete(
+        self,
+        request: LLMRequest,
+        run_id: str,
+        max_in_flight: int,
+        depth: int = 0,
+        cache_dir: str | None = None,
+    ) -> LLMReply:
         limit = self._limits.setdefault(run_id, asyncio.Semaphore(max_in_flight))
         tasks = self._tasks.setdefault(run_id, set())
         task = asyncio.current_task()
         tasks.add(task)  # type: ignore[arg-type]
         try:
             async with limit:
-                return await self._acomplete(request)
+                return await self._call(request, run_id, depth, cache_dir)
         finally:
             tasks.discard(task)  # type: ignore[arg-type]
             if not tasks:
                 del self._tasks[run_id], self._limits[run_id]
+
+    # -- progress/cache: begin -------------------------------------------------------------------
+    async def _call(
+        self, request: LLMRequest, run_id: str, depth: int, cache_dir: str | None
+    ) -> LLMReply:
+        counters = self._board.get(run_id)
+        if counters is None and cache_dir is None:
+            return await self._acomplete(request)
+        reply = None
+        if counters is not None:
+            counters.call_started(depth)
+        try:
+            if cache_dir is None:
+                reply = await self._acomplete(request)
+            else:
+                reply = await self._cache(cache_dir).complete(request, self._acomplete)
+            return reply
+        finally:
+            if counters is not None:
+                counters.call_ended(depth, reply)
+
+    def _cache(self, cache_dir: str) -> Any:
+        if cache_dir not in self._caches:
+            from rlm_ray.call_cache import CallCache
+
+            self._caches[cache_dir] = CallCache(cache_dir)
+        return self._caches[cache_dir]
+
+    def track_run(self, run_id: str) -> None:
+        self._board.track(run_id)
+
+    def progress(self, run_id: str, forget: bool = False) -> progress.RunCounters | None:
+        return self._board.read(run_id, forget)
+
+    # -- progress/cache: end ---------------------------------------------------------------------
 
     def cancel_run(self, run_id: str) -> int:
         """Cancel every model call of a run (its root was cancelled or stopped)."""
@@ -247,15 +291,18 @@ class RayBackend:
             max_retries=cfg.max_retries,
         )
 
-    def _complete(self, request: LLMRequest) -> Any:
-        return self._gateway().complete.remote(request, self.spec.run_id, self._per_gateway_cap)
+    def _complete(self, request: LLMRequest, depth: int) -> Any:
+        spec = self.spec
+        return self._gateway().complete.remote(
+            request, spec.run_id, self._per_gateway_cap, depth, spec.config.cache_dir
+        )
 
     def root_llm(self, messages: list) -> LLMReply:
         """A turn of this call's own model (the root model at depth 0, else the sub-model)."""
         kwargs = (
             self.spec.models.llm_kwargs if self.spec.depth == 0 else self.spec.models.sub_llm_kwargs
         )
-        ref = self._complete(self._request(self.spec.model, messages, kwargs))
+        ref = self._complete(self._request(self.spec.model, messages, kwargs), self.spec.depth)
         try:
             return ray.get(ref, timeout=remaining_s(self.spec))
         except GetTimeoutError:
@@ -267,9 +314,8 @@ class RayBackend:
     def start_llm(self, prompt: str, model: str | None) -> Any:
         messages = [{"role": "user", "content": prompt}]
         models = self.spec.models
-        return self._complete(
-            self._request(model or models.sub_model, messages, models.sub_llm_kwargs)
-        )
+        request = self._request(model or models.sub_model, messages, models.sub_llm_kwargs)
+        return self._complete(request, self.spec.depth + 1)
 
     def start_rlm(self, query: str, context: Any, model: str | None) -> Any:
         spec = self.spec
@@ -366,6 +412,7 @@ class REPLPool:
         self._running: dict[str, asyncio.Task] = {}
         self._changed = asyncio.Condition()
         self._self = ray.get_runtime_context().current_actor
+        self._board = progress.ProgressBoard()  # progress/cache
 
     def _new_worker(self) -> Any:
         return _RemoteWorker.options(num_cpus=0, max_restarts=0).remote(self._memory_mb)
@@ -385,10 +432,19 @@ class REPLPool:
         kept = sum(1 for d in range(levels) if d != depth and self._held[d] == 0)
         return free - kept >= 1
 
+    def track_run(self, run_id: str) -> None:  # progress/cache
+        self._board.track(run_id)
+
+    def progress(self, run_id: str, forget: bool = False) -> progress.RunCounters | None:
+        return self._board.read(run_id, forget)  # progress/cache
+
     async def run_call(self, spec: CallSpec, gateways: list) -> CallResult:
         self._running[spec.call_id] = asyncio.current_task()  # type: ignore[assignment]
         if spec.depth == 0:
             self._run_depths[spec.config.max_depth] += 1
+        counters = self._board.get(spec.run_id)  # progress/cache
+        if counters is not None:
+            counters.rlm_started(spec.depth)
         try:
             return await self._admit_and_run(spec, gateways)
         except asyncio.CancelledError:
@@ -398,6 +454,8 @@ class REPLPool:
             self._running.pop(spec.call_id, None)
             if spec.depth == 0:
                 self._run_depths[spec.config.max_depth] -= 1
+            if counters is not None:  # progress/cache
+                counters.rlm_ended(spec.depth)
 
     async def _admit_and_run(self, spec: CallSpec, gateways: list) -> CallResult:
         async with self._changed:
@@ -505,8 +563,61 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-async def run_root(runtime: Runtime, spec: CallSpec) -> CallResult:
-    """Run the root call on the cluster and wait for it without blocking the event loop."""
+# -- progress/cache: begin -----------------------------------------------------------------------
+async def run_root(
+    runtime: Runtime, spec: CallSpec, on_progress: progress.ProgressCallback | None = None
+) -> CallResult:
+    """Run the root call on the cluster and wait for it without blocking the event loop.
+
+    With `on_progress`, the gateways and the pool count the run's calls and the driver polls
+    them every `progress.PROGRESS_INTERVAL_S` while it waits (nothing is sent per call); the
+    last snapshot has `finished=True`. If `on_progress` raises, the run is cancelled and the
+    exception propagates."""
+    if on_progress is None:
+        return await _await_root(runtime, spec)
+    actors = [*runtime.gateways, runtime.pool]
+    started = time.time()
+    await asyncio.gather(*(actor.track_run.remote(spec.run_id) for actor in actors))
+    root = asyncio.ensure_future(_await_root(runtime, spec))
+    poll = asyncio.ensure_future(_poll_progress(actors, spec.run_id, started, on_progress))
+    try:
+        await asyncio.wait({root, poll}, return_when=asyncio.FIRST_COMPLETED)
+        if not root.done():  # the callback raised: stop the tree, then raise its error
+            root.cancel()
+            await asyncio.gather(root, return_exceptions=True)
+            poll.result()
+        return root.result()
+    finally:
+        root.cancel()
+        poll.cancel()
+        final = await _read_progress(actors, spec.run_id, started, forget=True)
+        if final is not None:
+            on_progress(replace(final, finished=True))
+
+
+async def _poll_progress(
+    actors: list, run_id: str, started: float, on_progress: progress.ProgressCallback
+) -> None:
+    while True:
+        await asyncio.sleep(progress.PROGRESS_INTERVAL_S)
+        snapshot = await _read_progress(actors, run_id, started)
+        if snapshot is not None:
+            on_progress(snapshot)
+
+
+async def _read_progress(
+    actors: list, run_id: str, started: float, forget: bool = False
+) -> progress.Progress | None:
+    try:
+        parts = await asyncio.gather(*(a.progress.remote(run_id, forget) for a in actors))
+    except (RayActorError, RayTaskError):
+        return None  # a dead pool fails the run anyway; a restarted gateway comes back empty
+    counters = [part for part in parts if part is not None]
+    return progress.merge(run_id, time.time() - started, counters, finished=False)
+
+
+# -- progress/cache: end -------------------------------------------------------------------------
+async def _await_root(runtime: Runtime, spec: CallSpec) -> CallResult:
     ref = runtime.pool.run_call.remote(spec, runtime.gateways)
     grace = None if spec.deadline is None else spec.deadline - time.time() + 30.0
     try:
