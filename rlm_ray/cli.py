@@ -79,6 +79,8 @@ def _run(args: argparse.Namespace) -> int:
     from rlm_ray.rlm import RLM
     from rlm_ray.tracefile import write_jsonl
 
+    if args.quiet:
+        _quiet_ray()
     context = read_context(args.context, quiet=args.quiet)
     rlm = RLM(
         args.model,
@@ -109,6 +111,21 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print(result.answer)
     return 0
+
+
+def _quiet_ray() -> None:
+    """Keep Ray's start-up log lines (INFO and the token-auth WARNING) off stderr.
+
+    subtle: `ray.init` resets the "ray" logger to its `logging_level` argument, whose default
+    is read from RAY_LOGGER_LEVEL when Ray is imported; the variable is removed again so that
+    Ray processes started from here keep their normal logs."""
+    if "ray" in sys.modules or "RAY_LOGGER_LEVEL" in os.environ:
+        return
+    os.environ["RAY_LOGGER_LEVEL"] = "error"
+    try:
+        import ray  # noqa: F401
+    finally:
+        del os.environ["RAY_LOGGER_LEVEL"]
 
 
 def _ingest(args: argparse.Namespace) -> int:
