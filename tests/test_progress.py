@@ -3,6 +3,7 @@ snapshots whose counts only grow and whose last one matches the run's usage."""
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 
@@ -121,3 +122,28 @@ def test_a_failing_callback_stops_the_run_and_raises(make_rlm, model_server):
     model_server.latency_s = 0.0
     model_server.reply = turns("FINAL(ok)")
     assert make_rlm().completion("q", "ctx").answer == "ok"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_the_cli_display_draws_on_a_terminal_and_sums_up_anywhere(terminal):
+    from rlm_ray.progress_display import ProgressDisplay
+
+    stream = _Terminal() if terminal else io.StringIO()
+    gateway = RunCounters()
+    gateway.call_started(0)
+    with ProgressDisplay(stream) as display:
+        display.update(merge("run", 0.3, [gateway], finished=False))
+        gateway.call_ended(0, LLMReply("x", "m", input_tokens=1200, output_tokens=30))
+        display.update(merge("run", 0.6, [gateway], finished=True))
+    text = stream.getvalue()
+    summary = "rlm-ray: 1 model calls (depth 0: 1/1 model); 1,200 tokens in, 30 out; $0.0000; 0.6 s"
+    assert text.rstrip("\n").endswith(summary)
+    if terminal:  # the live table, redrawn: the in-flight call, then the done one
+        assert "model calls done" in text and "0 model calls" in text and "1,200 tokens in" in text
+    else:  # a pipe gets the summary line only
+        assert text == summary + "\n"
