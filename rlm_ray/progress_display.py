@@ -53,7 +53,7 @@ class ProgressDisplay:
 
 def render(snapshot: Progress) -> Group:
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for name in ("depth", "RLM calls done", "in flight", "model calls done", "in flight"):
+    for name in ("depth", "RLM calls done", "RLM in flight", "model calls done", "model in flight"):
         table.add_column(name, justify="right")
     for d in snapshot.depths:
         table.add_row(
