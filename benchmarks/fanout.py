@@ -167,6 +167,7 @@ def run(name: str, server: ServerProcess, repeat: int, gateways: int, modes: lis
                 "peak": max(peaks[progress]),
                 "critical_s": spec["critical"] * spec["latency"],
                 "per_call_ms": 1000 * wall / spec["calls"],
+                "walls": walls[progress],
             }
         )
     return rows
@@ -186,7 +187,8 @@ def main() -> int:
         for name in args.scenarios:
             for row in run(name, server, args.repeat, args.gateways, modes):
                 rows.append(row)
-                print(f"done {row['scenario']}: {row['wall_s']:.3f} s", file=sys.stderr)
+                walls = ", ".join(f"{w:.2f}" for w in row["walls"])
+                print(f"done {row['scenario']}: {row['wall_s']:.3f} s ({walls})", file=sys.stderr)
     finally:
         server.stop()
     print("| scenario | wall (median) | model calls | peak in flight | critical path | per call |")
