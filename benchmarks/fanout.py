@@ -15,11 +15,13 @@ Scenarios (latency injected by the server on every request, root turns included)
   children-64  64 `recursive_llm` children at once (max_depth=2), each fanning out 4 leaf
                calls: live REPL processes stay at the pool's cap, no deadlock
 
-Besides wall time the table shows the peak number of live REPL calls (`repl`) and the peak
-extra memory (RSS of the driver and every Ray worker process, sampled every 50 ms, over the
-level before the measured run).
+Besides wall time the table shows the peak number of live REPL calls and the peak extra memory
+(RSS of the driver and every Ray worker process, sampled every 50 ms, over the level before the
+measured run).
 
 Every scenario runs once to warm the pools, then `--repeat` times; the table shows the median.
+`--progress on` passes an `on_progress` callback (the driver polls the run's counters);
+`--progress both` alternates runs without and with it, in one session, and prints both rows.
 """
 
 from __future__ import annotations
@@ -176,56 +178,78 @@ def _serve(conn) -> None:
             conn.send((server.request_count, server.peak_concurrency))
 
 
-def run(name: str, server: ServerProcess, repeat: int, gateways: int) -> dict:
+def run(name: str, server: ServerProcess, repeat: int, gateways: int, modes: list[bool]) -> list:
     spec = SCENARIOS[name]
     server.call("set", name, 0.0)
-    rlm = RLM(
-        "openai/bench",
-        api_base=server.url,
-        api_key="sk-bench",
-        num_gateways=gateways,
-        **spec["rlm"],
-    )
-    rlm.completion("warm-up", "ctx")  # starts Ray and the pools; not measured
-    pool = runtime.get_runtime(rlm.config).pool
-    walls, peaks, repls, rss = [], [], [], []
-    for _ in range(repeat):
-        server.call("set", name, spec["latency"])
-        ray.get(pool.stats.remote(reset_peak=True))
-        with MemorySampler() as memory:
-            started = time.perf_counter()
-            result = rlm.completion("q", "ctx")
-            walls.append(time.perf_counter() - started)
-        rss.append(memory.peak_extra_mb)
-        repls.append(ray.get(pool.stats.remote())["peak_held"])
-        count, peak = server.call("stats")
-        peaks.append(peak)
-        assert result.usage.calls == spec["calls"] == count, (name, result.usage.calls, count)
-    wall = statistics.median(walls)
-    return {
-        "scenario": name,
-        "wall_s": wall,
-        "calls": spec["calls"],
-        "repl": max(repls),
-        "rss_mb": max(rss),
-        "peak": max(peaks),
-        "critical_s": spec["critical"] * spec["latency"],
-        "per_call_ms": 1000 * wall / spec["calls"],
+    snapshots: list = []
+    rlms = {
+        progress: RLM(
+            "openai/bench",
+            api_base=server.url,
+            api_key="sk-bench",
+            num_gateways=gateways,
+            on_progress=snapshots.append if progress else None,
+            **spec["rlm"],
+        )
+        for progress in modes
     }
+    rlms[modes[0]].completion("warm-up", "ctx")  # starts Ray and the pools; not measured
+    pool = runtime.get_runtime(rlms[modes[0]].config).pool
+    walls: dict[bool, list[float]] = {m: [] for m in modes}
+    peaks: dict[bool, list[int]] = {m: [] for m in modes}
+    repls: dict[bool, list[int]] = {m: [] for m in modes}
+    rss: dict[bool, list[float]] = {m: [] for m in modes}
+    for _ in range(repeat):
+        for progress, rlm in rlms.items():  # alternated: both modes see the same load
+            server.call("set", name, spec["latency"])
+            snapshots.clear()
+            ray.get(pool.stats.remote(reset_peak=True))
+            with MemorySampler() as memory:
+                started = time.perf_counter()
+                result = rlm.completion("q", "ctx")
+                walls[progress].append(time.perf_counter() - started)
+            rss[progress].append(memory.peak_extra_mb)
+            repls[progress].append(ray.get(pool.stats.remote())["peak_held"])
+            count, peak = server.call("stats")
+            peaks[progress].append(peak)
+            assert result.usage.calls == spec["calls"] == count, (name, result.usage.calls, count)
+            if progress:
+                assert snapshots[-1].finished and snapshots[-1].calls == count
+    rows = []
+    for progress in modes:
+        wall = statistics.median(walls[progress])
+        rows.append(
+            {
+                "scenario": name + (" +progress" if progress else ""),
+                "wall_s": wall,
+                "calls": spec["calls"],
+                "peak": max(peaks[progress]),
+                "repl": max(repls[progress]),
+                "rss_mb": max(rss[progress]),
+                "critical_s": spec["critical"] * spec["latency"],
+                "per_call_ms": 1000 * wall / spec["calls"],
+                "walls": walls[progress],
+            }
+        )
+    return rows
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--gateways", type=int, default=2, help="gateway actors per node")
+    parser.add_argument("--progress", choices=["off", "on", "both"], default="off")
     parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS))
     args = parser.parse_args()
     rows = []
     server = ServerProcess()  # before Ray starts: fork a process with no Ray threads
     try:
+        modes = {"off": [False], "on": [True], "both": [False, True]}[args.progress]
         for name in args.scenarios:
-            rows.append(run(name, server, args.repeat, args.gateways))
-            print(f"done {name}: {rows[-1]['wall_s']:.3f} s", file=sys.stderr)
+            for row in run(name, server, args.repeat, args.gateways, modes):
+                rows.append(row)
+                walls = ", ".join(f"{w:.2f}" for w in row["walls"])
+                print(f"done {row['scenario']}: {row['wall_s']:.3f} s ({walls})", file=sys.stderr)
     finally:
         server.stop()
     print(

@@ -13,6 +13,7 @@ from rlm_ray.errors import (
     SandboxError,
     SubCallError,
 )
+from rlm_ray.progress import DepthProgress, Progress
 from rlm_ray.rlm import RLM
 from rlm_ray.types import CallTrace, Result, Usage
 
@@ -23,8 +24,10 @@ __all__ = [
     "CallTrace",
     "ConfigError",
     "ContextWindowError",
+    "DepthProgress",
     "LLMError",
     "LimitExceededError",
+    "Progress",
     "RLMConfig",
     "RLMError",
     "Result",

@@ -3,7 +3,8 @@
     rlm-ray run --model M --context PATH|- --query TEXT [options]
 
 Stdout carries only the answer (or, with --json, one JSON object with `answer`, `usage`,
-`timings`); everything else goes to stderr. Exit 0 on an answer; otherwise 1 with a one-line
+`timings`); everything else goes to stderr: live progress on a terminal and a one-line summary
+at the end (none of it with --quiet). Exit 0 on an answer; otherwise 1 with a one-line
 error (2 for a usage mistake on the command line, 130 on Ctrl-C).
 """
 
@@ -51,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--json", action="store_true", help="print one JSON object: answer, usage, timings"
     )
+    run.add_argument(
+        "--cache", metavar="DIR", help="cache model calls in DIR: a re-run makes no model calls"
+    )
+    run.add_argument(
+        "--quiet", action="store_true", help="no progress and no summary on stderr (errors only)"
+    )
     ingest = commands.add_parser("ingest", help="read a corpus once into a Parquet document table")
     ingest.add_argument("path", help="a directory, JSONL, CSV, Parquet or text file")
     ingest.add_argument("--out", required=True, help="the Parquet file to write")
@@ -82,7 +89,9 @@ def _run(args: argparse.Namespace) -> int:
     from rlm_ray.rlm import RLM
     from rlm_ray.tracefile import write_jsonl
 
-    context = read_context(args.context)
+    if args.quiet:
+        _quiet_ray()
+    context = read_context(args.context, quiet=args.quiet)
     rlm = RLM(
         args.model,
         sub_model=args.sub_model,
@@ -97,17 +106,41 @@ def _run(args: argparse.Namespace) -> int:
         requests_per_minute=args.requests_per_minute,
         tokens_per_minute=args.tokens_per_minute,
         address=args.address,
+        cache_dir=args.cache,
     )
-    result = rlm.completion(args.query, context)
+    if args.quiet:
+        result = rlm.completion(args.query, context)
+    else:
+        from rlm_ray.progress_display import ProgressDisplay
+
+        with ProgressDisplay(sys.stderr) as display:
+            rlm.on_progress = display.update
+            result = rlm.completion(args.query, context)
     if args.trace:
         calls = write_jsonl(result.trace, args.trace)
-        print(f"rlm-ray: wrote {calls} calls to {args.trace}", file=sys.stderr)
+        if not args.quiet:
+            print(f"rlm-ray: wrote {calls} calls to {args.trace}", file=sys.stderr)
     if args.json:
         out = {"answer": result.answer, "usage": result.usage.to_dict(), "timings": result.timings}
         print(json.dumps(out, ensure_ascii=False))
     else:
         print(result.answer)
     return 0
+
+
+def _quiet_ray() -> None:
+    """Keep Ray's start-up log lines (INFO and the token-auth WARNING) off stderr.
+
+    subtle: `ray.init` resets the "ray" logger to its `logging_level` argument, whose default
+    is read from RAY_LOGGER_LEVEL when Ray is imported; the variable is removed again so that
+    Ray processes started from here keep their normal logs."""
+    if "ray" in sys.modules or "RAY_LOGGER_LEVEL" in os.environ:
+        return
+    os.environ["RAY_LOGGER_LEVEL"] = "error"
+    try:
+        import ray  # noqa: F401
+    finally:
+        del os.environ["RAY_LOGGER_LEVEL"]
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -136,7 +169,7 @@ def _report(report: Any) -> None:
 _CORPUS_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".parquet")
 
 
-def read_context(source: str) -> Any:
+def read_context(source: str, *, quiet: bool = False) -> Any:
     """A corpus (directory, JSONL, CSV, Parquet) as a document table; any other file as its
     text (a .json file parsed); stdin as text. Binary input is refused."""
     path = Path(source)
@@ -144,7 +177,8 @@ def read_context(source: str) -> Any:
         from rlm_ray.ingest import read_corpus
 
         table, report = read_corpus(path)
-        _report(report)
+        if not quiet:
+            _report(report)
         return table
     if source == "-":
         data = sys.stdin.buffer.read()

@@ -78,6 +78,10 @@ class RLMConfig:
     rate_limits: Mapping[str, Mapping[str, int | None]] | None = None
     """Per-model overrides, e.g. ``{"openai/gpt-4o": {"requests_per_minute": 500}}``."""
 
+    cache_dir: str | None = None
+    """Directory of the model-call cache (`call_cache.py`), shared by every process of a node;
+    `None`: no cache. `RLM` makes it absolute and checks that it can hold the cache."""
+
     def __post_init__(self) -> None:
         _check_int(self, "max_depth", minimum=0)
         _check_int(self, "max_iterations", minimum=1)
@@ -95,6 +99,8 @@ class RLMConfig:
         _check_rate_limits(self.rate_limits)
         _check_positive(self, "max_cost_usd", "an amount in USD")
         _check_seconds(self, "max_time_s")
+        if self.cache_dir is not None and not isinstance(self.cache_dir, str):
+            raise ConfigError(f"`cache_dir` must be a directory path (str), got {self.cache_dir!r}")
         _check_seconds(self, "cell_timeout_s")
         _check_seconds(self, "request_timeout_s", optional=False)
         if self.max_depth > self.max_repl_actors_per_node:

@@ -8,15 +8,18 @@ result.answer, result.usage, result.trace
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
-from rlm_ray import llm
+from rlm_ray import call_cache, llm
 from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.errors import ConfigError
+from rlm_ray.progress import ProgressCallback
 from rlm_ray.types import Result
 
 _SECRET_KWARGS = ("api_key",)
@@ -29,6 +32,9 @@ class RLM:
     calls; default: `model`). `api_base`/`api_key` and `llm_kwargs`/`sub_llm_kwargs`
     (temperature, stop, max_tokens, seed, timeout, headers, ...) are passed to litellm.
     `address` names a Ray cluster (default: RAY_ADDRESS, else a local Ray started on demand).
+    `cache_dir` turns on the model-call cache in that directory (`call_cache.py`): a re-run of
+    the same job makes no model calls. `on_progress(snapshot: Progress)` is called on the
+    driver about every 0.25 s during a run, and once more with `finished=True` at its end.
     Every other keyword is a limit of `RLMConfig` (max_time_s, cell_timeout_s, ...).
     """
 
@@ -44,9 +50,17 @@ class RLM:
         llm_kwargs: Mapping[str, Any] | None = None,
         sub_llm_kwargs: Mapping[str, Any] | None = None,
         address: str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        on_progress: ProgressCallback | None = None,
         **limits: Any,
     ) -> None:
         self.config = _config(max_depth=max_depth, max_iterations=max_iterations, **limits)
+        if cache_dir is not None:
+            absolute = call_cache.check_cache_dir(cache_dir)
+            self.config = dataclasses.replace(self.config, cache_dir=absolute)
+        if on_progress is not None and not callable(on_progress):
+            raise ConfigError(f"`on_progress` must be callable, got {on_progress!r}")
+        self.on_progress = on_progress
         llm.check_model(model)
         if sub_model is not None:
             llm.check_model(sub_model)
@@ -94,7 +108,7 @@ class RLM:
         rt = await asyncio.to_thread(runtime.get_runtime, self.config)
         ready = time.time()
         spec = self._root_spec(query, context)
-        result = await runtime.run_root(rt, spec)
+        result = await runtime.run_root(rt, spec, self.on_progress)
         done = time.time()
         timings = {"startup_s": ready - started, "run_s": done - ready, "total_s": done - started}
         return Result(answer=result.answer, usage=result.usage, trace=result.trace, timings=timings)

@@ -21,6 +21,7 @@ the same pool settings, so a second `completion()` starts warm.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sys
 import threading
@@ -28,15 +29,15 @@ import time
 import uuid
 import warnings
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from itertools import count
 from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
-from rlm_ray import prompts
+from rlm_ray import progress, prompts
 from rlm_ray.budget import estimate_input_tokens
 from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.errors import LimitExceededError, RLMError, SandboxError
@@ -89,6 +90,8 @@ class LLMGateway:
         self._acomplete = llm.acomplete
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._tasks: dict[str, set[asyncio.Task]] = {}
+        self._board = progress.ProgressBoard()  # progress/cache: counters of tracked runs
+        self._caches: dict[str, Any] = {}  # progress/cache: CallCache per cache directory
 
     def ready(self) -> bool:
         return True
@@ -98,6 +101,8 @@ class LLMGateway:
         request: LLMRequest,
         run_id: str,
         max_in_flight: int,
+        depth: int = 0,
+        cache_dir: str | None = None,
         admission: Any = None,
         sub_call: bool = False,
     ) -> LLMReply:
@@ -108,15 +113,59 @@ class LLMGateway:
         try:
             async with limit:
                 if admission is None:
-                    return await self._acomplete(request)
-                return await self._admitted(request, run_id, admission, sub_call)
+                    send = self._acomplete
+                else:  # a budget or a rate limit: asked only on a cache miss
+                    send = functools.partial(
+                        self._admitted, run_id=run_id, admission=admission, sub_call=sub_call
+                    )
+                return await self._call(request, run_id, depth, cache_dir, send)
         finally:
             tasks.discard(task)  # type: ignore[arg-type]
             if not tasks:
                 del self._tasks[run_id], self._limits[run_id]
 
+    # -- progress/cache: begin -------------------------------------------------------------------
+    async def _call(
+        self,
+        request: LLMRequest,
+        run_id: str,
+        depth: int,
+        cache_dir: str | None,
+        send: Callable[[LLMRequest], Awaitable[LLMReply]],
+    ) -> LLMReply:
+        counters = self._board.get(run_id)
+        if counters is None and cache_dir is None:
+            return await send(request)
+        reply = None
+        if counters is not None:
+            counters.call_started(depth)
+        try:
+            if cache_dir is None:
+                reply = await send(request)
+            else:
+                reply = await self._cache(cache_dir).complete(request, send)
+            return reply
+        finally:
+            if counters is not None:
+                counters.call_ended(depth, reply)
+
+    def _cache(self, cache_dir: str) -> Any:
+        if cache_dir not in self._caches:
+            from rlm_ray.call_cache import CallCache
+
+            self._caches[cache_dir] = CallCache(cache_dir)
+        return self._caches[cache_dir]
+
+    def track_run(self, run_id: str) -> None:
+        self._board.track(run_id)
+
+    def progress(self, run_id: str, forget: bool = False) -> progress.RunCounters | None:
+        return self._board.read(run_id, forget)
+
+    # -- progress/cache: end ---------------------------------------------------------------------
+
     async def _admitted(
-        self, request: LLMRequest, run_id: str, admission: Any, sub_call: bool
+        self, request: LLMRequest, *, run_id: str, admission: Any, sub_call: bool
     ) -> LLMReply:
         """The call, once the run's budget admits it and its model's rate allows it."""
         estimate = estimate_input_tokens(request.messages)
@@ -302,10 +351,16 @@ class RayBackend:
             max_retries=cfg.max_retries,
         )
 
-    def _complete(self, request: LLMRequest, sub_call: bool = False) -> Any:
+    def _complete(self, request: LLMRequest, depth: int, sub_call: bool = False) -> Any:
         spec = self.spec
         return self._gateway().complete.remote(
-            request, spec.run_id, self._per_gateway_cap, spec.admission, sub_call
+            request,
+            spec.run_id,
+            self._per_gateway_cap,
+            depth,
+            spec.config.cache_dir,
+            spec.admission,
+            sub_call,
         )
 
     def root_llm(self, messages: list) -> LLMReply:
@@ -313,7 +368,7 @@ class RayBackend:
         kwargs = (
             self.spec.models.llm_kwargs if self.spec.depth == 0 else self.spec.models.sub_llm_kwargs
         )
-        ref = self._complete(self._request(self.spec.model, messages, kwargs))
+        ref = self._complete(self._request(self.spec.model, messages, kwargs), self.spec.depth)
         try:
             return ray.get(ref, timeout=remaining_s(self.spec))
         except GetTimeoutError:
@@ -325,10 +380,8 @@ class RayBackend:
     def start_llm(self, prompt: str, model: str | None) -> Any:
         messages = [{"role": "user", "content": prompt}]
         models = self.spec.models
-        return self._complete(
-            self._request(model or models.sub_model, messages, models.sub_llm_kwargs),
-            sub_call=True,
-        )
+        request = self._request(model or models.sub_model, messages, models.sub_llm_kwargs)
+        return self._complete(request, self.spec.depth + 1, sub_call=True)
 
     def start_rlm(self, query: str, context: Any, model: str | None) -> Any:
         spec = self.spec
@@ -427,6 +480,7 @@ class REPLPool:
         self._running: dict[str, asyncio.Task] = {}
         self._changed = asyncio.Condition()
         self._self = ray.get_runtime_context().current_actor
+        self._board = progress.ProgressBoard()  # progress/cache
 
     def _new_worker(self) -> Any:
         return _RemoteWorker.options(num_cpus=0, max_restarts=0).remote(self._memory_mb)
@@ -450,10 +504,19 @@ class REPLPool:
         kept = sum(1 for d in range(levels) if d != depth and self._held[d] == 0)
         return free - kept >= 1
 
+    def track_run(self, run_id: str) -> None:  # progress/cache
+        self._board.track(run_id)
+
+    def progress(self, run_id: str, forget: bool = False) -> progress.RunCounters | None:
+        return self._board.read(run_id, forget)  # progress/cache
+
     async def run_call(self, spec: CallSpec, gateways: list) -> CallResult:
         self._running[spec.call_id] = asyncio.current_task()  # type: ignore[assignment]
         if spec.depth == 0:
             self._run_depths[spec.config.max_depth] += 1
+        counters = self._board.get(spec.run_id)  # progress/cache
+        if counters is not None:
+            counters.rlm_started(spec.depth)
         try:
             return await self._admit_and_run(spec, gateways)
         except asyncio.CancelledError:
@@ -463,6 +526,8 @@ class REPLPool:
             self._running.pop(spec.call_id, None)
             if spec.depth == 0:
                 self._run_depths[spec.config.max_depth] -= 1
+            if counters is not None:  # progress/cache
+                counters.rlm_ended(spec.depth)
 
     async def _admit_and_run(self, spec: CallSpec, gateways: list) -> CallResult:
         if spec.depth > 0 and spec.admission is not None:  # a child counts as one sub-call
@@ -589,22 +654,78 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-async def run_root(runtime: Runtime, spec: CallSpec) -> CallResult:
-    """Run the root call on the cluster and wait for it without blocking the event loop."""
+async def run_root(
+    runtime: Runtime, spec: CallSpec, on_progress: progress.ProgressCallback | None = None
+) -> CallResult:
+    """Run the root call on the cluster and wait for it without blocking the event loop.
+
+    A run with a budget or a rate limit registers with the driver's admission actor first."""
     cfg = spec.config
     budget, rate_limit, overrides = cfg.budget(), cfg.rate_limit(), cfg.rate_limit_overrides()
     if not budget.is_set() and rate_limit == RateLimit() and not overrides:
-        return await _run_root(runtime, spec)
+        return await _run_with_progress(runtime, spec, on_progress)
     spec.admission = runtime.admission()
     opened = spec.admission.open_run.remote(spec.run_id, budget, rate_limit, overrides)
     await asyncio.wrap_future(opened.future())
     try:
-        return await _run_root(runtime, spec)
+        return await _run_with_progress(runtime, spec, on_progress)
     finally:
         spec.admission.close_run.remote(spec.run_id)
 
 
-async def _run_root(runtime: Runtime, spec: CallSpec) -> CallResult:
+# -- progress/cache: begin -----------------------------------------------------------------------
+async def _run_with_progress(
+    runtime: Runtime, spec: CallSpec, on_progress: progress.ProgressCallback | None
+) -> CallResult:
+    """Wait for the root call. With `on_progress`, the gateways and the pool count the run's
+    calls and the driver polls them every `progress.PROGRESS_INTERVAL_S` while it waits
+    (nothing is sent per call); the last snapshot has `finished=True`. If `on_progress` raises, the run is cancelled and the
+    exception propagates."""
+    if on_progress is None:
+        return await _await_root(runtime, spec)
+    actors = [*runtime.gateways, runtime.pool]
+    started = time.time()
+    await asyncio.gather(*(actor.track_run.remote(spec.run_id) for actor in actors))
+    root = asyncio.ensure_future(_await_root(runtime, spec))
+    poll = asyncio.ensure_future(_poll_progress(actors, spec.run_id, started, on_progress))
+    try:
+        await asyncio.wait({root, poll}, return_when=asyncio.FIRST_COMPLETED)
+        if not root.done():  # the callback raised: stop the tree, then raise its error
+            root.cancel()
+            await asyncio.gather(root, return_exceptions=True)
+            poll.result()
+        return root.result()
+    finally:
+        root.cancel()
+        poll.cancel()
+        final = await _read_progress(actors, spec.run_id, started, forget=True)
+        if final is not None:
+            on_progress(replace(final, finished=True))
+
+
+async def _poll_progress(
+    actors: list, run_id: str, started: float, on_progress: progress.ProgressCallback
+) -> None:
+    while True:
+        await asyncio.sleep(progress.PROGRESS_INTERVAL_S)
+        snapshot = await _read_progress(actors, run_id, started)
+        if snapshot is not None:
+            on_progress(snapshot)
+
+
+async def _read_progress(
+    actors: list, run_id: str, started: float, forget: bool = False
+) -> progress.Progress | None:
+    try:
+        parts = await asyncio.gather(*(a.progress.remote(run_id, forget) for a in actors))
+    except (RayActorError, RayTaskError):
+        return None  # a dead pool fails the run anyway; a restarted gateway comes back empty
+    counters = [part for part in parts if part is not None]
+    return progress.merge(run_id, time.time() - started, counters, finished=False)
+
+
+# -- progress/cache: end -------------------------------------------------------------------------
+async def _await_root(runtime: Runtime, spec: CallSpec) -> CallResult:
     ref = runtime.pool.run_call.remote(spec, runtime.gateways)
     grace = None if spec.deadline is None else spec.deadline - time.time() + 30.0
     try:

@@ -18,35 +18,46 @@ class ModelUsage:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    cached_calls: int = 0
 
     def add(self, other: ModelUsage) -> None:
         self.calls += other.calls
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
         self.cost_usd += other.cost_usd
+        self.cached_calls += other.cached_calls
 
 
 @dataclass
 class Usage:
-    """Model usage of a whole call tree: every root turn, leaf call and child RLM below it."""
+    """Model usage of a whole call tree: every root turn, leaf call and child RLM below it.
+
+    `calls` counts every model call, `cached_calls` those the call cache answered: their tokens
+    are counted as stored, their cost is 0 (no new spend), so `calls - cached_calls` reached the
+    provider."""
 
     calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
     by_model: dict[str, ModelUsage] = field(default_factory=dict)
+    cached_calls: int = 0
 
     def add(self, other: Usage) -> None:
         self.calls += other.calls
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
         self.cost_usd += other.cost_usd
+        self.cached_calls += other.cached_calls
         for model, usage in other.by_model.items():
             self.by_model.setdefault(model, ModelUsage()).add(usage)
 
     def add_reply(self, reply: LLMReply) -> None:
-        one = ModelUsage(1, reply.input_tokens, reply.output_tokens, reply.cost_usd)
-        self.add(Usage(1, one.input_tokens, one.output_tokens, one.cost_usd, {reply.model: one}))
+        cached = int(reply.cached)
+        one = ModelUsage(1, reply.input_tokens, reply.output_tokens, reply.cost_usd, cached)
+        self.add(
+            Usage(1, one.input_tokens, one.output_tokens, one.cost_usd, {reply.model: one}, cached)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -63,6 +74,7 @@ class LLMReply:
     cost_usd: float = 0.0
     latency_s: float = 0.0
     attempts: int = 1
+    cached: bool = False  # answered by the call cache (cost 0, attempts 0)
 
 
 @dataclass

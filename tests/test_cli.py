@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from rlm_ray.cli import main
 from rlm_ray.testing import by_marker, code, turns
 
 
@@ -136,3 +137,36 @@ def test_ingest_then_run_over_the_corpus(model_server, tmp_path, address):
     out = run_scripted(model_server, str(corpus), "--query", "How many?", "--address", address)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "3 note 2: the code is 14\n"
+
+
+FANOUT_SCRIPT = by_marker(
+    {"LEAF": "1"},
+    default=turns(
+        code("rs = [llm_query(f'LEAF {i}') for i in range(5)]\nprint(sum(int(r) for r in rs))"),
+        lambda r: "FINAL(" + r.last_user.split("Output of code block 1:\n")[1].split()[0] + ")",
+    ),
+)
+
+
+@pytest.mark.ray
+def test_quiet_cache_then_progress_summary(model_server, context_file, address, tmp_path, capsys):
+    model_server.reply = FANOUT_SCRIPT
+    cache = str(tmp_path / "cache")
+    args = ("--context", str(context_file), "--query", "q", "--cache", cache)
+    out = run_scripted(model_server, *args[1:], "--address", address, "--quiet", "--json")
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""  # not even Ray's start-up lines
+    usage = json.loads(out.stdout)["usage"]
+    assert usage["calls"] == 7 and usage["cached_calls"] == 0
+
+    # In this process (the session's Ray, warm): the cache answers every call, and the summary
+    # (stderr is not a terminal: no live display) gives the counts per depth.
+    model_server.reset_stats()
+    base = ("run", "--model", "openai/scripted", "--api-base", model_server.url, "--api-key", "k")
+    assert main([*base, *args]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "5\n" and model_server.request_count == 0
+    assert captured.err.startswith(
+        "rlm-ray: 7 model calls, 7 cached (depth 0: 1/1 RLM, 2/2 model; depth 1: 5/5 model); "
+    )
+    assert captured.err.count("\n") == 1 and "tokens in" in captured.err

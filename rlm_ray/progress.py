@@ -1,0 +1,184 @@
+"""Live progress of a run: counters kept where the work happens, snapshots for the driver.
+
+    gateways: model calls per depth (in flight, done), tokens, cost   ─┐ polled by the driver
+    pool:     RLM calls per depth (in flight, done)                    ─┤ every PROGRESS_INTERVAL_S
+                                                                        ▼
+    driver:   merge -> `Progress` snapshot -> `on_progress(snapshot)`
+
+Nothing is sent per call: the gateways and the pool only bump counters of a run the driver asked
+them to track, and the driver asks for the counters a few times a second while it waits for the
+root. The cost is a dict lookup per call, and a handful of actor calls per poll.
+
+Depth of a model call: the turns of an RLM call at depth d are at depth d; its `llm_query`
+calls (and `recursive_llm` at the depth limit) are at depth d + 1, where a child RLM would be.
+
+Standard library only: the CLI's rich display lives in `progress_display.py`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+PROGRESS_INTERVAL_S = 0.25
+
+
+@dataclass(frozen=True)
+class DepthProgress:
+    """Calls at one depth of the tree."""
+
+    depth: int
+    rlm_in_flight: int = 0
+    """RLM calls (each with its own REPL) started and not finished, waiting for a slot included."""
+    rlm_done: int = 0
+    """RLM calls finished (answered or failed)."""
+    in_flight: int = 0
+    """Model calls sent to the provider and not answered yet."""
+    done: int = 0
+    """Model calls answered (from the cache included) or failed."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One snapshot of a run, passed to `RLM(on_progress=...)`.
+
+    Counts only grow from one snapshot to the next (`in_flight` goes up and down); the last
+    snapshot of a run has `finished=True` and the final counts.
+    """
+
+    run_id: str
+    elapsed_s: float
+    depths: tuple[DepthProgress, ...] = ()
+    calls: int = 0
+    """Model calls done, at every depth (cached and failed ones included)."""
+    in_flight: int = 0
+    """Model calls in flight, at every depth."""
+    cached_calls: int = 0
+    """Model calls answered by the call cache (no request, no new cost)."""
+    failed_calls: int = 0
+    """Model calls that failed after their retries."""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    """New spend: cached calls cost nothing."""
+    finished: bool = False
+
+    def summary(self) -> str:
+        """One line: calls per depth, tokens, cost, elapsed time."""
+        levels = "; ".join(_depth_text(d) for d in self.depths) or "no calls"
+        cached = f", {self.cached_calls:,} cached" if self.cached_calls else ""
+        failed = f", {self.failed_calls:,} failed" if self.failed_calls else ""
+        return (
+            f"{self.calls:,} model calls{cached}{failed} ({levels}); "
+            f"{self.input_tokens:,} tokens in, {self.output_tokens:,} out; "
+            f"${self.cost_usd:.4f}; {self.elapsed_s:.1f} s"
+        )
+
+
+def _depth_text(d: DepthProgress) -> str:
+    parts = []
+    if d.rlm_in_flight or d.rlm_done:
+        parts.append(f"{d.rlm_done}/{d.rlm_done + d.rlm_in_flight} RLM")
+    if d.in_flight or d.done:
+        parts.append(f"{d.done}/{d.done + d.in_flight} model")
+    return f"depth {d.depth}: " + ", ".join(parts)
+
+
+ProgressCallback = Callable[[Progress], object]
+
+
+@dataclass
+class RunCounters:
+    """The counts one actor keeps for one run (picklable: it is what `progress()` returns)."""
+
+    rlm_in_flight: defaultdict[int, int] = field(default_factory=lambda: defaultdict(int))
+    rlm_done: defaultdict[int, int] = field(default_factory=lambda: defaultdict(int))
+    in_flight: defaultdict[int, int] = field(default_factory=lambda: defaultdict(int))
+    done: defaultdict[int, int] = field(default_factory=lambda: defaultdict(int))
+    cached_calls: int = 0
+    failed_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def rlm_started(self, depth: int) -> None:
+        self.rlm_in_flight[depth] += 1
+
+    def rlm_ended(self, depth: int) -> None:
+        self.rlm_in_flight[depth] -= 1
+        self.rlm_done[depth] += 1
+
+    def call_started(self, depth: int) -> None:
+        self.in_flight[depth] += 1
+
+    def call_ended(self, depth: int, reply: object | None) -> None:
+        """`reply` is the `LLMReply`, or None if the call failed or was cancelled."""
+        self.in_flight[depth] -= 1
+        self.done[depth] += 1
+        if reply is None:
+            self.failed_calls += 1
+            return
+        self.cached_calls += int(getattr(reply, "cached", False))
+        self.input_tokens += getattr(reply, "input_tokens", 0)
+        self.output_tokens += getattr(reply, "output_tokens", 0)
+        self.cost_usd += getattr(reply, "cost_usd", 0.0)
+
+
+def merge(run_id: str, elapsed_s: float, parts: Iterable[RunCounters], finished: bool) -> Progress:
+    """One snapshot from the counters of every gateway and of the pool."""
+    total = RunCounters()
+    for part in parts:
+        for name in ("rlm_in_flight", "rlm_done", "in_flight", "done"):
+            mine = getattr(total, name)
+            for depth, n in getattr(part, name).items():
+                mine[depth] += n
+        total.cached_calls += part.cached_calls
+        total.failed_calls += part.failed_calls
+        total.input_tokens += part.input_tokens
+        total.output_tokens += part.output_tokens
+        total.cost_usd += part.cost_usd
+    keys = set(total.rlm_in_flight) | set(total.rlm_done) | set(total.in_flight) | set(total.done)
+    depths = tuple(
+        DepthProgress(
+            depth=d,
+            rlm_in_flight=total.rlm_in_flight[d],
+            rlm_done=total.rlm_done[d],
+            in_flight=total.in_flight[d],
+            done=total.done[d],
+        )
+        for d in sorted(keys)
+    )
+    return Progress(
+        run_id=run_id,
+        elapsed_s=elapsed_s,
+        depths=depths,
+        calls=sum(d.done for d in depths),
+        in_flight=sum(d.in_flight for d in depths),
+        cached_calls=total.cached_calls,
+        failed_calls=total.failed_calls,
+        input_tokens=total.input_tokens,
+        output_tokens=total.output_tokens,
+        cost_usd=total.cost_usd,
+        finished=finished,
+    )
+
+
+class ProgressBoard:
+    """The counters of the runs the driver tracks, kept by one actor (a gateway or the pool).
+
+    Only runs the driver registered are counted, so a run without `on_progress` leaves no
+    state behind, and a straggler call after the driver's last read cannot recreate a run."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, RunCounters] = {}
+
+    def track(self, run_id: str) -> None:
+        self._runs.setdefault(run_id, RunCounters())
+
+    def get(self, run_id: str) -> RunCounters | None:
+        return self._runs.get(run_id)
+
+    def read(self, run_id: str, forget: bool = False) -> RunCounters | None:
+        """The run's counters (a copy travels to the driver); `forget` drops them."""
+        return self._runs.pop(run_id, None) if forget else self._runs.get(run_id)
