@@ -85,6 +85,7 @@ class LLMGateway:
         self._acomplete = llm.acomplete
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._tasks: dict[str, set[asyncio.Task]] = {}
+        self._where = _whereabouts()  # trace: which node, actor and process serve the calls
 
     def ready(self) -> bool:
         return True
@@ -96,7 +97,12 @@ class LLMGateway:
         tasks.add(task)  # type: ignore[arg-type]
         try:
             async with limit:
-                return await self._acomplete(request)
+                started = time.time()
+                reply = await self._acomplete(request)
+                # trace: when and where this call ran
+                reply.started_s, reply.ended_s = started, time.time()
+                reply.node_id, reply.actor_id, reply.pid = self._where
+                return reply
         finally:
             tasks.discard(task)  # type: ignore[arg-type]
             if not tasks:
@@ -128,8 +134,8 @@ class REPLWorker:
         context = spec.context_value if spec.context_ref is None else ray.get(spec.context_ref)
         backend = RayBackend(spec, context, gateways, pool)
         trace = CallTrace(spec.call_id, spec.depth, spec.model, spec.query, started_s=started)
-        ctx = ray.get_runtime_context()
-        trace.node_id, trace.worker_id = ctx.get_node_id(), ctx.get_worker_id()
+        trace.node_id, trace.actor_id, trace.pid = _whereabouts()
+        trace.worker_id = ray.get_runtime_context().get_worker_id()
         trace.context_id = "" if spec.context_ref is None else spec.context_ref.hex()
         if spec.depth >= spec.config.max_depth:  # max_depth=0: no REPL, one plain model call
             return _plain_call(spec, context, backend, trace)
@@ -165,6 +171,7 @@ class REPLWorker:
             usage.add(session.subcalls.usage)
             session.close()
             trace.duration_s = time.time() - started
+            _record_usage(trace, usage)
         return CallResult(answer, usage, trace)
 
 
@@ -176,7 +183,19 @@ def _plain_call(spec: CallSpec, context: Any, backend: RayBackend, trace: CallTr
     usage.add_reply(reply)
     trace.answer, trace.finished_by = reply.text, "plain"
     trace.duration_s = time.time() - trace.started_s
+    _record_usage(trace, usage)
     return CallResult(reply.text, usage, trace)
+
+
+def _whereabouts() -> tuple[str, str, int]:
+    """(node id, actor id, pid) of this process, for the trace."""
+    ctx = ray.get_runtime_context()
+    return ctx.get_node_id(), ctx.get_actor_id() or "", os.getpid()
+
+
+def _record_usage(trace: CallTrace, usage: Usage) -> None:
+    trace.total_calls, trace.total_cost_usd = usage.calls, usage.cost_usd
+    trace.total_input_tokens, trace.total_output_tokens = usage.input_tokens, usage.output_tokens
 
 
 def _hard_kill() -> None:
