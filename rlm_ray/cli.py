@@ -94,7 +94,14 @@ def _run(args: argparse.Namespace) -> int:
         max_time_s=args.max_time,
         address=args.address,
     )
-    result = rlm.completion(args.query, context)
+    try:
+        result = rlm.completion(args.query, context)
+    except RLMError as exc:
+        failed = getattr(exc, "trace", None)  # what the failed run did, up to its error
+        if args.trace and failed is not None:
+            calls = write_trace(failed, args.trace)
+            print(f"rlm-ray: wrote {calls} calls to {args.trace}", file=sys.stderr)
+        raise
     if args.trace:
         calls = write_trace(result.trace, args.trace)
         print(f"rlm-ray: wrote {calls} calls to {args.trace}", file=sys.stderr)

@@ -98,6 +98,7 @@ class RLM:
             result = await runtime.run_root(rt, spec)
         except RLMError as exc:
             redact_error(exc, secrets)
+            redact_tree(getattr(exc, "trace", None), secrets)  # a failed run's trace, if any
             raise
         redact_tree(result.trace, secrets)  # the trace leaves here without a secret in it
         done = time.time()

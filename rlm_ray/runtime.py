@@ -546,5 +546,6 @@ async def run_root(runtime: Runtime, spec: CallSpec) -> CallResult:
         ray.cancel(ref)
         raise
     if result.error is not None:
+        result.error.trace = result.trace  # type: ignore[attr-defined]  # what the run did
         raise result.error
     return result
