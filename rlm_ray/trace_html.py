@@ -177,7 +177,7 @@ h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:18px 0 6px}
   white-space:nowrap;text-overflow:ellipsis}
 .track{position:relative;flex:1;min-width:300px;border-left:1px solid #bbb}
 .axis .track{height:18px;border-left:none}
-.tick{position:absolute;font-size:11px;color:#777;transform:translateX(-50%)}
+.tick{position:absolute;font-size:11px;color:#777;white-space:nowrap;transform:translateX(-50%)}
 .tick:first-child{transform:none}.tick:last-child{transform:translateX(-100%)}
 .node{border:1px solid #ccd;border-radius:4px;margin:6px 0;padding:4px;background:#f8f9fc}
 .node-label{font-weight:600;font-size:12px;margin-bottom:2px}

@@ -28,7 +28,9 @@ def fmt_tokens(input_tokens: int, output_tokens: int) -> str:
 
 
 def fmt_cost(cost: float) -> str:
-    return f"${cost:.4f}" if cost else "$0"
+    if not cost:
+        return "$0"
+    return f"${cost:.4f}" if cost >= 0.01 else f"${cost:.6f}"
 
 
 def role(record: Record) -> str:
@@ -160,7 +162,7 @@ def timeline(records: list[Record]) -> Timeline:
         lane = placed.setdefault((node_id, actor_id), Lane(key=actor_id, name=name))
         lane.bars.append(bar)
     groups: dict[str, NodeGroup] = {}
-    for (node_id, _), lane in sorted(placed.items(), key=lambda kv: (kv[0][0] == "", kv[0])):
+    for (node_id, _), lane in sorted(placed.items(), key=_lane_order):
         _pack(lane)
         groups.setdefault(node_id, NodeGroup(node_id)).lanes.append(lane)
     bars = [bar for lane in placed.values() for bar in lane.bars]
@@ -171,6 +173,13 @@ def timeline(records: list[Record]) -> Timeline:
     return Timeline(
         start, max(end, start + 1e-6), list(groups.values()), _peak(calls), _peak(subcalls)
     )
+
+
+def _lane_order(item: tuple[tuple[str, str], Lane]) -> tuple:
+    """Known nodes first; in a node, REPL workers before gateways, each by its first bar."""
+    (node_id, actor_id), lane = item
+    first = min(b.start for b in lane.bars)
+    return (node_id == "", node_id, not lane.name.startswith("REPL"), first, actor_id)
 
 
 def _bars(records: list[Record]) -> Iterator[tuple[str, tuple[str, str], Bar]]:
