@@ -1,6 +1,8 @@
 """The `rlm-ray` command (also `python -m rlm_ray`).
 
-    rlm-ray run --model M --context PATH|- --query TEXT [options]
+    rlm-ray run --model M --context PATH|- --query TEXT [--trace FILE.jsonl|FILE.parquet] [options]
+    rlm-ray trace FILE [--html OUT.html]
+    rlm-ray ingest PATH --out FILE.parquet
 
 Stdout carries only the answer (or, with --json, one JSON object with `answer`, `usage`,
 `timings`); everything else goes to stderr: live progress on a terminal and a one-line summary
@@ -48,7 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     rates.add_argument("--requests-per-minute", type=int, help="model calls per minute")
     rates.add_argument("--tokens-per-minute", type=int, help="tokens per minute")
     run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else local Ray)")
-    run.add_argument("--trace", metavar="FILE.jsonl", help="write the call tree as JSONL")
+    run.add_argument(
+        "--trace",
+        metavar="FILE",
+        help="write the call tree to FILE.jsonl or FILE.parquet (see `rlm-ray trace`)",
+    )
     run.add_argument(
         "--json", action="store_true", help="print one JSON object: answer, usage, timings"
     )
@@ -58,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--quiet", action="store_true", help="no progress and no summary on stderr (errors only)"
     )
+    trace = commands.add_parser("trace", help="show a trace file: call tree, or an HTML page")
+    trace.add_argument("file", help="a trace written by `run --trace` (.jsonl or .parquet)")
+    trace.add_argument("--html", metavar="OUT.html", help="write a self-contained HTML page")
     ingest = commands.add_parser("ingest", help="read a corpus once into a Parquet document table")
     ingest.add_argument("path", help="a directory, JSONL, CSV, Parquet or text file")
     ingest.add_argument("--out", required=True, help="the Parquet file to write")
@@ -70,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _ingest(args) if args.command == "ingest" else _run(args)
+        return {"ingest": _ingest, "trace": _trace, "run": _run}[args.command](args)
     except KeyboardInterrupt:
         print("rlm-ray: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -87,10 +96,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from rlm_ray.rlm import RLM
-    from rlm_ray.tracefile import write_jsonl
+    from rlm_ray.tracefile import check_trace_path
 
     if args.quiet:
         _quiet_ray()
+    if args.trace:
+        check_trace_path(args.trace)  # a bad path fails now, not after the run
     context = read_context(args.context, quiet=args.quiet)
     rlm = RLM(
         args.model,
@@ -108,18 +119,22 @@ def _run(args: argparse.Namespace) -> int:
         address=args.address,
         cache_dir=args.cache,
     )
-    if args.quiet:
-        result = rlm.completion(args.query, context)
-    else:
-        from rlm_ray.progress_display import ProgressDisplay
-
-        with ProgressDisplay(sys.stderr) as display:
-            rlm.on_progress = display.update
+    try:
+        if args.quiet:
             result = rlm.completion(args.query, context)
+        else:
+            from rlm_ray.progress_display import ProgressDisplay
+
+            with ProgressDisplay(sys.stderr) as display:
+                rlm.on_progress = display.update
+                result = rlm.completion(args.query, context)
+    except RLMError as exc:
+        failed = getattr(exc, "trace", None)  # what the failed run did, up to its error
+        if args.trace and failed is not None:
+            _write_trace(failed, args.trace, args.quiet)
+        raise
     if args.trace:
-        calls = write_jsonl(result.trace, args.trace)
-        if not args.quiet:
-            print(f"rlm-ray: wrote {calls} calls to {args.trace}", file=sys.stderr)
+        _write_trace(result.trace, args.trace, args.quiet)
     if args.json:
         out = {"answer": result.answer, "usage": result.usage.to_dict(), "timings": result.timings}
         print(json.dumps(out, ensure_ascii=False))
@@ -141,6 +156,30 @@ def _quiet_ray() -> None:
         import ray  # noqa: F401
     finally:
         del os.environ["RAY_LOGGER_LEVEL"]
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from rlm_ray.tracefile import read_trace
+
+    records = read_trace(args.file)
+    if args.html:
+        from rlm_ray.trace_html import write_html
+
+        write_html(records, args.html)
+        print(f"rlm-ray: wrote {args.html} ({len(records)} calls)", file=sys.stderr)
+    else:
+        from rlm_ray.trace_view import print_trace
+
+        print_trace(records)
+    return 0
+
+
+def _write_trace(trace: Any, path: str, quiet: bool) -> None:
+    from rlm_ray.tracefile import write_trace
+
+    calls = write_trace(trace, path)
+    if not quiet:
+        print(f"rlm-ray: wrote {calls} calls to {path}", file=sys.stderr)
 
 
 def _ingest(args: argparse.Namespace) -> int:

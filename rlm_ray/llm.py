@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlm_ray.errors import ConfigError, LLMError
+from rlm_ray.redact import redact, secret_values
 from rlm_ray.types import LLMReply
 
 DEFAULT_CONTEXT_WINDOW = 32_768
@@ -175,6 +176,8 @@ def _as_llm_error(exc: BaseException, request: LLMRequest, attempts: int) -> LLM
     code = f" (HTTP {status})" if status else ""
     detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
     tries = f" after {attempts} attempts" if attempts > 1 else ""
+    # A provider may echo the key it refused ("Incorrect API key provided: sk-..."): mask it.
+    detail = redact(detail, secret_values(request.api_key, request.kwargs))
     return LLMError(
         f"model call to {request.model!r}{where} failed{tries}{code}: {type(exc).__name__}: {detail}",
         model=request.model,

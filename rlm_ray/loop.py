@@ -95,6 +95,7 @@ def _ask(
         llm_duration_s=time.time() - started,
         input_tokens=reply.input_tokens,
         output_tokens=reply.output_tokens,
+        cost_usd=reply.cost_usd,
     )
     return reply, iteration
 

@@ -24,7 +24,7 @@ from rlm_ray.errors import LimitExceededError, SubCallError
 from rlm_ray.loop import AnswerError, CellReport
 from rlm_ray.parsing import truncate
 from rlm_ray.sandbox import NO_FINAL, FinalAnswer, Sandbox
-from rlm_ray.types import CallResult, CellTrace, LLMReply, SubCallTrace, Usage
+from rlm_ray.types import CallResult, CallTrace, CellTrace, LLMReply, SubCallTrace, Usage
 
 SUBCALL_NAMES = (
     "llm_query",
@@ -123,6 +123,7 @@ class SubCalls:
         trace.duration_s = time.time() - trace.started_s
         if ok:
             self._account(trace, value)
+            _record_where(trace, value)
         error = value if not ok else getattr(value, "error", None)
         if error is None:
             future._settle(value.answer if isinstance(value, CallResult) else value.text)
@@ -156,6 +157,18 @@ class SubCalls:
             self._open = []
         if still_open:
             self.wait(still_open)
+
+
+def _record_where(trace: SubCallTrace, value: LLMReply | CallResult) -> None:
+    """Where and when the sub-call really ran: the gateway's (or the child call's) own record,
+    which is more precise than the moment the code collected the outcome."""
+    ran = value.trace if isinstance(value, CallResult) else value
+    if not ran.started_s:  # a backend that does not record it (in-process threads)
+        return
+    ended = ran.started_s + ran.duration_s if isinstance(ran, CallTrace) else ran.ended_s
+    trace.run_started_s = ran.started_s
+    trace.duration_s = max(0.0, ended - trace.started_s)
+    trace.node_id, trace.actor_id, trace.pid = ran.node_id, ran.actor_id, ran.pid
 
 
 def _usage_of(value: LLMReply | CallResult) -> Usage:
@@ -200,7 +213,7 @@ class REPLSession:
 
     # -- loop.REPL --------------------------------------------------------------------------
     def run(self, code: str) -> CellReport:
-        cell = CellTrace(code=code, output="")
+        cell = CellTrace(code=code, output="", started_s=time.time())
         self.subcalls.cell = cell
         outcome = self.sandbox.run(code)
         self.subcalls.cell = None

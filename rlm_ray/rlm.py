@@ -18,11 +18,10 @@ from urllib.parse import urlparse
 
 from rlm_ray import call_cache, llm
 from rlm_ray.config import ModelSettings, RLMConfig
-from rlm_ray.errors import ConfigError
+from rlm_ray.errors import ConfigError, RLMError
 from rlm_ray.progress import ProgressCallback
+from rlm_ray.redact import redact_error, redact_tree, secret_values
 from rlm_ray.types import Result
-
-_SECRET_KWARGS = ("api_key",)
 
 
 class RLM:
@@ -108,10 +107,21 @@ class RLM:
         rt = await asyncio.to_thread(runtime.get_runtime, self.config)
         ready = time.time()
         spec = self._root_spec(query, context)
-        result = await runtime.run_root(rt, spec, self.on_progress)
+        secrets = self._secrets()
+        try:
+            result = await runtime.run_root(rt, spec, self.on_progress)
+        except RLMError as exc:
+            redact_error(exc, secrets)
+            redact_tree(getattr(exc, "trace", None), secrets)  # a failed run's trace, if any
+            raise
+        redact_tree(result.trace, secrets)  # the trace leaves here without a secret in it
         done = time.time()
         timings = {"startup_s": ready - started, "run_s": done - ready, "total_s": done - started}
         return Result(answer=result.answer, usage=result.usage, trace=result.trace, timings=timings)
+
+    def _secrets(self) -> list[str]:
+        m = self.models
+        return secret_values(m.api_key, m.llm_kwargs, m.sub_llm_kwargs)
 
     def _root_spec(self, query: str, context: Any):
         import ray

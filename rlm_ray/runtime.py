@@ -92,6 +92,7 @@ class LLMGateway:
         self._tasks: dict[str, set[asyncio.Task]] = {}
         self._board = progress.ProgressBoard()  # progress/cache: counters of tracked runs
         self._caches: dict[str, Any] = {}  # progress/cache: CallCache per cache directory
+        self._where = _whereabouts()  # trace: which node, actor and process serve the calls
 
     def ready(self) -> bool:
         return True
@@ -118,7 +119,12 @@ class LLMGateway:
                     send = functools.partial(
                         self._admitted, run_id=run_id, admission=admission, sub_call=sub_call
                     )
-                return await self._call(request, run_id, depth, cache_dir, send)
+                started = time.time()
+                reply = await self._call(request, run_id, depth, cache_dir, send)
+                # trace: when and where this call ran
+                reply.started_s, reply.ended_s = started, time.time()
+                reply.node_id, reply.actor_id, reply.pid = self._where
+                return reply
         finally:
             tasks.discard(task)  # type: ignore[arg-type]
             if not tasks:
@@ -215,8 +221,8 @@ class REPLWorker:
         context = spec.context_value if spec.context_ref is None else ray.get(spec.context_ref)
         backend = RayBackend(spec, context, gateways, pool)
         trace = CallTrace(spec.call_id, spec.depth, spec.model, spec.query, started_s=started)
-        ctx = ray.get_runtime_context()
-        trace.node_id, trace.worker_id = ctx.get_node_id(), ctx.get_worker_id()
+        trace.node_id, trace.actor_id, trace.pid = _whereabouts()
+        trace.worker_id = ray.get_runtime_context().get_worker_id()
         trace.context_id = "" if spec.context_ref is None else spec.context_ref.hex()
         if spec.depth >= spec.config.max_depth:  # max_depth=0: no REPL, one plain model call
             return _plain_call(spec, context, backend, trace)
@@ -251,6 +257,7 @@ class REPLWorker:
             usage.add(session.subcalls.usage)
             session.close()
             trace.duration_s = time.time() - started
+            _record_usage(trace, usage)
         return CallResult(answer, usage, trace)
 
 
@@ -262,7 +269,19 @@ def _plain_call(spec: CallSpec, context: Any, backend: RayBackend, trace: CallTr
     usage.add_reply(reply)
     trace.answer, trace.finished_by = reply.text, "plain"
     trace.duration_s = time.time() - trace.started_s
+    _record_usage(trace, usage)
     return CallResult(reply.text, usage, trace)
+
+
+def _whereabouts() -> tuple[str, str, int]:
+    """(node id, actor id, pid) of this process, for the trace."""
+    ctx = ray.get_runtime_context()
+    return ctx.get_node_id(), ctx.get_actor_id() or "", os.getpid()
+
+
+def _record_usage(trace: CallTrace, usage: Usage) -> None:
+    trace.total_calls, trace.total_cost_usd = usage.calls, usage.cost_usd
+    trace.total_input_tokens, trace.total_output_tokens = usage.input_tokens, usage.output_tokens
 
 
 def _hard_kill() -> None:
@@ -746,5 +765,6 @@ async def _await_root(runtime: Runtime, spec: CallSpec) -> CallResult:
         ray.cancel(ref)
         raise
     if result.error is not None:
+        result.error.trace = result.trace  # type: ignore[attr-defined]  # what the run did
         raise result.error
     return result

@@ -75,6 +75,12 @@ class LLMReply:
     latency_s: float = 0.0
     attempts: int = 1
     cached: bool = False  # answered by the call cache (cost 0, attempts 0)
+    # Where and when the gateway ran the call (set by `runtime.LLMGateway`; 0/"" elsewhere).
+    started_s: float = 0.0
+    ended_s: float = 0.0
+    node_id: str = ""
+    actor_id: str = ""
+    pid: int = 0
 
 
 @dataclass
@@ -84,8 +90,12 @@ class SubCallTrace:
     kind: str  # "llm" (llm_query, or recursive_llm at the depth limit) or "rlm"
     model: str
     prompt_preview: str
-    started_s: float = 0.0
-    duration_s: float = 0.0
+    started_s: float = 0.0  # when the code made the call
+    duration_s: float = 0.0  # until it finished where it ran (else until the code got its outcome)
+    run_started_s: float = 0.0  # when the gateway (or the child's REPL) began it; 0 if unknown
+    node_id: str = ""  # the node, actor and process that served it ("" / 0 if unknown)
+    actor_id: str = ""
+    pid: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
@@ -101,6 +111,7 @@ class CellTrace:
     output: str  # what the model was shown for this block (already truncated)
     error: str | None = None
     timed_out: bool = False
+    started_s: float = 0.0
     duration_s: float = 0.0
     subcalls: list[SubCallTrace] = field(default_factory=list)
 
@@ -115,6 +126,7 @@ class IterationTrace:
     llm_duration_s: float = 0.0
     input_tokens: int = 0
     output_tokens: int = 0
+    cost_usd: float = 0.0
     cells: list[CellTrace] = field(default_factory=list)
 
 
@@ -130,11 +142,18 @@ class CallTrace:
     duration_s: float = 0.0
     node_id: str = ""
     worker_id: str = ""
+    actor_id: str = ""  # the REPL worker actor that ran the call
+    pid: int = 0
     context_id: str = ""  # object-store id of the context this call read ("" if sent inline)
     iterations: list[IterationTrace] = field(default_factory=list)
     answer: str | None = None
     finished_by: str = ""  # "FINAL", "FINAL_VAR", "answer", "max_iterations"
     error: str | None = None
+    # Model use of this call and everything below it (its `CallResult.usage`).
+    total_calls: int = 0
+    total_input_tokens: int = 0
+    total_output_tokens: int = 0
+    total_cost_usd: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,0 +1,246 @@
+"""What the trace views show, computed once from trace records: labels and the fan-out timeline.
+
+No rendering here: `trace_view.py` draws the tree in the terminal, `trace_html.py` the page.
+The timeline has one bar per RLM call (on the lane of the REPL worker that ran it) and one per
+leaf sub-call (on the lane of the gateway that served it); lanes are grouped by node, and bars
+that overlap in time go on separate rows of their lane, so parallel calls show side by side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+Record = dict[str, Any]
+
+
+def short_id(value: str | None, n: int = 8) -> str:
+    return (value or "?")[:n]
+
+
+def fmt_s(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def fmt_tokens(input_tokens: int, output_tokens: int) -> str:
+    return f"{input_tokens:,}+{output_tokens:,} tok"
+
+
+def fmt_cost(cost: float) -> str:
+    if not cost:
+        return "$0"
+    return f"${cost:.4f}" if cost >= 0.01 else f"${cost:.6f}"
+
+
+def role(record: Record) -> str:
+    return "root" if record.get("parent_id") is None else "child"
+
+
+def call_label(record: Record) -> str:
+    parts = [
+        f"{role(record)} call {record['call_id']}",
+        f"depth {record['depth']}",
+        str(record.get("model") or ""),
+        fmt_s(record["ended_s"] - record["started_s"]),
+        fmt_tokens(record.get("total_input_tokens", 0), record.get("total_output_tokens", 0)),
+        fmt_cost(record.get("total_cost_usd", 0.0)),
+        f"node {short_id(record.get('node_id'))} pid {record.get('pid') or '?'}",
+    ]
+    if record.get("finished_by"):
+        parts.append(f"finished by {record['finished_by']}")
+    return " · ".join(parts)
+
+
+def iteration_label(iteration: Record) -> str:
+    return " · ".join(
+        [
+            f"iteration {iteration['index'] + 1}",
+            f"model {fmt_s(iteration['llm_duration_s'])}",
+            fmt_tokens(iteration["input_tokens"], iteration["output_tokens"]),
+            fmt_cost(iteration.get("cost_usd", 0.0)),
+            f"{len(iteration['cells'])} code cell(s)",
+        ]
+    )
+
+
+def cell_label(number: int, cell: Record) -> str:
+    parts = [f"cell {number}", fmt_s(cell["duration_s"]), f"{len(cell['subcalls'])} sub-call(s)"]
+    if cell.get("timed_out"):
+        parts.append("timed out")
+    elif cell.get("error"):
+        parts.append("error")
+    return " · ".join(parts)
+
+
+def subcall_label(sub: Record) -> str:
+    name = "recursive_llm" if sub["kind"] == "rlm" else "llm_query"
+    parts = [
+        name,
+        str(sub.get("model") or ""),
+        fmt_s(sub["duration_s"]),
+        fmt_tokens(sub["input_tokens"], sub["output_tokens"]),
+        fmt_cost(sub.get("cost_usd", 0.0)),
+    ]
+    if sub.get("node_id"):
+        parts.append(f"node {short_id(sub['node_id'])} pid {sub.get('pid') or '?'}")
+    if sub.get("error"):
+        parts.append("failed")
+    return " · ".join(parts)
+
+
+def by_id(records: list[Record]) -> dict[str, Record]:
+    return {r["call_id"]: r for r in records}
+
+
+def cells_of(record: Record) -> Iterator[Record]:
+    for iteration in record["iterations"]:
+        yield from iteration["cells"]
+
+
+def subcalls_of(record: Record) -> Iterator[Record]:
+    for cell in cells_of(record):
+        yield from cell["subcalls"]
+
+
+def summary(records: list[Record]) -> str:
+    root, line = records[0], timeline(records)
+    subcalls = sum(1 for r in records for _ in subcalls_of(r))
+    return (
+        f"{len(records)} RLM call(s), {subcalls} sub-call(s), {root.get('total_calls', 0)} model calls, "
+        f"{fmt_tokens(root.get('total_input_tokens', 0), root.get('total_output_tokens', 0))}, "
+        f"{fmt_cost(root.get('total_cost_usd', 0.0))}, {fmt_s(line.end - line.start)} wall; "
+        f"at most {line.peak_parallel_subcalls} sub-call(s) and {line.peak_parallel_calls} "
+        f"RLM call(s) in parallel on {sum(1 for n in line.nodes if n.node_id)} node(s)"
+    )
+
+
+# -- the timeline --------------------------------------------------------------------------------
+@dataclass
+class Bar:
+    kind: str  # "call" (an RLM call) or "subcall" (a leaf model call, or a child that never ran)
+    label: str
+    title: str
+    start: float
+    end: float
+    depth: int
+    call_id: str  # the call it is (kind "call") or was made by (kind "subcall")
+    error: bool = False
+    row: int = 0
+
+
+@dataclass
+class Lane:
+    key: str  # the actor id, or "" when unknown
+    name: str
+    bars: list[Bar] = field(default_factory=list)
+    rows: int = 1
+
+
+@dataclass
+class NodeGroup:
+    node_id: str
+    lanes: list[Lane] = field(default_factory=list)
+
+
+@dataclass
+class Timeline:
+    start: float
+    end: float
+    nodes: list[NodeGroup]
+    peak_parallel_calls: int  # most RLM calls running at the same moment
+    peak_parallel_subcalls: int  # most leaf sub-calls (model calls) running at the same moment
+
+    @property
+    def bars(self) -> list[Bar]:
+        return [bar for node in self.nodes for lane in node.lanes for bar in lane.bars]
+
+
+def timeline(records: list[Record]) -> Timeline:
+    placed: dict[tuple[str, str], Lane] = {}
+    for node_id, (name, actor_id), bar in _bars(records):
+        lane = placed.setdefault((node_id, actor_id), Lane(key=actor_id, name=name))
+        lane.bars.append(bar)
+    groups: dict[str, NodeGroup] = {}
+    for (node_id, _), lane in sorted(placed.items(), key=_lane_order):
+        _pack(lane)
+        groups.setdefault(node_id, NodeGroup(node_id)).lanes.append(lane)
+    bars = [bar for lane in placed.values() for bar in lane.bars]
+    start = min((b.start for b in bars), default=0.0)
+    end = max((b.end for b in bars), default=start)
+    calls = [b for b in bars if b.kind == "call"]
+    subcalls = [b for b in bars if b.kind == "subcall"]
+    return Timeline(
+        start, max(end, start + 1e-6), list(groups.values()), _peak(calls), _peak(subcalls)
+    )
+
+
+def _lane_order(item: tuple[tuple[str, str], Lane]) -> tuple:
+    """Known nodes first; in a node, REPL workers before gateways, each by its first bar."""
+    (node_id, actor_id), lane = item
+    first = min(b.start for b in lane.bars)
+    return (node_id == "", node_id, not lane.name.startswith("REPL"), first, actor_id)
+
+
+def _bars(records: list[Record]) -> Iterator[tuple[str, tuple[str, str], Bar]]:
+    """(node id, (lane name, actor id), bar) for every call and leaf sub-call."""
+    for record in records:
+        tokens = fmt_tokens(
+            record.get("total_input_tokens", 0), record.get("total_output_tokens", 0)
+        )
+        yield (
+            record.get("node_id") or "",
+            (f"REPL worker pid {record.get('pid') or '?'}", record.get("actor_id") or ""),
+            Bar(
+                "call",
+                f"d{record['depth']} {role(record)} · {tokens}",
+                call_label(record),
+                record["started_s"],
+                record["ended_s"],
+                record["depth"],
+                record["call_id"],
+                error=bool(record.get("error")),
+            ),
+        )
+        for sub in subcalls_of(record):
+            if sub.get("child_id"):
+                continue  # the child's own call bar shows it
+            name = f"gateway pid {sub['pid']}" if sub.get("pid") else "not placed (no reply)"
+            yield (
+                sub.get("node_id") or "",
+                (name, sub.get("actor_id") or ""),
+                Bar(
+                    "subcall",
+                    f"d{record['depth'] + 1} llm · {fmt_tokens(sub['input_tokens'], sub['output_tokens'])}",
+                    subcall_label(sub) + " · " + str(sub.get("prompt_preview") or "")[:80],
+                    sub["started_s"],
+                    sub["ended_s"],
+                    record["depth"] + 1,
+                    record["call_id"],
+                    error=bool(sub.get("error")),
+                ),
+            )
+
+
+def _pack(lane: Lane) -> None:
+    """Put each bar on the first row where it overlaps no earlier bar."""
+    row_ends: list[float] = []
+    for bar in sorted(lane.bars, key=lambda b: (b.start, b.end)):
+        for row, ended in enumerate(row_ends):
+            if bar.start >= ended:
+                bar.row, row_ends[row] = row, bar.end
+                break
+        else:
+            bar.row = len(row_ends)
+            row_ends.append(bar.end)
+    lane.bars.sort(key=lambda b: (b.row, b.start))
+    lane.rows = max(1, len(row_ends))
+
+
+def _peak(bars: list[Bar]) -> int:
+    events = sorted([(b.start, 1) for b in bars] + [(b.end, -1) for b in bars])
+    peak = running = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak

@@ -1,0 +1,74 @@
+"""`rlm-ray trace FILE`: the call tree of a trace file in the terminal, drawn with rich.
+
+Every text from the run (code, outputs, errors, prompts) goes in as `rich.text.Text`, never as
+markup, so a `[bold]` in model code prints as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.text import Text
+from rich.tree import Tree
+
+from rlm_ray import trace_summary as ts
+
+_CODE_LINES = 12
+_TEXT_CHARS = 400
+
+
+def print_trace(records: list[dict[str, Any]], console: Console | None = None) -> None:
+    console = console or Console()
+    calls = ts.by_id(records)
+    root = records[0]
+    tree = Tree(Text(ts.call_label(root), style="bold"))
+    _add_call_body(tree, root, calls)
+    console.print(tree)
+    console.print(Text(ts.summary(records)))
+
+
+def _add_call_body(tree: Tree, call: dict[str, Any], calls: dict[str, dict[str, Any]]) -> None:
+    if call.get("error"):
+        tree.add(Text("error: " + _clip(call["error"]), style="red"))
+    for iteration in call["iterations"]:
+        branch = tree.add(Text(ts.iteration_label(iteration)))
+        for number, cell in enumerate(iteration["cells"], 1):
+            _add_cell(branch, number, cell, calls)
+    if call.get("answer") is not None:
+        tree.add(Text("answer: " + _clip(call["answer"]), style="green"))
+
+
+def _add_cell(
+    branch: Tree, number: int, cell: dict[str, Any], calls: dict[str, dict[str, Any]]
+) -> None:
+    style = "red" if cell.get("error") else ""
+    node = branch.add(Text(ts.cell_label(number, cell), style=style))
+    node.add(Text(_lines(cell["code"]), style="cyan"))
+    if cell["output"].strip():
+        node.add(Text("output: " + _clip(cell["output"]), style="dim"))
+    if cell.get("error"):
+        node.add(Text("error: " + _clip(cell["error"]), style="red"))
+    for sub in cell["subcalls"]:
+        child = calls.get(sub.get("child_id") or "")
+        style = "red" if sub.get("error") else "yellow"
+        leaf = node.add(Text(ts.subcall_label(sub), style=style))
+        if sub.get("error") and child is None:
+            leaf.add(Text("error: " + _clip(sub["error"]), style="red"))
+        if child is not None:
+            below = leaf.add(Text(ts.call_label(child), style="bold"))
+            _add_call_body(below, child, calls)
+        else:
+            leaf.add(Text("prompt: " + _clip(sub.get("prompt_preview") or ""), style="dim"))
+
+
+def _lines(code: str) -> str:
+    lines = code.splitlines()
+    if len(lines) > _CODE_LINES:
+        lines = lines[:_CODE_LINES] + [f"... ({len(lines) - _CODE_LINES} more lines)"]
+    return "\n".join(lines)
+
+
+def _clip(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= _TEXT_CHARS else text[:_TEXT_CHARS] + " ..."
