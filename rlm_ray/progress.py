@@ -12,7 +12,7 @@ root. The cost is a dict lookup per call, and a handful of actor calls per poll.
 Depth of a model call: the turns of an RLM call at depth d are at depth d; its `llm_query`
 calls (and `recursive_llm` at the depth limit) are at depth d + 1, where a child RLM would be.
 
-Standard library only: the CLI's rich display lives in `progress_display.py`.
+Standard library only (and `rlm_ray.types`): the CLI's rich display is `progress_display.py`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+from rlm_ray.types import LLMReply
 
 PROGRESS_INTERVAL_S = 0.25
 
@@ -112,17 +114,17 @@ class RunCounters:
     def call_started(self, depth: int) -> None:
         self.in_flight[depth] += 1
 
-    def call_ended(self, depth: int, reply: object | None) -> None:
-        """`reply` is the `LLMReply`, or None if the call failed or was cancelled."""
+    def call_ended(self, depth: int, reply: LLMReply | None) -> None:
+        """`reply` is None if the call failed or was cancelled."""
         self.in_flight[depth] -= 1
         self.done[depth] += 1
         if reply is None:
             self.failed_calls += 1
             return
-        self.cached_calls += int(getattr(reply, "cached", False))
-        self.input_tokens += getattr(reply, "input_tokens", 0)
-        self.output_tokens += getattr(reply, "output_tokens", 0)
-        self.cost_usd += getattr(reply, "cost_usd", 0.0)
+        self.cached_calls += int(reply.cached)
+        self.input_tokens += reply.input_tokens
+        self.output_tokens += reply.output_tokens
+        self.cost_usd += reply.cost_usd
 
 
 def merge(run_id: str, elapsed_s: float, parts: Iterable[RunCounters], finished: bool) -> Progress:
