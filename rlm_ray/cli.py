@@ -1,6 +1,7 @@
 """The `rlm-ray` command (also `python -m rlm_ray`).
 
     rlm-ray run --model M --context PATH|- --query TEXT [options]
+    rlm-ray run --model local --context examples/... --query TEXT      (offline, no key)
 
 Stdout carries only the answer (or, with --json, one JSON object with `answer`, `usage`,
 `timings`); everything else goes to stderr. Exit 0 on an answer; otherwise 1 with a one-line
@@ -28,7 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="answer a query over a context")
-    run.add_argument("--model", required=True, help="litellm model string, e.g. openai/gpt-4o-mini")
+    run.add_argument(
+        "--model",
+        required=True,
+        help="litellm model string, e.g. openai/gpt-4o-mini; or local / local-small: a small model "
+        'served by rlm-ray itself, offline (pip install "rlm-ray[local]")',
+    )
     run.add_argument("--sub-model", help="model for llm_query and child calls (default: --model)")
     run.add_argument("--api-base", help="base URL of the model server (local servers, proxies)")
     run.add_argument("--api-key", help="API key (default: the provider's environment variable)")
@@ -40,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-iterations", type=int, default=20, help="model turns per call")
     run.add_argument("--max-time", type=float, default=None, help="deadline of the run, seconds")
     run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else local Ray)")
+    run.add_argument(
+        "--prompt", help="prompt variant: paper or small (default: small for local models)"
+    )
     run.add_argument("--trace", metavar="FILE.jsonl", help="write the call tree as JSONL")
     run.add_argument(
         "--json", action="store_true", help="print one JSON object: answer, usage, timings"
@@ -82,6 +91,7 @@ def _run(args: argparse.Namespace) -> int:
         max_iterations=args.max_iterations,
         max_time_s=args.max_time,
         address=args.address,
+        prompt=args.prompt,
     )
     result = rlm.completion(args.query, context)
     if args.trace:

@@ -8,15 +8,23 @@ result.answer, result.usage, result.trace
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
-from rlm_ray import llm
+from rlm_ray import llm, prompts
 from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.errors import ConfigError
+from rlm_ray.local_model import (
+    DEFAULT_CTX_PER_SLOT,
+    LOCAL_MODELS,
+    check_xllamacpp,
+    find_parts,
+    is_local,
+)
 from rlm_ray.types import Result
 
 _SECRET_KWARGS = ("api_key",)
@@ -26,7 +34,9 @@ class RLM:
     """A Recursive Language Model whose every call runs as Ray work.
 
     `model` and `sub_model` are litellm model strings (`sub_model` serves `llm_query` and child
-    calls; default: `model`). `api_base`/`api_key` and `llm_kwargs`/`sub_llm_kwargs`
+    calls; default: `model`), or "local" / "local-small": a small model rlm-ray serves itself on
+    every node, offline (`pip install "rlm-ray[local]"`; see rlm_ray/local_model.py).
+    `prompt` names a prompt variant (`rlm_ray.prompts.PROMPTS`; default: by model). `api_base`/`api_key` and `llm_kwargs`/`sub_llm_kwargs`
     (temperature, stop, max_tokens, seed, timeout, headers, ...) are passed to litellm.
     `address` names a Ray cluster (default: RAY_ADDRESS, else a local Ray started on demand).
     Every other keyword is a limit of `RLMConfig` (max_time_s, cell_timeout_s, ...).
@@ -44,25 +54,30 @@ class RLM:
         llm_kwargs: Mapping[str, Any] | None = None,
         sub_llm_kwargs: Mapping[str, Any] | None = None,
         address: str | None = None,
+        prompt: str | None = None,
         **limits: Any,
     ) -> None:
         self.config = _config(max_depth=max_depth, max_iterations=max_iterations, **limits)
-        llm.check_model(model)
-        if sub_model is not None:
-            llm.check_model(sub_model)
+        for name in (model, sub_model):
+            if name is not None:
+                _check_model(name, api_base)
         _check_api_base(api_base)
+        prompts.choose(model, prompt)  # an unknown prompt name fails here, not in a worker
         self.models = ModelSettings(
             model=model,
             sub_model=sub_model or model,
             api_base=api_base,
             api_key=api_key,
-            llm_kwargs=_kwargs("llm_kwargs", llm_kwargs),
-            sub_llm_kwargs=_kwargs("sub_llm_kwargs", sub_llm_kwargs),
+            llm_kwargs=_local_defaults(model, _kwargs("llm_kwargs", llm_kwargs)),
+            sub_llm_kwargs=_local_defaults(
+                sub_model or model, _kwargs("sub_llm_kwargs", sub_llm_kwargs)
+            ),
+            prompt=prompt,
         )
         self.address = address
         fixed = self.config.context_window_tokens
-        self._window = fixed or llm.context_window(model)
-        self._sub_window = fixed or llm.context_window(self.models.sub_model)
+        self._window = fixed or _context_window(model)
+        self._sub_window = fixed or _context_window(self.models.sub_model)
 
     def __repr__(self) -> str:
         return (
@@ -92,14 +107,37 @@ class RLM:
         else:
             await asyncio.to_thread(runtime.ensure_ray, self.address)
         rt = await asyncio.to_thread(runtime.get_runtime, self.config)
-        ready = time.time()
-        spec = self._root_spec(query, context)
-        result = await runtime.run_root(rt, spec)
-        done = time.time()
+        servers = await self._start_local_servers()
+        try:
+            ready = time.time()
+            models = self.models
+            if servers is not None:
+                models = dataclasses.replace(models, local_servers=servers.api_bases)
+            result = await runtime.run_root(rt, self._root_spec(query, context, models))
+            done = time.time()
+        finally:
+            if servers is not None:
+                from rlm_ray import model_servers
+
+                await asyncio.to_thread(model_servers.stop_servers, servers)
         timings = {"startup_s": ready - started, "run_s": done - ready, "total_s": done - started}
         return Result(answer=result.answer, usage=result.usage, trace=result.trace, timings=timings)
 
-    def _root_spec(self, query: str, context: Any):
+    async def _start_local_servers(self):
+        """One server per node for each local model of this run (None if there is none)."""
+        names = {m for m in (self.models.model, self.models.sub_model) if is_local(m)}
+        if not names:
+            return None
+        from rlm_ray import model_servers
+
+        settings = model_servers.ServerSettings(
+            slots=self.config.local_server_slots,
+            threads=self.config.local_server_threads,
+            ctx_per_slot=DEFAULT_CTX_PER_SLOT,
+        )
+        return await asyncio.to_thread(model_servers.start_servers, names, settings)
+
+    def _root_spec(self, query: str, context: Any, models: ModelSettings):
         import ray
 
         from rlm_ray import runtime
@@ -111,8 +149,8 @@ class RLM:
             call_id=run_id,
             depth=0,
             query=query,
-            model=self.models.model,
-            models=self.models,
+            model=models.model,
+            models=models,
             config=self.config,
             context_window_tokens=self._window,
             sub_context_window_tokens=self._sub_window,
@@ -120,6 +158,32 @@ class RLM:
             # The driver puts the context into the object store once; every call gets the handle.
             context_ref=ray.put(context),
         )
+
+
+# Small local models: greedy decoding, and a cap on a runaway reply (~13 tokens/s on 2 cores).
+LOCAL_DEFAULTS: dict[str, Any] = {"temperature": 0.0, "max_tokens": 1024}
+
+
+def _check_model(model: str, api_base: str | None) -> None:
+    if not is_local(model):
+        llm.check_model(model)
+        return
+    if api_base is not None:
+        raise ConfigError(
+            f"model {model!r} is served by rlm-ray itself: do not pass `api_base` "
+            f"(got {api_base!r}); for your own server use 'openai/NAME' with `api_base`"
+        )
+    spec = LOCAL_MODELS[model]
+    find_parts(spec)
+    check_xllamacpp(spec)
+
+
+def _local_defaults(model: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {**LOCAL_DEFAULTS, **kwargs} if is_local(model) else kwargs
+
+
+def _context_window(model: str) -> int:
+    return DEFAULT_CTX_PER_SLOT if is_local(model) else llm.context_window(model)
 
 
 def _config(**values: Any) -> RLMConfig:

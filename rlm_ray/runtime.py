@@ -39,6 +39,7 @@ from rlm_ray import prompts
 from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.errors import LimitExceededError, RLMError, SandboxError
 from rlm_ray.llm import LLMRequest
+from rlm_ray.local_model import LOCAL_MODELS
 from rlm_ray.loop import LoopSettings, run_loop
 from rlm_ray.repl import REPLSession, REPLSettings
 from rlm_ray.types import CallResult, CallTrace, LLMReply, Usage
@@ -83,6 +84,7 @@ class LLMGateway:
 
         llm._litellm()  # pay the import once, at start-up
         self._acomplete = llm.acomplete
+        self._node_id = ray.get_runtime_context().get_node_id()
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._tasks: dict[str, set[asyncio.Task]] = {}
 
@@ -96,7 +98,7 @@ class LLMGateway:
         tasks.add(task)  # type: ignore[arg-type]
         try:
             async with limit:
-                return await self._acomplete(request)
+                return await self._acomplete(request.for_node(self._node_id))
         finally:
             tasks.discard(task)  # type: ignore[arg-type]
             if not tasks:
@@ -147,9 +149,14 @@ class REPLWorker:
             ),
         )
         usage = Usage()
+        variant = prompts.choose(spec.model, spec.models.prompt)
         try:
             answer = run_loop(
-                backend.root_llm, session, _loop_settings(spec, context), trace, usage
+                lambda messages: backend.root_llm(messages, stop=variant.stop),
+                session,
+                _loop_settings(spec, context, variant),
+                trace,
+                usage,
             )
         except RLMError as exc:
             session.subcalls.cancel_open()  # nobody will use their results
@@ -186,7 +193,7 @@ def _hard_kill() -> None:
     os._exit(1)
 
 
-def _loop_settings(spec: CallSpec, context: Any) -> LoopSettings:
+def _loop_settings(spec: CallSpec, context: Any, variant: prompts.PromptVariant) -> LoopSettings:
     cfg = spec.config
     system = prompts.system_prompt(
         context,
@@ -194,6 +201,7 @@ def _loop_settings(spec: CallSpec, context: Any) -> LoopSettings:
         sub_window_chars=spec.sub_context_window_tokens * 3,
         max_output_chars=cfg.max_output_chars,
         cell_timeout_s=cfg.cell_timeout_s,
+        variant=variant,
     )
     kwargs = spec.models.llm_kwargs if spec.depth == 0 else spec.models.sub_llm_kwargs
     reserve = int(kwargs.get("max_tokens") or 4096)
@@ -204,6 +212,9 @@ def _loop_settings(spec: CallSpec, context: Any) -> LoopSettings:
         context_window_tokens=spec.context_window_tokens,
         reserve_output_tokens=min(reserve, spec.context_window_tokens // 4),
         check_deadline=lambda: check_deadline(spec),
+        few_shot=tuple(variant.few_shot_messages()),
+        first_turn=variant.first_turn,
+        next_turn=variant.next_turn,
     )
 
 
@@ -237,7 +248,7 @@ class RayBackend:
 
     def _request(self, model: str, messages: list, kwargs: dict) -> LLMRequest:
         m, cfg = self.spec.models, self.spec.config
-        return LLMRequest(
+        request = LLMRequest(
             model=model,
             messages=messages,
             api_base=m.api_base,
@@ -246,15 +257,23 @@ class RayBackend:
             timeout_s=cfg.request_timeout_s,
             max_retries=cfg.max_retries,
         )
+        if model in m.local_servers:  # rlm-ray's own server: the gateway picks its node's
+            request.model = f"openai/{LOCAL_MODELS[model].served_name}"
+            request.api_base, request.api_key = None, "local"
+            request.api_base_by_node = m.local_servers[model]
+        return request
 
     def _complete(self, request: LLMRequest) -> Any:
         return self._gateway().complete.remote(request, self.spec.run_id, self._per_gateway_cap)
 
-    def root_llm(self, messages: list) -> LLMReply:
-        """A turn of this call's own model (the root model at depth 0, else the sub-model)."""
+    def root_llm(self, messages: list, stop: tuple[str, ...] = ()) -> LLMReply:
+        """A turn of this call's own model (the root model at depth 0, else the sub-model);
+        `stop` (the prompt's stop sequences) applies unless the caller's kwargs set their own."""
         kwargs = (
             self.spec.models.llm_kwargs if self.spec.depth == 0 else self.spec.models.sub_llm_kwargs
         )
+        if stop and "stop" not in kwargs:
+            kwargs = {**kwargs, "stop": list(stop)}
         ref = self._complete(self._request(self.spec.model, messages, kwargs))
         try:
             return ray.get(ref, timeout=remaining_s(self.spec))
