@@ -243,7 +243,26 @@ SMALL = PromptVariant(
     next_turn=SMALL_NEXT_TURN,
 )
 
-PROMPTS: dict[str, PromptVariant] = {p.name: p for p in (PAPER, SMALL)}
+# "small" without sub-calls: the model has only code (the benchmark's "RLM without sub-calls").
+SMALL_CODE = PromptVariant(
+    name="small-code",
+    version=1,
+    system=SMALL_SYSTEM.replace(
+        """- `llm_query(prompt)`: asks a helper model about a short text (under {sub_window_chars} \
+characters) and returns its answer as a str. It is slow: send short prompts;
+- `llm_query_batched(prompts)`: many llm_query calls at once, returns a list of str.
+""",
+        "",
+    ).replace(
+        " Use llm_query for what code cannot decide, one short piece of text per prompt.", ""
+    ),
+    few_shot=(_SMALL_EXAMPLE_SEARCH, _SMALL_EXAMPLE_SEARCH_DONE),
+    stop=SMALL.stop,
+    first_turn=SMALL_FIRST_TURN,
+    next_turn=SMALL_NEXT_TURN,
+)
+
+PROMPTS: dict[str, PromptVariant] = {p.name: p for p in (PAPER, SMALL, SMALL_CODE)}
 
 
 def choose(model: str, name: str | None = None) -> PromptVariant:

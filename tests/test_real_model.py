@@ -63,6 +63,13 @@ def local_rlm(ray_session):
     return RLM("local", max_iterations=5, max_time_s=240, local_server_slots=1)
 
 
+def show(result) -> None:
+    """The transcript, for pytest's report (-rP): three passes must print the same."""
+    for it in result.trace.iterations:
+        print(f"--- turn {it.index}\n{it.response}")
+    print(f"=== answer {result.answer!r}")
+
+
 def code_cells(result):
     return [cell for it in result.trace.iterations for cell in it.cells]
 
@@ -70,6 +77,7 @@ def code_cells(result):
 def test_needle_in_a_long_context(local_rlm):
     context = haystack(10_000, "The secret code for the north gate is 58213.")
     result = local_rlm.completion("What is the secret code for the north gate?", context)
+    show(result)
     assert result.answer.strip() == "58213"
     cells = code_cells(result)
     assert cells and all(cell.error is None for cell in cells)
@@ -79,6 +87,7 @@ def test_needle_in_a_long_context(local_rlm):
 
 def test_a_count_fans_out_over_the_records(local_rlm):
     result = local_rlm.completion("How many messages are complaints?", messages())
+    show(result)
     assert result.answer.strip() == str(len(COMPLAINTS))
     subcalls = [sub for cell in code_cells(result) for sub in cell.subcalls]
     assert len(subcalls) >= len(COMPLAINTS) + len(OTHERS)  # one llm_query per message
