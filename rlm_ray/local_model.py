@@ -25,11 +25,13 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rlm_ray.errors import ConfigError, RLMError
 
@@ -186,6 +188,7 @@ class LocalServer:
         self.start_timeout_s = start_timeout_s
         self.port = 0
         self._process: subprocess.Popen | None = None
+        self._log: Any = None
 
     @property
     def api_base(self) -> str:
@@ -199,8 +202,11 @@ class LocalServer:
         command += ["--name", self.spec.served_name, "--port", str(self.port)]
         command += ["--slots", str(self.slots), "--ctx-per-slot", str(self.ctx_per_slot)]
         command += ["--threads", str(self.threads), "--parent", str(os.getpid())]
+        # subtle: llama.cpp logs every request; a pipe nobody reads would fill and stall the
+        # server, so its log goes to an unnamed temporary file, read only if it fails to start.
+        self._log = tempfile.TemporaryFile()
         self._process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
         )
         self._wait_healthy()
         return self
@@ -210,7 +216,8 @@ class LocalServer:
         while time.monotonic() < deadline:
             assert self._process is not None
             if self._process.poll() is not None:
-                err = (self._process.stderr.read() if self._process.stderr else b"").decode()
+                self._log.seek(0)
+                err = self._log.read().decode(errors="replace")
                 tail = " | ".join(err.strip().splitlines()[-5:])
                 raise ServerError(f"the local model server exited at start: {tail}")
             if _healthy(self.port):
@@ -223,6 +230,9 @@ class LocalServer:
 
     def stop(self) -> None:
         process, self._process = self._process, None
+        log, self._log = self._log, None
+        if log is not None:
+            log.close()
         if process is None or process.poll() is not None:
             return
         process.terminate()

@@ -123,7 +123,7 @@ class RLM:
         timings = {"startup_s": ready - started, "run_s": done - ready, "total_s": done - started}
         return Result(answer=result.answer, usage=result.usage, trace=result.trace, timings=timings)
 
-    async def _start_local_servers(self):
+    async def _start_local_servers(self) -> Any:
         """One server per node for each local model of this run (None if there is none)."""
         names = {m for m in (self.models.model, self.models.sub_model) if is_local(m)}
         if not names:

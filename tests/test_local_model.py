@@ -189,3 +189,25 @@ def test_the_paper_prompt_stays_the_default_and_sets_no_stop(make_rlm, model_ser
     assert "stop" not in first.body
     assert first.messages[0]["content"].startswith("You are tasked with answering a query")
     assert len(first.messages) == 2
+
+
+def test_cli_prompt_flag_is_checked(tmp_path, capsys):
+    from rlm_ray.cli import main
+
+    context = tmp_path / "c.txt"
+    context.write_text("hello")
+    argv = ["run", "--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1"]
+    argv += ["--context", str(context), "--query", "q", "--prompt", "tiny"]
+    assert main(argv) == 1
+    assert "unknown prompt 'tiny'" in capsys.readouterr().err
+
+
+def test_cli_local_model_without_the_extra(monkeypatch, tmp_path, capsys):
+    from rlm_ray.cli import main
+
+    absent = dataclasses.replace(LOCAL_MODELS["local"], package_prefix="rlm_ray_no_such_part")
+    monkeypatch.setitem(LOCAL_MODELS, "local", absent)
+    context = tmp_path / "c.txt"
+    context.write_text("hello")
+    assert main(["run", "--model", "local", "--context", str(context), "--query", "q"]) == 1
+    assert 'pip install "rlm-ray[local]"' in capsys.readouterr().err

@@ -60,7 +60,7 @@ def messages() -> list[str]:
 def local_rlm(ray_session):
     from rlm_ray import RLM
 
-    return RLM("local", max_iterations=5, max_time_s=240, local_server_slots=1)
+    return RLM("local", max_iterations=5, max_time_s=600, local_server_slots=1)
 
 
 def show(result) -> None:
