@@ -53,9 +53,8 @@ class LoopSettings:
     context_window_tokens: int
     reserve_output_tokens: int = 4096
     check_deadline: Callable[[], None] = lambda: None
-    few_shot: tuple[
-        dict[str, str], ...
-    ] = ()  # example turns between the system message and the query
+    # Example turns between the system message and the query (a prompt variant's few-shot).
+    few_shot: tuple[dict[str, str], ...] = ()
     first_turn: str = prompts.FIRST_TURN
     next_turn: str = prompts.NEXT_TURN
 
