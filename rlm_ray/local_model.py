@@ -279,6 +279,7 @@ def _serve(argv: list[str]) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--parent", type=int, required=True)
     args = parser.parse_args(argv)
+    _unnice()
     import xllamacpp  # the only import of it
 
     params = xllamacpp.CommonParams()
@@ -299,6 +300,17 @@ def _serve(argv: list[str]) -> None:
         time.sleep(0.5)
     del server
     os._exit(0)
+
+
+def _unnice() -> None:
+    """subtle: Ray starts its workers at niceness 15 and this process inherits it from its actor;
+    a run waits on nothing but this server, so it takes normal priority back where allowed
+    (root or CAP_SYS_NICE); elsewhere it stays as it is."""
+    try:
+        if os.getpriority(os.PRIO_PROCESS, 0) > 0:
+            os.setpriority(os.PRIO_PROCESS, 0, 0)
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":
