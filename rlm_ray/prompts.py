@@ -188,15 +188,19 @@ Each reply of yours is exactly one ```repl code block; then stop. The user runs 
 
 Search with code first (str.find, re, slicing) and print only short parts. Use llm_query for what code cannot decide, one short piece of text per prompt. When the printed output answers the query, reply with one line: FINAL(answer). Never write output yourself and never guess."""
 
-SMALL_FIRST_TURN = "Query: {query}\nYour first ```repl block:"
+# {context_description} is filled per call (`first_turn`), so the real first turn reads like the
+# examples' and the model picks the example that matches its context's type.
+SMALL_FIRST_TURN = "{context_description}\nQuery: {query}\nYour first ```repl block:"
 SMALL_NEXT_TURN = (
     "Your next ```repl block, or FINAL(answer) if the output above answers the query: {query}"
 )
 
 _SMALL_EXAMPLE_SEARCH = (
     (
-        "Example. Your context is a str with 52,000 total characters.\n"
-        + SMALL_FIRST_TURN.format(query="What is the access code of the vault?")
+        SMALL_FIRST_TURN.format(
+            context_description="Your context is a str with 52,000 total characters.",
+            query="What is the access code of the vault?",
+        )
     ),
     """```repl
 import re
@@ -211,8 +215,11 @@ _SMALL_EXAMPLE_SEARCH_DONE = (
 )
 _SMALL_EXAMPLE_COUNT = (
     (
-        "Example. Your context is a list of 300 chunks (one message each).\n"
-        + SMALL_FIRST_TURN.format(query="How many messages are complaints?")
+        SMALL_FIRST_TURN.format(
+            context_description="Your context is a list of 300 chunks with 16,420 total "
+            "characters; chunk lengths: [61, 48, 55, 39, 70, ... 295 more] (min 21, max 88).",
+            query="How many messages are complaints?",
+        )
     ),
     """```repl
 prompts = [f"Is this message a complaint? Answer yes or no.\\nMessage: {m}" for m in context]
@@ -263,6 +270,14 @@ characters) and returns its answer as a str. It is slow: send short prompts;
 )
 
 PROMPTS: dict[str, PromptVariant] = {p.name: p for p in (PAPER, SMALL, SMALL_CODE)}
+
+
+def first_turn(variant: PromptVariant, context: Any) -> str:
+    """The variant's first-turn template with the context described, `{query}` still to fill."""
+    if "{context_description}" not in variant.first_turn:
+        return variant.first_turn
+    described = describe_context(context).replace("{", "{{").replace("}", "}}")
+    return variant.first_turn.replace("{context_description}", described)
 
 
 def choose(model: str, name: str | None = None) -> PromptVariant:

@@ -213,7 +213,7 @@ def _loop_settings(spec: CallSpec, context: Any, variant: prompts.PromptVariant)
         reserve_output_tokens=min(reserve, spec.context_window_tokens // 4),
         check_deadline=lambda: check_deadline(spec),
         few_shot=tuple(variant.few_shot_messages()),
-        first_turn=variant.first_turn,
+        first_turn=prompts.first_turn(variant, context),
         next_turn=variant.next_turn,
     )
 

@@ -177,7 +177,10 @@ def test_the_small_prompt_reaches_the_model_with_examples_and_stop_sequences(
     assert first.body["stop"] == list(prompts.SMALL.stop)
     examples = prompts.SMALL.few_shot_messages()
     assert first.messages[1 : 1 + len(examples)] == examples
-    assert first.messages[-1]["content"] == "Query: How long is it?\nYour first ```repl block:"
+    assert first.messages[-1]["content"] == (
+        "Your context is a str with 7 total characters.\n"
+        "Query: How long is it?\nYour first ```repl block:"
+    )
     assert result.trace.iterations[0].response == "```repl\nprint(len(context))"
 
 
