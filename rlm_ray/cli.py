@@ -3,6 +3,7 @@
     rlm-ray run --model M --context PATH|- --query TEXT [--trace FILE.jsonl|FILE.parquet] [options]
     rlm-ray trace FILE [--html OUT.html]
     rlm-ray ingest PATH --out FILE.parquet
+    rlm-ray run --model local --context examples/... --query TEXT      (offline, no key)
 
 Stdout carries only the answer (or, with --json, one JSON object with `answer`, `usage`,
 `timings`); everything else goes to stderr: live progress on a terminal and a one-line summary
@@ -31,7 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="answer a query over a context")
-    run.add_argument("--model", required=True, help="litellm model string, e.g. openai/gpt-4o-mini")
+    run.add_argument(
+        "--model",
+        required=True,
+        help="litellm model string, e.g. openai/gpt-4o-mini; or local / local-small: a small model "
+        'served by rlm-ray itself, offline (pip install "rlm-ray[local]")',
+    )
     run.add_argument("--sub-model", help="model for llm_query and child calls (default: --model)")
     run.add_argument("--api-base", help="base URL of the model server (local servers, proxies)")
     run.add_argument("--api-key", help="API key (default: the provider's environment variable)")
@@ -50,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     rates.add_argument("--requests-per-minute", type=int, help="model calls per minute")
     rates.add_argument("--tokens-per-minute", type=int, help="tokens per minute")
     run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else local Ray)")
+    run.add_argument(
+        "--prompt", help="prompt variant: paper or small (default: small for local models)"
+    )
     run.add_argument(
         "--trace",
         metavar="FILE",
@@ -118,6 +127,7 @@ def _run(args: argparse.Namespace) -> int:
         tokens_per_minute=args.tokens_per_minute,
         address=args.address,
         cache_dir=args.cache,
+        prompt=args.prompt,
     )
     try:
         if args.quiet:

@@ -82,6 +82,13 @@ class RLMConfig:
     """Directory of the model-call cache (`call_cache.py`), shared by every process of a node;
     `None`: no cache. `RLM` makes it absolute and checks that it can hold the cache."""
 
+    local_server_slots: int = 1
+    """`model="local"`: requests one node's model server runs at once (each with 16k tokens of
+    context). 1 keeps temperature-0 runs deterministic; more batch a fan-out's sub-calls."""
+
+    local_server_threads: int = 2
+    """`model="local"`: CPU threads of each node's model server."""
+
     def __post_init__(self) -> None:
         _check_int(self, "max_depth", minimum=0)
         _check_int(self, "max_iterations", minimum=1)
@@ -90,6 +97,8 @@ class RLMConfig:
         _check_int(self, "max_retries", minimum=0)
         _check_int(self, "max_repl_actors_per_node", minimum=1)
         _check_int(self, "num_gateways", minimum=1)
+        _check_int(self, "local_server_slots", minimum=1)
+        _check_int(self, "local_server_threads", minimum=1)
         _check_int(self, "repl_memory_mb", minimum=64, optional=True)
         _check_int(self, "context_window_tokens", minimum=1024, optional=True)
         _check_int(self, "max_sub_calls", minimum=0, optional=True)
@@ -175,3 +184,7 @@ class ModelSettings:
     # kwargs may hold headers (Authorization): kept out of reprs like the key
     llm_kwargs: dict[str, Any] = field(default_factory=dict, repr=False)
     sub_llm_kwargs: dict[str, Any] = field(default_factory=dict, repr=False)
+    prompt: str | None = None
+    """The prompt variant's name (`prompts.PROMPTS`); `None` picks one by model."""
+    local_servers: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Models rlm-ray serves itself in this run: name -> {node id: api_base} (set per run)."""

@@ -15,7 +15,7 @@ import asyncio
 import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rlm_ray.errors import ConfigError, LLMError
@@ -39,6 +39,22 @@ class LLMRequest:
     kwargs: dict[str, Any] = field(default_factory=dict)
     timeout_s: float = 120.0
     max_retries: int = 4
+    # A model rlm-ray serves itself (`model="local"`) has a server on each node: node id -> URL;
+    # the gateway that makes the call picks its own node's (see `for_node`).
+    api_base_by_node: dict[str, str] | None = None
+
+    def for_node(self, node_id: str) -> LLMRequest:
+        """This request aimed at the local model server of `node_id` (itself if not local)."""
+        if not self.api_base_by_node:
+            return self
+        api_base = self.api_base_by_node.get(node_id)
+        if api_base is None:
+            raise LLMError(
+                f"no local model server for {self.model!r} on node {node_id[:12]} (the node "
+                "joined after the run started?)",
+                model=self.model,
+            )
+        return replace(self, api_base=api_base, api_base_by_node=None)
 
 
 def _litellm():

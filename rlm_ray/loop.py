@@ -53,12 +53,16 @@ class LoopSettings:
     context_window_tokens: int
     reserve_output_tokens: int = 4096
     check_limits: Callable[[], None] = lambda: None
+    # Example turns between the system message and the query (a prompt variant's few-shot).
+    few_shot: tuple[dict[str, str], ...] = ()
+    first_turn: str = prompts.FIRST_TURN
+    next_turn: str = prompts.NEXT_TURN
 
 
 def run_loop(llm: LLM, repl: REPL, settings: LoopSettings, trace: CallTrace, usage: Usage) -> str:
     """Run one RLM call to its answer, recording each turn in `trace` and model use in `usage`."""
-    messages: Messages = [{"role": "system", "content": settings.system}]
-    turn_prompt = prompts.FIRST_TURN.format(query=settings.query)
+    messages: Messages = [{"role": "system", "content": settings.system}, *settings.few_shot]
+    turn_prompt = settings.first_turn.format(query=settings.query)
     feedback = ""
     for index in range(settings.max_iterations):
         settings.check_limits()
@@ -72,7 +76,7 @@ def run_loop(llm: LLM, repl: REPL, settings: LoopSettings, trace: CallTrace, usa
         turn_prompt = (
             feedback
             + "\n\n"
-            + prompts.NEXT_TURN.format(
+            + settings.next_turn.format(
                 iteration=index + 2, max_iterations=settings.max_iterations, query=settings.query
             )
         )
@@ -83,8 +87,11 @@ def _ask(
     llm: LLM, messages: Messages, settings: LoopSettings, index: int, usage: Usage
 ) -> tuple[LLMReply, IterationTrace]:
     started = time.time()
+    head = 2 + len(settings.few_shot)  # system, examples, the query: never trimmed
     reply = llm(
-        fit_to_window(messages, settings.context_window_tokens, settings.reserve_output_tokens)
+        fit_to_window(
+            messages, settings.context_window_tokens, settings.reserve_output_tokens, head=head
+        )
     )
     usage.add_reply(reply)
     messages.append({"role": "assistant", "content": reply.text})
@@ -192,17 +199,20 @@ def estimate_tokens(messages: Messages) -> int:
     return sum(len(m["content"]) // 3 + 4 for m in messages)
 
 
-def fit_to_window(messages: Messages, window_tokens: int, reserve: int) -> Messages:
+def fit_to_window(
+    messages: Messages, window_tokens: int, reserve: int, *, head: int = 2
+) -> Messages:
     """Trim the oldest REPL outputs (then the oldest replies) until the conversation fits.
 
-    The system prompt, the first user message (it holds the query) and the latest exchange are
-    never trimmed; if they alone do not fit, raise `ContextWindowError`.
+    The first `head` messages (the system prompt, any example turns and the first user message,
+    which holds the query) and the latest exchange are never trimmed; if they alone do not fit,
+    raise `ContextWindowError`.
     """
     budget = window_tokens - reserve
     if estimate_tokens(messages) <= budget:
         return messages
     fitted = list(messages)
-    trimmable = [i for i in range(2, len(fitted) - 2)]
+    trimmable = [i for i in range(head, len(fitted) - 2)]
     # Outputs (user turns) go first: they are the bulk and the model has already acted on them.
     order = [i for i in trimmable if fitted[i]["role"] == "user"]
     order += [i for i in trimmable if fitted[i]["role"] == "assistant"]

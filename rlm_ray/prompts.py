@@ -1,12 +1,18 @@
 """What the model reads: the system prompt, the context description and the turn messages.
 
-Prompts are data: `SYSTEM_PROMPT` follows the paper's prompt (arXiv:2512.24601, App. D) adapted to
-rlm-ray's REPL (parallel fan-out, `recursive_llm`, the sandbox's rules).
+Prompts are data: a `PromptVariant` (name, version, system text, few-shot turns, stop sequences,
+turn messages), registered in `PROMPTS` and documented in docs/prompts.md. "paper" follows the
+paper's prompt (arXiv:2512.24601, App. D) adapted to rlm-ray's REPL (parallel fan-out,
+`recursive_llm`, the sandbox's rules) and is the default; "small" is for small local models
+(`model="local"`), which need a worked example, one code block per turn and stop sequences.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+from rlm_ray.errors import ConfigError
 
 SYSTEM_PROMPT = """\
 You are tasked with answering a query with associated context. You can access, transform, and \
@@ -111,7 +117,9 @@ def system_prompt(
     sub_window_chars: int,
     max_output_chars: int,
     cell_timeout_s: float | None,
+    variant: PromptVariant | None = None,
 ) -> str:
+    """The system message of a REPL call, from `variant`'s template (default: the paper's)."""
     recursion = (
         "a child RLM with its own REPL and the given context (the prompt itself if none) works "
         "on a sub-task and returns its final answer."
@@ -119,7 +127,7 @@ def system_prompt(
         else "at this depth it is one plain sub-LLM call over the query and context."
     )
     timeout = f"{cell_timeout_s:g} s" if cell_timeout_s else "its time limit"
-    return SYSTEM_PROMPT.format(
+    return (variant or PAPER).system.format(
         context_description=describe_context(context),
         sub_window_chars=f"{sub_window_chars:,}",
         recursion_note=recursion,
@@ -141,3 +149,143 @@ def context_text(context: Any) -> str:
     if isinstance(context, dict):
         return "\n".join(f"{k}: {v}" for k, v in context.items())
     return "\n".join(str(item) for item in context)
+
+
+# -- variants ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PromptVariant:
+    """One prompt, as data. `system` is a template with the placeholders of `SYSTEM_PROMPT`
+    ({context_description}, {sub_window_chars}, {recursion_note}, {max_output_chars},
+    {cell_timeout}); a template may use any subset. `few_shot` are (user, assistant) turns shown
+    between the system message and the query; `stop` ends each REPL turn's reply (unless the
+    caller set `stop` in `llm_kwargs`)."""
+
+    name: str
+    version: int
+    system: str
+    few_shot: tuple[tuple[str, str], ...] = ()
+    stop: tuple[str, ...] = ()
+    first_turn: str = FIRST_TURN
+    next_turn: str = NEXT_TURN
+
+    def few_shot_messages(self) -> list[dict[str, str]]:
+        messages = []
+        for user, assistant in self.few_shot:
+            messages.append({"role": "user", "content": user})
+            messages.append({"role": "assistant", "content": assistant})
+        return messages
+
+
+PAPER = PromptVariant(name="paper", version=1, system=SYSTEM_PROMPT)
+
+SMALL_SYSTEM = """You answer a query about a large input stored in the Python variable `context`. It is too long to read: search it with code. {context_description}
+
+Each reply of yours is exactly one ```repl code block; then stop. The user runs it and shows you what it printed. In the code you can use:
+- `context` and the modules re, json, math, collections (import them first);
+- `print(...)`: only printed values are shown (at most {max_output_chars} characters);
+- `llm_query(prompt)`: asks a helper model about a short text (under {sub_window_chars} characters) and returns its answer as a str. It is slow: send short prompts;
+- `llm_query_batched(prompts)`: many llm_query calls at once, returns a list of str.
+
+Search with code first (str.find, re, slicing) and print only short parts. Use llm_query for what code cannot decide, one short piece of text per prompt. When the printed output answers the query, reply with one line: FINAL(answer). Never write output yourself and never guess."""
+
+# {context_description} is filled per call (`first_turn`), so the real first turn reads like the
+# examples' and the model picks the example that matches its context's type.
+SMALL_FIRST_TURN = "{context_description}\nQuery: {query}\nYour first ```repl block:"
+SMALL_NEXT_TURN = (
+    "Your next ```repl block, or FINAL(answer) if the output above answers the query: {query}"
+)
+
+_SMALL_EXAMPLE_SEARCH = (
+    (
+        SMALL_FIRST_TURN.format(
+            context_description="Your context is a str with 52,000 total characters.",
+            query="What is the access code of the vault?",
+        )
+    ),
+    """```repl
+import re
+for m in re.finditer(r"access code", context, re.IGNORECASE):
+    print(context[max(0, m.start() - 100):m.end() + 100])
+```""",
+)
+_SMALL_EXAMPLE_SEARCH_DONE = (
+    "Output of code block 1:\n...the guard said the access code of the vault is 7781, and left.\n\n"
+    + SMALL_NEXT_TURN.format(query="What is the access code of the vault?"),
+    "FINAL(7781)",
+)
+_SMALL_EXAMPLE_COUNT = (
+    (
+        SMALL_FIRST_TURN.format(
+            context_description="Your context is a list of 300 chunks with 16,420 total "
+            "characters; chunk lengths: [61, 48, 55, 39, 70, ... 295 more] (min 21, max 88).",
+            query="How many messages are complaints?",
+        )
+    ),
+    """```repl
+prompts = [f"Is this message a complaint? Answer yes or no.\\nMessage: {m}" for m in context]
+answers = llm_query_batched(prompts)
+count = sum(1 for a in answers if a.strip().lower().startswith("yes"))
+print(count)
+```""",
+)
+_SMALL_EXAMPLE_COUNT_DONE = (
+    "Output of code block 1:\n41\n\n"
+    + SMALL_NEXT_TURN.format(query="How many messages are complaints?"),
+    "FINAL(41)",
+)
+
+SMALL = PromptVariant(
+    name="small",
+    version=1,
+    system=SMALL_SYSTEM,
+    few_shot=(
+        _SMALL_EXAMPLE_SEARCH,
+        _SMALL_EXAMPLE_SEARCH_DONE,
+        _SMALL_EXAMPLE_COUNT,
+        _SMALL_EXAMPLE_COUNT_DONE,
+    ),
+    # Without these, small models write the "output" of their code themselves and trust it.
+    stop=("Output of code block", "\nUser:", "\n```\n"),
+    first_turn=SMALL_FIRST_TURN,
+    next_turn=SMALL_NEXT_TURN,
+)
+
+# "small" without sub-calls: the model has only code (the benchmark's "RLM without sub-calls").
+SMALL_CODE = PromptVariant(
+    name="small-code",
+    version=1,
+    system=SMALL_SYSTEM.replace(
+        """- `llm_query(prompt)`: asks a helper model about a short text (under {sub_window_chars} \
+characters) and returns its answer as a str. It is slow: send short prompts;
+- `llm_query_batched(prompts)`: many llm_query calls at once, returns a list of str.
+""",
+        "",
+    ).replace(
+        " Use llm_query for what code cannot decide, one short piece of text per prompt.", ""
+    ),
+    few_shot=(_SMALL_EXAMPLE_SEARCH, _SMALL_EXAMPLE_SEARCH_DONE),
+    stop=SMALL.stop,
+    first_turn=SMALL_FIRST_TURN,
+    next_turn=SMALL_NEXT_TURN,
+)
+
+PROMPTS: dict[str, PromptVariant] = {p.name: p for p in (PAPER, SMALL, SMALL_CODE)}
+
+
+def first_turn(variant: PromptVariant, context: Any) -> str:
+    """The variant's first-turn template with the context described, `{query}` still to fill."""
+    if "{context_description}" not in variant.first_turn:
+        return variant.first_turn
+    described = describe_context(context).replace("{", "{{").replace("}", "}}")
+    return variant.first_turn.replace("{context_description}", described)
+
+
+def choose(model: str, name: str | None = None) -> PromptVariant:
+    """The variant named `name`, else the one for `model` (small local models get "small")."""
+    if name is not None:
+        if name not in PROMPTS:
+            raise ConfigError(f"unknown prompt {name!r}; known prompts: {sorted(PROMPTS)}")
+        return PROMPTS[name]
+    from rlm_ray.local_model import is_local
+
+    return SMALL if is_local(model) else PAPER

