@@ -21,6 +21,7 @@ the same pool settings, so a second `completion()` starts warm.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import sys
 import threading
@@ -35,7 +36,7 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
-from rlm_ray import prompts
+from rlm_ray import corpus, prompts
 from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.errors import LimitExceededError, RLMError, SandboxError
 from rlm_ray.llm import LLMRequest
@@ -96,7 +97,7 @@ class LLMGateway:
         tasks.add(task)  # type: ignore[arg-type]
         try:
             async with limit:
-                return await self._acomplete(request)
+                return await self._acomplete(await _rendered(request))
         finally:
             tasks.discard(task)  # type: ignore[arg-type]
             if not tasks:
@@ -108,6 +109,20 @@ class LLMGateway:
         for task in tasks:
             task.cancel()
         return len(tasks)
+
+
+async def _rendered(request: LLMRequest) -> LLMRequest:
+    """Corpus slices in a prompt become text here, where the model call is made: the REPL that
+    passed them sent only handles and offsets (reads run on a thread: `ray.get` blocks)."""
+    if all(isinstance(m["content"], str) for m in request.messages):
+        return request
+    messages = []
+    for message in request.messages:
+        content = message["content"]
+        if not isinstance(content, str):
+            content = await asyncio.to_thread(corpus.render, content)
+        messages.append({**message, "content": content})
+    return dataclasses.replace(request, messages=messages)
 
 
 # -- REPL calls ----------------------------------------------------------------------------------
@@ -170,7 +185,11 @@ class REPLWorker:
 
 def _plain_call(spec: CallSpec, context: Any, backend: RayBackend, trace: CallTrace) -> CallResult:
     """A call without a REPL: one model call over query and context (e.g. `max_depth=0`)."""
-    prompt = prompts.plain_call_prompt(spec.query, context)
+    prompt: Any = (  # a corpus is read by the gateway, not here
+        [prompts.plain_call_prompt(spec.query, ""), context]
+        if isinstance(context, corpus.Corpus)
+        else prompts.plain_call_prompt(spec.query, context)
+    )
     reply = backend.root_llm([{"role": "user", "content": prompt}])
     usage = Usage()
     usage.add_reply(reply)
@@ -264,8 +283,9 @@ class RayBackend:
         except RayTaskError as exc:
             raise unwrap(exc) from None
 
-    def start_llm(self, prompt: str, model: str | None) -> Any:
-        messages = [{"role": "user", "content": prompt}]
+    def start_llm(self, prompt: str | list, model: str | None) -> Any:
+        # a list prompt holds corpus views: handles and offsets, turned into text by the gateway
+        messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
         models = self.spec.models
         return self._complete(
             self._request(model or models.sub_model, messages, models.sub_llm_kwargs)
@@ -287,6 +307,8 @@ class RayBackend:
         )
         if context is self.context and spec.context_ref is not None:
             child.context_ref = spec.context_ref  # the same input: pass the handle on
+        elif isinstance(context, corpus.Corpus):
+            child.context_value = context  # a view: handles and offsets, never its text
         elif _size(context) > _INLINE_CONTEXT_BYTES:
             child.context_ref = ray.put(context)
         else:
