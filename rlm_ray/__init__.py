@@ -13,7 +13,7 @@ from rlm_ray.errors import (
     SandboxError,
     SubCallError,
 )
-from rlm_ray.rlm import RLM
+from rlm_ray.rlm import RLM, load
 from rlm_ray.types import CallTrace, Result, Usage
 
 __version__ = "0.1.0"
@@ -31,4 +31,5 @@ __all__ = [
     "SandboxError",
     "SubCallError",
     "Usage",
+    "load",
 ]

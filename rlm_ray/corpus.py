@@ -153,6 +153,7 @@ def cut_chunks(docs: pa.Table, chunk_by: str, chunk_size: int) -> tuple[pa.Table
         first = bisect.bisect_right(starts, a) - 1
         last = bisect.bisect_left(starts, b)
         joined = SEPARATOR.join(texts.slice(first, last - first).to_pylist())
+        joined += SEPARATOR if last < len(starts) else ""  # the chunk may end inside it
         piece = joined[a - starts[first] : b - starts[first]]
         chunks.append(pa.table({"text": pa.array([piece], pa.large_string())}))
     index = docs.drop_columns(["text"]).append_column("start", pa.array(starts, pa.int64()))
@@ -407,19 +408,29 @@ class Corpus:
         return self._source.column("start")
 
     def _read(self, lo: int, hi: int) -> str:
-        if hi - lo > MAX_MATERIALISE_CHARS:
-            raise MemoryError(
-                f"this corpus range is {hi - lo:,} characters; at most "
-                f"{MAX_MATERIALISE_CHARS:,} are read into a str at once. Slice it, use "
-                ".chunks() or .documents, .grep(), or pass the slice itself to llm_query"
-            )
-        bounds = self._source.bounds
-        ks = chunks_between(bounds, lo, hi)
-        parts = [
-            chunk_text(t, max(lo - bounds[k], 0), min(hi, bounds[k + 1]) - bounds[k])
-            for k, t in zip(ks, self._source.tables(list(ks)))
-        ]
-        return "".join(parts)
+        check_read_size(hi - lo)
+        ks = list(chunks_between(self._source.bounds, lo, hi))
+        return read_range(self._source.bounds, ks, self._source.tables(ks), lo, hi)
+
+
+def check_read_size(chars: int) -> None:
+    if chars > MAX_MATERIALISE_CHARS:
+        raise MemoryError(
+            f"this corpus range is {chars:,} characters; at most {MAX_MATERIALISE_CHARS:,} are "
+            "read into a str at once. Slice it, use .chunks() or .documents, .grep(), or pass "
+            "the slice itself to llm_query"
+        )
+
+
+def read_range(
+    bounds: Sequence[int], ks: Sequence[int], tables: Sequence[pa.Table], lo: int, hi: int
+) -> str:
+    """The text of [lo, hi) from the chunk tables `ks` it touches: only that slice is a str."""
+    parts = [
+        chunk_text(t, max(lo - bounds[k], 0), min(hi, bounds[k + 1]) - bounds[k])
+        for k, t in zip(ks, tables)
+    ]
+    return "".join(parts)
 
 
 class Document(Corpus):

@@ -13,6 +13,7 @@ driver holds its `Corpus`, and serves any number of `completion()` calls without
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,12 +24,14 @@ from rlm_ray.config import check_chunking
 from rlm_ray.corpus import (
     GREP_OVERLAP_CHARS,
     Corpus,
+    check_read_size,
     chunk_bounds,
     chunk_text,
     chunks_between,
     cut_chunks,
     document_table,
     grep_chunks,
+    read_range,
 )
 
 MAX_GREP_TASKS = 64
@@ -62,6 +65,16 @@ class RayChunks:
     def __reduce__(self) -> tuple:
         args = (self._manifest_ref, self._index_ref, self._num_chunks, self._total)
         return (RayChunks, args)
+
+    async def aread(self, lo: int, hi: int) -> str:
+        """The text of [lo, hi), awaited (for async actors, where `ray.get` would block)."""
+        check_read_size(hi - lo)
+        if self._loaded is None:
+            refs, bounds = await self._manifest_ref
+            self._loaded = (refs, tuple(bounds))
+        ks = list(chunks_between(self.bounds, lo, hi))
+        tables = await asyncio.gather(*self.refs(ks))
+        return read_range(self.bounds, ks, tables, lo, hi)
 
     def _manifest(self) -> tuple[list, tuple[int, ...]]:
         if self._loaded is None:
@@ -118,6 +131,20 @@ def _grep_group(args: tuple, index: pa.Table, *tables: pa.Table) -> list[tuple]:
 
 
 _grep_task: Any = ray.remote(_grep_group)
+
+
+async def render(prompt: str | list) -> str:
+    """The text of a prompt made by `corpus.prompt_parts`, its views read by awaiting their
+    chunks (in a gateway: an async actor)."""
+    if isinstance(prompt, str):
+        return prompt
+    texts = []
+    for part in prompt:
+        if isinstance(part, Corpus) and isinstance(part._source, RayChunks):
+            texts.append(await part._source.aread(part._start, part._stop))
+        else:
+            texts.append(str(part))
+    return "".join(texts)
 
 
 def _get_all(refs: list) -> list:

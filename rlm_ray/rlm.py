@@ -12,8 +12,8 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from rlm_ray import llm

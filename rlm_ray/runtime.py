@@ -36,7 +36,7 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
-from rlm_ray import corpus, prompts
+from rlm_ray import corpus, corpus_store, prompts
 from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.errors import LimitExceededError, RLMError, SandboxError
 from rlm_ray.llm import LLMRequest
@@ -113,14 +113,14 @@ class LLMGateway:
 
 async def _rendered(request: LLMRequest) -> LLMRequest:
     """Corpus slices in a prompt become text here, where the model call is made: the REPL that
-    passed them sent only handles and offsets (reads run on a thread: `ray.get` blocks)."""
+    passed them sent only handles and offsets."""
     if all(isinstance(m["content"], str) for m in request.messages):
         return request
     messages = []
     for message in request.messages:
         content = message["content"]
         if not isinstance(content, str):
-            content = await asyncio.to_thread(corpus.render, content)
+            content = await corpus_store.render(content)
         messages.append({**message, "content": content})
     return dataclasses.replace(request, messages=messages)
 
