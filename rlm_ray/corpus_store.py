@@ -37,7 +37,7 @@ from rlm_ray.corpus import (
 MAX_GREP_TASKS = 64
 """A grep over more chunks than this runs as this many tasks, each over consecutive chunks."""
 
-GREP_TASK_CPUS = 0.25
+GREP_TASK_CPUS = 1.0  # regex work is CPU-bound; whole CPUs also reuse warm workers
 _WAIT_SLICE_S = 0.2
 
 
