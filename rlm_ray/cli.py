@@ -39,6 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-depth", type=int, default=1, help="REPL depth (default 1: root only)")
     run.add_argument("--max-iterations", type=int, default=20, help="model turns per call")
     run.add_argument("--max-time", type=float, default=None, help="deadline of the run, seconds")
+    run.add_argument(
+        "--chunk-by",
+        choices=["chars", "tokens", "documents"],
+        default="chars",
+        help="how a corpus is cut into chunks in the object store (default: chars)",
+    )
+    run.add_argument(
+        "--chunk-size", type=int, default=200_000, help="chars, tokens or documents per chunk"
+    )
     run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else local Ray)")
     run.add_argument("--trace", metavar="FILE.jsonl", help="write the call tree as JSONL")
     run.add_argument(
@@ -81,6 +90,8 @@ def _run(args: argparse.Namespace) -> int:
         max_depth=args.max_depth,
         max_iterations=args.max_iterations,
         max_time_s=args.max_time,
+        chunk_by=args.chunk_by,
+        chunk_size=args.chunk_size,
         address=args.address,
     )
     result = rlm.completion(args.query, context)
@@ -122,8 +133,9 @@ _CORPUS_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".parquet")
 
 
 def read_context(source: str) -> Any:
-    """A corpus (directory, JSONL, CSV, Parquet) as a document table; any other file as its
-    text (a .json file parsed); stdin as text. Binary input is refused."""
+    """A corpus (directory, JSONL, CSV, Parquet) as a document table, which the run turns into
+    a corpus in the object store; any other file as its text (a .json file parsed); stdin as
+    text. Binary input is refused."""
     path = Path(source)
     if source != "-" and (path.is_dir() or path.suffix.lower() in _CORPUS_SUFFIXES):
         from rlm_ray.ingest import read_corpus
