@@ -142,22 +142,24 @@ def document_starts(lengths: Sequence[int]) -> list[int]:
     return starts
 
 
-def cut_chunks(docs: pa.Table, chunk_by: str, chunk_size: int) -> tuple[pa.Table, list[pa.Table]]:
-    """The document index (no text; `start` in the corpus text) and the chunk tables."""
+def cut_chunks(docs: pa.Table, chunk_by: str, chunk_size: int) -> tuple[pa.Table, Iterator]:
+    """The document index (no text; `start` in the corpus text) and the chunk tables, made one
+    at a time (so the driver holds one chunk's copy at once while it puts them)."""
     lengths = docs.column("length").to_pylist()
     starts = document_starts(lengths)
+    index = docs.drop_columns(["text"]).append_column("start", pa.array(starts, pa.int64()))
     bounds = chunk_bounds(lengths, chunk_by, chunk_size)
-    texts = docs.column("text")
-    chunks = []
+    return index, _chunk_tables(docs.column("text"), starts, bounds)
+
+
+def _chunk_tables(texts: Any, starts: list[int], bounds: list[int]) -> Iterator[pa.Table]:
     for a, b in zip(bounds, bounds[1:]):
         first = bisect.bisect_right(starts, a) - 1
         last = bisect.bisect_left(starts, b)
         joined = SEPARATOR.join(texts.slice(first, last - first).to_pylist())
         joined += SEPARATOR if last < len(starts) else ""  # the chunk may end inside it
         piece = joined[a - starts[first] : b - starts[first]]
-        chunks.append(pa.table({"text": pa.array([piece], pa.large_string())}))
-    index = docs.drop_columns(["text"]).append_column("start", pa.array(starts, pa.int64()))
-    return index, chunks
+        yield pa.table({"text": pa.array([piece], pa.large_string())})
 
 
 # -- grep: a pure function of one chunk group, run next to the chunks ------------------------------
@@ -243,7 +245,8 @@ def local_corpus(table: Any, chunk_by: str = "chars", chunk_size: int = 200_000)
     check_chunking(chunk_by, chunk_size)
     index, chunks = cut_chunks(document_table(table), chunk_by, chunk_size)
     lengths = index.column("length").to_pylist()
-    return Corpus(LocalChunks(index, chunks, chunk_bounds(lengths, chunk_by, chunk_size)))
+    bounds = chunk_bounds(lengths, chunk_by, chunk_size)
+    return Corpus(LocalChunks(index, list(chunks), bounds))
 
 
 def chunk_text(table: pa.Table, start: int = 0, stop: int | None = None) -> str:

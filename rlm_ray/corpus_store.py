@@ -48,7 +48,7 @@ def put_corpus(table: Any, chunk_by: str = "chars", chunk_size: int = 200_000) -
     bounds = chunk_bounds(index.column("length").to_pylist(), chunk_by, chunk_size)
     chunk_refs = [ray.put(chunk) for chunk in chunks]
     manifest_ref = ray.put((chunk_refs, bounds))
-    return Corpus(RayChunks(manifest_ref, ray.put(index), len(chunks), bounds[-1]))
+    return Corpus(RayChunks(manifest_ref, ray.put(index), len(chunk_refs), bounds[-1]))
 
 
 class RayChunks:
