@@ -13,13 +13,16 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from rlm_ray import llm
 from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.errors import ConfigError
 from rlm_ray.types import Result
+
+if TYPE_CHECKING:
+    from rlm_ray.corpus import Corpus
 
 _SECRET_KWARGS = ("api_key",)
 
@@ -180,7 +183,7 @@ def load(
     chunk_size: int = 200_000,
     address: str | None = None,
     **read_options: Any,
-) -> Any:
+) -> Corpus:
     """Load a corpus into the Ray object store once; pass the result to any number of
     `completion()` calls (follow-up questions) without reloading.
 

@@ -366,6 +366,11 @@ CORPUS_ATTACKS = {
     "write an attribute": "context.x = 1",
     "write to documents": "context.documents.x = 1",
     "slot write": "context._start = 0",
+    "document generator frame": "iter(context).gi_frame.f_locals",
+    "documents generator frame": "iter(context.documents).gi_frame",
+    "documents generator code": "iter(context.documents).gi_code",
+    "str method of a view": "context[:5].upper.__self__",
+    "shape via mro": "type(context).mro()[-1].__subclasses__()",
 }
 
 
