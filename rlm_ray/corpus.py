@@ -117,6 +117,9 @@ def document_table(table: Any) -> pa.Table:
     if pc.sum(lengths).as_py() == 0:
         raise ConfigError(f"the corpus is empty: its {table.num_rows} documents have no text")
     rest = table.drop_columns([field])
+    clash = {n: f"meta_{n}" for n in ("start", "length") if n in rest.column_names}
+    if clash:  # the index's own columns
+        rest = rest.rename_columns([clash.get(n, n) for n in rest.column_names])
     if "id" not in rest.column_names:
         rest = rest.append_column("id", pa.array(range(table.num_rows), pa.int64()))
     return rest.append_column("text", text).append_column("length", lengths)

@@ -195,6 +195,12 @@ def test_empty_or_textless_tables_are_refused(bad, message):
         RLM("openai/gpt-4o-mini").completion("q", bad)
 
 
+def test_metadata_columns_named_like_index_columns_are_kept():
+    view = local_corpus(pa.table({"body": ["abc", "de"], "start": [5, 6], "length": [1, 2]}))
+    assert str(view.documents[1]) == "de"
+    assert view.documents[1].metadata == {"meta_start": 6, "meta_length": 2}
+
+
 def test_loading_a_missing_path_is_a_config_error(tmp_path):
     from rlm_ray import load
 

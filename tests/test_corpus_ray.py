@@ -138,3 +138,25 @@ def test_depth_zero_reads_the_corpus_in_the_gateway(make_rlm, model_server):
     model_server.reply = lambda r: "seen" if "b" * 20 in r.last_user else "missing"
     table = pa.table({"text": ["a" * 10, "b" * 20]})
     assert make_rlm(max_depth=0).completion("q", table).answer == "seen"
+
+
+def test_load_reads_a_directory(ray_session, tmp_path):
+    for i in range(3):
+        (tmp_path / f"n{i}.md").write_text(f"note {i}")
+    loaded = rlm_ray.load(tmp_path)
+    assert [str(d) for d in loaded] == ["note 0", "note 1", "note 2"]
+    assert [d.source for d in loaded.documents][0].endswith("n0.md")
+
+
+def test_a_runaway_grep_is_stopped_with_its_cell(make_rlm, model_server):
+    table = pa.table({"text": ["a" * 40 + "b", "fine"]})
+    model_server.reply = turns(
+        code("context.grep('(a+)+$')"),
+        code("print('after', len(context.grep('fine')))"),
+        lambda r: "FINAL(ok)" if "after 1" in r.last_user else "FINAL(bad)",
+    )
+    result = make_rlm(cell_timeout_s=3).completion("q", table)
+    first, second = (it.cells[0] for it in result.trace.iterations[:2])
+    assert first.timed_out, first
+    assert second.output == "after 1\n", second
+    assert result.answer == "ok"
