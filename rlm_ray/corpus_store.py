@@ -20,11 +20,8 @@ from typing import Any
 import pyarrow as pa
 import ray
 
-from rlm_ray.config import check_chunking
-from rlm_ray.corpus import (
+from rlm_ray.chunks import (
     GREP_OVERLAP_CHARS,
-    Corpus,
-    check_read_size,
     chunk_bounds,
     chunk_text,
     chunks_between,
@@ -33,6 +30,8 @@ from rlm_ray.corpus import (
     grep_chunks,
     read_range,
 )
+from rlm_ray.config import check_chunking
+from rlm_ray.corpus import Corpus, check_read_size
 
 MAX_GREP_TASKS = 64
 """A grep over more chunks than this runs as this many tasks, each over consecutive chunks."""

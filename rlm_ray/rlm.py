@@ -198,7 +198,7 @@ def load(
     check_chunking(chunk_by, chunk_size)
     table = source if _is_arrow_table(source) else _read_path(source, read_options)
     from rlm_ray import runtime
-    from rlm_ray.corpus import document_table
+    from rlm_ray.chunks import document_table
     from rlm_ray.corpus_store import put_corpus
 
     document_table(table)  # a table without text fails before Ray starts
@@ -225,7 +225,7 @@ def check_context(context: Any) -> Any:
     if isinstance(context, os.PathLike):
         context = _read_path(context, {})
     if _is_arrow_table(context):
-        from rlm_ray.corpus import document_table
+        from rlm_ray.chunks import document_table
 
         document_table(context)  # checks the text column and emptiness
         return context
