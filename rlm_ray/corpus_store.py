@@ -132,6 +132,12 @@ def _grep_group(args: tuple, index: pa.Table, *tables: pa.Table) -> list[tuple]:
 _grep_task: Any = ray.remote(_grep_group)
 
 
+def corpus_id(view: Corpus) -> str:
+    """The object-store id of the corpus a view reads (its manifest), for traces."""
+    source = view._source
+    return source._manifest_ref.hex() if isinstance(source, RayChunks) else ""
+
+
 async def render(prompt: str | list) -> str:
     """The text of a prompt made by `corpus.prompt_parts`, its views read by awaiting their
     chunks (in a gateway: an async actor)."""

@@ -146,6 +146,8 @@ class REPLWorker:
         ctx = ray.get_runtime_context()
         trace.node_id, trace.worker_id = ctx.get_node_id(), ctx.get_worker_id()
         trace.context_id = "" if spec.context_ref is None else spec.context_ref.hex()
+        if isinstance(context, corpus.Corpus):
+            trace.context_id = corpus_store.corpus_id(context)
         if spec.depth >= spec.config.max_depth:  # max_depth=0: no REPL, one plain model call
             return _plain_call(spec, context, backend, trace)
         cfg = spec.config

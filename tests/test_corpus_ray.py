@@ -108,6 +108,9 @@ def test_recursive_llm_child_gets_a_view_over_the_same_chunks(make_rlm, model_se
     assert result.answer == f"{len(DOCS[SECRET_DOC])} 1 launch code is 4711"
     child_system = next(r.system for r in model_server.requests if r.has("CHILD:"))
     assert "a corpus (a part of a larger corpus) of 1 documents" in child_system
+    # root and child read the same corpus, by the same object-store id
+    child_trace = result.trace.iterations[0].cells[0].subcalls[0].child
+    assert result.trace.context_id and child_trace.context_id == result.trace.context_id
 
 
 def test_a_loaded_corpus_serves_follow_up_questions_without_new_puts(
