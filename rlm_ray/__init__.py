@@ -14,7 +14,7 @@ from rlm_ray.errors import (
     SubCallError,
 )
 from rlm_ray.progress import DepthProgress, Progress
-from rlm_ray.rlm import RLM
+from rlm_ray.rlm import RLM, load
 from rlm_ray.types import CallTrace, Result, Usage
 
 __version__ = "0.1.0"
@@ -34,4 +34,5 @@ __all__ = [
     "SandboxError",
     "SubCallError",
     "Usage",
+    "load",
 ]

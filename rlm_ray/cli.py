@@ -55,6 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     rates = run.add_argument_group("rate limits per model, shared by the cluster (default: none)")
     rates.add_argument("--requests-per-minute", type=int, help="model calls per minute")
     rates.add_argument("--tokens-per-minute", type=int, help="tokens per minute")
+    run.add_argument(
+        "--chunk-by",
+        choices=["chars", "tokens", "documents"],
+        default="chars",
+        help="how a corpus is cut into chunks in the object store (default: chars)",
+    )
+    run.add_argument(
+        "--chunk-size", type=int, default=200_000, help="chars, tokens or documents per chunk"
+    )
     run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else local Ray)")
     run.add_argument(
         "--prompt", help="prompt variant: paper or small (default: small for local models)"
@@ -125,6 +134,8 @@ def _run(args: argparse.Namespace) -> int:
         max_cost_usd=args.max_cost_usd,
         requests_per_minute=args.requests_per_minute,
         tokens_per_minute=args.tokens_per_minute,
+        chunk_by=args.chunk_by,
+        chunk_size=args.chunk_size,
         address=args.address,
         cache_dir=args.cache,
         prompt=args.prompt,
@@ -219,8 +230,9 @@ _CORPUS_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".parquet")
 
 
 def read_context(source: str, *, quiet: bool = False) -> Any:
-    """A corpus (directory, JSONL, CSV, Parquet) as a document table; any other file as its
-    text (a .json file parsed); stdin as text. Binary input is refused."""
+    """A corpus (directory, JSONL, CSV, Parquet) as a document table, which the run turns into
+    a corpus in the object store; any other file as its text (a .json file parsed); stdin as
+    text. Binary input is refused."""
     path = Path(source)
     if source != "-" and (path.is_dir() or path.suffix.lower() in _CORPUS_SUFFIXES):
         from rlm_ray.ingest import read_corpus

@@ -14,6 +14,10 @@ from rlm_ray.budget import Budget
 from rlm_ray.errors import ConfigError
 from rlm_ray.rate_limit import RateLimit
 
+CHUNK_BY = ("chars", "tokens", "documents")
+TOKEN_CHARS = 4
+"""Characters per token, the estimate behind `chunk_by="tokens"`."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class RLMConfig:
@@ -89,7 +93,15 @@ class RLMConfig:
     local_server_threads: int = 2
     """`model="local"`: CPU threads of each node's model server."""
 
+    chunk_by: str = "chars"
+    """How a corpus (a pyarrow.Table or a path given as `context`) is cut into the chunks put in
+    the object store: "chars", "tokens" (estimated: 4 characters each) or "documents"."""
+
+    chunk_size: int = 200_000
+    """Characters, tokens or documents per chunk (see `chunk_by`)."""
+
     def __post_init__(self) -> None:
+        check_chunking(self.chunk_by, self.chunk_size)
         _check_int(self, "max_depth", minimum=0)
         _check_int(self, "max_iterations", minimum=1)
         _check_int(self, "max_concurrent_calls", minimum=1)
@@ -130,6 +142,17 @@ class RLMConfig:
 
     def rate_limit_overrides(self) -> dict[str, RateLimit]:
         return {model: RateLimit(**limit) for model, limit in (self.rate_limits or {}).items()}
+
+
+def check_chunking(chunk_by: object, chunk_size: object) -> None:
+    if chunk_by not in CHUNK_BY:
+        raise ConfigError(f"`chunk_by` must be one of {list(CHUNK_BY)}, got {chunk_by!r}")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ConfigError(f"`chunk_size` must be a positive integer, got {chunk_size!r}")
+    if chunk_by != "documents" and chunk_size < 1000:
+        raise ConfigError(
+            f"`chunk_size` of {chunk_size!r} {chunk_by} makes tiny chunks; use at least 1000"
+        )
 
 
 def _check_int(cfg: RLMConfig, name: str, *, minimum: int, optional: bool = False) -> None:

@@ -33,7 +33,7 @@ class LLMRequest:
     """One chat call. `api_key` stays out of traces and reprs."""
 
     model: str
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]  # content: str, or corpus prompt parts (see runtime)
     api_base: str | None = None
     api_key: str | None = field(default=None, repr=False)
     kwargs: dict[str, Any] = field(default_factory=dict)

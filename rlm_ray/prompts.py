@@ -85,6 +85,8 @@ PLAIN_CALL = "{query}\n\nContext:\n{context}"
 
 def describe_context(context: Any) -> str:
     """The context's type, total length and chunk lengths, as the paper's prompt states them."""
+    if hasattr(type(context), "corpus_shape"):  # a corpus view (rlm_ray.corpus): never read here
+        return describe_corpus(context.corpus_shape())
     if isinstance(context, str):
         return f"Your context is a str with {len(context):,} total characters."
     if isinstance(context, dict):
@@ -100,6 +102,39 @@ def describe_context(context: Any) -> str:
     return (
         f"Your context is a {type(context).__name__} of {len(lengths):,} chunks with "
         f"{sum(lengths):,} total characters; chunk lengths: {_lengths(lengths)}."
+    )
+
+
+CORPUS_API = """\
+`context` is a corpus view: its text is the documents joined by a blank line, kept in a \
+distributed object store and read only where you touch it. It works like a str for `len(context)` \
+(characters), `context[i]`, slicing (`context[a:b]` is another view; nothing is read yet), \
+`str(view)`, `print(view)`, f-strings, `+`, `in`, `.split(sep)` and the other str methods (these \
+read the view's text: use them on slices of at most a few million characters, not on the whole \
+corpus). `for doc in context` and `context.documents` (`len`, `[i]`, `[a:b]`) give documents: views \
+with `.doc` (the index), `.id`, `.source` and `.metadata`. `context.chunks()` lists the stored \
+chunks as views, `context.chunks(size)` cuts pieces of `size` characters. \
+`context.grep(pattern, flags=0, max_matches=1000)` searches the whole corpus with a regex in \
+parallel next to the data and returns `Match(doc, start, end, offset, text)` items (`start`/`end` \
+in document `doc`, `offset` in `context`; a match never spans two documents). Pass slices, \
+documents or chunks themselves to sub-calls, not their text: `llm_query(chunk)`, \
+`llm_query([instruction, chunk])` (parts joined by a blank line) and `recursive_llm(query, \
+chunk)` send a handle, and the text is read only where the sub-call runs (an f-string with a \
+slice inside reads it here first). Example: `answers = [llm_query(["Does this mention X? \
+Answer yes or no.", c]) for c in context.chunks()]`."""
+
+
+def describe_corpus(shape: Any) -> str:
+    """The corpus's shape (documents, sizes, chunk lengths) and the API of a corpus `context`."""
+    docs = list(shape.document_lengths)
+    more = "" if shape.documents <= len(docs) else f", ... {shape.documents - len(docs):,} more"
+    part = "" if shape.whole else " (a part of a larger corpus)"
+    return (
+        f"Your context is a corpus{part} of {shape.documents:,} documents with "
+        f"{shape.total_chars:,} total characters, stored as {len(shape.chunk_lengths):,} chunks; "
+        f"chunk lengths: {_lengths(list(shape.chunk_lengths))}. Document lengths: "
+        f"[{', '.join(str(n) for n in docs)}{more}] (min {shape.min_document_chars:,}, max "
+        f"{shape.max_document_chars:,}).\n\n{CORPUS_API}"
     )
 
 

@@ -19,7 +19,7 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rlm_ray import futures, prompts
+from rlm_ray import corpus, futures, prompts
 from rlm_ray.errors import LimitExceededError, SubCallError
 from rlm_ray.loop import AnswerError, CellReport
 from rlm_ray.parsing import truncate
@@ -40,7 +40,9 @@ _POLL_S = 0.2  # how often a thread waiting on another thread's fetch looks agai
 class Backend(Protocol):
     """Starts sub-calls somewhere and waits for them."""
 
-    def start_llm(self, prompt: str, model: str | None) -> Any: ...
+    def start_llm(self, prompt: str | list, model: str | None) -> Any:
+        """`prompt`: a str, or parts (str and corpus views) that become text where the call is
+        made (`corpus.render`)."""
 
     def start_rlm(self, query: str, context: Any, model: str | None) -> Any: ...
 
@@ -72,16 +74,20 @@ class SubCalls:
         self.cell: CellTrace | None = None
         self.limit_hit: LimitExceededError | None = None  # a run limit refused a sub-call
 
-    def llm(self, prompt: str, model: str | None) -> futures.SubCallFuture:
+    def llm(self, prompt: str | list, model: str | None) -> futures.SubCallFuture:
+        started = time.time()  # before dispatch: the call may start running at once
         handle = self._backend.start_llm(prompt, model)
-        return self._track(handle, "llm", model, prompt)
+        return self._track(handle, "llm", model, corpus.preview(prompt, _PREVIEW), started)
 
     def rlm(self, query: str, context: Any, model: str | None) -> futures.SubCallFuture:
+        started = time.time()
         handle = self._backend.start_rlm(query, context, model)
-        return self._track(handle, "rlm", model, query)
+        return self._track(handle, "rlm", model, query, started)
 
-    def _track(self, handle: Any, kind: str, model: str | None, prompt: str) -> SubCallFuture:
-        trace = SubCallTrace(kind, model or self._model, prompt[:_PREVIEW], started_s=time.time())
+    def _track(
+        self, handle: Any, kind: str, model: str | None, prompt: str, started: float
+    ) -> SubCallFuture:
+        trace = SubCallTrace(kind, model or self._model, prompt[:_PREVIEW], started_s=started)
         future = futures.SubCallFuture(_Pending(handle, trace), self)
         with self._lock:
             if self.cell is not None:
@@ -263,8 +269,13 @@ class REPLSession:
         }
 
     def _llm_query(self, prompt: Any, model: str | None = None) -> SubCallFuture:
-        """One plain sub-model call; returns its reply text (computed in the background)."""
-        return self.subcalls.llm(_text_arg("llm_query", "prompt", prompt), _model_arg(model))
+        """One plain sub-model call; returns its reply text (computed in the background).
+
+        `prompt` may be a corpus slice, or a list of str and slices (joined by a blank line):
+        slices travel as handles and become text only where the model call is made.
+        """
+        parts = corpus.prompt_parts(futures.resolve(prompt), "llm_query")
+        return self.subcalls.llm(parts, _model_arg(model))
 
     def _llm_query_batched(self, prompts_: Sequence[Any], model: str | None = None) -> list:
         """Many `llm_query` calls at once, in order."""
@@ -284,6 +295,9 @@ class REPLSession:
             return self.subcalls.rlm(
                 prompt, prompt if context is None else context, _model_arg(model)
             )
+        if isinstance(context, corpus.Corpus):  # one plain call; the slice travels as a handle
+            parts = [prompts.plain_call_prompt(prompt, ""), context]
+            return self.subcalls.llm(parts, _model_arg(model))
         return self.subcalls.llm(prompts.plain_call_prompt(prompt, context), _model_arg(model))
 
     def _rlm_query_batched(
@@ -361,10 +375,11 @@ class ThreadBackend:
         self._llm, self._rlm, self._model = llm, rlm, default_model
         self._pool = ThreadPoolExecutor(max_workers=max_workers)
 
-    def start_llm(self, prompt: str, model: str | None) -> Future:
-        return self._pool.submit(
-            self._llm, [{"role": "user", "content": prompt}], model or self._model
-        )
+    def start_llm(self, prompt: str | list, model: str | None) -> Future:
+        return self._pool.submit(self._llm_call, prompt, model or self._model)
+
+    def _llm_call(self, prompt: str | list, model: str) -> LLMReply:
+        return self._llm([{"role": "user", "content": corpus.render(prompt)}], model)
 
     def start_rlm(self, query: str, context: Any, model: str | None) -> Future:
         if self._rlm is None:

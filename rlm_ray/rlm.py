@@ -13,7 +13,8 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from rlm_ray import call_cache, llm, prompts
@@ -29,6 +30,9 @@ from rlm_ray.local_model import (
 from rlm_ray.progress import ProgressCallback
 from rlm_ray.redact import redact_error, redact_tree, secret_values
 from rlm_ray.types import Result
+
+if TYPE_CHECKING:
+    from rlm_ray.corpus import Corpus
 
 
 class RLM:
@@ -97,7 +101,12 @@ class RLM:
         )
 
     def completion(self, query: str, context: Any) -> Result:
-        """Answer `query` over `context` (str, list, dict or pyarrow.Table). Blocks.
+        """Answer `query` over `context`. Blocks.
+
+        A str, list or dict is the REPL's `context` as it is. A pyarrow.Table, a path (a
+        `pathlib.Path` to a directory, JSONL, CSV, Parquet or text file) or a corpus from
+        `rlm_ray.load` is a corpus: chunks in the object store, `context` a `Corpus` view.
+        Load a corpus once with `rlm_ray.load` to ask many questions of it without reloading.
 
         Works inside a running event loop too (a notebook): the run then gets its own thread.
         """
@@ -119,6 +128,8 @@ class RLM:
         else:
             await asyncio.to_thread(runtime.ensure_ray, self.address)
         rt = await asyncio.to_thread(runtime.get_runtime, self.config)
+        if not isinstance(context, (str, list, dict)) and _is_arrow_table(context):
+            context = await asyncio.to_thread(self._put_corpus, context)
         servers = await self._start_local_servers()
         secrets = self._secrets()
         try:
@@ -160,11 +171,17 @@ class RLM:
         )
         return await asyncio.to_thread(model_servers.start_servers, names, settings)
 
+    def _put_corpus(self, table: Any) -> Any:
+        from rlm_ray.corpus_store import put_corpus
+
+        return put_corpus(table, self.config.chunk_by, self.config.chunk_size)
+
     def _root_spec(self, query: str, context: Any, models: ModelSettings):
         import ray
 
         from rlm_ray import runtime
 
+        corpus = _is_corpus(context)
         deadline = None if self.config.max_time_s is None else time.time() + self.config.max_time_s
         run_id = runtime.new_run_id()
         return runtime.CallSpec(
@@ -179,7 +196,9 @@ class RLM:
             sub_context_window_tokens=self._sub_window,
             deadline=deadline,
             # The driver puts the context into the object store once; every call gets the handle.
-            context_ref=ray.put(context),
+            # A corpus is there already: its view travels as handles and offsets.
+            context_ref=None if corpus else ray.put(context),
+            context_value=context if corpus else None,
         )
 
 
@@ -243,17 +262,67 @@ def _check_query(query: Any) -> str:
     return query
 
 
+def load(
+    source: Any,
+    *,
+    chunk_by: str = "chars",
+    chunk_size: int = 200_000,
+    address: str | None = None,
+    **read_options: Any,
+) -> Corpus:
+    """Load a corpus into the Ray object store once; pass the result to any number of
+    `completion()` calls (follow-up questions) without reloading.
+
+    `source`: a pyarrow.Table with a text column, or a path (directory, JSONL, CSV, Parquet,
+    text file; `read_options` go to `rlm_ray.ingest.read_corpus`: include, exclude,
+    text_field). `chunk_by` ("chars", "tokens" or "documents") and `chunk_size` say how it is
+    cut into chunks. Starts local Ray if none is running (or connects to `address`). The corpus
+    stays in the object store while the returned `Corpus` is alive.
+    """
+    from rlm_ray.config import check_chunking
+
+    check_chunking(chunk_by, chunk_size)
+    table = source if _is_arrow_table(source) else _read_path(source, read_options)
+    from rlm_ray import runtime
+    from rlm_ray.chunks import document_table
+    from rlm_ray.corpus_store import put_corpus
+
+    document_table(table)  # a table without text fails before Ray starts
+    runtime.ensure_ray(address)
+    return put_corpus(table, chunk_by, chunk_size)
+
+
+def _read_path(source: Any, options: dict[str, Any]) -> Any:
+    if not isinstance(source, (str, os.PathLike)):
+        raise ConfigError(
+            f"a corpus is loaded from a path or a pyarrow.Table, got {type(source).__name__}"
+        )
+    from rlm_ray.ingest import read_corpus
+
+    table, _report = read_corpus(Path(source), **options)
+    return table
+
+
 def check_context(context: Any) -> Any:
-    """Accept str, list/tuple, dict or pyarrow.Table; refuse empty and binary input clearly."""
+    """Accept str, list/tuple, dict, a pyarrow.Table, a path or a loaded corpus; refuse empty
+    and binary input clearly. A path is read here (a table's chunks are put after Ray starts)."""
     if isinstance(context, (bytes, bytearray, memoryview)):
         raise ConfigError("`context` is binary (bytes): decode it to str first")
+    if isinstance(context, os.PathLike):
+        context = _read_path(context, {})
     if _is_arrow_table(context):
-        context = _table_context(context)
+        from rlm_ray.chunks import document_table
+
+        document_table(context)  # checks the text column and emptiness
+        return context
+    if _is_corpus(context):
+        return context
     if isinstance(context, tuple):
         context = list(context)
     if not isinstance(context, (str, list, dict)):
         raise ConfigError(
-            f"`context` must be a str, list, dict or pyarrow.Table, got {type(context).__name__}"
+            "`context` must be a str, list, dict, pyarrow.Table, path or loaded corpus, got "
+            f"{type(context).__name__}"
         )
     if len(context) == 0 or (isinstance(context, str) and not context.strip()):
         raise ConfigError(f"`context` is empty ({type(context).__name__} of length 0)")
@@ -266,11 +335,8 @@ def _is_arrow_table(value: Any) -> bool:
     return type(value).__module__.startswith("pyarrow") and type(value).__name__ == "Table"
 
 
-def _table_context(table: Any) -> list:
-    """A table becomes its `text` column (a list of str), or a list of row dicts without one."""
-    if "text" in table.column_names:
-        return [str(v) for v in table.column("text").to_pylist()]
-    return table.to_pylist()
+def _is_corpus(value: Any) -> bool:
+    return type(value).__module__ == "rlm_ray.corpus" and type(value).__name__ == "Corpus"
 
 
 def _run_in_thread(fn):

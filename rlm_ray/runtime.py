@@ -21,6 +21,7 @@ the same pool settings, so a second `completion()` starts warm.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import os
 import sys
@@ -37,7 +38,7 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
-from rlm_ray import progress, prompts
+from rlm_ray import corpus, corpus_store, progress, prompts
 from rlm_ray.budget import estimate_input_tokens
 from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.errors import LimitExceededError, RLMError, SandboxError
@@ -121,7 +122,8 @@ class LLMGateway:
                     send = functools.partial(
                         self._admitted, run_id=run_id, admission=admission, sub_call=sub_call
                     )
-                request = request.for_node(self._node_id)  # `local`: this node's server
+                # a corpus slice in the prompt becomes text here; `local`: this node's server
+                request = (await _rendered(request)).for_node(self._node_id)
                 started = time.time()
                 reply = await self._call(request, run_id, depth, cache_dir, send)
                 # trace: when and where this call ran
@@ -206,6 +208,20 @@ class LLMGateway:
         return len(tasks)
 
 
+async def _rendered(request: LLMRequest) -> LLMRequest:
+    """Corpus slices in a prompt become text here, where the model call is made: the REPL that
+    passed them sent only handles and offsets."""
+    if all(isinstance(m["content"], str) for m in request.messages):
+        return request
+    messages = []
+    for message in request.messages:
+        content = message["content"]
+        if not isinstance(content, str):
+            content = await corpus_store.render(content)
+        messages.append({**message, "content": content})
+    return dataclasses.replace(request, messages=messages)
+
+
 # -- REPL calls ----------------------------------------------------------------------------------
 class REPLWorker:
     """Runs one RLM call at a time: its loop, its REPL namespace, its cells."""
@@ -227,6 +243,8 @@ class REPLWorker:
         trace.node_id, trace.actor_id, trace.pid = _whereabouts()
         trace.worker_id = ray.get_runtime_context().get_worker_id()
         trace.context_id = "" if spec.context_ref is None else spec.context_ref.hex()
+        if isinstance(context, corpus.Corpus):
+            trace.context_id = corpus_store.corpus_id(context)
         if spec.depth >= spec.config.max_depth:  # max_depth=0: no REPL, one plain model call
             return _plain_call(spec, context, backend, trace)
         cfg = spec.config
@@ -273,7 +291,11 @@ class REPLWorker:
 
 def _plain_call(spec: CallSpec, context: Any, backend: RayBackend, trace: CallTrace) -> CallResult:
     """A call without a REPL: one model call over query and context (e.g. `max_depth=0`)."""
-    prompt = prompts.plain_call_prompt(spec.query, context)
+    prompt: Any = (  # a corpus is read by the gateway, not here
+        [prompts.plain_call_prompt(spec.query, ""), context]
+        if isinstance(context, corpus.Corpus)
+        else prompts.plain_call_prompt(spec.query, context)
+    )
     reply = backend.root_llm([{"role": "user", "content": prompt}])
     usage = Usage()
     usage.add_reply(reply)
@@ -420,8 +442,9 @@ class RayBackend:
         except RayTaskError as exc:
             raise unwrap(exc) from None
 
-    def start_llm(self, prompt: str, model: str | None) -> Any:
-        messages = [{"role": "user", "content": prompt}]
+    def start_llm(self, prompt: str | list, model: str | None) -> Any:
+        # a list prompt holds corpus views: handles and offsets, turned into text by the gateway
+        messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
         models = self.spec.models
         request = self._request(model or models.sub_model, messages, models.sub_llm_kwargs)
         return self._complete(request, self.spec.depth + 1, sub_call=True)
@@ -443,6 +466,8 @@ class RayBackend:
         )
         if context is self.context and spec.context_ref is not None:
             child.context_ref = spec.context_ref  # the same input: pass the handle on
+        elif isinstance(context, corpus.Corpus):
+            child.context_value = context  # a view: handles and offsets, never its text
         elif _size(context) > _INLINE_CONTEXT_BYTES:
             child.context_ref = ray.put(context)
         else:

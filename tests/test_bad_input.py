@@ -52,7 +52,7 @@ def test_any_provider_slash_name_is_accepted():
         ({}, "`context` is empty"),
         (b"\x00\x01binary", "binary"),
         ("text\x00with nul", "NUL bytes"),
-        (42, "must be a str, list, dict or pyarrow.Table"),
+        (42, "must be a str, list, dict, pyarrow.Table, path or loaded corpus"),
     ],
 )
 def test_bad_context(context, message):

@@ -133,10 +133,26 @@ def test_ingest_then_run_over_the_corpus(model_server, tmp_path, address):
     assert out.returncode == 0, out.stderr
     assert "3 documents" in out.stderr and "1 binary skipped" in out.stderr
     assert out.stdout == ""
-    model_server.reply = turns(code("FINAL(f'{len(context)} ' + context[2])"))
+    model_server.reply = turns(code("FINAL(f'{len(context.documents)} ' + context.documents[2])"))
     out = run_scripted(model_server, str(corpus), "--query", "How many?", "--address", address)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "3 note 2: the code is 14\n"
+    # a directory is a corpus too, cut as asked
+    model_server.reply = turns(code("FINAL(f'{type(context)} {len(context.chunks())}')"))
+    out = run_scripted(
+        model_server,
+        str(docs),
+        "--query",
+        "q",
+        "--address",
+        address,
+        "--chunk-by",
+        "documents",
+        "--chunk-size",
+        "1",
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "<class 'rlm_ray.corpus.Corpus'> 3\n"
 
 
 FANOUT_SCRIPT = by_marker(

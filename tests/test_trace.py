@@ -127,7 +127,10 @@ def test_the_tree_has_every_level_with_times_places_and_usage(run, records):
                 for sub in cell["subcalls"]:
                     assert cell["started_s"] <= sub["started_s"] <= sub["ended_s"]
                     assert sub["duration_s"] == pytest.approx(sub["ended_s"] - sub["started_s"])
-    assert all(s["started_s"] <= s["run_started_s"] <= s["ended_s"] for s in leaves + [rlm_sub])
+    bad = [
+        s for s in leaves + [rlm_sub] if not s["started_s"] <= s["run_started_s"] <= s["ended_s"]
+    ]
+    assert not bad, [(s["kind"], s["started_s"], s["run_started_s"], s["ended_s"]) for s in bad]
     # The leaves ran in parallel (each takes LATENCY at the server; all start at once).
     assert peak([(s["run_started_s"], s["ended_s"]) for s in leaves]) >= 2
     # Usage: per iteration and sub-call, and the tree's total on each call.
