@@ -63,6 +63,7 @@ class LLMReply:
     cost_usd: float = 0.0
     latency_s: float = 0.0
     attempts: int = 1
+    node_id: str = ""  # Ray node of the gateway that made the call
 
 
 @dataclass
@@ -78,6 +79,7 @@ class SubCallTrace:
     output_tokens: int = 0
     cost_usd: float = 0.0
     error: str | None = None
+    node_id: str = ""  # where a plain model call ran (a child's node is in `child.node_id`)
     child: CallTrace | None = None
 
 
@@ -119,6 +121,7 @@ class CallTrace:
     node_id: str = ""
     worker_id: str = ""
     context_id: str = ""  # object-store id of the context this call read ("" if sent inline)
+    repl_restarts: int = 0  # REPL processes this call lost and went on without (see REPLPool)
     iterations: list[IterationTrace] = field(default_factory=list)
     answer: str | None = None
     finished_by: str = ""  # "FINAL", "FINAL_VAR", "answer", "max_iterations"
