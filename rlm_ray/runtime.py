@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import random
 import sys
 import threading
 import time
@@ -270,7 +271,9 @@ class RayBackend:
         self.all_gateways = gateways
         self.gateways = gateways[: max(1, min(len(gateways), cap))]
         self._per_gateway_cap = cap // len(self.gateways)
-        self._next = 0
+        # Each call starts its round robin at a random gateway: calls that make one model call
+        # each would otherwise all queue on the same one.
+        self._next = random.randrange(len(self.gateways))
 
     def _gateway(self) -> Any:
         self._next = (self._next + 1) % len(self.gateways)
@@ -421,10 +424,13 @@ class REPLPool:
         self._self = ray.get_runtime_context().current_actor
 
     def _new_worker(self, node: str) -> Any:
+        # subtle: hard affinity. Ray 2.60 moves a *soft* zero-CPU actor off the head node even
+        # when the head is alive; the node was seen alive within a second, and if it died since,
+        # the worker's loss is handled like any other (`_run_on_workers`).
         return _RemoteWorker.options(
             num_cpus=0,
             max_restarts=0,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True),
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
         ).remote(self._memory_mb)
 
     def _live_nodes(self) -> list[str]:
@@ -648,17 +654,22 @@ def _forget_runtime(runtime: Runtime) -> None:
 
 
 def _start_runtime(config: RLMConfig) -> Runtime:
-    nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
-    # A gateway lost with its node is restarted elsewhere and Ray re-sends the model calls it
-    # had in flight (max_task_retries): a pure model call survives a node loss.
-    gateway_cls = _RemoteGateway.options(
-        num_cpus=0,
-        max_concurrency=4096,
-        max_restarts=-1,
-        max_task_retries=-1,
-        scheduling_strategy="SPREAD",
-    )
-    gateways = [gateway_cls.remote() for _ in range(config.num_gateways * nodes)]
+    # `num_gateways` per live node (SPREAD alone put these zero-CPU actors all on one node).
+    # Soft affinity, so that a gateway lost with its node is restarted elsewhere, and Ray
+    # re-sends the model calls it had in flight (max_task_retries): a pure model call survives a
+    # node loss. subtle: Ray 2.60 places a soft zero-CPU actor aimed at the head on another node.
+    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+    gateways = [
+        _RemoteGateway.options(
+            num_cpus=0,
+            max_concurrency=4096,
+            max_restarts=-1,
+            max_task_retries=-1,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True),
+        ).remote()
+        for _ in range(config.num_gateways)
+        for node in nodes
+    ]
     # The pool holds the run's bookkeeping (slots, checkpoints): it lives beside the driver,
     # whose loss ends the run anyway, never on a worker node that may go.
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
