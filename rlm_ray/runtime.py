@@ -13,6 +13,14 @@ Admission control: the pool has `max_repl_actors_per_node` slots per node and ke
 free for every depth level that holds none, so a parent waiting on its children can never take
 the last slot its children need (the deepest level never waits on REPLs, so it always finishes).
 
+Placement over nodes: a call goes to a node holding a copy of its context (locality), else to the
+least busy live node; the slots are counted per node, over the nodes alive now.
+
+Faults: after each model reply the worker sends the pool a checkpoint (the conversation so far).
+If the worker dies (killed, its node lost), the pool cancels the call's children and goes on in
+a new worker from that checkpoint, the model told that its REPL and variables are gone. Gateways
+restart elsewhere and Ray re-sends their in-flight model calls (`max_task_retries`).
+
 Every actor is non-detached: the driver owns the gateways and the pool, the pool owns the
 workers, so they all go when the driver goes. Pools are shared, per driver, by every `RLM` with
 the same pool settings, so a second `completion()` starts warm.
@@ -127,9 +135,6 @@ class REPLWorker:
         if memory_mb:
             limit_memory(memory_mb)
 
-    def node_id(self) -> str:
-        return ray.get_runtime_context().get_node_id()
-
     def run(
         self, spec: CallSpec, gateways: list, pool: Any, restart: Restart | None = None
     ) -> CallResult:
@@ -143,7 +148,7 @@ class REPLWorker:
         usage = Usage()
         if restart is not None:  # a lost REPL's call goes on here: keep what it had done
             trace.iterations, trace.repl_restarts = list(restart.iterations), restart.count
-            trace.started_s = restart.started_s
+            started = trace.started_s = restart.started_s
             usage.add(restart.usage)
         if spec.depth >= spec.config.max_depth:  # max_depth=0: no REPL, one plain model call
             return _plain_call(spec, context, backend, trace)
