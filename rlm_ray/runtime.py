@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import os
 import random
 import sys
@@ -649,6 +650,14 @@ def get_runtime(config: RLMConfig) -> Runtime:
         if key not in _RUNTIMES:
             _RUNTIMES[key] = _start_runtime(config)
         return _RUNTIMES[key]
+
+
+def forget_runtimes() -> None:
+    """Drop every cached runtime. Call it before `ray.shutdown()` in a process that will start
+    Ray again: their actor handles must be released while the Ray they belong to is still up."""
+    with _RUNTIMES_LOCK:
+        _RUNTIMES.clear()
+    gc.collect()
 
 
 def _forget_runtime(runtime: Runtime) -> None:

@@ -40,6 +40,11 @@ def cluster(restore_session_ray):
     import ray
     from ray.cluster_utils import Cluster
 
+    from rlm_ray import runtime
+
+    # subtle: cached runtimes hold actor handles of the Ray about to stop; released after it
+    # stopped, they crash the next Ray's core worker ("Cannot find an actor handle").
+    runtime.forget_runtimes()
     ray.shutdown()  # the session's local Ray, if a test before this module started it
     env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     cluster = Cluster(
@@ -63,6 +68,7 @@ def cluster(restore_session_ray):
         ray.init(address=cluster.address, log_to_driver=False, runtime_env={"env_vars": env})
         yield cluster
     finally:
+        runtime.forget_runtimes()
         ray.shutdown()
         cluster.shutdown()
         restore_session_ray()
