@@ -56,6 +56,10 @@ class RLMConfig:
     max_repl_actors_per_node: int = 8
     """Live REPL processes per Ray node; calls beyond wait for a free one (admission control)."""
 
+    max_repl_restarts: int = 2
+    """Times one call may lose its REPL process (killed, or its node lost) and go on in a new one,
+    its model told that its variables are gone; one more loss raises `SandboxError`."""
+
     num_gateways: int = 2
     """Async model-gateway actors per node; each keeps hundreds of model calls in flight. Two
     per node let litellm's per-call CPU cost use two cores (benchmarks/fanout.py)."""
@@ -107,6 +111,7 @@ class RLMConfig:
         _check_int(self, "max_concurrent_calls", minimum=1)
         _check_int(self, "max_output_chars", minimum=200)
         _check_int(self, "max_retries", minimum=0)
+        _check_int(self, "max_repl_restarts", minimum=0)
         _check_int(self, "max_repl_actors_per_node", minimum=1)
         _check_int(self, "num_gateways", minimum=1)
         _check_int(self, "local_server_slots", minimum=1)

@@ -4,7 +4,7 @@
     ├── ConfigError               a usage mistake, raised before any Ray work starts
     │                             (bad limit, empty or binary context, unknown model)
     ├── LLMError                  a model call failed after its retries
-    │   │                         (.model, .api_base, .status_code, .attempts)
+    │   │                         (.model, .api_base, .status_code, .attempts, .kind)
     │   └── ContextWindowError    the conversation cannot fit the model's context window
     ├── SandboxError              the REPL machinery failed (dead actor, killed process);
     │                             model mistakes are not errors: they go back to the model
@@ -39,22 +39,29 @@ class LLMError(RLMError):
         api_base: str | None = None,
         status_code: int | None = None,
         attempts: int = 1,
+        kind: str = "",
     ) -> None:
         super().__init__(message)
         self.model = model
         self.api_base = api_base
         self.status_code = status_code
         self.attempts = attempts
+        self.kind = kind  # what failed, in words ("rate limited (HTTP 429)", "timed out", ...)
 
     def __reduce__(self):  # keep the keyword fields across Ray's pickling
-        return (
-            _rebuild_llm_error,
-            (type(self), str(self), self.model, self.api_base, self.status_code, self.attempts),
-        )
+        fields = (self.model, self.api_base, self.status_code, self.attempts, self.kind)
+        return (_rebuild_llm_error, (type(self), str(self), *fields))
 
 
-def _rebuild_llm_error(cls, message, model, api_base, status_code, attempts):
-    return cls(message, model=model, api_base=api_base, status_code=status_code, attempts=attempts)
+def _rebuild_llm_error(cls, message, model, api_base, status_code, attempts, kind=""):
+    return cls(
+        message,
+        model=model,
+        api_base=api_base,
+        status_code=status_code,
+        attempts=attempts,
+        kind=kind,
+    )
 
 
 class ContextWindowError(LLMError):

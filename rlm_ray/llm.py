@@ -12,6 +12,7 @@ CLI and the REPL processes never pay for it; the gateway actors do, once.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import time
@@ -186,18 +187,57 @@ def _backoff_s(exc: BaseException, attempt: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
+# subtle: the OpenAI SDK reports a 200 response whose body is not JSON as an HTTP 500 error
+# carrying the decoder's message; these are that message's openings (json.JSONDecodeError's).
+_BAD_JSON = ("Expecting value", "Expecting property name", "Unterminated string", "Extra data")
+
+
+def failure_kind(exc: BaseException) -> str:
+    """What failed, in words: rate limited, server error, timeout, dropped connection, bad JSON."""
+    text = str(exc)
+    if any(marker in text for marker in _BAD_JSON) or _caused_by(exc, json.JSONDecodeError):
+        return "malformed response (not valid JSON)"
+    # subtle: litellm pins synthetic statuses on failures without a response (408 on a
+    # timeout, 500 on a dropped connection), so those are told apart before the status is read.
+    name = type(exc).__name__
+    if "Timeout" in name or isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    if "Connection" in name or "Connection error" in text or isinstance(exc, ConnectionError):
+        return "connection failed or dropped"
+    status = _status(exc)
+    if status == 429:
+        return "rate limited (HTTP 429)"
+    if status is not None and status >= 500:
+        return f"server error (HTTP {status})"
+    return f"HTTP {status}" if status else "request failed"
+
+
+def _caused_by(exc: BaseException, kind: type) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(10):  # a short chain; never loop on a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _as_llm_error(exc: BaseException, request: LLMRequest, attempts: int) -> LLMError:
     where = f" at {request.api_base}" if request.api_base else ""
-    status = _status(exc)
-    code = f" (HTTP {status})" if status else ""
+    kind = failure_kind(exc)
+    # No HTTP status without an HTTP error response, whatever the client library pinned on it.
+    status = _status(exc) if "HTTP" in kind else None
     detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-    tries = f" after {attempts} attempts" if attempts > 1 else ""
+    tries = f"after {attempts} attempts" if attempts > 1 else "on the first attempt"
     # A provider may echo the key it refused ("Incorrect API key provided: sk-..."): mask it.
     detail = redact(detail, secret_values(request.api_key, request.kwargs))
     return LLMError(
-        f"model call to {request.model!r}{where} failed{tries}{code}: {type(exc).__name__}: {detail}",
+        f"model call to {request.model!r}{where} failed {tries}: {kind}: "
+        f"{type(exc).__name__}: {detail}",
         model=request.model,
         api_base=request.api_base,
         status_code=status,
         attempts=attempts,
+        kind=kind,
     )

@@ -57,30 +57,61 @@ class LoopSettings:
     few_shot: tuple[dict[str, str], ...] = ()
     first_turn: str = prompts.FIRST_TURN
     next_turn: str = prompts.NEXT_TURN
+    checkpoint: Callable[[Messages, int], None] = lambda messages, index: None
+    """Called after each model reply, before its code runs, with the conversation so far (the
+    reply included) and the reply's turn index: what a `Resume` needs if the REPL is lost."""
 
 
-def run_loop(llm: LLM, repl: REPL, settings: LoopSettings, trace: CallTrace, usage: Usage) -> str:
-    """Run one RLM call to its answer, recording each turn in `trace` and model use in `usage`."""
+@dataclass(frozen=True)
+class Resume:
+    """Where a call goes on after its REPL was lost: the conversation up to its last model reply,
+    whose code may or may not have run. The model is told (`notice`) that its variables are gone."""
+
+    messages: Messages
+    next_index: int
+    notice: str
+
+
+def run_loop(
+    llm: LLM,
+    repl: REPL,
+    settings: LoopSettings,
+    trace: CallTrace,
+    usage: Usage,
+    resume: Resume | None = None,
+) -> str:
+    """Run one RLM call to its answer, recording each turn in `trace` and model use in `usage`.
+
+    With `resume`, the call goes on from a saved conversation in a fresh REPL."""
     messages: Messages = [{"role": "system", "content": settings.system}, *settings.few_shot]
     turn_prompt = settings.first_turn.format(query=settings.query)
-    feedback = ""
-    for index in range(settings.max_iterations):
+    feedback, start = "", 0
+    if resume is not None:
+        messages, start, feedback = list(resume.messages), resume.next_index, resume.notice
+        turn_prompt = _next_prompt(feedback, start - 1, settings)
+    for index in range(start, settings.max_iterations):
         settings.check_limits()
         messages.append({"role": "user", "content": turn_prompt})
         reply, iteration = _ask(llm, messages, settings, index, usage)
         trace.iterations.append(iteration)
+        settings.checkpoint(messages, index)
         answer, feedback = _take_turn(reply.text, repl, iteration)
         if answer is not None:
             trace.answer, trace.finished_by = answer
             return answer[0]
-        turn_prompt = (
-            feedback
-            + "\n\n"
-            + settings.next_turn.format(
-                iteration=index + 2, max_iterations=settings.max_iterations, query=settings.query
-            )
-        )
+        turn_prompt = _next_prompt(feedback, index, settings)
     return _last_word(llm, repl, messages, feedback, settings, trace, usage)
+
+
+def _next_prompt(feedback: str, index: int, settings: LoopSettings) -> str:
+    """The user message after turn `index`: its REPL output, then the call to go on."""
+    return (
+        feedback
+        + "\n\n"
+        + settings.next_turn.format(
+            iteration=index + 2, max_iterations=settings.max_iterations, query=settings.query
+        )
+    )
 
 
 def _ask(

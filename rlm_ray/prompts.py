@@ -80,6 +80,12 @@ FINAL_TURN = (
     "You have used all your iterations. Based on everything above, give your final answer to "
     "the query now, as FINAL(your answer). Query: {query}"
 )
+REPL_LOST = (
+    "REPL LOST: the process running your REPL was lost ({reason}) while it ran the code of your "
+    "last reply, or just after. A new REPL has been started: every variable you defined is gone "
+    "and that code's output was lost; `context` and the REPL functions are available again. "
+    "Re-run whatever you still need."
+)
 PLAIN_CALL = "{query}\n\nContext:\n{context}"
 
 

@@ -148,6 +148,8 @@ class SubCalls:
         trace.cost_usd = spent.cost_usd
         if isinstance(value, CallResult):
             trace.child = value.trace
+        else:
+            trace.node_id = value.node_id
 
     def cancel_open(self) -> None:
         """Cancel every sub-call not yet claimed by a waiter (the call is failing)."""

@@ -13,6 +13,14 @@ Admission control: the pool has `max_repl_actors_per_node` slots per node and ke
 free for every depth level that holds none, so a parent waiting on its children can never take
 the last slot its children need (the deepest level never waits on REPLs, so it always finishes).
 
+Placement over nodes: a call goes to a node holding a copy of its context (locality), else to the
+least busy live node; the slots are counted per node, over the nodes alive now.
+
+Faults: after each model reply the worker sends the pool a checkpoint (the conversation so far).
+If the worker dies (killed, its node lost), the pool cancels the call's children and goes on in
+a new worker from that checkpoint, the model told that its REPL and variables are gone. Gateways
+restart elsewhere and Ray re-sends their in-flight model calls (`max_task_retries`).
+
 Every actor is non-detached: the driver owns the gateways and the pool, the pool owns the
 workers, so they all go when the driver goes. Pools are shared, per driver, by every `RLM` with
 the same pool settings, so a second `completion()` starts warm.
@@ -23,7 +31,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import gc
 import os
+import random
 import sys
 import threading
 import time
@@ -37,6 +47,7 @@ from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rlm_ray import corpus, corpus_store, progress, prompts
 from rlm_ray.budget import estimate_input_tokens
@@ -44,15 +55,16 @@ from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.errors import LimitExceededError, RLMError, SandboxError
 from rlm_ray.llm import LLMRequest
 from rlm_ray.local_model import LOCAL_MODELS
-from rlm_ray.loop import LoopSettings, run_loop
+from rlm_ray.loop import LoopSettings, Messages, Resume, run_loop
 from rlm_ray.rate_limit import RateLimit
 from rlm_ray.repl import REPLSession, REPLSettings
-from rlm_ray.types import CallResult, CallTrace, LLMReply, Usage
+from rlm_ray.types import CallResult, CallTrace, IterationTrace, LLMReply, Usage
 
 # Child contexts larger than this are put in the object store by the REPL that cuts them, so the
 # pool and the child read them by handle instead of carrying a copy in each message.
 _INLINE_CONTEXT_BYTES = 100 * 1024
 _WAIT_SLICE_S = 0.2
+_NODES_TTL_S = 1.0
 
 
 @dataclass
@@ -232,10 +244,9 @@ class REPLWorker:
         if memory_mb:
             limit_memory(memory_mb)
 
-    def ready(self) -> bool:
-        return True
-
-    def run(self, spec: CallSpec, gateways: list, pool: Any) -> CallResult:
+    def run(
+        self, spec: CallSpec, gateways: list, pool: Any, restart: Restart | None = None
+    ) -> CallResult:
         started = time.time()
         context = spec.context_value if spec.context_ref is None else ray.get(spec.context_ref)
         backend = RayBackend(spec, context, gateways, pool)
@@ -245,6 +256,11 @@ class REPLWorker:
         trace.context_id = "" if spec.context_ref is None else spec.context_ref.hex()
         if isinstance(context, corpus.Corpus):
             trace.context_id = corpus_store.corpus_id(context)
+        usage = Usage()
+        if restart is not None:  # a lost REPL's call goes on here: keep what it had done
+            trace.iterations, trace.repl_restarts = list(restart.iterations), restart.count
+            started = trace.started_s = restart.started_s
+            usage.add(restart.usage)
         if spec.depth >= spec.config.max_depth:  # max_depth=0: no REPL, one plain model call
             return _plain_call(spec, context, backend, trace)
         cfg = spec.config
@@ -260,9 +276,20 @@ class REPLWorker:
                 hard_kill=_hard_kill,
             ),
         )
-        usage = Usage()
         variant = prompts.choose(spec.model, spec.models.prompt)
-        settings = _loop_settings(spec, context, variant, lambda: check_limits(spec, session))
+
+        def checkpoint(messages: Messages, index: int) -> None:
+            spent = Usage()
+            spent.add(usage)
+            spent.add(session.subcalls.usage)
+            saved = Checkpoint(list(messages), index, list(trace.iterations), spent)
+            pool.checkpoint.remote(spec.call_id, saved)  # fire and forget: the pool keeps it
+
+        settings = dataclasses.replace(
+            _loop_settings(spec, context, variant, lambda: check_limits(spec, session)),
+            checkpoint=checkpoint,
+        )
+        resume = restart.resume if restart is not None else None
         try:
             answer = run_loop(
                 lambda messages: backend.root_llm(messages, stop=variant.stop),
@@ -270,6 +297,7 @@ class REPLWorker:
                 settings,
                 trace,
                 usage,
+                resume,
             )
         except RLMError as exc:
             session.subcalls.cancel_open()  # nobody will use their results
@@ -287,6 +315,27 @@ class REPLWorker:
             trace.duration_s = time.time() - started
             _record_usage(trace, usage)
         return CallResult(answer, usage, trace)
+
+
+@dataclass
+class Checkpoint:
+    """A call's state after a model reply: enough to go on in a new REPL if this one is lost."""
+
+    messages: Messages
+    index: int  # turn index of the last reply in `messages`
+    iterations: list[IterationTrace]
+    usage: Usage
+
+
+@dataclass
+class Restart:
+    """What a replacement REPL worker gets: where to resume and what was already spent."""
+
+    count: int  # how many REPLs this call has lost so far
+    started_s: float
+    resume: Resume | None  # None: lost before the first reply, start over
+    iterations: list[IterationTrace]
+    usage: Usage
 
 
 def _plain_call(spec: CallSpec, context: Any, backend: RayBackend, trace: CallTrace) -> CallResult:
@@ -390,7 +439,9 @@ class RayBackend:
         self.all_gateways = gateways
         self.gateways = gateways[: max(1, min(len(gateways), cap))]
         self._per_gateway_cap = cap // len(self.gateways)
-        self._next = 0
+        # Each call starts its round robin at a random gateway: calls that make one model call
+        # each would otherwise all queue on the same one.
+        self._next = random.randrange(len(self.gateways))
 
     def _gateway(self) -> Any:
         self._next = (self._next + 1) % len(self.gateways)
@@ -535,36 +586,84 @@ def _size(value: Any) -> int:
 
 
 class REPLPool:
-    """Admits RLM calls to REPL workers: slots per node, one kept free per idle depth level."""
+    """Admits RLM calls to REPL workers: slots per node, one kept free per idle depth level.
+
+    Placement: a call goes to a node that holds a copy of its context (locality), else to the
+    least busy live node; each node runs at most `slots_per_node` busy workers. A call whose
+    worker dies (process killed, node lost) goes on in a new worker from its last checkpoint.
+    """
 
     def __init__(self, slots_per_node: int, memory_mb: int | None, warm: int = 1) -> None:
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
-        self._capacity = slots_per_node * max(1, len(nodes))
+        self._slots = slots_per_node
         self._memory_mb = memory_mb
-        self._idle: list[Any] = [self._new_worker() for _ in range(min(warm, self._capacity))]
+        self._node = ray.get_runtime_context().get_node_id()
+        self._nodes: list[str] = []
+        self._nodes_checked = 0.0
+        self._idle: dict[str, list[Any]] = {}  # node id -> warm workers
+        self._busy: Counter[str] = Counter()  # node id -> workers running a call
+        for _ in range(min(warm, slots_per_node)):
+            self._idle.setdefault(self._node, []).append(self._new_worker(self._node))
         self._held: Counter[int] = Counter()
         self._peak_held = 0
         self._run_depths: Counter[int] = Counter()  # max_depth of the runs in progress
         self._running: dict[str, asyncio.Task] = {}
+        self._checkpoints: dict[str, Checkpoint] = {}
+        self._workers: dict[str, Any] = {}  # call id -> its worker, while it runs
         self._changed = asyncio.Condition()
         self._self = ray.get_runtime_context().current_actor
         self._board = progress.ProgressBoard()  # progress/cache
 
-    def _new_worker(self) -> Any:
-        return _RemoteWorker.options(num_cpus=0, max_restarts=0).remote(self._memory_mb)
+    def _new_worker(self, node: str) -> Any:
+        # subtle: hard affinity. Ray 2.60 moves a *soft* zero-CPU actor off the head node even
+        # when the head is alive; the node was seen alive within a second, and if it died since,
+        # the worker's loss is handled like any other (`_run_on_workers`).
+        return _RemoteWorker.options(
+            num_cpus=0,
+            max_restarts=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+        ).remote(self._memory_mb)
+
+    def _live_nodes(self) -> list[str]:
+        """Ids of the live nodes (asked again at most once a second); forgets the dead ones."""
+        if time.monotonic() - self._nodes_checked > _NODES_TTL_S:
+            self._nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+            self._nodes_checked = time.monotonic()
+            for node in list(self._idle):
+                if node not in self._nodes:
+                    del self._idle[node]  # their actors died with the node
+        return self._nodes
+
+    @property
+    def _capacity(self) -> int:
+        return self._slots * max(1, len(self._live_nodes()))
 
     def stats(self, reset_peak: bool = False) -> dict[str, Any]:
         held = {d: n for d, n in self._held.items() if n}
+        nodes = {
+            n: {"busy": self._busy[n], "idle": len(self._idle.get(n, ()))}
+            for n in self._live_nodes()
+        }
         stats = {
             "capacity": self._capacity,
             "held": held,
             "peak_held": self._peak_held,  # most REPL calls live at once (since the last reset)
-            "idle": len(self._idle),
+            "idle": sum(len(v) for v in self._idle.values()),
             "running": len(self._running),
+            "nodes": nodes,
         }
         if reset_peak:
             self._peak_held = sum(self._held.values())
         return stats
+
+    def workers(self) -> dict[str, Any]:
+        """The worker actor running each call in progress, by call id (to inspect or kill)."""
+        return dict(self._workers)
+
+    def checkpoint(self, call_id: str, saved: Checkpoint) -> None:
+        """Keep a call's latest checkpoint while it runs (a late, older one is ignored)."""
+        old = self._checkpoints.get(call_id)
+        if call_id in self._running and (old is None or saved.index >= old.index):
+            self._checkpoints[call_id] = saved
 
     def _can_take(self, depth: int) -> bool:
         levels = max((d for d, n in self._run_depths.items() if n > 0), default=1)
@@ -592,6 +691,8 @@ class REPLPool:
             raise
         finally:
             self._running.pop(spec.call_id, None)
+            self._checkpoints.pop(spec.call_id, None)
+            self._workers.pop(spec.call_id, None)
             if spec.depth == 0:
                 self._run_depths[spec.config.max_depth] -= 1
             if counters is not None:  # progress/cache
@@ -607,36 +708,107 @@ class REPLPool:
             await self._changed.wait_for(lambda: self._can_take(spec.depth))
             self._held[spec.depth] += 1
             self._peak_held = max(self._peak_held, sum(self._held.values()))
-        worker = self._idle.pop() if self._idle else self._new_worker()
         try:
-            result = await worker.run.remote(spec, gateways, self._self)
-        except RayTaskError as exc:  # first: it may wrap a RayActorError of a *gateway*
-            raise unwrap(exc) from None
-        except RayActorError as exc:
-            worker = None  # dead: never reuse
-            raise SandboxError(f"the REPL process of call {spec.call_id} died: {exc}") from None
-        except asyncio.CancelledError:
-            # The worker may be mid-cell and cannot be interrupted cooperatively: it goes.
-            ray.kill(worker)
-            worker = None
-            raise
+            return await self._run_on_workers(spec, gateways)
         finally:
-            if worker is not None:
-                self._idle.append(worker)
             async with self._changed:
                 self._held[spec.depth] -= 1
                 self._changed.notify_all()
-        return result
 
-    def _cancel_below(self, spec: CallSpec, gateways: list) -> None:
-        """A cancelled call takes its descendants and (for a root) its model calls with it."""
+    async def _run_on_workers(self, spec: CallSpec, gateways: list) -> CallResult:
+        """Run the call in a worker; if the worker dies, go on in a new one from the checkpoint."""
+        restart: Restart | None = None
+        while True:
+            worker, node = await self._take_worker(spec)
+            self._workers[spec.call_id] = worker
+            try:
+                result = await worker.run.remote(spec, gateways, self._self, restart)
+            except RayTaskError as exc:  # first: it may wrap a RayActorError of a *gateway*
+                self._release(worker, node)
+                raise unwrap(exc) from None
+            except RayActorError as exc:
+                self._release(None, node)  # dead: never reuse
+                restart = self._restart_after_loss(spec, restart, exc)
+                continue
+            except asyncio.CancelledError:
+                # The worker may be mid-cell and cannot be interrupted cooperatively: it goes.
+                ray.kill(worker)
+                self._release(None, node)
+                raise
+            self._release(worker, node)
+            return result
+
+    def _restart_after_loss(
+        self, spec: CallSpec, restart: Restart | None, exc: RayActorError
+    ) -> Restart:
+        count = 1 if restart is None else restart.count + 1
+        reason = _loss_reason(exc)
+        if count > spec.config.max_repl_restarts:
+            raise SandboxError(
+                f"the REPL process of call {spec.call_id} was lost {count} times "
+                f"(`max_repl_restarts` is {spec.config.max_repl_restarts}); last: {reason}"
+            )
+        print(f"rlm-ray: REPL of call {spec.call_id} lost ({reason}); restarting", file=sys.stderr)
+        self._cancel_calls_below(spec)  # their parent's REPL, which awaited them, is gone
+        saved = self._checkpoints.pop(spec.call_id, None)
+        started = time.time() if restart is None else restart.started_s
+        if saved is None:  # lost before the first reply: start over, nothing to tell
+            return Restart(count, started, None, [], Usage())
+        notice = prompts.REPL_LOST.format(reason=reason)
+        resume = Resume(saved.messages, saved.index + 1, notice)
+        return Restart(count, started, resume, saved.iterations, saved.usage)
+
+    async def _take_worker(self, spec: CallSpec) -> tuple[Any, str]:
+        """A warm or new worker, on a node holding the call's context if one has room."""
+        nodes = self._live_nodes() or [self._node]
+        roomy = [n for n in nodes if self._busy[n] < self._slots] or nodes
+        local = [n for n in _holders(spec.context_ref) if n in roomy]
+        node = next((n for n in local if self._idle.get(n)), None)
+        if node is None:
+            node = (
+                local[0]
+                if local
+                else min(roomy, key=lambda n: (self._busy[n], not self._idle.get(n)))
+            )
+        self._busy[node] += 1
+        idle = self._idle.get(node)
+        return (idle.pop() if idle else self._new_worker(node)), node
+
+    def _release(self, worker: Any, node: str) -> None:
+        self._busy[node] -= 1
+        if worker is not None and node in self._live_nodes():
+            self._idle.setdefault(node, []).append(worker)
+
+    def _cancel_calls_below(self, spec: CallSpec) -> None:
         prefix = spec.call_id + "."
         for call_id, task in list(self._running.items()):
             if call_id.startswith(prefix):
                 task.cancel()
+
+    def _cancel_below(self, spec: CallSpec, gateways: list) -> None:
+        """A cancelled call takes its descendants and (for a root) its model calls with it."""
+        self._cancel_calls_below(spec)
         if spec.depth == 0:
             for gateway in gateways:
                 gateway.cancel_run.remote(spec.run_id)
+
+
+def _holders(context_ref: Any) -> list[str]:
+    """The nodes holding a copy of a context in their object store (none for inline values)."""
+    if context_ref is None:
+        return []
+    try:
+        where = ray.experimental.get_object_locations([context_ref], timeout_ms=1000)
+    except Exception:  # locality is a preference: without it the call still runs
+        return []
+    return list(where.get(context_ref, {}).get("node_ids") or [])
+
+
+def _loss_reason(exc: RayActorError) -> str:
+    text = str(exc).lower()
+    if "node" in text and ("died" in text or "dead" in text or "removed" in text):
+        return "its node left the cluster"
+    return "its process died"
 
 
 _RemoteGateway: Any = ray.remote(LLMGateway)
@@ -698,6 +870,14 @@ def get_runtime(config: RLMConfig) -> Runtime:
         return _RUNTIMES[key]
 
 
+def forget_runtimes() -> None:
+    """Drop every cached runtime. Call it before `ray.shutdown()` in a process that will start
+    Ray again: their actor handles must be released while the Ray they belong to is still up."""
+    with _RUNTIMES_LOCK:
+        _RUNTIMES.clear()
+    gc.collect()
+
+
 def _forget_runtime(runtime: Runtime) -> None:
     with _RUNTIMES_LOCK:
         for key, known in list(_RUNTIMES.items()):
@@ -706,14 +886,28 @@ def _forget_runtime(runtime: Runtime) -> None:
 
 
 def _start_runtime(config: RLMConfig) -> Runtime:
-    nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
-    gateway_cls = _RemoteGateway.options(
-        num_cpus=0, max_concurrency=4096, max_restarts=-1, scheduling_strategy="SPREAD"
-    )
-    gateways = [gateway_cls.remote() for _ in range(config.num_gateways * nodes)]
-    pool = _RemotePool.options(num_cpus=0, max_concurrency=100_000).remote(
-        config.max_repl_actors_per_node, config.repl_memory_mb
-    )
+    # `num_gateways` per live node (SPREAD alone put these zero-CPU actors all on one node).
+    # Soft affinity, so that a gateway lost with its node is restarted elsewhere, and Ray
+    # re-sends the model calls it had in flight (max_task_retries): a pure model call survives a
+    # node loss. subtle: Ray 2.60 places a soft zero-CPU actor aimed at the head on another node.
+    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+    gateways = [
+        _RemoteGateway.options(
+            num_cpus=0,
+            max_concurrency=4096,
+            max_restarts=-1,
+            max_task_retries=-1,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True),
+        ).remote()
+        for _ in range(config.num_gateways)
+        for node in nodes
+    ]
+    # The pool holds the run's bookkeeping (slots, checkpoints): it lives beside the driver,
+    # whose loss ends the run anyway, never on a worker node that may go.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    pool = _RemotePool.options(
+        num_cpus=0, max_concurrency=100_000, scheduling_strategy=here
+    ).remote(config.max_repl_actors_per_node, config.repl_memory_mb)
     ray.get([g.ready.remote() for g in gateways] + [pool.stats.remote()])
     return Runtime(gateways, pool)
 

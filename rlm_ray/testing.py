@@ -382,7 +382,7 @@ class ScriptedServer:
     order) is faulted, and with which kind, is fixed by ``sha256(f"{seed}:{n}")``, so a run is
     reproducible and a retry (a new *n*) can succeed. A ``"timeout"`` fault hangs for
     ``timeout_fault_s`` and then closes the connection. Injected faults are counted in
-    `faults_injected`.
+    `faults_injected` and listed, with the request each one answered, in `fault_log`.
 
     Rate limit: with ``max_requests_per_s`` set, a chat request arriving when that many were
     already accepted in the last second gets HTTP 429 (counted in `rate_limited`), as a
@@ -488,6 +488,7 @@ class ScriptedServer:
             self.faults_injected = 0
             self.rate_limited = 0
             self._accepted = []
+            self._fault_log: list[tuple[str, Request]] = []
             self._requests: list[Request] = []
             self._errors: list[str] = []
 
@@ -496,6 +497,12 @@ class ScriptedServer:
         """The parsed requests received so far, in arrival order (a copy)."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def fault_log(self) -> list[tuple[str, Request]]:
+        """Every injected fault as (kind, the request it answered), in arrival order (a copy)."""
+        with self._lock:
+            return list(self._fault_log)
 
     @property
     def errors(self) -> list[str]:
@@ -546,7 +553,11 @@ class ScriptedServer:
             message = "ScriptedServer does not support stream=true; call without streaming"
             return _json_response(400, _error_body(400, message))
         try:
-            reply = self._rate_limit() or self._fault(ordinal) or _as_reply(self.reply(request))
+            reply = (
+                self._rate_limit()
+                or self._fault(ordinal, request)
+                or _as_reply(self.reply(request))
+            )
         except Exception:
             trace = traceback.format_exc()
             with self._lock:
@@ -574,15 +585,17 @@ class ScriptedServer:
             self.rate_limited += 1
         return Reply("scripted rate limit: too many requests per second", status=429)
 
-    def _fault(self, ordinal: int) -> Reply | None:
+    def _fault(self, ordinal: int, request: Request) -> Reply | None:
         if self.fault_rate <= 0:
             return None
         draw, pick = _draw(self.seed, ordinal)
         if draw >= self.fault_rate:
             return None
+        kind = self.faults[pick % len(self.faults)]
         with self._lock:
             self.faults_injected += 1
-        return _fault_reply(self.faults[pick % len(self.faults)], self.timeout_fault_s)
+            self._fault_log.append((kind, request))
+        return _fault_reply(kind, self.timeout_fault_s)
 
 
 def _json_response(status: int, body: object) -> tuple[int, bytes, dict[str, str], None]:

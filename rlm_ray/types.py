@@ -145,6 +145,7 @@ class CallTrace:
     actor_id: str = ""  # the REPL worker actor that ran the call
     pid: int = 0
     context_id: str = ""  # object-store id of the context this call read ("" if sent inline)
+    repl_restarts: int = 0  # REPL processes this call lost and went on without (see REPLPool)
     iterations: list[IterationTrace] = field(default_factory=list)
     answer: str | None = None
     finished_by: str = ""  # "FINAL", "FINAL_VAR", "answer", "max_iterations"

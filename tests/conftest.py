@@ -13,15 +13,14 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 import pytest
 
-from rlm_ray.testing import ScriptedServer
+from rlm_ray.testing import FAULTS, ScriptedServer
 
 
 def _unset(request):
     raise AssertionError("the test did not set `model_server.reply`")
 
 
-@pytest.fixture(scope="session")
-def ray_session():
+def _start_session_ray() -> None:
     import ray
 
     if not ray.is_initialized():
@@ -33,8 +32,22 @@ def ray_session():
             object_store_memory=300 * 2**20,
             runtime_env={"env_vars": {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}},
         )
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    import ray
+
+    _start_session_ray()
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def restore_session_ray():
+    """For a module that needs its own Ray (a multi-node cluster): it shuts the session's down,
+    then calls this on teardown so the tests after it find the session Ray as it was."""
+    return _start_session_ray
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +63,8 @@ def model_server(_server):
     _server.latency_s = 0.0
     _server.fault_rate = 0.0
     _server.max_requests_per_s = None
+    _server.faults = FAULTS
+    _server.seed = 0
     _server.timeout_fault_s = 30.0
     _server.max_requests_per_s = None
     _server.reset_stats()

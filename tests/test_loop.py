@@ -3,7 +3,7 @@
 import pytest
 
 from rlm_ray.errors import ContextWindowError, LimitExceededError
-from rlm_ray.loop import CellReport, LoopSettings, fit_to_window, run_loop
+from rlm_ray.loop import CellReport, LoopSettings, Resume, fit_to_window, run_loop
 from rlm_ray.testing import FakeLLM, code, turns
 from rlm_ray.types import CallTrace, CellTrace, Usage
 
@@ -136,3 +136,24 @@ def test_conversation_that_cannot_fit_is_a_clear_error():
     msgs = [{"role": "system", "content": "s" * 30_000}, {"role": "user", "content": "q"}]
     with pytest.raises(ContextWindowError, match="window is 4,000 tokens"):
         fit_to_window(msgs, window_tokens=4000, reserve=1000)
+
+
+def test_checkpoint_after_each_reply_and_resume_from_it_with_a_notice():
+    saved = []
+    fake = FakeLLM(turns(code("x = 1"), code("y = 2"), code("final:done")))
+    kw = dict(checkpoint=lambda messages, index: saved.append((list(messages), index)))
+    answer, _, _, _ = run(fake, **kw)
+    assert answer == "done" and [i for _, i in saved] == [0, 1, 2]
+    assert saved[1][0][-1] == {"role": "assistant", "content": code("y = 2")}
+
+    # The REPL was lost while the reply of turn 1 ran: go on from that checkpoint.
+    messages, index = saved[1]
+    fresh = FakeLLM(lambda r: code("final:resumed") if "LOST-NOTICE" in r.last_user else "no")
+    trace = CallTrace("c", 0, "fake", "q")
+    resume = Resume(messages, index + 1, "LOST-NOTICE")
+    answer = run_loop(lambda m: fresh(m), FakeREPL(), settings(), trace, Usage(), resume)
+    assert answer == "resumed"
+    sent = fresh.requests[0].messages
+    assert sent[: len(messages)] == messages and len(sent) == len(messages) + 1
+    assert "LOST-NOTICE" in sent[-1]["content"] and "iteration 3 of 5" in sent[-1]["content"]
+    assert [it.index for it in trace.iterations] == [2]
