@@ -79,6 +79,7 @@ SCHEMA = pa.schema(
         ("answer", _str),
         ("finished_by", _str),
         ("error", _str),
+        ("repl_restarts", _int),
         ("total_calls", _int),
         ("total_input_tokens", _int),
         ("total_output_tokens", _int),

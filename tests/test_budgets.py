@@ -199,6 +199,6 @@ def test_cli_budget_flag_reports_the_limit_and_the_partial_answer(
         env=env,
     )
     assert out.returncode == 1, out.stderr
-    assert out.stdout == ""
+    assert "two so far" not in out.stdout  # a partial answer is not the answer
     assert "`max_sub_calls` (2)" in out.stderr and "partial answer: two so far" in out.stderr
     assert _leaves(model_server) == 2
