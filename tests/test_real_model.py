@@ -26,14 +26,14 @@ COMPLAINTS = [
     "The jacket fell apart after one wash, this is unacceptable.",
     "Your app deleted all my saved notes and I want a refund.",
 ]
-OTHERS = [
+OTHERS = [  # clear praise: the 1.5B model called plain questions complaints (8 of 12 "yes")
     "Thanks, the delivery was quick and the product works great.",
-    "Could you tell me your opening hours on Sunday?",
     "I love the new colours in the spring collection.",
     "The staff at the Lyon store were very friendly and helpful.",
-    "Do you ship to Canada?",
     "Great service, I will order again.",
-    "What sizes does the blue coat come in?",
+    "The coat fits perfectly, thank you so much!",
+    "Wonderful food and a lovely evening, we will be back.",
+    "Fast shipping and excellent quality, very happy.",
 ]
 
 
