@@ -466,7 +466,11 @@ class RayBackend:
 
     def _complete(self, request: LLMRequest, depth: int, sub_call: bool = False) -> Any:
         spec = self.spec
-        return self._gateway().complete.remote(
+        # the dashboard's task list names each model call by role and depth
+        role = "llm_query" if sub_call else "model turn"
+        name = f"{role} depth={depth} call={spec.call_id}"
+        complete = self._gateway().complete.options(name=name)
+        return complete.remote(
             request,
             spec.run_id,
             self._per_gateway_cap,
@@ -523,7 +527,8 @@ class RayBackend:
             child.context_ref = ray.put(context)
         else:
             child.context_value = context
-        return self.pool.run_call.remote(child, self.all_gateways)
+        admit = self.pool.run_call.options(name=f"admit depth={child.depth} call={child.call_id}")
+        return admit.remote(child, self.all_gateways)
 
     def cancel(self, handles: list) -> None:
         for ref in handles:
@@ -722,7 +727,8 @@ class REPLPool:
             worker, node = await self._take_worker(spec)
             self._workers[spec.call_id] = worker
             try:
-                result = await worker.run.remote(spec, gateways, self._self, restart)
+                run = worker.run.options(name=f"rlm call depth={spec.depth} call={spec.call_id}")
+                result = await run.remote(spec, gateways, self._self, restart)
             except RayTaskError as exc:  # first: it may wrap a RayActorError of a *gateway*
                 self._release(worker, node)
                 raise unwrap(exc) from None
