@@ -98,15 +98,15 @@ def test_a_call_that_loses_its_repl_too_often_fails_with_sandbox_error(make_rlm,
 def test_20_percent_faults_on_root_turns_children_and_leaves(make_rlm, model_server):
     """Every fault kind at 20 %: root turns, child turns and leaf calls alike get faults.
 
-    The calls are made one after another (each `int(...)` waits), so which request gets which
-    fault is fixed by the seed and the assertions below cannot flake."""
+    The calls are made one after another (plain loops, each `int(...)` waits; a comprehension
+    would run them in parallel), so which request gets which fault is fixed by the seed."""
     child = turns(code("r = llm_query('LEAF')\nFINAL(int(r) * 2)"))
     model_server.reply = by_marker(
         {"LEAF": "1", "CHILD": child},
         default=turns(
             code(
-                "rs = [int(recursive_llm(f'CHILD {i}', f'part {i}')) for i in range(3)]\n"
-                "ls = [int(llm_query(f'LEAF {i}')) for i in range(8)]\n"
+                "rs = []\nfor i in range(3):\n    rs.append(int(recursive_llm(f'CHILD {i}', f'p{i}')))\n"
+                "ls = []\nfor i in range(8):\n    ls.append(int(llm_query(f'LEAF {i}')))\n"
                 "total = sum(rs) + sum(ls)"
             ),
             "FINAL_VAR(total)",
