@@ -20,7 +20,7 @@ def test_1024_leaf_calls_from_one_comprehension_stay_under_the_cap(make_rlm, mod
             code("rs = [int(llm_query(f'LEAF {i}')) for i in range(1024)]\nFINAL(sum(rs))")
         ),
     )
-    model_server.latency_s = 0.05
+    model_server.latency_s = 0.2  # long enough that the calls pile up to the cap, even under load
     result = make_rlm(max_concurrent_calls=128).completion("q", "ctx")
     assert result.answer == "1024"
     assert result.usage.calls == 1025
