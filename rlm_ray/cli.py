@@ -96,8 +96,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    answer_out = sys.stdout
+    if args.command == "run":
+        # subtle: Ray prints worker and raylet log lines ("(raylet) WARNING: ...") on whatever
+        # sys.stdout is when they arrive, from a thread, and flushes leftovers at exit. The
+        # answer must be alone on stdout (users pipe it), so a run sends everything else to
+        # stderr: until exit when main() owns the process (argv None), else until it returns.
+        sys.stdout = sys.stderr
     try:
-        return {"ingest": _ingest, "trace": _trace, "run": _run}[args.command](args)
+        return _dispatch(args, answer_out)
+    finally:
+        if argv is not None:
+            sys.stdout = answer_out
+
+
+def _dispatch(args: argparse.Namespace, answer_out: Any) -> int:
+    try:
+        if args.command == "run":
+            return _run(args, answer_out)
+        return {"ingest": _ingest, "trace": _trace}[args.command](args)
     except KeyboardInterrupt:
         print("rlm-ray: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -112,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, answer_out: Any) -> int:
     from rlm_ray.rlm import RLM
     from rlm_ray.tracefile import check_trace_path
 
@@ -158,9 +175,10 @@ def _run(args: argparse.Namespace) -> int:
         _write_trace(result.trace, args.trace, args.quiet)
     if args.json:
         out = {"answer": result.answer, "usage": result.usage.to_dict(), "timings": result.timings}
-        print(json.dumps(out, ensure_ascii=False))
+        print(json.dumps(out, ensure_ascii=False), file=answer_out)
     else:
-        print(result.answer)
+        print(result.answer, file=answer_out)
+    answer_out.flush()
     return 0
 
 

@@ -65,6 +65,43 @@ def test_run_prints_only_the_answer(model_server, context_file, address):
     assert out.stdout == "4817\n"
 
 
+# Prints on sys.stdout the way Ray's log thread does (looked up at print time): once during the
+# run, once at exit after the answer. Both must end up on stderr.
+NOISY_CLI = """
+import atexit, sys
+from rlm_ray import rlm
+atexit.register(lambda: print("(raylet) WARNING: at exit"))
+completion = rlm.RLM.completion
+def noisy(self, *args, **kwargs):
+    print("(raylet) WARNING: during the run")
+    return completion(self, *args, **kwargs)
+rlm.RLM.completion = noisy
+from rlm_ray.cli import main
+sys.argv[0] = "rlm-ray"
+raise SystemExit(main())
+"""
+
+
+@pytest.mark.ray
+def test_ray_log_lines_never_reach_stdout(model_server, context_file, address):
+    model_server.reply = NEEDLE_SCRIPT
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+    argv = ["run", "--model", "openai/scripted", "--api-base", model_server.url]
+    argv += ["--api-key", "k", "--context", str(context_file), "--query", "q"]
+    out = subprocess.run(
+        [sys.executable, "-c", NOISY_CLI, *argv, "--address", address],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "4817\n"
+    assert "WARNING: during the run" in out.stderr
+    assert "WARNING: at exit" in out.stderr
+
+
 @pytest.mark.ray
 def test_json_output_and_trace_file(model_server, context_file, address, tmp_path):
     model_server.reply = NEEDLE_SCRIPT
