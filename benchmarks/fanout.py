@@ -22,6 +22,11 @@ measured run).
 Every scenario runs once to warm the pools, then `--repeat` times; the table shows the median.
 `--progress on` passes an `on_progress` callback (the driver polls the run's counters);
 `--progress both` alternates runs without and with it, in one session, and prints both rows.
+`--floor` runs the client's floor after every measured run of a leaf scenario: a bare
+`litellm.acompletion` loop (benchmarks/litellm_floor.py, its own process, no Ray) making the
+same leaf calls at the same cap against the same server, so both see the same machine load;
+the table adds its median and the median of the per-pair ratios. The RLM's wall time includes
+its two root turns (2 x latency on the critical path), the floor's does not.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import argparse
 import multiprocessing
 import os
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -84,7 +90,7 @@ def tree_script(width: int):
 
 
 SCENARIOS = {
-    "leaf-64": dict(script=leaf_script(64), latency=0.25, calls=66, critical=3, rlm={}),
+    "leaf-64": dict(script=leaf_script(64), latency=0.25, calls=66, critical=3, rlm={}, leaves=64),
     "leaf-64-seq": dict(
         script=leaf_script(64), latency=0.25, calls=66, critical=66, rlm={"max_concurrent_calls": 1}
     ),
@@ -98,8 +104,12 @@ SCENARIOS = {
     "tree-3x8": dict(
         script=tree_script(8), latency=0.0, calls=73 + 512, critical=0, rlm={"max_depth": 3}
     ),
-    "overhead-1024": dict(script=leaf_script(1024), latency=0.0, calls=1026, critical=0, rlm={}),
-    "leaf-1024": dict(script=leaf_script(1024), latency=0.25, calls=1026, critical=6, rlm={}),
+    "overhead-1024": dict(
+        script=leaf_script(1024), latency=0.0, calls=1026, critical=0, rlm={}, leaves=1024
+    ),
+    "leaf-1024": dict(
+        script=leaf_script(1024), latency=0.25, calls=1026, critical=6, rlm={}, leaves=1024
+    ),
     "children-64": dict(
         script=children_script(64, 4),
         latency=0.25,
@@ -178,7 +188,28 @@ def _serve(conn) -> None:
             conn.send((server.request_count, server.peak_concurrency))
 
 
-def run(name: str, server: ServerProcess, repeat: int, gateways: int, modes: list[bool]) -> list:
+def bare_litellm_s(url: str, calls: int, concurrency: int) -> float:
+    """Wall time of the floor: the bare litellm loop in its own process, against `url`."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "litellm_floor.py")
+    argv = [sys.executable, script, "--url", url, "--calls", str(calls)]
+    out = subprocess.run(
+        [*argv, "--concurrency", str(concurrency)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    ).stdout
+    return float(out.split(" calls in ")[1].split(" s")[0])
+
+
+def run(
+    name: str,
+    server: ServerProcess,
+    repeat: int,
+    gateways: int,
+    modes: list[bool],
+    floor: bool = False,
+) -> list:
     spec = SCENARIOS[name]
     server.call("set", name, 0.0)
     snapshots: list = []
@@ -199,6 +230,8 @@ def run(name: str, server: ServerProcess, repeat: int, gateways: int, modes: lis
     peaks: dict[bool, list[int]] = {m: [] for m in modes}
     repls: dict[bool, list[int]] = {m: [] for m in modes}
     rss: dict[bool, list[float]] = {m: [] for m in modes}
+    floors: dict[bool, list[float]] = {m: [] for m in modes}
+    floor = floor and "leaves" in spec
     for _ in range(repeat):
         for progress, rlm in rlms.items():  # alternated: both modes see the same load
             server.call("set", name, spec["latency"])
@@ -215,6 +248,9 @@ def run(name: str, server: ServerProcess, repeat: int, gateways: int, modes: lis
             assert result.usage.calls == spec["calls"] == count, (name, result.usage.calls, count)
             if progress:
                 assert snapshots[-1].finished and snapshots[-1].calls == count
+            if floor:
+                cap = rlm.config.max_concurrent_calls
+                floors[progress].append(bare_litellm_s(server.url, spec["leaves"], cap))
     rows = []
     for progress in modes:
         wall = statistics.median(walls[progress])
@@ -229,6 +265,10 @@ def run(name: str, server: ServerProcess, repeat: int, gateways: int, modes: lis
                 "critical_s": spec["critical"] * spec["latency"],
                 "per_call_ms": 1000 * wall / spec["calls"],
                 "walls": walls[progress],
+                "floor_s": statistics.median(floors[progress]) if floor else None,
+                "ratio": statistics.median(w / f for w, f in zip(walls[progress], floors[progress]))
+                if floor
+                else None,
             }
         )
     return rows
@@ -239,6 +279,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--gateways", type=int, default=2, help="gateway actors per node")
     parser.add_argument("--progress", choices=["off", "on", "both"], default="off")
+    parser.add_argument(
+        "--floor", action="store_true", help="run the bare-litellm floor after each leaf run"
+    )
     parser.add_argument("scenarios", nargs="*", default=list(SCENARIOS))
     args = parser.parse_args()
     rows = []
@@ -246,7 +289,7 @@ def main() -> int:
     try:
         modes = {"off": [False], "on": [True], "both": [False, True]}[args.progress]
         for name in args.scenarios:
-            for row in run(name, server, args.repeat, args.gateways, modes):
+            for row in run(name, server, args.repeat, args.gateways, modes, args.floor):
                 rows.append(row)
                 walls = ", ".join(f"{w:.2f}" for w in row["walls"])
                 print(f"done {row['scenario']}: {row['wall_s']:.3f} s ({walls})", file=sys.stderr)
@@ -254,14 +297,16 @@ def main() -> int:
         server.stop()
     print(
         "| scenario | wall (median) | model calls | peak in flight | critical path | per call "
-        "| peak REPL calls | peak extra RSS |"
+        "| peak REPL calls | peak extra RSS | bare-litellm floor | ratio |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        floor = "—" if r["floor_s"] is None else f"{r['floor_s']:.3f} s"
+        ratio = "—" if r["ratio"] is None else f"{r['ratio']:.2f} ×"
         print(
             f"| {r['scenario']} | {r['wall_s']:.3f} s | {r['calls']} | {r['peak']} | "
             f"{r['critical_s']:.2f} s | {r['per_call_ms']:.2f} ms | {r['repl']} | "
-            f"{r['rss_mb']:.0f} MB |"
+            f"{r['rss_mb']:.0f} MB | {floor} | {ratio} |"
         )
     return 0
 

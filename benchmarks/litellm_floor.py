@@ -3,7 +3,9 @@
     python benchmarks/litellm_floor.py --calls 1024 --concurrency 256 [--latency-ms 0]
 
 Same scripted server as `fanout.py`, in its own process; one asyncio loop in this process sends
-`--calls` requests with at most `--concurrency` in flight, after one warm-up call.
+`--calls` requests with at most `--concurrency` in flight, after one warm-up call. With `--url`
+it uses a server that is already running (`fanout.py --floor` runs it that way, between its own
+runs, so both see the same machine load).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def _serve(conn, latency_s: float) -> None:
         conn.recv()  # until told to stop
 
 
-async def _loop(url: str, calls: int, concurrency: int) -> float:
+async def _loop(url: str, calls: int, concurrency: int, model: str) -> float:
     import litellm
 
     limit = asyncio.Semaphore(concurrency)
@@ -33,7 +35,7 @@ async def _loop(url: str, calls: int, concurrency: int) -> float:
     async def one(i: int) -> None:
         async with limit:
             await litellm.acompletion(
-                model="openai/floor",
+                model=model,
                 messages=[{"role": "user", "content": f"LEAF {i}"}],
                 api_base=url,
                 api_key="sk-floor",
@@ -52,17 +54,27 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=1024)
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--latency-ms", type=float, default=0.0)
-    args = parser.parse_args()
-    conn, child = multiprocessing.Pipe()
-    server = multiprocessing.get_context("fork").Process(
-        target=_serve, args=(child, args.latency_ms / 1000), daemon=True
+    parser.add_argument("--url", help="a running server to call (--latency-ms is then ignored)")
+    parser.add_argument(
+        "--model",
+        default="openai/floor",
+        help="model name sent to the local server (a name in litellm's price map, such as "
+        "openai/gpt-4o-mini, skips litellm's slow paths for unknown models)",
     )
-    server.start()
-    try:
-        wall = asyncio.run(_loop(conn.recv(), args.calls, args.concurrency))
-    finally:
-        conn.send("stop")
-        server.join(5)
+    args = parser.parse_args()
+    if args.url:
+        wall = asyncio.run(_loop(args.url, args.calls, args.concurrency, args.model))
+    else:
+        conn, child = multiprocessing.Pipe()
+        server = multiprocessing.get_context("fork").Process(
+            target=_serve, args=(child, args.latency_ms / 1000), daemon=True
+        )
+        server.start()
+        try:
+            wall = asyncio.run(_loop(conn.recv(), args.calls, args.concurrency, args.model))
+        finally:
+            conn.send("stop")
+            server.join(5)
     print(
         f"bare litellm: {args.calls} calls in {wall:.3f} s = {1000 * wall / args.calls:.2f} ms/call"
     )
