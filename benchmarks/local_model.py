@@ -12,7 +12,8 @@ Modes:
            does not fit the 16k-token window
   rlm-code the REPL, prompt "small-code": code only, no sub-calls
   rlm      the REPL, prompt "small": code and `llm_query` fan-out
-Every run gets `--max-time` seconds (the target: 180); a run over it, or with an error, counts as
+An answer is right when the only number in it is the expected one (plain calls answer in a
+sentence). Every run gets `--max-time` seconds (the target: 180); a run over it, or with an error, counts as
 wrong. Model: `--model local` (Qwen2.5-Coder-1.5B) at temperature 0, `--slots` server slots.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import re
 import sys
 import time
 
@@ -93,6 +95,12 @@ MODES = {
 }
 
 
+def is_right(answer: str, expected: str) -> bool:
+    """The answer names exactly one number, the expected one: "27" and "There are 27
+    complaints." are right, "27 of 100" is not."""
+    return re.findall(r"\d+", answer) == [expected]
+
+
 def run(task: str, mode: str, args: argparse.Namespace) -> dict:
     query, context, expected = TASKS[task]()
     rlm = RLM(
@@ -113,8 +121,8 @@ def run(task: str, mode: str, args: argparse.Namespace) -> dict:
     return {
         "task": task,
         "mode": mode,
-        "right": answer == expected,
-        "answer": answer[:40],
+        "right": is_right(answer, expected),
+        "answer": answer if len(answer) <= 40 else answer[:18] + " … " + answer[-18:],
         "expected": expected,
         "wall_s": wall,
         "calls": calls,

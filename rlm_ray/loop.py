@@ -57,6 +57,9 @@ class LoopSettings:
     few_shot: tuple[dict[str, str], ...] = ()
     first_turn: str = prompts.FIRST_TURN
     next_turn: str = prompts.NEXT_TURN
+    # The user message after a turn whose code raised (None: `next_turn`); small models answer
+    # a guess after an error unless told to fix the code first.
+    error_turn: str | None = None
     checkpoint: Callable[[Messages, int], None] = lambda messages, index: None
     """Called after each model reply, before its code runs, with the conversation so far (the
     reply included) and the reply's turn index: what a `Resume` needs if the REPL is lost."""
@@ -99,16 +102,18 @@ def run_loop(
         if answer is not None:
             trace.answer, trace.finished_by = answer
             return answer[0]
-        turn_prompt = _next_prompt(feedback, index, settings)
+        failed = any(cell.error is not None for cell in iteration.cells)
+        turn_prompt = _next_prompt(feedback, index, settings, failed)
     return _last_word(llm, repl, messages, feedback, settings, trace, usage)
 
 
-def _next_prompt(feedback: str, index: int, settings: LoopSettings) -> str:
+def _next_prompt(feedback: str, index: int, settings: LoopSettings, failed: bool = False) -> str:
     """The user message after turn `index`: its REPL output, then the call to go on."""
+    template = settings.error_turn if failed and settings.error_turn else settings.next_turn
     return (
         feedback
         + "\n\n"
-        + settings.next_turn.format(
+        + template.format(
             iteration=index + 2, max_iterations=settings.max_iterations, query=settings.query
         )
     )

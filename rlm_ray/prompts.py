@@ -199,7 +199,8 @@ class PromptVariant:
     ({context_description}, {sub_window_chars}, {recursion_note}, {max_output_chars},
     {cell_timeout}); a template may use any subset. `few_shot` are (user, assistant) turns shown
     between the system message and the query; `stop` ends each REPL turn's reply (unless the
-    caller set `stop` in `llm_kwargs`)."""
+    caller set `stop` in `llm_kwargs`). The turn templates may use {query}, {iteration} and
+    {max_iterations}."""
 
     name: str
     version: int
@@ -208,6 +209,7 @@ class PromptVariant:
     stop: tuple[str, ...] = ()
     first_turn: str = FIRST_TURN
     next_turn: str = NEXT_TURN
+    error_turn: str | None = None  # after a turn whose code raised; None: `next_turn`
 
     def few_shot_messages(self) -> list[dict[str, str]]:
         messages = []
@@ -227,13 +229,17 @@ Each reply of yours is exactly one ```repl code block; then stop. The user runs 
 - `llm_query(prompt)`: asks a helper model about a short text (under {sub_window_chars} characters) and returns its answer as a str. It is slow: send short prompts;
 - `llm_query_batched(prompts)`: many llm_query calls at once, returns a list of str.
 
-Search with code first (str.find, re, slicing) and print only short parts. Use llm_query for what code cannot decide, one short piece of text per prompt. When the printed output answers the query, reply with one line: FINAL(answer). Never write output yourself and never guess."""
+Search with code first (str.find, re, slicing) and print only short parts. If `context` is a list, each item is one record: use re and str methods on an item, not on the list. Use llm_query for what code cannot decide, one short piece of text per prompt: to count or pick records by their meaning, ask llm_query_batched about each distinct record. When the printed output answers the query, reply with one line: FINAL(answer). Never write output yourself and never guess."""
 
 # {context_description} is filled per call (`first_turn`), so the real first turn reads like the
 # examples' and the model picks the example that matches its context's type.
 SMALL_FIRST_TURN = "{context_description}\nQuery: {query}\nYour first ```repl block:"
 SMALL_NEXT_TURN = (
     "Your next ```repl block, or FINAL(answer) if the output above answers the query: {query}"
+)
+SMALL_ERROR_TURN = (
+    "Your code failed with the error above: nothing is known yet. Write a corrected ```repl "
+    "block for the query: {query}"
 )
 
 _SMALL_EXAMPLE_SEARCH = (
@@ -262,39 +268,45 @@ _SMALL_EXAMPLE_COUNT = (
             query="How many messages are complaints?",
         )
     ),
+    # Measured with Qwen2.5-Coder-1.5B on 16 messages (docs/local_model.md): "Is this message a
+    # complaint? Answer yes or no." got 12/16 right ("Yes." to praise); two labels, each defined,
+    # got 16/16. Identical records are asked once: 400 sub-calls take minutes on a CPU.
     """```repl
-prompts = [f"Is this message a complaint? Answer yes or no.\\nMessage: {m}" for m in context]
+distinct = sorted(set(context))
+prompts = [f"Classify the message as COMPLAINT or OTHER. COMPLAINT: the writer is unhappy about a problem. OTHER: praise, thanks, or a question. Reply with one word.\\nMessage: {m}" for m in distinct]
 answers = llm_query_batched(prompts)
-count = sum(1 for a in answers if a.strip().lower().startswith("yes"))
-print(count)
+label = dict(zip(distinct, answers))
+count = sum(1 for m in context if "COMPLAINT" in label[m].upper())
+print(len(distinct), "distinct messages;", count, "complaints")
 ```""",
 )
 _SMALL_EXAMPLE_COUNT_DONE = (
-    "Output of code block 1:\n41\n\n"
+    "Output of code block 1:\n212 distinct messages; 41 complaints\n\n"
     + SMALL_NEXT_TURN.format(query="How many messages are complaints?"),
     "FINAL(41)",
 )
 
 SMALL = PromptVariant(
     name="small",
-    version=1,
+    version=2,
     system=SMALL_SYSTEM,
     few_shot=(
-        _SMALL_EXAMPLE_SEARCH,
-        _SMALL_EXAMPLE_SEARCH_DONE,
         _SMALL_EXAMPLE_COUNT,
         _SMALL_EXAMPLE_COUNT_DONE,
+        _SMALL_EXAMPLE_SEARCH,
+        _SMALL_EXAMPLE_SEARCH_DONE,
     ),
     # Without these, small models write the "output" of their code themselves and trust it.
     stop=("Output of code block", "\nUser:", "\n```\n"),
     first_turn=SMALL_FIRST_TURN,
     next_turn=SMALL_NEXT_TURN,
+    error_turn=SMALL_ERROR_TURN,
 )
 
 # "small" without sub-calls: the model has only code (the benchmark's "RLM without sub-calls").
 SMALL_CODE = PromptVariant(
     name="small-code",
-    version=1,
+    version=2,
     system=SMALL_SYSTEM.replace(
         """- `llm_query(prompt)`: asks a helper model about a short text (under {sub_window_chars} \
 characters) and returns its answer as a str. It is slow: send short prompts;
@@ -302,12 +314,16 @@ characters) and returns its answer as a str. It is slow: send short prompts;
 """,
         "",
     ).replace(
-        " Use llm_query for what code cannot decide, one short piece of text per prompt.", ""
+        " Use llm_query for what code cannot decide, one short piece of text per prompt: to "
+        "count or pick records by their meaning, ask llm_query_batched about each distinct "
+        "record.",
+        "",
     ),
     few_shot=(_SMALL_EXAMPLE_SEARCH, _SMALL_EXAMPLE_SEARCH_DONE),
     stop=SMALL.stop,
     first_turn=SMALL_FIRST_TURN,
     next_turn=SMALL_NEXT_TURN,
+    error_turn=SMALL_ERROR_TURN,
 )
 
 PROMPTS: dict[str, PromptVariant] = {p.name: p for p in (PAPER, SMALL, SMALL_CODE)}

@@ -406,6 +406,7 @@ def _loop_settings(
         few_shot=tuple(variant.few_shot_messages()),
         first_turn=prompts.first_turn(variant, context),
         next_turn=variant.next_turn,
+        error_turn=variant.error_turn,
     )
 
 
@@ -766,9 +767,13 @@ class REPLPool:
 
     async def _take_worker(self, spec: CallSpec) -> tuple[Any, str]:
         """A warm or new worker, on a node holding the call's context if one has room."""
-        nodes = self._live_nodes() or [self._node]
+        holders: list[str] = []
+        if spec.context_ref is not None and len(self._live_nodes()) > 1:
+            # a blocking GCS query (up to 1 s): in a thread, so the pool's other calls go on
+            holders = await asyncio.to_thread(_holders, spec.context_ref)
+        nodes = self._live_nodes() or [self._node]  # after the await: no stale counts below
         roomy = [n for n in nodes if self._busy[n] < self._slots] or nodes
-        local = [n for n in _holders(spec.context_ref) if n in roomy]
+        local = [n for n in holders if n in roomy]
         node = next((n for n in local if self._idle.get(n)), None)
         if node is None:
             node = (

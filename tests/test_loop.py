@@ -157,3 +157,17 @@ def test_checkpoint_after_each_reply_and_resume_from_it_with_a_notice():
     assert sent[: len(messages)] == messages and len(sent) == len(messages) + 1
     assert "LOST-NOTICE" in sent[-1]["content"] and "iteration 3 of 5" in sent[-1]["content"]
     assert [it.index for it in trace.iterations] == [2]
+
+
+def test_after_failed_code_the_error_turn_asks_for_a_fix():
+    fake = FakeLLM(turns(code("raise"), code("fine"), "FINAL(ok)"))
+    run(fake, next_turn="GO ON: {query}", error_turn="FIX IT: {query}")
+    assert fake.requests[1].last_user.endswith("FIX IT: What is it?")
+    assert "ValueError: boom" in fake.requests[1].last_user
+    assert fake.requests[2].last_user.endswith("GO ON: What is it?")
+
+
+def test_without_an_error_turn_a_failed_turn_gets_the_next_turn():
+    fake = FakeLLM(turns(code("raise"), "FINAL(ok)"))
+    run(fake, next_turn="GO ON: {query}")
+    assert fake.requests[1].last_user.endswith("GO ON: What is it?")

@@ -26,7 +26,9 @@ COMPLAINTS = [
     "The jacket fell apart after one wash, this is unacceptable.",
     "Your app deleted all my saved notes and I want a refund.",
 ]
-OTHERS = [  # clear praise: the 1.5B model called plain questions complaints (8 of 12 "yes")
+OTHERS = [  # praise and questions: the sub-prompt must tell a question from a complaint
+    "Could you tell me your opening hours on Sunday?",
+    "Do you ship to Canada?",
     "Thanks, the delivery was quick and the product works great.",
     "I love the new colours in the spring collection.",
     "The staff at the Lyon store were very friendly and helpful.",
@@ -86,21 +88,14 @@ def test_needle_in_a_long_context(local_rlm):
 
 
 def test_a_count_fans_out_over_the_records(local_rlm):
-    # A 1.5B model needs the hint: with "How many messages are complaints?" alone it copied the
-    # search example (re.finditer over a list) and answered 0 in two runs out of two.
-    query = "How many messages are complaints? Ask llm_query_batched about every message."
-    result = local_rlm.completion(query, messages())
+    result = local_rlm.completion("How many messages are complaints?", messages())
     show(result)
     subcalls = [sub for cell in code_cells(result) for sub in cell.subcalls]
-    assert len(subcalls) >= len(COMPLAINTS) + len(OTHERS)  # one llm_query per message
+    assert len(subcalls) >= len(COMPLAINTS) + len(OTHERS)  # one llm_query per distinct message
     assert all(sub.error is None for sub in subcalls)
     assert result.usage.calls == len(result.trace.iterations) + len(subcalls)
     assert result.trace.finished_by in ("FINAL", "FINAL_VAR")
-    assert result.answer.strip().isdigit()
-    if result.answer.strip() != str(len(COMPLAINTS)):
-        # Known (docs/local_model.md): the mechanics work, but the 1.5B sub-model answers "yes"
-        # to most messages (8 and 11 of 12 in two runs). Reported as xfail, not hidden.
-        pytest.xfail(f"sub-model accuracy: counted {result.answer.strip()}, expected 5")
+    assert result.answer.strip() == str(len(COMPLAINTS))
 
 
 def test_no_server_outlives_its_run(local_rlm):
