@@ -7,9 +7,10 @@ Each cluster is a `ray.cluster_utils.Cluster` on this machine: a head and N-1 wo
 each with its own object store (one CPU each; rlm-ray's actors reserve none). The fan-out
 scenarios are those of benchmarks/fanout.py, run the same way (warm-up, then the median).
 
-`node-loss` (N >= 2): a worker node joins; the root fans out 6 `recursive_llm` children (each
-one leaf call); when every child waits on its leaf, that node is removed (its raylet and workers
-SIGKILLed). Reported: the wall time of the same run without a loss, the wall time with it, and
+`node-loss` (N >= 2): a worker node joins; the root fans out 11 `recursive_llm` children (each
+one leaf call) over 3 REPL slots per node, so with 3 nodes besides the joining one, at least 3
+children must run on it (the others' 9 slots hold the root and 8 children); when every child
+waits on its leaf, that node is removed: its worker processes, then its raylet, SIGKILLed. Reported: the wall time of the same run without a loss, the wall time with it, and
 "recovery": from the kill to the answer, against the same span in the run without a loss.
 """
 
@@ -26,21 +27,24 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import fanout  # noqa: E402
+import psutil  # noqa: E402
 
 from rlm_ray import RLM  # noqa: E402
 from rlm_ray.testing import by_marker, code, turns  # noqa: E402
 
+_CHILDREN = 11
 # A child that lost its REPL is told so and sees the same reply again: it re-runs its one cell.
 _CHILD = turns(code("FINAL(int(llm_query('LEAF')) + 1)"))
 _ROOT = turns(
     code(
-        "rs = [recursive_llm(f'CHILD {i}', f'c{i}') for i in range(6)]\nFINAL(sum(int(r) for r in rs))"
+        f"rs = [recursive_llm(f'CHILD {{i}}', f'c{{i}}') for i in range({_CHILDREN})]"
+        "\nFINAL(sum(int(r) for r in rs))"
     )
 )
 fanout.SCENARIOS["node-loss"] = dict(
     script=by_marker({"LEAF": "1", "CHILD": _CHILD}, default=_ROOT),
     latency=0.5,
-    calls=1 + 6 * 2,
+    calls=1 + _CHILDREN * 2,
     critical=3,
     rlm={"max_depth": 2, "max_repl_actors_per_node": 3},
 )
@@ -72,24 +76,28 @@ def node_loss(cluster, server: fanout.ServerProcess, repeat: int) -> dict:
     rlm = RLM("openai/bench", api_base=server.url, api_key="sk-bench", **_LOSS_RLM)
     server.call("set", "node-loss", 0.0)
     rlm.completion("warm-up", "ctx")
-    plain, lossy, spans, plain_spans = [], [], [], []
+    plain, lossy, spans, plain_spans, restarts = [], [], [], [], []
     for _ in range(repeat):
-        wall, span = _timed_run(rlm, server, cluster, kill=False)
+        wall, span, _ = _timed_run(rlm, server, cluster, kill=False)
         plain.append(wall)
         plain_spans.append(span)
-        wall, span = _timed_run(rlm, server, cluster, kill=True)
+        wall, span, lost = _timed_run(rlm, server, cluster, kill=True)
         lossy.append(wall)
         spans.append(span)
+        restarts.append(lost)
     return {
         "plain_s": statistics.median(plain),
         "lossy_s": statistics.median(lossy),
         "recovery_s": statistics.median(spans),
         "plain_span_s": statistics.median(plain_spans),
+        "restarts": restarts,
     }
 
 
-def _timed_run(rlm: RLM, server: fanout.ServerProcess, cluster, kill: bool) -> tuple[float, float]:
-    """(wall time, time from "every child waits on its leaf" to the answer)."""
+def _timed_run(
+    rlm: RLM, server: fanout.ServerProcess, cluster, kill: bool
+) -> tuple[float, float, int]:
+    """(wall time, time from "every child waits on its leaf" to the answer, REPLs re-created)."""
     doomed = cluster.add_node(num_cpus=1) if kill else None
     cluster.wait_for_nodes()
     server.call("set", "node-loss", 0.5)
@@ -97,15 +105,29 @@ def _timed_run(rlm: RLM, server: fanout.ServerProcess, cluster, kill: bool) -> t
     started = time.perf_counter()
     thread = threading.Thread(target=lambda: box.update(result=rlm.completion("q", "ctx")))
     thread.start()
-    while server.call("stats")[0] < 1 + 6 + 6 and thread.is_alive():  # root, 6 turns, 6 leaves
+    # the root's turn, then each child's turn and leaf
+    while server.call("stats")[0] < 1 + 2 * _CHILDREN and thread.is_alive():
         time.sleep(0.02)
     mark = time.perf_counter()
     if doomed is not None:
-        cluster.remove_node(doomed, allow_graceful=False)
+        _kill_node(cluster, doomed)
     thread.join()
     done = time.perf_counter()
-    assert box["result"].answer == "12", box
-    return done - started, done - mark
+    assert box["result"].answer == str(2 * _CHILDREN), box
+    restarts = sum(call.repl_restarts for call in box["result"].trace.walk())
+    return done - started, done - mark, restarts
+
+
+def _kill_node(cluster, node) -> None:
+    """A machine vanishing: SIGKILL the node's worker processes, then its raylet. (A raylet
+    killed alone leaves its workers running for a moment, long enough to finish a short call.)"""
+    raylet = node.all_processes["raylet"][0].process.pid
+    for proc in psutil.Process(raylet).children(recursive=True):
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    cluster.remove_node(node, allow_graceful=False)
 
 
 def main() -> int:
@@ -129,7 +151,7 @@ def main() -> int:
                             r = node_loss(cluster, server, args.repeat)
                             rows.append((nodes, name, _loss_text(r)))
                         continue
-                    r = fanout.run(name, server, args.repeat, args.gateways)
+                    (r,) = fanout.run(name, server, args.repeat, args.gateways)
                     rows.append((nodes, name, f"{r['wall_s']:.3f} s ({r['calls']} calls)"))
                     print(f"done {nodes} nodes {name}: {rows[-1][2]}", file=sys.stderr)
             finally:
@@ -148,7 +170,8 @@ def main() -> int:
 def _loss_text(r: dict) -> str:
     return (
         f"no loss {r['plain_s']:.2f} s, node lost {r['lossy_s']:.2f} s; kill to answer "
-        f"{r['recovery_s']:.2f} s (same span without a loss: {r['plain_span_s']:.2f} s)"
+        f"{r['recovery_s']:.2f} s (same span without a loss: {r['plain_span_s']:.2f} s); "
+        f"REPLs re-created per lossy run: {r['restarts']}"
     )
 
 

@@ -207,9 +207,11 @@ def run(
     server: ServerProcess,
     repeat: int,
     gateways: int,
-    modes: list[bool],
+    modes: list[bool] | None = None,
     floor: bool = False,
 ) -> list:
+    """Rows of `name`, one per progress mode (default: without progress only)."""
+    modes = modes or [False]
     spec = SCENARIOS[name]
     server.call("set", name, 0.0)
     snapshots: list = []
