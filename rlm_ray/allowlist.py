@@ -53,18 +53,82 @@ _EXCEPTIONS = (
 ).split()  # no BaseException, SystemExit, KeyboardInterrupt, GeneratorExit
 
 
-def _type(*args: Any) -> type | Callable[..., Any]:
-    """`type(x)` only; a metaclass comes back as this function, so `type(type(1))` stays tame."""
+def _type(*args: Any) -> Any:
+    """`type(x)` only; a metaclass comes back as this function, so `type(type(1))` stays tame,
+    and a class of the runtime's own comes back as a `HostClass` stand-in (see `tame_class`)."""
     if len(args) != 1:
         raise TypeError(
             "type() takes exactly 1 argument in the sandbox; creating classes with "
             "type(name, bases, dict) is not allowed"
         )
     cls = type(unwrap_future(args[0]))
-    return _type if issubclass(cls, type) else cls
+    return _type if issubclass(cls, type) else tame_class(cls)
+
+
+class HostClass:
+    """What model code gets for a class of the runtime (e.g. ``type(context)`` of a corpus
+    view): its name, and `isinstance` works, but it cannot be called or subclassed, and has no
+    ``mro()`` — so model code cannot build a view over a source of its own."""
+
+    __slots__ = ("_cls",)
+    _cls: type
+
+    def __init__(self, cls: type) -> None:
+        object.__setattr__(self, "_cls", cls)
+
+    @property
+    def __name__(self) -> str:  # type: ignore[override]
+        return self._cls.__name__
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise TypeError("this class is read-only in the sandbox")
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is HostClass and other._cls is self._cls
+
+    def __hash__(self) -> int:
+        return hash(self._cls)
+
+    def __repr__(self) -> str:
+        return f"<class '{self._cls.__name__}'>"
+
+    def __mro_entries__(self, bases: tuple) -> tuple:
+        raise TypeError(f"classes of the REPL runtime ({self._cls.__name__}) cannot be subclassed")
+
+
+_OPEN_CLASSES: set[type] = set()  # runtime classes model code may hold (e.g. SubCallError)
+
+
+def allow_class(cls: type) -> type:
+    """Let model code hold `cls` itself (an exception class it must be able to catch)."""
+    _OPEN_CLASSES.add(cls)
+    return cls
+
+
+def tame_class(cls: type) -> Any:
+    """`cls` if model code may hold it — a builtin, a class defined in the REPL, an allowlisted
+    one — else a `HostClass` stand-in."""
+    if cls.__module__ == "builtins" or cls in _OPEN_CLASSES or cls in _STDLIB_CLASSES:
+        return cls
+    if isinstance(cls, CellClass):
+        return cls
+    return HostClass(cls)
+
+
+def tame_mro(cls: type) -> Callable[[], list[Any]]:
+    """``cls.mro`` as model code gets it: the runtime's classes in it are stand-ins."""
+    return lambda: [tame_class(c) for c in type.mro(cls)]
+
+
+class CellClass(type):
+    """Metaclass of classes defined in the REPL (RestrictedPython's ``__metaclass__``)."""
 
 
 def _isinstance(obj: Any, classinfo: Any) -> bool:
+    if type(classinfo) is HostClass:
+        classinfo = classinfo._cls
+    elif type(classinfo) is tuple:
+        classinfo = tuple(c._cls if type(c) is HostClass else c for c in classinfo)
     return isinstance(unwrap_future(obj), classinfo)
 
 
@@ -164,6 +228,44 @@ def _build_proxy(label: str) -> ModuleProxy:
 
 
 _PROXIES = {label: _build_proxy(label) for label in _MODULE_MEMBERS}
+_STDLIB_CLASSES: frozenset[type] = frozenset(
+    value
+    for proxy in _PROXIES.values()
+    for value in object.__getattribute__(proxy, "_members").values()
+    if isinstance(value, type)
+)
+
+# In-place mutators among the allowlisted functions: they must not change what the REPL injected.
+_MUTATING = {
+    "heapq": "heappush heappop heapify heapreplace heappushpop",
+    "bisect": "insort insort_left insort_right",
+}
+_read_only_checks: list[Callable[[Any], bool]] = []
+
+
+def guard_read_only(is_read_only: Callable[[Any], bool]) -> None:
+    """Register a check (one per live sandbox) that says whether an object is injected."""
+    _read_only_checks.append(is_read_only)
+
+
+def forget_read_only(is_read_only: Callable[[Any], bool]) -> None:
+    if is_read_only in _read_only_checks:
+        _read_only_checks.remove(is_read_only)
+
+
+def _refusing_read_only(label: str, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def call(target: Any, *args: Any, **kwargs: Any) -> Any:
+        if any(check(target) for check in list(_read_only_checks)):
+            raise TypeError(f"{label}.{name}: values provided by the REPL are read-only")
+        return fn(target, *args, **kwargs)
+
+    return call
+
+
+for _label, _names in _MUTATING.items():
+    _members = object.__getattribute__(_PROXIES[_label], "_members")
+    for _name in _names.split():
+        _members[_name] = _refusing_read_only(_label, _name, _members[_name])
 
 
 def _import(

@@ -14,9 +14,11 @@ When the limit is reached the watchdog thread stops the cell, escalating:
    GIL (a catastrophic regex) starves the watchdog, so the timer's SIGALRM, due a little after
    the budget runs out, stops it instead;
 3. after a grace period the sandbox's `hard_kill` callback runs (the Ray runtime's ends the REPL
-   process), for code that outlives the interrupts. C code that holds the GIL without checking
-   for signals starves the watchdog too, so even this waits until it returns (see the threat
-   model in `rlm_ray.sandbox`).
+   process), for code that outlives the interrupts;
+4. C code that holds the GIL without checking for signals (a catastrophic regex in a fan-out
+   thread) starves the watchdog too, so the watchdog also keeps a `kill_switch.KillSwitch`
+   armed: a process outside this one that kills it a little after the grace period unless the
+   watchdog, still running, pushed the deadline back.
 
 `CellTimeout` is a `BaseException` and the policy in `rlm_ray.sandbox` re-raises it ahead of any
 handler model code writes, so it cannot be swallowed. No RestrictedPython here.
@@ -33,6 +35,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from rlm_ray.cell_output import CellOutput
+from rlm_ray.kill_switch import KillSwitch
 
 
 class CellTimeout(BaseException):
@@ -40,8 +43,29 @@ class CellTimeout(BaseException):
 
 
 _TICK_S = 0.01  # watchdog clock resolution
+_SWITCH_MARGIN_S = 1.0  # the outside kill comes this long after the in-process hard kill
+_SWITCH_SLACK_S = 0.25  # the switch's deadline is re-sent when it moved by more than this
 _CAN_SIGNAL = hasattr(signal, "pthread_kill") and hasattr(signal, "SIGALRM")
 KICK_S = 0.05  # how often a timed-out cell's threads are interrupted again
+
+
+FANOUT_STACK_BYTES = 1 << 20
+"""Stack of a fan-out thread. subtle: the memory cap (RLIMIT_DATA) counts thread stacks, and
+the default 8 MiB each would let 256 threads take 2 GiB; Python's recursion limit stops deep
+recursion, Python or C, long before 1 MiB (measured: 990-deep recursion, repr and json.dumps of
+a 50,000-deep list all end in RecursionError at 512 KiB)."""
+_WATCHDOG_STACK_BYTES = 256 << 10
+_STACK_LOCK = threading.Lock()
+
+
+def start_thread(thread: threading.Thread, stack_bytes: int) -> None:
+    """Start `thread` with a stack of `stack_bytes` (the process's default is left as it was)."""
+    with _STACK_LOCK:
+        previous = threading.stack_size(stack_bytes)
+        try:
+            thread.start()
+        finally:
+            threading.stack_size(previous)
 
 
 def async_raise(ident: int, exc: type[BaseException] | None) -> None:
@@ -118,13 +142,25 @@ class _Watchdog(threading.Thread):
     """Counts a cell's running time (not time in waiting()) and stops it when over the limit."""
 
     def __init__(
-        self, cell: Cell, limit_s: float, hard_kill: Callable[[], None] | None, grace_s: float
+        self,
+        cell: Cell,
+        limit_s: float,
+        hard_kill: Callable[[], None] | None,
+        grace_s: float,
+        switch: KillSwitch | None,
     ) -> None:
         super().__init__(name="rlm-cell-watchdog", daemon=True)
         self.cell, self.limit_s, self.hard_kill, self.grace_s = cell, limit_s, hard_kill, grace_s
+        self.switch = switch
         self.expired_at: float | None = None
         self.killed = False
         self._stop_event = threading.Event()
+        if switch is not None:  # before the thread runs: C code may starve it from the start
+            switch.arm(time.monotonic() + limit_s + grace_s + _SWITCH_MARGIN_S)
+
+    def _push_switch(self, deadline: float) -> None:
+        if self.switch is not None and abs(deadline - self.switch.deadline) > _SWITCH_SLACK_S:
+            self.switch.arm(deadline)
 
     def run(self) -> None:
         counted, last, last_kick = 0.0, time.monotonic(), 0.0
@@ -137,7 +173,9 @@ class _Watchdog(threading.Thread):
                 _arm_alarm(self.cell, 0.0)
             if self.expired_at is None:
                 _arm_alarm(self.cell, self.limit_s - counted)
+                self._push_switch(now + self.limit_s - counted + self.grace_s + _SWITCH_MARGIN_S)
                 continue
+            self._push_switch(self.expired_at + self.grace_s + _SWITCH_MARGIN_S)
             if now - last_kick >= KICK_S:
                 self.cell.kick()
                 last_kick = now
@@ -149,6 +187,8 @@ class _Watchdog(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
         self.join()
+        if self.switch is not None:
+            self.switch.disarm()
 
 
 def _arm_alarm(cell: Cell, remaining_s: float) -> None:
@@ -178,11 +218,13 @@ class CellClock:
         max_workers: int,
         hard_kill: Callable[[], None] | None,
         grace_s: float,
+        switch: KillSwitch | None = None,
     ) -> None:
         self.timeout_s = timeout_s
         self._max_workers = max_workers
         self._hard_kill = hard_kill
         self._grace_s = grace_s
+        self._switch = switch
         self.current: Cell | None = None
         """The cell running now, if any."""
 
@@ -192,17 +234,26 @@ class CellClock:
         return cell.waiting() if cell is not None else contextlib.nullcontext()
 
     def open(self) -> Cell:
-        """Start a cell on the calling thread, with its clock running."""
+        """Start a cell on the calling thread, with its clock running.
+
+        Raises `MemoryError` or `RuntimeError` (no memory for the watchdog thread) with no
+        clock left behind: nothing of a cell that could not start may fire later."""
         on_main = threading.current_thread() is threading.main_thread()
         cell = Cell(self._max_workers, on_main and _CAN_SIGNAL)
+        if self.timeout_s is not None:
+            watchdog = _Watchdog(cell, self.timeout_s, self._hard_kill, self._grace_s, self._switch)
+            try:
+                start_thread(watchdog, _WATCHDOG_STACK_BYTES)
+            except BaseException:
+                if self._switch is not None:
+                    self._switch.disarm()
+                raise
+            cell.watchdog = watchdog
         cell.enter()
         self.current = cell
-        if self.timeout_s is not None:
-            if cell.on_main:
-                cell.previous_handler = signal.signal(signal.SIGALRM, self._on_alarm)
-                _arm_alarm(cell, self.timeout_s)  # before the watchdog's first tick
-            cell.watchdog = _Watchdog(cell, self.timeout_s, self._hard_kill, self._grace_s)
-            cell.watchdog.start()
+        if self.timeout_s is not None and cell.on_main:
+            cell.previous_handler = signal.signal(signal.SIGALRM, self._on_alarm)
+            _arm_alarm(cell, self.timeout_s)
         return cell
 
     def close(self, cell: Cell) -> None:

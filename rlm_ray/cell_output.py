@@ -39,7 +39,7 @@ class CellOutput:
         with self._lock:
             if self._size < self.MAX_CHARS:
                 self._parts.append(text[: self.MAX_CHARS - self._size])
-                self._size += len(text)
+            self._size += len(text)  # past the cap too: the note counts every dropped character
 
     def text(self) -> str:
         with self._lock:

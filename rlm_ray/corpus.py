@@ -90,6 +90,27 @@ class ChunkSource(Protocol):
     def grep(self, pattern: str, flags: int, lo: int, hi: int, limit: int) -> list[tuple]: ...
 
 
+_TRUSTED_SOURCES: set[type] = set()
+
+
+def trust_source(cls: type) -> type:
+    """Register a chunk source class of the runtime's (views refuse any other source)."""
+    _TRUSTED_SOURCES.add(cls)
+    return cls
+
+
+def rebuild_view(view: Corpus) -> Corpus:
+    """A fresh view with the same source and range, made from `view`'s fields only (see
+    `boundary.plain`); `view` must be exactly a `Corpus` or a `Document`."""
+    source, start, stop = view._source, view._start, view._stop
+    if type(source) not in _TRUSTED_SOURCES or type(start) is not int or type(stop) is not int:
+        raise TypeError("not a corpus view of the runtime's")
+    if type(view) is Document:
+        return Document(source, view._doc, start, stop)
+    return Corpus(source, start, stop)
+
+
+@trust_source
 class LocalChunks:
     """Chunks held in this process (tests, and use without Ray)."""
 
@@ -149,6 +170,8 @@ class Corpus:
     __slots__ = ("_source", "_start", "_stop")
 
     def __init__(self, source: ChunkSource, start: int = 0, stop: int | None = None) -> None:
+        if type(source) not in _TRUSTED_SOURCES:  # `type(context)(fake)` from model code
+            raise TypeError("a corpus view can only be made by the runtime")
         total = source.bounds[-1]
         self._source = source
         self._start = max(0, min(start, total))

@@ -31,7 +31,7 @@ from rlm_ray.chunks import (
     read_range,
 )
 from rlm_ray.config import check_chunking
-from rlm_ray.corpus import Corpus, check_read_size
+from rlm_ray.corpus import Corpus, check_read_size, trust_source
 
 MAX_GREP_TASKS = 64
 """A grep over more chunks than this runs as this many tasks, each over consecutive chunks."""
@@ -50,6 +50,7 @@ def put_corpus(table: Any, chunk_by: str = "chars", chunk_size: int = 200_000) -
     return Corpus(RayChunks(manifest_ref, ray.put(index), len(chunk_refs), bounds[-1]))
 
 
+@trust_source
 class RayChunks:
     """Chunks in the object store. Pickles as its two handles and two ints; each process reads
     the manifest and the index once (zero-copy) and a chunk only when a view touches it."""

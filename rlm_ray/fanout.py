@@ -21,7 +21,15 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from rlm_ray.cell_clock import KICK_S, Cell, CellClock, CellTimeout, async_raise
+from rlm_ray.cell_clock import (
+    FANOUT_STACK_BYTES,
+    KICK_S,
+    Cell,
+    CellClock,
+    CellTimeout,
+    async_raise,
+    start_thread,
+)
 
 
 class FanOut:
@@ -85,7 +93,13 @@ class FanOut:
             )
             cell.workers.append(thread)
             threads.append(thread)
-            thread.start()
+            try:
+                start_thread(thread, FANOUT_STACK_BYTES)
+            except RuntimeError:  # no memory for one more thread: the caller does the work
+                cell.workers.remove(thread)
+                threads.remove(thread)
+                cell.budget.release()
+                break
         return threads
 
 

@@ -70,7 +70,8 @@ def settle_futures(namespace: dict[str, Any], skip: Container[str]) -> None:
     """Replace finished futures held by variables (and small containers) with their values.
 
     Never waits. Fewer live futures means the guards' resolving takes its fast path more.
-    Private names and the names in `skip` (values the REPL injected) are left alone.
+    Private names and the names in `skip` (values the REPL injected) are left alone. The sandbox
+    calls it inside the cell's clock: a dict's keys may be objects of classes the model defined.
     """
     for name, value in list(namespace.items()):
         if name.startswith("_") or name in skip:
@@ -87,4 +88,8 @@ def settle_futures(namespace: dict[str, Any], skip: Container[str]) -> None:
 
 def _small_container(value: Any) -> bool:
     # Bounded so that a session holding a million-line list does not pay a walk per cell.
-    return isinstance(value, (list, tuple, dict, set)) and len(value) <= _SETTLE_MAX_ITEMS
+    # Exact types: a container class defined in the REPL is never walked (see `boundary`).
+    return type(value) in _SETTLED and len(value) <= _SETTLE_MAX_ITEMS
+
+
+_SETTLED = frozenset({list, tuple, dict, set})

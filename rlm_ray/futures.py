@@ -156,7 +156,9 @@ class _LiveCount:
 _live = _LiveCount()
 
 _MAX_WALK_DEPTH = 8
-_CONTAINERS = (list, tuple, dict, set, frozenset)
+# subtle: exact types only, here and in `_replace`. A container class defined in the REPL could
+# override the methods a walk calls, and host code must never run model code (see `boundary`).
+_CONTAINERS = frozenset({list, tuple, dict, set, frozenset})
 
 
 def contains_futures(obj: Any) -> bool:
@@ -164,21 +166,22 @@ def contains_futures(obj: Any) -> bool:
 
 
 def _collect(obj: Any, out: list[SubCallFuture], depth: int, seen: set[int]) -> list[SubCallFuture]:
-    if isinstance(obj, SubCallFuture):
+    kind = type(obj)
+    if kind is SubCallFuture:
         if not obj.done:
             out.append(obj)
         return out
-    if depth >= _MAX_WALK_DEPTH or not isinstance(obj, _CONTAINERS) or id(obj) in seen:
+    if depth >= _MAX_WALK_DEPTH or kind not in _CONTAINERS or id(obj) in seen:
         return out
     if id(obj) in _clean_ids:
         return out
     seen.add(id(obj))
-    items: Iterable[Any] = obj.items() if isinstance(obj, dict) else obj
+    items: Iterable[Any] = dict.items(obj) if kind is dict else obj
     for item in items:
-        if isinstance(item, tuple) and isinstance(obj, dict):
+        if kind is dict:
             _collect(item[0], out, depth + 1, seen)
             _collect(item[1], out, depth + 1, seen)
-        elif isinstance(item, SubCallFuture) or isinstance(item, _CONTAINERS):
+        elif type(item) is SubCallFuture or type(item) in _CONTAINERS:
             _collect(item, out, depth + 1, seen)
     return out
 
@@ -213,9 +216,9 @@ def resolve(obj: Any) -> Any:
     container cheaper to use next time, and keeps `results.sort()` sorting `results` itself);
     tuples and frozensets are rebuilt. Raises the first failed future's error.
     """
-    if isinstance(obj, SubCallFuture):
+    if type(obj) is SubCallFuture:
         return obj.result()
-    if not _live or not isinstance(obj, _CONTAINERS):
+    if not _live or type(obj) not in _CONTAINERS:
         return obj
     pending = _collect(obj, [], 0, set())
     wait_all(pending)
@@ -223,22 +226,23 @@ def resolve(obj: Any) -> Any:
 
 
 def _replace(obj: Any, depth: int, seen: set[int]) -> Any:
-    if isinstance(obj, SubCallFuture):
+    kind = type(obj)
+    if kind is SubCallFuture:
         return obj.result()
-    if depth >= _MAX_WALK_DEPTH or not isinstance(obj, _CONTAINERS) or id(obj) in seen:
+    if depth >= _MAX_WALK_DEPTH or kind not in _CONTAINERS or id(obj) in seen:
         return obj
     if id(obj) in _clean_ids:
         return obj
     seen.add(id(obj))
-    if isinstance(obj, list):
+    if kind is list:
         for i, item in enumerate(obj):
-            if isinstance(item, (SubCallFuture, *_CONTAINERS)):
+            if type(item) is SubCallFuture or type(item) in _CONTAINERS:
                 new = _replace(item, depth + 1, seen)
                 if new is not item:
                     obj[i] = new
         return obj
-    if isinstance(obj, dict):
-        for key, item in list(obj.items()):
+    if kind is dict:
+        for key, item in list(dict.items(obj)):
             new_key = _replace(key, depth + 1, seen)
             new = _replace(item, depth + 1, seen)
             if new_key is not key:
@@ -247,8 +251,8 @@ def _replace(obj: Any, depth: int, seen: set[int]) -> Any:
             elif new is not item:
                 obj[key] = new
         return obj
-    if isinstance(obj, set):
-        if any(isinstance(x, SubCallFuture) for x in obj):
+    if kind is set:
+        if any(type(x) is SubCallFuture for x in obj):
             items = [_replace(x, depth + 1, seen) for x in obj]
             obj.clear()
             obj.update(items)
@@ -256,4 +260,4 @@ def _replace(obj: Any, depth: int, seen: set[int]) -> Any:
     items = [_replace(x, depth + 1, seen) for x in obj]
     if all(a is b for a, b in zip(items, obj)):
         return obj
-    return type(obj)(items)
+    return kind(items)  # tuple or frozenset, exactly

@@ -20,7 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rlm_ray import corpus, futures, prompts
+from rlm_ray.allowlist import allow_class
+from rlm_ray.boundary import exact_str, plain
+from rlm_ray.boundary import type_name as boundary_name
 from rlm_ray.errors import LimitExceededError, SubCallError
+from rlm_ray.kill_switch import KillSwitch
 from rlm_ray.loop import AnswerError, CellReport
 from rlm_ray.parsing import truncate
 from rlm_ray.sandbox import NO_FINAL, FinalAnswer, Sandbox
@@ -188,6 +192,7 @@ def _usage_of(value: LLMReply | CallResult) -> Usage:
 
 
 SubCallFuture = futures.SubCallFuture
+allow_class(SubCallError)  # model code catches it by name, so it may hold the class itself
 
 
 @dataclass(frozen=True)
@@ -197,10 +202,16 @@ class REPLSettings:
     max_output_chars: int = 10_000
     max_workers: int = 256
     hard_kill: Callable[[], None] | None = None
+    kill_switch: KillSwitch | None = None
 
 
 class REPLSession:
-    """The namespace of one RLM call (implements `loop.REPL`)."""
+    """The namespace of one RLM call (implements `loop.REPL`).
+
+    Every value model code hands over leaves through `boundary.plain` (sub-call arguments) or as
+    text made inside the cell's clock (FINAL, `answer`, FINAL_VAR): nothing the model defined
+    reaches host code, other processes or the driver.
+    """
 
     def __init__(self, context: Any, backend: Backend, default_model: str, settings: REPLSettings):
         self.sandbox = Sandbox(
@@ -208,22 +219,28 @@ class REPLSession:
             subcall_names=SUBCALL_NAMES,
             max_workers=settings.max_workers,
             hard_kill=settings.hard_kill,
+            kill_switch=settings.kill_switch,
         )
         self.subcalls = SubCalls(backend, default_model=default_model, waiting=self.sandbox.waiting)
         self.context = context
         self.settings = settings
+        self.partial_answer: str | None = None
+        """The last `answer["content"]` the model set as a non-empty str (for a stopped run)."""
+        self._answer: str | None = None  # `answer["content"]` as text, once `ready` is True
+        self._answer_error: str | None = None
         futures.mark_clean(context)
         self.sandbox.inject(context=context, SubCallError=SubCallError, **self._functions())
         self.sandbox.namespace["answer"] = {"content": "", "ready": False}
 
     def close(self) -> None:
         futures.unmark_clean(self.context)
+        self.sandbox.close()
 
     # -- loop.REPL --------------------------------------------------------------------------
     def run(self, code: str) -> CellReport:
         cell = CellTrace(code=code, output="", started_s=time.time())
         self.subcalls.cell = cell
-        outcome = self.sandbox.run(code)
+        outcome = self.sandbox.run(code, after=self._probe_answer)
         self.subcalls.cell = None
         cell.output = truncate(outcome.stdout, self.settings.max_output_chars)
         error = (
@@ -234,28 +251,46 @@ class REPLSession:
         cell.error, cell.timed_out, cell.duration_s = error, outcome.timed_out, outcome.duration_s
         if outcome.final is NO_FINAL:
             return CellReport(cell)
-        return CellReport(cell, final=self._text(outcome.final), finished_by=outcome.final_kind)
+        return CellReport(cell, final=exact_str(outcome.final), finished_by=outcome.final_kind)
 
     def lookup(self, name: str) -> str | None:
-        if name not in self.sandbox.namespace:
-            return None
-        return self._text(self.sandbox.namespace[name])
+        def read() -> str | None:
+            namespace = self.sandbox.namespace
+            return _text(namespace[name]) if name in namespace else None
+
+        value, error = self.sandbox.evaluate(read)  # str() may call the model's own methods
+        if error is not None:  # a failed sub-call, an unprintable value: the model is told
+            raise AnswerError(f"the final answer could not be computed: {error}")
+        return value
 
     def ready_answer(self) -> str | None:
-        answer = self.sandbox.namespace.get("answer")
-        if not (isinstance(answer, dict) and answer.get("ready") is True):
-            return None
-        try:
-            return self._text(answer.get("content", ""))
-        except AnswerError:
-            answer["ready"] = False  # not an answer yet: the model must set it again
-            raise
+        error, self._answer_error = self._answer_error, None
+        if error is not None:
+            raise AnswerError(error)
+        return self._answer
 
-    def _text(self, value: Any) -> str:
+    def _probe_answer(self) -> None:
+        """Read `answer` after each cell, inside its clock: the model may have made it (or its
+        content) an object of a class of its own."""
+        self._answer = self._answer_error = None
+        answer = self.sandbox.namespace.get("answer")
+        if type(answer) is not dict:
+            if isinstance(answer, dict):  # may call the model's code: we are in the cell
+                raise TypeError(
+                    "`answer` must be a plain dict such as {'content': ..., 'ready': True}, "
+                    f"got {boundary_name(answer)}"
+                )
+            return
+        content = dict.get(answer, "content", "")
+        if type(content) is str and content.strip():
+            self.partial_answer = exact_str(content)
+        if dict.get(answer, "ready") is not True:
+            return
         try:
-            return str(futures.resolve(value))
+            self._answer = _text(content)
         except Exception as exc:  # a failed sub-call, an unprintable value: the model is told
-            raise AnswerError(f"the final answer could not be computed: {exc}") from None
+            dict.__setitem__(answer, "ready", False)  # not an answer yet: it must be set again
+            self._answer_error = f"the final answer could not be computed: {exc}"
 
     # -- what the model calls ---------------------------------------------------------------
     def _functions(self) -> dict[str, Callable[..., Any]]:
@@ -276,7 +311,7 @@ class REPLSession:
         `prompt` may be a corpus slice, or a list of str and slices (joined by a blank line):
         slices travel as handles and become text only where the model call is made.
         """
-        parts = corpus.prompt_parts(futures.resolve(prompt), "llm_query")
+        parts = corpus.prompt_parts(plain(prompt, "llm_query: `prompt`"), "llm_query")
         return self.subcalls.llm(parts, _model_arg(model))
 
     def _llm_query_batched(self, prompts_: Sequence[Any], model: str | None = None) -> list:
@@ -292,7 +327,7 @@ class REPLSession:
         self, prompt: Any, context: Any = None, model: str | None = None
     ) -> SubCallFuture:
         prompt = _text_arg("rlm_query", "prompt", prompt)
-        context = None if context is None else futures.resolve(context)
+        context = None if context is None else plain(context, "rlm_query: `context`")
         if self.settings.can_recurse:  # a child RLM; with no context, its context is the prompt
             return self.subcalls.rlm(
                 prompt, prompt if context is None else context, _model_arg(model)
@@ -320,13 +355,13 @@ class REPLSession:
 
     def _final(self, value: Any) -> None:
         # str() here, inside the cell, so a failure is an ordinary error the model sees
-        raise FinalAnswer(str(futures.resolve(value)), "FINAL")
+        raise FinalAnswer(_text(value), "FINAL")
 
     def _final_var(self, name: Any) -> None:
-        name = str(futures.resolve(name)).strip().strip("'\"")
+        name = _text(name).strip().strip("'\"")
         if name not in self.sandbox.namespace:
             raise NameError(f"FINAL_VAR: there is no variable {name!r}")
-        raise FinalAnswer(str(futures.resolve(self.sandbox.namespace[name])), "FINAL_VAR")
+        raise FinalAnswer(_text(self.sandbox.namespace[name]), "FINAL_VAR")
 
     def _show_vars(self) -> None:
         names = self.sandbox.variables()
@@ -336,9 +371,14 @@ class REPLSession:
             self.sandbox.print(f"{name}: {kind}")
 
 
+def _text(value: Any) -> str:
+    """`str(value)` as an exact str; call it inside a cell (it may run the model's methods)."""
+    return exact_str(str(futures.resolve(value)))
+
+
 def _text_arg(fn: str, name: str, value: Any) -> str:
-    value = futures.resolve(value)
-    if not isinstance(value, str):
+    value = plain(value, f"{fn}: `{name}`", views=False)
+    if type(value) is not str:
         raise TypeError(f"{fn}: `{name}` must be a str, got {type(value).__name__}")
     return value
 
@@ -346,17 +386,22 @@ def _text_arg(fn: str, name: str, value: Any) -> str:
 def _model_arg(model: Any) -> str | None:
     if model is None:
         return None
-    model = futures.resolve(model)
-    if not isinstance(model, str) or not model.strip():
+    model = plain(model, "`model`", views=False)
+    if type(model) is not str or not model.strip():
         raise TypeError(f"`model` must be a model name (str), got {model!r}")
     return model
 
 
 def _list_arg(fn: str, name: str, value: Any) -> list:
     value = futures.resolve(value)
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+    if type(value) in (str, bytes) or type(value) is corpus.Corpus:
         raise TypeError(f"{fn}: `{name}` must be a list, got {type(value).__name__}")
-    return list(value)
+    if type(value) not in (list, tuple):  # an iterator, a generator: read here, in the cell
+        try:
+            value = list(value)
+        except TypeError:
+            raise TypeError(f"{fn}: `{name}` must be a list, got {type(value).__name__}") from None
+    return list(plain(value, f"{fn}: `{name}`"))
 
 
 class ThreadBackend:

@@ -239,8 +239,12 @@ class REPLWorker:
     """Runs one RLM call at a time: its loop, its REPL namespace, its cells."""
 
     def __init__(self, memory_mb: int | None) -> None:
+        from rlm_ray.kill_switch import KillSwitch
         from rlm_ray.sandbox import limit_memory
 
+        # Before the memory cap: the watcher that kills this process if a cell's C code holds
+        # the GIL past its time limit (see `kill_switch`).
+        self._kill_switch = KillSwitch()
         if memory_mb:
             limit_memory(memory_mb)
 
@@ -274,6 +278,7 @@ class REPLWorker:
                 max_output_chars=cfg.max_output_chars,
                 max_workers=cfg.max_concurrent_calls,
                 hard_kill=_hard_kill,
+                kill_switch=self._kill_switch,
             ),
         )
         variant = prompts.choose(spec.model, spec.models.prompt)
@@ -373,12 +378,10 @@ def _hard_kill() -> None:
 
 
 def _best_partial(session: REPLSession, trace: CallTrace) -> str | None:
-    """A stopped call's best answer: the model's `answer["content"]` if it set one as text,
-    else its last reply."""
-    answer = session.sandbox.namespace.get("answer")
-    content = answer.get("content") if isinstance(answer, dict) else None
-    if isinstance(content, str) and content.strip():
-        return content
+    """A stopped call's best answer: the model's `answer["content"]` if it set one as text
+    (read inside a cell's clock, see `REPLSession`), else its last reply."""
+    if session.partial_answer is not None:
+        return session.partial_answer
     return trace.iterations[-1].response if trace.iterations else None
 
 
@@ -819,7 +822,7 @@ def _loss_reason(exc: RayActorError) -> str:
     text = str(exc).lower()
     if "node" in text and ("died" in text or "dead" in text or "removed" in text):
         return "its node left the cluster"
-    return "its process died"
+    return "its process died: it crashed, or a cell outran its time limit and was killed"
 
 
 _RemoteGateway: Any = ray.remote(LLMGateway)

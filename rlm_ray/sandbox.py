@@ -68,7 +68,15 @@ from RestrictedPython import compile_restricted_exec
 from RestrictedPython.Guards import guarded_unpack_sequence, safer_getattr_raise
 from RestrictedPython.transformer import IOPERATOR_TO_STR, RestrictingNodeTransformer
 
-from rlm_ray.allowlist import ModuleProxy, make_builtins
+from rlm_ray.allowlist import (
+    CellClass,
+    ModuleProxy,
+    forget_read_only,
+    guard_read_only,
+    make_builtins,
+    tame_mro,
+)
+from rlm_ray.boundary import CELL_MODULE, exact_str, refuse_pickling
 from rlm_ray.cell_clock import Cell, CellClock, CellTimeout
 from rlm_ray.cell_output import CellOutput, Printer, describe, error_text
 from rlm_ray.cell_rewrites import (
@@ -89,6 +97,7 @@ from rlm_ray.future_guards import (
     unwrap_future,
 )
 from rlm_ray.futures import SubCallFuture, resolve
+from rlm_ray.kill_switch import KillSwitch
 from rlm_ray.memory_cap import limit_memory
 
 __all__ = ["NO_FINAL", "CellOutcome", "CellTimeout", "FinalAnswer", "Sandbox", "limit_memory"]
@@ -216,10 +225,6 @@ def _policy_for(fanout_names: frozenset[str]) -> type[_Policy]:
 # -- guards: what the rewritten code calls -----------------------------------------------------
 
 
-class _SandboxClass(type):
-    """Metaclass of classes defined in the REPL (RestrictedPython's ``__metaclass__``)."""
-
-
 _WRITABLE = frozenset(
     {dict, list, set, collections.defaultdict, collections.Counter, collections.OrderedDict}
     | {collections.deque, collections.ChainMap}
@@ -265,6 +270,9 @@ class _Guards:
     def __init__(self, protected_ids: set[int]) -> None:
         self.protected_ids = protected_ids
 
+    def is_read_only(self, obj: Any) -> bool:
+        return id(obj) in self.protected_ids
+
     def getattr(self, obj: Any, name: str) -> Any:
         if type(obj) is SubCallFuture:
             obj = obj.result()
@@ -275,6 +283,11 @@ class _Guards:
                     f"{kind.__name__}.{name}: values provided by the REPL are read-only"
                 )
             return safer_getattr_raise(obj, name)
+        if isinstance(obj, type):
+            if obj in _CONTAINERS and name in _MUTATORS:  # `list.clear(context)`
+                return self._unbound_mutator(obj, name)
+            if name == "mro":  # the runtime's classes in it come back as stand-ins
+                return tame_mro(obj)
         if name == "obj" and isinstance(obj, AttributeError):  # CVE-2024-47532: leaks internals
             raise AttributeError("AttributeError.obj is not available in the sandbox")
         value = safer_getattr_raise(obj, name)
@@ -287,12 +300,22 @@ class _Guards:
         kind = type(obj)
         if id(obj) in self.protected_ids:
             raise TypeError(f"cannot modify this {kind.__name__}: it is provided by the REPL")
-        if kind in _WRITABLE or isinstance(kind, _SandboxClass):
+        if kind in _WRITABLE or isinstance(kind, CellClass):
             return obj
         raise TypeError(
             f"cannot modify {kind.__name__} objects in the sandbox; only dicts, lists, sets, "
             "collections containers and instances of classes defined in the REPL are writable"
         )
+
+    def _unbound_mutator(self, cls: type, name: str) -> Callable[..., Any]:
+        method = safer_getattr_raise(cls, name)
+
+        def call(target: Any, *args: Any, **kwargs: Any) -> Any:
+            if id(target) in self.protected_ids:
+                raise TypeError(f"{cls.__name__}.{name}: values provided by the REPL are read-only")
+            return method(target, *args, **kwargs)
+
+        return call
 
     def aug_item(self, target: Any, key: Any, op: str, value: Any) -> None:
         target[key] = _INPLACE[op](guarded_getitem(target, key), value)
@@ -312,6 +335,19 @@ _MISSING = object()
 @dataclass
 class _Result:
     exc: BaseException | None = None
+    error: str | None = None  # the exception's text, made inside the cell's clock
+
+
+_OUT_OF_MEMORY = (
+    "MemoryError: the REPL is out of memory, so the cell could not start. Free memory first "
+    "(`del` the biggest variables, or assign them None) and work on smaller pieces."
+)
+
+
+def default_grace_s(cell_timeout_s: float | None) -> float:
+    """How long a timed-out cell gets to unwind before its process is killed: its own limit,
+    at least 1 s and at most 10 s."""
+    return 10.0 if cell_timeout_s is None else min(10.0, max(1.0, cell_timeout_s))
 
 
 class Sandbox:
@@ -324,13 +360,18 @@ class Sandbox:
         subcall_names: Iterable[str] = _SUBCALL_NAMES,
         max_workers: int = 256,
         hard_kill: Callable[[], None] | None = None,
-        hard_kill_grace_s: float = 10.0,
+        hard_kill_grace_s: float | None = None,
+        kill_switch: KillSwitch | None = None,
     ) -> None:
         if cell_timeout_s is not None and cell_timeout_s <= 0:
             raise ConfigError(f"`cell_timeout_s` must be > 0 or None, got {cell_timeout_s!r}")
         if max_workers < 1:
             raise ConfigError(f"`max_workers` must be >= 1, got {max_workers!r}")
-        self._clock = CellClock(cell_timeout_s, max_workers, hard_kill, hard_kill_grace_s)
+        refuse_pickling()
+        grace_s = (
+            default_grace_s(cell_timeout_s) if hard_kill_grace_s is None else hard_kill_grace_s
+        )
+        self._clock = CellClock(cell_timeout_s, max_workers, hard_kill, grace_s, kill_switch)
         self._subcall_names = frozenset(subcall_names)
         self._fanout_names = set(self._subcall_names)
         self._fanout = FanOut(self._clock, max_workers)
@@ -339,15 +380,19 @@ class Sandbox:
         self._sources: dict[str, list[str]] = {}  # cell filename -> lines, for tracebacks
         self._cells = 0
         self._idle_output = CellOutput()  # prints from outside any cell
-        self._runtime = self._runtime_globals(_Guards(self._protected_ids))
+        self._guards = _Guards(self._protected_ids)
+        guard_read_only(self._guards.is_read_only)
+        self._runtime = self._runtime_globals(self._guards)
         self.namespace: dict[str, Any] = dict(self._runtime)
 
     def _runtime_globals(self, guards: _Guards) -> dict[str, Any]:
         printer = Printer(self._output)
         return {
             "__builtins__": make_builtins(),
-            "__name__": "sandbox",
-            "__metaclass__": _SandboxClass,
+            # subtle: the module of every class and function the cells define: one that refuses
+            # to be looked into, so pickle and Ray's cloudpickle refuse to serialise them.
+            "__name__": CELL_MODULE,
+            "__metaclass__": CellClass,
             "_getattr_": guards.getattr,
             "_getitem_": guarded_getitem,
             "_getiter_": guarded_getiter,
@@ -374,22 +419,51 @@ class Sandbox:
         self._protected_ids.update(id(v) for v in self._injected.values())
         self.namespace.update(values)
 
-    def run(self, code: str) -> CellOutcome:
-        """Run one cell. Never raises for model mistakes; state persists between calls."""
+    def close(self) -> None:
+        """Forget this sandbox's read-only values (the allowlisted mutators check them)."""
+        forget_read_only(self._guards.is_read_only)
+
+    def run(self, code: str, after: Callable[[], None] | None = None) -> CellOutcome:
+        """Run one cell. Never raises for model mistakes; state persists between calls.
+
+        `after`, if given, runs once the cell's code ended without FINAL() or a timeout, still
+        inside the cell's clock (its errors are the cell's): host code that reads what the cell
+        left (e.g. `answer`) may meet methods of classes the model defined.
+        """
         started = time.monotonic()
         compiled = self._compile(code)
         if isinstance(compiled, str):
             return CellOutcome("", compiled, NO_FINAL, "", False, time.monotonic() - started)
-        cell = self._clock.open()
         result = _Result()
         try:
-            self._execute(compiled, result)
-        except CellTimeout as exc:  # landed after the cell's own handler
-            result.exc = result.exc or exc
+            cell = self._clock.open()
+        except (MemoryError, RuntimeError):  # no memory left for the watchdog thread
+            gc.collect()
+            return CellOutcome("", _OUT_OF_MEMORY, NO_FINAL, "", False, time.monotonic() - started)
+        try:
+            self._within(cell, result, lambda: exec(compiled, self.namespace), after)
         finally:
             self._clock.close(cell)
-        self._after_cell()
+        self._restore_runtime()
         return self._outcome(result, cell, time.monotonic() - started)
+
+    def evaluate(self, fn: Callable[[], Any]) -> tuple[Any, str | None]:
+        """Run host code that touches model-made values under a cell's clock, as a cell would:
+        ``(value, None)``, or ``(None, error text)`` if it raised or ran out of time."""
+        result = _Result()
+        box: list[Any] = [None]
+        try:
+            cell = self._clock.open()
+        except (MemoryError, RuntimeError):
+            gc.collect()
+            return None, _OUT_OF_MEMORY
+        try:
+            self._within(cell, result, lambda: box.__setitem__(0, fn()), None)
+        finally:
+            self._clock.close(cell)
+        self._restore_runtime()
+        outcome = self._outcome(result, cell, 0.0)
+        return (box[0], None) if outcome.error is None else (None, outcome.error)
 
     def waiting(self) -> contextlib.AbstractContextManager[None]:
         """Wrap a blocking wait: time inside does not count toward the calling thread's limit."""
@@ -403,7 +477,8 @@ class Sandbox:
         self._output()._call_print(*objects, sep=sep, end=end)
 
     def variables(self) -> dict[str, str]:
-        """User-defined names and a short description of each value (for SHOW_VARS)."""
+        """User-defined names and a short description of each value (for SHOW_VARS); call it
+        inside a cell (or `evaluate`): describing a value may call its class's methods."""
         return {
             name: describe(value)
             for name, value in self.namespace.items()
@@ -430,23 +505,53 @@ class Sandbox:
         self._sources[filename] = code.splitlines()
         return compiled.code  # type: ignore[return-value]
 
-    def _execute(self, code: types.CodeType, result: _Result) -> None:
+    def _within(
+        self,
+        cell: Cell,
+        result: _Result,
+        body: Callable[[], Any],
+        after: Callable[[], None] | None,
+    ) -> None:
+        """Everything of one cell that may run model code, on the cell's clock: the code, the
+        host's reads of what it left (`after`), settling futures, and the error's text."""
         try:
-            exec(code, self.namespace)
+            self._step(result, body)
+            if result.exc is None and after is not None:
+                self._step(result, after)
+            if not cell.expired:
+                self._step(_Result(), lambda: settle_futures(self.namespace, self._injected))
+            if result.exc is not None and not isinstance(result.exc, FinalAnswer):
+                result.error = self._error_text(result.exc, cell)
+        except CellTimeout as exc:  # landed between the steps, after the cell's own handler
+            result.exc = result.exc or exc
+
+    @staticmethod
+    def _step(result: _Result, body: Callable[[], Any]) -> None:
+        try:
+            body()
         except KeyboardInterrupt:  # the host cancelling us: machinery, not a model mistake
             raise
         except BaseException as exc:  # model code can raise anything, BaseException included
             result.exc = exc
 
-    def _after_cell(self) -> None:
+    def _error_text(self, exc: BaseException, cell: Cell) -> str | None:
+        if cell.expired:
+            return None  # `_outcome` says the cell timed out
+        try:  # str() of the exception may call methods of a class the model defined
+            return error_text(exc, self._sources)
+        except CellTimeout:
+            raise
+        except BaseException:
+            return f"{type(exc).__name__}: (its message could not be shown)"
+
+    def _restore_runtime(self) -> None:
         for name, value in self._injected.items():
             if self.namespace.get(name, _MISSING) is not value:
                 self.namespace[name] = value
         self.namespace.update(self._runtime)
-        settle_futures(self.namespace, self._injected)
 
     def _outcome(self, result: _Result, cell: Cell, duration_s: float) -> CellOutcome:
-        exc, stdout = result.exc, cell.output.text()
+        exc, stdout = result.exc, exact_str(cell.output.text())
         result.exc = None
         if isinstance(exc, FinalAnswer):
             return CellOutcome(stdout, None, exc.value, exc.kind, False, duration_s)
@@ -458,9 +563,9 @@ class Sandbox:
                 "sub-calls."
             )
             return CellOutcome(stdout, message, NO_FINAL, "", True, duration_s)
-        error = None if exc is None else error_text(exc, self._sources)
         if isinstance(exc, MemoryError):
             gc.collect()
+        error = None if exc is None else (result.error or type(exc).__name__)
         return CellOutcome(stdout, error, NO_FINAL, "", False, duration_s)
 
     # -- runtime helpers the rewritten code calls ----------------------------------------------
