@@ -14,16 +14,22 @@ error (2 for a usage mistake on the command line, 130 on Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from rlm_ray.errors import ConfigError, RLMError
+from rlm_ray.config import RLMConfig
+from rlm_ray.errors import ConfigError, LimitExceededError, RLMError
+from rlm_ray.prompts import PROMPTS
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
+
+# The defaults shown in `--help` are RLMConfig's own: the CLI passes no default of its own.
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RLMConfig)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,31 +48,69 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--api-base", help="base URL of the model server (local servers, proxies)")
     run.add_argument("--api-key", help="API key (default: the provider's environment variable)")
     run.add_argument(
-        "--context", required=True, help="file to read the context from, or - for stdin"
+        "--context",
+        required=True,
+        metavar="PATH",
+        help="a text file (the context is its text), a .json file (parsed), - (stdin), or a "
+        "corpus: a directory (read recursively), a .jsonl, .csv or .parquet file, one document "
+        "per file, line or row (see --chunk-by)",
     )
     run.add_argument("--query", required=True, help="the question to answer")
-    run.add_argument("--max-depth", type=int, default=1, help="REPL depth (default 1: root only)")
-    run.add_argument("--max-iterations", type=int, default=20, help="model turns per call")
-    run.add_argument("--max-time", type=float, default=None, help="deadline of the run, seconds")
+    run.add_argument(
+        "--max-depth",
+        type=int,
+        default=_DEFAULTS["max_depth"],
+        metavar="N",
+        help="depth levels with a REPL: 1 = the root only, 0 = one plain model call "
+        "(default: %(default)s)",
+    )
+    run.add_argument(
+        "--max-iterations",
+        type=int,
+        default=_DEFAULTS["max_iterations"],
+        metavar="N",
+        help="model turns per call (default: %(default)s)",
+    )
+    run.add_argument(
+        "--max-time",
+        type=float,
+        metavar="SECONDS",
+        help="wall-clock deadline of the whole run (default: none)",
+    )
     budget = run.add_argument_group("budgets of the whole call tree (default: none)")
-    budget.add_argument("--max-sub-calls", type=int, help="llm_query + recursive_llm calls")
-    budget.add_argument("--max-total-tokens", type=int, help="input + output tokens")
-    budget.add_argument("--max-cost-usd", type=float, help="cost in USD (litellm's prices)")
+    budget.add_argument(
+        "--max-sub-calls", type=int, metavar="N", help="llm_query + recursive_llm calls"
+    )
+    budget.add_argument("--max-total-tokens", type=int, metavar="N", help="input + output tokens")
+    budget.add_argument(
+        "--max-cost-usd", type=float, metavar="USD", help="cost in USD (litellm's prices)"
+    )
     rates = run.add_argument_group("rate limits per model, shared by the cluster (default: none)")
-    rates.add_argument("--requests-per-minute", type=int, help="model calls per minute")
-    rates.add_argument("--tokens-per-minute", type=int, help="tokens per minute")
+    rates.add_argument("--requests-per-minute", type=int, metavar="N", help="model calls")
+    rates.add_argument("--tokens-per-minute", type=int, metavar="N", help="tokens, input + output")
     run.add_argument(
         "--chunk-by",
         choices=["chars", "tokens", "documents"],
-        default="chars",
-        help="how a corpus is cut into chunks in the object store (default: chars)",
+        default=_DEFAULTS["chunk_by"],
+        help="how a corpus is cut into chunks in the object store (default: %(default)s)",
     )
     run.add_argument(
-        "--chunk-size", type=int, default=200_000, help="chars, tokens or documents per chunk"
+        "--chunk-size",
+        type=int,
+        default=_DEFAULTS["chunk_size"],
+        metavar="N",
+        help="chars, tokens or documents per chunk (default: %(default)s)",
     )
-    run.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else local Ray)")
     run.add_argument(
-        "--prompt", help="prompt variant: paper or small (default: small for local models)"
+        "--address",
+        help="Ray cluster address (default: RAY_ADDRESS, else a local Ray started for the run)",
+    )
+    run.add_argument(
+        "--prompt",
+        metavar="NAME",
+        # not `choices`: an unknown name is RLM's one-line ConfigError (exit 1), like any setting
+        help=f"prompt variant: {', '.join(PROMPTS)} (docs/prompts.md; default: small for local "
+        "models, else paper)",
     )
     run.add_argument(
         "--trace",
@@ -120,9 +164,9 @@ def _dispatch(args: argparse.Namespace, answer_out: Any) -> int:
         return EXIT_INTERRUPTED
     except RLMError as exc:
         print(f"rlm-ray: error: {_one_line(exc)}", file=sys.stderr)
-        partial = getattr(exc, "partial_answer", None)
-        if partial:  # a limit stopped the run: show what it had (not on stdout: not the answer)
-            print(f"rlm-ray: partial answer: {partial}", file=sys.stderr)
+        if isinstance(exc, LimitExceededError) and exc.partial_answer:
+            # a limit stopped the run: show what it had (not on stdout: not the answer)
+            print(f"rlm-ray: partial answer: {exc.partial_answer}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as exc:  # a machinery failure (Ray, network): still one line, not a traceback
         print(f"rlm-ray: error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
@@ -167,9 +211,8 @@ def _run(args: argparse.Namespace, answer_out: Any) -> int:
                 rlm.on_progress = display.update
                 result = rlm.completion(args.query, context)
     except RLMError as exc:
-        failed = getattr(exc, "trace", None)  # what the failed run did, up to its error
-        if args.trace and failed is not None:
-            _write_trace(failed, args.trace, args.quiet)
+        if args.trace and exc.trace is not None:  # what the failed run did, up to its error
+            _write_trace(exc.trace, args.trace, args.quiet)
         raise
     if args.trace:
         _write_trace(result.trace, args.trace, args.quiet)

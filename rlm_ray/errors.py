@@ -10,8 +10,12 @@
     │                             model mistakes are not errors: they go back to the model
     ├── SubCallError              a sub-call made from model code failed; raised *inside*
     │                             the REPL where model code can catch it
-    └── LimitExceededError        a run limit stopped the call tree
-                                  (.limit, .value, .partial_answer)
+    ├── LimitExceededError        a run limit stopped the call tree
+    │                             (.limit, .value, .partial_answer)
+    └── LocalServerError          rlm-ray's own model server (`model="local"`) did not start
+
+Every `RLMError` has `.trace`: for an error that ended a run, the call tree up to the failure
+(a `CallTrace`, like `Result.trace`) when the root call returned one, else ``None``.
 
 Model mistakes (a `NameError` in model code, a syntax error, a runaway cell) are data: they are
 fed back to the model as text and the run goes on. Only machinery failures and limits raise.
@@ -19,9 +23,19 @@ fed back to the model as text and the run goes on. Only machinery failures and l
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rlm_ray.types import CallTrace
+
 
 class RLMError(Exception):
     """Base class of every error rlm-ray raises."""
+
+    trace: CallTrace | None = None
+    """What a failed run did up to its error: the root call's tree, set on the error that
+    `RLM.completion` raises when the root call returned one; otherwise ``None`` (a `ConfigError`
+    raised before the run, a deadline that cut the root call off, an error inside model code)."""
 
 
 class ConfigError(RLMError, ValueError):
@@ -91,3 +105,10 @@ class LimitExceededError(RLMError):
 
     def __reduce__(self):
         return (type(self), (self.limit, self.value, self.partial_answer))
+
+
+class LocalServerError(RLMError):
+    """rlm-ray's own llama.cpp server for `model="local"` / `"local-small"` (see
+    `rlm_ray.local_model`) exited at start or did not answer its health check in time.
+
+    Once a server is up, a model call that fails on it is an `LLMError` like any other."""

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlm_ray.errors import ConfigError, RLMError
+from rlm_ray.errors import ConfigError, LocalServerError
 
 CACHE_ENV = "RLM_RAY_CACHE"
 DEFAULT_CTX_PER_SLOT = 16_384
@@ -152,10 +152,6 @@ def assemble(spec: LocalModel, parts: list[Path], target: Path) -> Path:
 
 
 # -- the server ------------------------------------------------------------------------------------
-class ServerError(RLMError):
-    """The local model server did not start or stopped answering."""
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -219,12 +215,12 @@ class LocalServer:
                 self._log.seek(0)
                 err = self._log.read().decode(errors="replace")
                 tail = " | ".join(err.strip().splitlines()[-5:])
-                raise ServerError(f"the local model server exited at start: {tail}")
+                raise LocalServerError(f"the local model server exited at start: {tail}")
             if _healthy(self.port):
                 return
             time.sleep(0.2)
         self.stop()
-        raise ServerError(
+        raise LocalServerError(
             f"the local model server did not answer /health in {self.start_timeout_s} s"
         )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -142,7 +143,7 @@ class RLM:
             done = time.time()
         except RLMError as exc:
             redact_error(exc, secrets)
-            redact_tree(getattr(exc, "trace", None), secrets)  # a failed run's trace, if any
+            redact_tree(exc.trace, secrets)  # a failed run's trace, if any
             raise
         finally:
             if servers is not None:
@@ -331,12 +332,17 @@ def check_context(context: Any) -> Any:
     return context
 
 
+# subtle: `import rlm_ray` must not import pyarrow (~0.2 s, more than the rest of the package),
+# which rlm_ray.corpus needs. A table or a corpus view cannot exist before its module is imported,
+# so the checks look the module up in sys.modules instead of importing it.
 def _is_arrow_table(value: Any) -> bool:
-    return type(value).__module__.startswith("pyarrow") and type(value).__name__ == "Table"
+    pa = sys.modules.get("pyarrow")
+    return pa is not None and isinstance(value, pa.Table)
 
 
 def _is_corpus(value: Any) -> bool:
-    return type(value).__module__ == "rlm_ray.corpus" and type(value).__name__ == "Corpus"
+    corpus = sys.modules.get("rlm_ray.corpus")
+    return corpus is not None and isinstance(value, corpus.Corpus)
 
 
 def _run_in_thread(fn):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 
 import pytest
+from helpers import run_python
 
 from rlm_ray import RLM, ConfigError, LLMError
 from rlm_ray.testing import code, turns
@@ -132,9 +132,6 @@ def test_memory_cap_stops_a_huge_allocation_and_run_goes_on(make_rlm, model_serv
 
 def test_ray_restart_in_the_same_process_gets_new_pools(model_server):
     """After `ray.shutdown()` and a new `ray.init()`, the next run must not use dead actors."""
-    import subprocess
-    import sys
-
     model_server.reply = turns("FINAL(ok)")
     script = (
         "import ray\n"
@@ -145,10 +142,7 @@ def test_ray_restart_in_the_same_process_gets_new_pools(model_server):
         "ray.init(address='local', num_cpus=2, include_dashboard=False)\n"
         "print(rlm.completion('q', 'c').answer)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    out = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=240, env=env
-    )
+    out = run_python("-c", script, timeout_s=240)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["ok", "ok"]
 

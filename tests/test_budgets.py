@@ -2,6 +2,11 @@
 
 A budget is enforced before work is dispatched: a refused call never reaches the model server,
 so the server's request log is the ground truth for what the run spent.
+
+The rules themselves (what is refused when, how long a call waits) are unit-tested with a fake
+clock in test_budget.py (`Ledger`) and test_rate_limit.py (`RateLimiter`); the tests here show
+what only a run over Ray shows: every call of the tree, in REPL workers and gateways, asks the
+one admission actor and obeys it.
 """
 
 from __future__ import annotations
@@ -143,39 +148,44 @@ def test_without_a_rate_limit_a_wide_fanout_meets_429s(make_rlm, model_server):
 
 
 def test_rate_limit_spreads_a_wide_fanout_below_the_provider_limit(make_rlm, model_server):
-    # 5 a second, with a burst of one second's worth: at most 10 in any second, the server's cap
-    model_server.reply = _fanout(20)
+    # 5 a second, with a burst of one second's worth: at most 10 in any second, the server's cap.
+    # 12 requests (the root turn and 11 leaves) are more than the cap: sent at once, some would
+    # meet a 429 (the test above); paced, they take (12 - 5) / 5 s.
+    model_server.reply = _fanout(11)
     model_server.max_requests_per_s = 10
     started = time.monotonic()
     result = make_rlm(max_retries=0, requests_per_minute=300).completion("q", "ctx")
     elapsed = time.monotonic() - started
     assert model_server.rate_limited == 0
-    assert result.answer == "20"
-    assert elapsed >= (21 - 5) / 5 * 0.9  # 21 requests at 5/s after a burst of 5
+    assert result.answer == "11"
+    assert elapsed >= (12 - 5) / 5 * 0.9
 
 
-def test_tokens_per_minute_paces_calls(make_rlm, model_server):
-    # Each leaf prompt is ~1000 estimated tokens; 12000 tokens/min allow ~200 per second.
+def test_tokens_per_minute_paces_calls_by_their_prompts(make_rlm, model_server):
+    # 60000 tokens/min: a bucket of 1000 tokens refilled at 1000 a second. The root turn (~800
+    # tokens: the system prompt) fits; each leaf prompt is ~1000 estimated tokens, so the two
+    # leaves are sent ~1 s apart, and the second ~1.5 s after the start or later. Without the
+    # gateways passing each prompt's estimate, nothing would wait.
     model_server.reply = by_marker(
         {"LEAF": "1"},
         default=turns(
             code(
-                "rs = [int(llm_query(f'LEAF {i} ' + 'y' * 4000)) for i in range(3)]\nFINAL(sum(rs))"
+                "rs = [int(llm_query(f'LEAF {i} ' + 'y' * 4000)) for i in range(2)]\nFINAL(sum(rs))"
             )
         ),
     )
     started = time.monotonic()
-    result = make_rlm(tokens_per_minute=12_000, requests_per_minute=None).completion("q", "ctx")
-    assert result.answer == "3"
-    assert time.monotonic() - started >= 3 * 0.9  # the bucket refills ~200 tokens a second
+    result = make_rlm(tokens_per_minute=60_000, requests_per_minute=None).completion("q", "ctx")
+    assert result.answer == "2"
+    assert time.monotonic() - started >= 1.5 * 0.9
 
 
 def test_cli_budget_flag_reports_the_limit_and_the_partial_answer(
-    model_server, tmp_path, ray_session
+    model_server, tmp_path, ray_session, capsys
 ):
-    import os
-    import subprocess
-    import sys
+    """`main` in this process, on the session's Ray (a new driver would start its own pool and
+    gateways: ~30 s); test_cli.py runs the command as a child process."""
+    from rlm_ray.cli import main
 
     model_server.reply = by_marker(
         {"LEAF": "1"},
@@ -187,18 +197,11 @@ def test_cli_budget_flag_reports_the_limit_and_the_partial_answer(
         ),
     )
     (tmp_path / "ctx.txt").write_text("ctx")
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     args = ["--model", "openai/scripted", "--api-base", model_server.url, "--api-key", "sk-t"]
     args += ["--context", str(tmp_path / "ctx.txt"), "--query", "q", "--max-sub-calls", "2"]
-    args += ["--address", ray_session.get_runtime_context().gcs_address]
-    out = subprocess.run(
-        [sys.executable, "-m", "rlm_ray", "run", *args],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=env,
-    )
-    assert out.returncode == 1, out.stderr
-    assert "two so far" not in out.stdout  # a partial answer is not the answer
-    assert "`max_sub_calls` (2)" in out.stderr and "partial answer: two so far" in out.stderr
+    exit_code = main(["run", *args])
+    out = capsys.readouterr()
+    assert exit_code == 1, out.err
+    assert out.out == ""  # a partial answer is not the answer
+    assert "`max_sub_calls` (2)" in out.err and "partial answer: two so far" in out.err
     assert _leaves(model_server) == 2

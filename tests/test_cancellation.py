@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import ray
+from helpers import start_cli, wait_for
 
 from rlm_ray.testing import Reply, by_marker, code, turns
 
@@ -23,17 +21,6 @@ SLOW_TREE = by_marker(
     },
     default=turns(code("rs = [recursive_llm(f'KID {i}', 'c') for i in range(3)]\nFINAL(rs)")),
 )
-
-
-def _wait_for(condition, timeout_s: float, what):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    what = what() if callable(what) else what
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def _leaves_in_flight(server) -> int:
@@ -66,7 +53,7 @@ def test_cancel_from_python_leaves_no_call_of_the_run_anywhere(make_rlm, model_s
         return not stats["held"] and not stats["running"] and not any(calls)
 
     # (the server itself sleeps out the leaves' 30 s: a closed connection does not wake it)
-    _wait_for(nothing_left, 20, lambda: f"the pool and the gateways to be idle: {seen}")
+    wait_for(nothing_left, 20, lambda: f"the pool and the gateways to be idle: {seen}")
     requests = model_server.request_count
     time.sleep(1.0)
     assert model_server.request_count == requests  # nothing of the run still calls the model
@@ -75,20 +62,12 @@ def test_cancel_from_python_leaves_no_call_of_the_run_anywhere(make_rlm, model_s
 def test_ctrl_c_in_the_cli_stops_the_run_and_frees_its_actors(model_server, tmp_path, ray_session):
     model_server.reply = SLOW_TREE
     (tmp_path / "ctx.txt").write_text("some context")
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     address = ray_session.get_runtime_context().gcs_address
     args = ["--model", "openai/scripted", "--api-base", model_server.url, "--api-key", "sk-t"]
     args += ["--context", str(tmp_path / "ctx.txt"), "--query", "q", "--max-depth", "2"]
-    cli = subprocess.Popen(
-        [sys.executable, "-m", "rlm_ray", "run", *args, "--address", address],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    cli = start_cli("run", *args, "--address", address)
     try:
-        _wait_for(lambda: _leaves_in_flight(model_server) >= 4, 120, "leaf calls in flight")
+        wait_for(lambda: _leaves_in_flight(model_server) >= 4, 120, "leaf calls in flight")
         cli.send_signal(signal.SIGINT)
         out, err = cli.communicate(timeout=30)
     finally:
@@ -104,7 +83,7 @@ def test_ctrl_c_in_the_cli_stops_the_run_and_frees_its_actors(model_server, tmp_
             a for a in ray.state.actors().values() if a["JobID"] in job_ids and a["State"] != "DEAD"
         ]
 
-    _wait_for(lambda: not actors_of_dead_drivers_alive(), 30, "the CLI's actors to be freed")
+    wait_for(lambda: not actors_of_dead_drivers_alive(), 30, "the CLI's actors to be freed")
     requests = model_server.request_count
     time.sleep(1.0)
     assert model_server.request_count == requests

@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from helpers import run_cli, run_python
 
 from rlm_ray.cli import main
 from rlm_ray.testing import by_marker, code, turns
-
-
-def rlm_ray(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-    return subprocess.run(
-        [sys.executable, "-m", "rlm_ray", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-    )
 
 
 @pytest.fixture
@@ -47,7 +32,7 @@ NEEDLE_SCRIPT = turns(
 def run_scripted(server, context: str, *extra: str, key: str = "sk-test", stdin=None):
     """`rlm-ray run` against the scripted server."""
     base = ["run", "--model", "openai/scripted", "--api-base", server.url, "--api-key", key]
-    return rlm_ray(*base, "--context", context, *extra, stdin=stdin)
+    return run_cli(*base, "--context", context, *extra, stdin=stdin)
 
 
 @pytest.mark.ray
@@ -85,17 +70,9 @@ raise SystemExit(main())
 @pytest.mark.ray
 def test_ray_log_lines_never_reach_stdout(model_server, context_file, address):
     model_server.reply = NEEDLE_SCRIPT
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     argv = ["run", "--model", "openai/scripted", "--api-base", model_server.url]
     argv += ["--api-key", "k", "--context", str(context_file), "--query", "q"]
-    out = subprocess.run(
-        [sys.executable, "-c", NOISY_CLI, *argv, "--address", address],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-    )
+    out = run_python("-c", NOISY_CLI, *argv, "--address", address)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "4817\n"
     assert "WARNING: during the run" in out.stderr
@@ -139,7 +116,7 @@ def test_embedded_local_ray_starts_by_itself(model_server, context_file):
     ],
 )
 def test_bad_arguments_give_one_line_errors(context_file, args, message):
-    out = rlm_ray("run", *args, "--context", str(context_file), "--query", "q")
+    out = run_cli("run", *args, "--context", str(context_file), "--query", "q")
     assert out.returncode == 1
     assert out.stdout == ""
     lines = out.stderr.strip().splitlines()
@@ -149,9 +126,9 @@ def test_bad_arguments_give_one_line_errors(context_file, args, message):
 def test_binary_and_missing_context_files(tmp_path):
     binary = tmp_path / "blob.bin"
     binary.write_bytes(b"\x00\x01\x02" * 100)
-    out = rlm_ray("run", "--model", "openai/x", "--context", str(binary), "--query", "q")
+    out = run_cli("run", "--model", "openai/x", "--context", str(binary), "--query", "q")
     assert out.returncode == 1 and "looks binary" in out.stderr
-    out = rlm_ray(
+    out = run_cli(
         "run", "--model", "openai/x", "--context", str(tmp_path / "nope.txt"), "--query", "q"
     )
     assert out.returncode == 1 and "no such file" in out.stderr
@@ -166,7 +143,7 @@ def test_ingest_then_run_over_the_corpus(model_server, tmp_path, address):
     (docs / "image.png").write_bytes(b"\x89PNG\x00\x00" * 50)
     (docs / "blob.txt").write_bytes(b"\x00\x01binary")
     corpus = tmp_path / "corpus.parquet"
-    out = rlm_ray("ingest", str(docs), "--out", str(corpus))
+    out = run_cli("ingest", str(docs), "--out", str(corpus))
     assert out.returncode == 0, out.stderr
     assert "3 documents" in out.stderr and "1 binary skipped" in out.stderr
     assert out.stdout == ""
@@ -223,3 +200,14 @@ def test_quiet_cache_then_progress_summary(model_server, context_file, address, 
         "rlm-ray: 7 model calls, 7 cached (depth 0: 1/1 RLM, 2/2 model; depth 1: 5/5 model); "
     )
     assert captured.err.count("\n") == 1 and "tokens in" in captured.err
+
+
+def test_run_help_names_every_context_form_prompt_and_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for form in ("- (stdin)", ".json file (parsed)", "a directory", ".jsonl, .csv or .parquet"):
+        assert form in text
+    assert "prompt variant: paper, small, small-code" in text
+    for default in ("(default: 1)", "(default: 20)", "(default: chars)", "(default: 200000)"):
+        assert default in text

@@ -105,6 +105,59 @@ def test_ray_up_config_pins_ray_and_installs_rlm_ray(path):
         assert "llm.env" in cmd  # keys come from the node environment
 
 
+def _ray_defaults(provider: str) -> dict:
+    """The defaults `ray up` merges in for a provider (shipped in the Ray wheel)."""
+    import ray.autoscaler
+
+    return _load(Path(ray.autoscaler.__file__).parent / provider / "defaults.yaml")
+
+
+def _node_images(config: dict) -> dict[str, str]:
+    images = {}
+    for name, node in config["available_node_types"].items():
+        node_config = node["node_config"]
+        if config["provider"]["type"] == "aws":
+            images[name] = node_config.get("ImageId")
+        else:
+            (disk,) = [d for d in node_config["disks"] if d.get("boot")]
+            images[name] = disk["initializeParams"]["sourceImage"]
+    return images
+
+
+@pytest.mark.parametrize("path", RAY_UP_CONFIGS, ids=lambda p: p.name)
+def test_ray_up_config_states_its_image_and_python(path):
+    """Which image, and which Python installs rlm-ray: Ray's default image and PATH line for
+    the provider, a version check, and that Python's own pip."""
+    config = _load(path)
+    provider = config["provider"]["type"]
+    defaults = _ray_defaults(provider)
+    images = set(_node_images(config).values())
+    if provider == "aws":
+        from ray.autoscaler._private.aws.config import DEFAULT_AMI
+
+        assert images == {DEFAULT_AMI[config["provider"]["region"]]}
+    else:
+        assert images == set(_node_images(defaults).values())
+    path_line, check, install = config["setup_commands"]
+    assert path_line == defaults["setup_commands"][0]  # Ray's own PATH line for that image
+    assert check.startswith("python -c") and "(3, 10)" in check
+    assert install.startswith("python -m pip install")
+    assert all(c.startswith("python -m pip") for c in config["head_setup_commands"])
+
+
+@pytest.mark.parametrize("path", RAY_UP_CONFIGS, ids=lambda p: p.name)
+def test_head_and_workers_start_with_the_same_auth_mode(path):
+    """A worker without RAY_AUTH_MODE=token cannot join a head that has token auth on."""
+    config = _load(path)
+    head = config["head_start_ray_commands"][-1]
+    worker = config["worker_start_ray_commands"][-1]
+    mode = 'export RAY_AUTH_MODE="${RAY_AUTH_MODE:-disabled}"'
+    for cmd in (head, worker):
+        assert cmd.index("llm.env") < cmd.index(mode) < cmd.index("ray start")
+    env_example = (CLUSTER / "llm.env.example").read_text()
+    assert "# RAY_AUTH_MODE=token" in env_example and "# RAY_AUTH_TOKEN=" in env_example
+
+
 def _pod_specs(cluster_spec: dict) -> list[dict]:
     groups = [cluster_spec["headGroupSpec"], *cluster_spec["workerGroupSpecs"]]
     return [g["template"]["spec"] for g in groups]
@@ -136,6 +189,10 @@ def test_kuberay_cluster_spec_has_required_fields(name, spec):
     for group in spec["workerGroupSpecs"]:
         assert group["groupName"]
         assert group["minReplicas"] <= group["replicas"] <= group["maxReplicas"]
+    if any(g["minReplicas"] < g["maxReplicas"] for g in spec["workerGroupSpecs"]):
+        # min/max replicas only take effect with KubeRay's autoscaler sidecar
+        assert spec["enableInTreeAutoscaling"] is True
+        assert spec["autoscalerOptions"]["idleTimeoutSeconds"] > 0
     for pod in _pod_specs(spec):
         container = pod["containers"][0]
         resources = container["resources"]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import re
 from pathlib import Path
 
 import pytest
+from helpers import cli_env, run_python
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -15,20 +14,17 @@ pytestmark = pytest.mark.ray
 
 
 @pytest.mark.parametrize(
-    "script, args",
+    "script, args, truth",
     [
-        ("needle_haystack.py", ["--chars", "300000"]),
-        ("fanout_aggregation.py", ["--reviews", "500"]),
+        # each example states the right answer on stderr; its answer is the last line of stdout
+        ("needle_haystack.py", ["--chars", "300000"], r"the needle is (\d+)"),
+        ("fanout_aggregation.py", ["--reviews", "500"], r"truth: (\d+) positive"),
     ],
 )
-def test_example_runs_offline(ray_session, script, args):
-    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
-    out = subprocess.run(
-        [sys.executable, str(EXAMPLES / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+def test_example_runs_offline(ray_session, script, args, truth):
+    address = ray_session.get_runtime_context().gcs_address
+    out = run_python(str(EXAMPLES / script), *args, timeout_s=300, env=cli_env(RAY_ADDRESS=address))
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() and "right" in out.stderr or "truth" in out.stderr
+    expected = re.search(truth, out.stderr)
+    assert expected, out.stderr[-2000:]
+    assert out.stdout.strip() == expected.group(1)

@@ -6,22 +6,14 @@ The multi-node faults (a node killed mid-run, the driver killed) are in test_mul
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
+from helpers import wait_for
 
 from rlm_ray.errors import LLMError, SandboxError
 from rlm_ray.testing import FAULTS, Reply, by_marker, code, turns
 
 pytestmark = pytest.mark.ray
-
-
-def wait_for(condition, timeout_s: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def run_in_thread(fn):

@@ -9,7 +9,6 @@ tests around it, in any order, find the session Ray as they expect.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -19,6 +18,7 @@ import time
 
 import pytest
 import ray
+from helpers import cli_env, run_cli, wait_for
 
 from rlm_ray import RLM
 from rlm_ray.testing import Reply, by_marker, code, turns
@@ -86,14 +86,6 @@ def driver_node_id() -> str:
     return _ray().get_runtime_context().get_node_id()
 
 
-def wait_for(condition, timeout_s: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.1)
-
-
 def leaf_nodes(trace) -> set[str]:
     return {
         sub.node_id
@@ -156,19 +148,6 @@ def test_a_sub_call_runs_on_the_node_that_holds_its_chunk(cluster, rlm, model_se
     assert leaf.node_id == mid.node_id  # locality beat "least busy" (the third node was idle)
 
 
-def rlm_ray_cli(*args: str, **kwargs) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-    return subprocess.Popen(
-        [sys.executable, "-m", "rlm_ray", "run", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        **kwargs,
-    )
-
-
 def test_cli_address_runs_on_the_cluster(cluster, model_server, tmp_path):
     model_server.reply = by_marker(
         {"LEAF": "1"},
@@ -177,14 +156,15 @@ def test_cli_address_runs_on_the_cluster(cluster, model_server, tmp_path):
     (tmp_path / "ctx.txt").write_text("some context")
     trace = tmp_path / "trace.jsonl"
     base = ["--model", "openai/scripted", "--api-base", model_server.url, "--api-key", "k"]
-    proc = rlm_ray_cli(
+    out = run_cli(
+        "run",
         *base,
         *("--context", str(tmp_path / "ctx.txt"), "--query", "q"),
         *("--address", cluster.address, "--trace", str(trace)),
+        timeout_s=240,
     )
-    out, err = proc.communicate(timeout=240)
-    assert proc.returncode == 0, err
-    assert out == "12\n"
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "12\n"
     root = json.loads(trace.read_text().splitlines()[0])
     nodes = {n["NodeID"] for n in _ray().nodes()}
     assert root["node_id"] in nodes
@@ -263,10 +243,9 @@ def test_a_killed_driver_leaves_no_actor_of_its_run_alive(cluster, model_server)
         {"LEAF": Reply("1", delay_s=60.0), "CHILD": turns(code("FINAL(llm_query('LEAF'))"))},
         default=turns(code("rs = [recursive_llm(f'CHILD {i}', 'c') for i in range(3)]\nFINAL(rs)")),
     )
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     driver = subprocess.Popen(
         [sys.executable, "-c", DRIVER, cluster.address, model_server.url],
-        env=env,
+        env=cli_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

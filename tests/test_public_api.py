@@ -15,6 +15,9 @@ def test_error_tree():
     assert issubclass(rlm_ray.ContextWindowError, rlm_ray.LLMError)
     for name in ("LLMError", "SandboxError", "SubCallError", "LimitExceededError"):
         assert issubclass(getattr(rlm_ray, name), rlm_ray.RLMError)
+    assert issubclass(rlm_ray.LocalServerError, rlm_ray.RLMError)
+    assert not issubclass(rlm_ray.LocalServerError, rlm_ray.LLMError)
+    assert rlm_ray.RLMError("x").trace is None  # a failed run's call tree, when there is one
     err = rlm_ray.LimitExceededError("max_time_s", 5.0, partial_answer="so far")
     assert (err.limit, err.value, err.partial_answer) == ("max_time_s", 5.0, "so far")
 
@@ -40,6 +43,6 @@ def test_importing_the_package_does_not_import_ray_or_litellm():
     import subprocess
     import sys
 
-    code = "import rlm_ray, sys; print('ray' in sys.modules, 'litellm' in sys.modules)"
+    code = "import rlm_ray, sys; print(*(m in sys.modules for m in ('ray', 'litellm', 'pyarrow')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False False"
+    assert out.stdout.strip() == "False False False"

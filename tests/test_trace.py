@@ -13,7 +13,6 @@ import os
 import shutil
 import struct
 import subprocess
-import sys
 import zlib
 from collections import Counter
 from html.parser import HTMLParser
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from helpers import run_cli
 
 from rlm_ray import trace_summary as ts
 from rlm_ray.cli import main
@@ -209,18 +209,6 @@ def test_the_timeline_puts_parallel_calls_on_separate_rows(records):
                     assert a.end <= b.start or b.end <= a.start
 
 
-def rlm_ray(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-    return subprocess.run(
-        [sys.executable, "-m", "rlm_ray", *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-    )
-
-
 def test_cli_run_writes_parquet_and_trace_shows_it(model_server, ray_session, tmp_path, capsys):
     model_server.reply = SCRIPT
     trace = tmp_path / "cli.parquet"
@@ -237,7 +225,7 @@ def test_cli_run_writes_parquet_and_trace_shows_it(model_server, ray_session, tm
     out = capsys.readouterr()
     assert code == 0, out.err
     assert out.out == "done\n" and "wrote 2 calls" in out.err
-    shown = rlm_ray("trace", str(trace))
+    shown = run_cli("trace", str(trace))
     assert shown.returncode == 0, shown.stderr
     text = shown.stdout
     assert "root call" in text and "child call" in text and "recursive_llm" in text
@@ -245,7 +233,7 @@ def test_cli_run_writes_parquet_and_trace_shows_it(model_server, ray_session, tm
     assert INJECT in text and API_KEY not in text
     assert f"2 RLM call(s), {FANOUT + 3} sub-call(s)" in text
     page = tmp_path / "page.html"
-    made = rlm_ray("trace", str(trace), "--html", str(page))
+    made = run_cli("trace", str(trace), "--html", str(page))
     assert made.returncode == 0, made.stderr
     assert made.stdout == "" and page.read_text().startswith("<!DOCTYPE html>")
 
@@ -288,7 +276,7 @@ def test_bad_trace_files_give_one_line_errors(tmp_path, name, content, message):
     path = tmp_path / name
     if content is not None:
         path.write_bytes(content)
-    out = rlm_ray("trace", str(path))
+    out = run_cli("trace", str(path))
     assert out.returncode == 1 and out.stdout == ""
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], out.stderr
