@@ -31,22 +31,40 @@ builtins) or the runtime's internals (injected objects are read-only, their priv
 behind ``_`` names, and the guard functions cannot be rebound). FINAL() and the cell timeout
 are `BaseException`s that model code cannot catch or swallow.
 
+Guaranteed at the cell's boundary (see `rlm_ray.boundary`):
+* Only exact builtin data leaves a cell: sub-call prompts, model names, child contexts and
+  operator items are copied by `boundary.plain` (``type(x) is ...`` checks, bounded size and
+  depth, corpus views rebuilt from their fields); answers leave as exact ``str``. A class the
+  model defines — say a ``str`` subclass whose ``split`` would run in the gateway when litellm
+  reads the model name — is a clear error in the cell.
+* Classes and functions defined in a cell cannot be pickled at all (their module refuses to be
+  looked into), so Ray never ships one to be rebuilt elsewhere with the real builtins; model
+  exceptions leave the REPL only as text.
+* Host code that must touch model-made values — reading `answer`, a FINAL_VAR named in the reply,
+  the text of an error, settling futures — runs inside the cell's clock (`Sandbox.run`'s
+  `after`, `Sandbox.evaluate`), so a method the model overrode is time-limited like the cell.
+* ``type()`` and ``.mro()`` hand out no class of the runtime (a `HostClass` stand-in instead), and
+  a corpus view refuses a source that is not the runtime's.
+* A cell whose C code holds the GIL (a catastrophic regex in a fan-out thread) starves every
+  in-process stop; a watcher process outside the REPL (`kill_switch`) kills it a little after
+  the grace period, and the runtime goes on in a new REPL from the call's checkpoint with the
+  model told. A crash (a segfault from C recursion) ends the same way.
+
 NOT protected, plainly:
 * RestrictedPython is not a security boundary against a determined adversary. Its own README
   says it is "not a sandbox system or a secured environment", and it has had escapes (CVEs are
   listed in the research notes). Every object we expose widens the attack surface.
-* CPU and memory exhaustion below the caps: a cell may burn its whole time limit, and memory is
-  capped per process (`limit_memory`), not per cell or per session.
-* C code that holds the GIL without checking for signals (``sum(range(10**10))``) cannot be
-  interrupted at all: it even starves the watchdog, so `hard_kill` runs only once it returns.
-  Only killing the process from outside (the parent's deadline) stops it.
+* CPU and memory exhaustion below the caps: a cell may burn its whole time limit (plus the
+  grace period before the kill), and memory is capped per process (`limit_memory`), not per
+  cell or per session; a model that keeps the memory it filled leaves later cells little.
 * Side channels (timing, memory pressure) and anything the injected functions themselves allow.
-* Objects nested inside injected values (e.g. dicts inside an injected list) are writable, and C
-  functions such as ``heapq.heapify(context)`` can mutate an injected list in place: inject
-  immutable values (str, tuple, read-only handles) when that matters.
+* Objects nested inside injected values (e.g. dicts inside an injected list) are writable; the
+  injected values themselves are guarded against their methods, unbound methods and the
+  allowlisted in-place functions (``heapq``, ``bisect``), not against every C function.
 
 For untrusted or multi-tenant use, run the REPL host in a container or gVisor sandbox with no
-credentials and no network beyond the model gateway.
+credentials and no network beyond the model gateway: what the sandbox guarantees is only as
+strong as RestrictedPython and CPython underneath it.
 """
 
 from __future__ import annotations
