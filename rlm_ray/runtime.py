@@ -274,6 +274,7 @@ class REPLWorker:
                 max_output_chars=cfg.max_output_chars,
                 max_workers=cfg.max_concurrent_calls,
                 hard_kill=_hard_kill,
+                sub_context_window_tokens=spec.sub_context_window_tokens,
             ),
         )
         variant = prompts.choose(spec.model, spec.models.prompt)
