@@ -87,6 +87,12 @@ REPL_LOST = (
     "Re-run whatever you still need."
 )
 PLAIN_CALL = "{query}\n\nContext:\n{context}"
+# After code that failed with an error already seen in this call (loop.StuckGuard).
+STUCK = (
+    "STUCK: {what} failed again with the same error as before: {error}\nRunning it again "
+    "will fail the same way. {values}Fix the cause: use each value as "
+    "the type it is (print type() and a small part of it if unsure), or take another approach."
+)
 
 
 def describe_context(context: Any) -> str:
