@@ -3,6 +3,7 @@
 Only re-exports; see the README's file tour for where each piece lives.
 """
 
+from rlm_ray import ops as ops  # the semantic operators: rlm_ray.ops.map, .filter, .classify
 from rlm_ray.config import RLMConfig
 from rlm_ray.errors import (
     ConfigError,
@@ -14,6 +15,7 @@ from rlm_ray.errors import (
     SandboxError,
     SubCallError,
 )
+from rlm_ray.ops import OpResult
 from rlm_ray.progress import DepthProgress, Progress
 from rlm_ray.rlm import RLM, load
 from rlm_ray.types import CallTrace, Result, Usage
@@ -29,6 +31,7 @@ __all__ = [
     "LLMError",
     "LimitExceededError",
     "LocalServerError",
+    "OpResult",
     "Progress",
     "RLMConfig",
     "RLMError",

@@ -7,6 +7,8 @@ pass in-process fakes.
 
 from __future__ import annotations
 
+import ast
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +45,9 @@ class REPL(Protocol):
 
     def ready_answer(self) -> str | None:
         """The content of `answer` if the code set ``answer["ready"] = True`` (or `AnswerError`)."""
+
+    def describe(self, name: str) -> str | None:
+        """What the REPL variable `name` holds, e.g. "list (60 items) of str"; None if unset."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,7 @@ def run_loop(
     if resume is not None:
         messages, start, feedback = list(resume.messages), resume.next_index, resume.notice
         turn_prompt = _next_prompt(feedback, start - 1, settings)
+    guard = StuckGuard()
     for index in range(start, settings.max_iterations):
         settings.check_limits()
         messages.append({"role": "user", "content": turn_prompt})
@@ -103,6 +109,7 @@ def run_loop(
             trace.answer, trace.finished_by = answer
             return answer[0]
         failed = any(cell.error is not None for cell in iteration.cells)
+        feedback += guard.notice(iteration.cells, repl)
         turn_prompt = _next_prompt(feedback, index, settings, failed)
     return _last_word(llm, repl, messages, feedback, settings, trace, usage)
 
@@ -168,6 +175,60 @@ def _take_turn(
     if not blocks and final is None:
         outputs.append(prompts.NO_CODE)
     return None, "\n\n".join(outputs)
+
+
+class StuckGuard:
+    """Notices code that fails with an error already seen in this call (the same code resubmitted,
+    or a variant that trips on the same thing): small models otherwise spend every remaining turn
+    on it. The notice says so plainly and names the type of the values the code uses."""
+
+    _MAX_VALUES = 6
+
+    def __init__(self) -> None:
+        self._seen: dict[str, set[str]] = {}  # error line -> the code blocks that raised it
+
+    def notice(self, cells: list[CellTrace], repl: REPL) -> str:
+        for cell in cells:
+            if cell.error is None:
+                continue
+            error, source = _error_line(cell.error), cell.code.strip()
+            codes = self._seen.setdefault(error, set())
+            repeated, same_code = bool(codes), source in codes
+            codes.add(source)
+            if repeated:
+                return "\n\n" + prompts.STUCK.format(
+                    what="The same code" if same_code else "Your code",
+                    error=error,
+                    values=self._values(source, repl),
+                )
+        return ""
+
+    def _values(self, source: str, repl: REPL) -> str:
+        described = []
+        for name in ["context", *_names(source)]:
+            kind = repl.describe(name)
+            if kind is not None and kind not in ("function", "module", "class"):
+                described.append(f"`{name}` is a {kind}")
+            if len(described) == self._MAX_VALUES:
+                break
+        if not described:
+            return ""
+        return "The values involved: " + "; ".join(described) + ". "
+
+
+def _error_line(error: str) -> str:
+    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else error
+
+
+def _names(source: str) -> list[str]:
+    """The names a block uses, in order of first use (a regex if it does not parse)."""
+    try:
+        nodes = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name)]
+        found = [n.id for n in sorted(nodes, key=lambda n: (n.lineno, n.col_offset))]
+    except SyntaxError:
+        found = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", source)
+    return list(dict.fromkeys(n for n in found if n != "context"))
 
 
 def _answer_after_code(

@@ -30,9 +30,16 @@ through it (print slices, search it with `re`) before answering.
 3. `llm_query_batched(prompts, model=None) -> list[str]`: many `llm_query` calls at once.
 4. `recursive_llm(query, context=None) -> str` (alias `rlm_query(prompt, context=None, \
 model=None)`) and `rlm_query_batched(prompts, contexts=None, model=None)`: {recursion_note}
-5. `FINAL(value)` ends the run with `str(value)` as the answer; `FINAL_VAR(name)` ends it with \
+5. Record operators, for questions about the meaning of many records (how many complain about \
+X, which label is most common): `llm_map(instruction, items) -> list[str]` (one answer per item, \
+in order), `llm_filter(condition, items) -> list` (the items for which the condition holds, in \
+order) and `llm_classify(items, labels) -> list[str]` (one of `labels` per item, or "unknown"). \
+`items` is a list of str, a str (its non-empty lines) or a corpus (its documents). They pack \
+many items into each sub-LLM call, send the calls in parallel and ask identical items once: \
+prefer them to regexes for semantic questions and to one `llm_query` per record.
+6. `FINAL(value)` ends the run with `str(value)` as the answer; `FINAL_VAR(name)` ends it with \
 the value of the variable `name`. `SHOW_VARS()` lists your variables.
-6. `print()` to see results. Output longer than {max_output_chars} characters is cut in the \
+7. `print()` to see results. Output longer than {max_output_chars} characters is cut in the \
 middle, so print summaries, not whole chunks.
 
 Sub-calls run in parallel on a cluster: a list comprehension such as \
@@ -87,6 +94,12 @@ REPL_LOST = (
     "Re-run whatever you still need."
 )
 PLAIN_CALL = "{query}\n\nContext:\n{context}"
+# After code that failed with an error already seen in this call (loop.StuckGuard).
+STUCK = (
+    "STUCK: {what} failed again with the same error as before: {error}\nRunning it again "
+    "will fail the same way. {values}Fix the cause: use each value as "
+    "the type it is (print type() and a small part of it if unsure), or take another approach."
+)
 
 
 def describe_context(context: Any) -> str:
@@ -219,7 +232,7 @@ class PromptVariant:
         return messages
 
 
-PAPER = PromptVariant(name="paper", version=1, system=SYSTEM_PROMPT)
+PAPER = PromptVariant(name="paper", version=2, system=SYSTEM_PROMPT)
 
 SMALL_SYSTEM = """You answer a query about a large input stored in the Python variable `context`. It is too long to read: search it with code. {context_description}
 
@@ -227,9 +240,10 @@ Each reply of yours is exactly one ```repl code block; then stop. The user runs 
 - `context` and the modules re, json, math, collections (import them first);
 - `print(...)`: only printed values are shown (at most {max_output_chars} characters);
 - `llm_query(prompt)`: asks a helper model about a short text (under {sub_window_chars} characters) and returns its answer as a str. It is slow: send short prompts;
-- `llm_query_batched(prompts)`: many llm_query calls at once, returns a list of str.
+- `llm_query_batched(prompts)`: many llm_query calls at once, returns a list of str;
+- `llm_classify(records, labels)`: one of the labels (or "unknown") per record; `llm_filter(condition, records)`: the records for which the condition holds; `llm_map(instruction, records)`: one answer per record. `records` is a list of str, a str (one record per line) or the corpus. Many records go in each helper call and identical records are asked once.
 
-Search with code first (str.find, re, slicing) and print only short parts. If `context` is a list, each item is one record: use re and str methods on an item, not on the list. Use llm_query for what code cannot decide, one short piece of text per prompt: to count or pick records by their meaning, ask llm_query_batched about each distinct record. When the printed output answers the query, reply with one line: FINAL(answer). Never write output yourself and never guess."""
+Search with code first (str.find, re, slicing) and print only short parts. If `context` is a list, each item is one record: use re and str methods on an item, not on the list. Use the helper model for what code cannot decide: to count or pick records by their meaning, use llm_classify or llm_filter on the records, never a regex. When the printed output answers the query, reply with one line: FINAL(answer). Never write output yourself and never guess."""
 
 # {context_description} is filled per call (`first_turn`), so the real first turn reads like the
 # examples' and the model picks the example that matches its context's type.
@@ -251,8 +265,9 @@ _SMALL_EXAMPLE_SEARCH = (
     ),
     """```repl
 import re
-for m in re.finditer(r"access code", context, re.IGNORECASE):
-    print(context[max(0, m.start() - 100):m.end() + 100])
+text = context if isinstance(context, str) else "\\n".join(str(r) for r in context)
+for m in re.finditer(r"access code", text, re.IGNORECASE):
+    print(text[max(0, m.start() - 100):m.end() + 100])
 ```""",
 )
 _SMALL_EXAMPLE_SEARCH_DONE = (
@@ -260,35 +275,33 @@ _SMALL_EXAMPLE_SEARCH_DONE = (
     + SMALL_NEXT_TURN.format(query="What is the access code of the vault?"),
     "FINAL(7781)",
 )
+_COUNT_QUERY = "How many trail reports describe a hazard?"
 _SMALL_EXAMPLE_COUNT = (
     (
         SMALL_FIRST_TURN.format(
-            context_description="Your context is a list of 300 chunks with 16,420 total "
-            "characters; chunk lengths: [61, 48, 55, 39, 70, ... 295 more] (min 21, max 88).",
-            query="How many messages are complaints?",
+            context_description="Your context is a str with 18,240 total characters.",
+            query=_COUNT_QUERY,
         )
     ),
-    # Measured with Qwen2.5-Coder-1.5B on 16 messages (docs/local_model.md): "Is this message a
-    # complaint? Answer yes or no." got 12/16 right ("Yes." to praise); two labels, each defined,
-    # got 16/16. Identical records are asked once: 400 sub-calls take minutes on a CPU.
+    # The first line turns any context (a str of lines, a list, a corpus) into records, so the
+    # model does not copy code that only works for one type. Measured with Qwen2.5-Coder-1.5B
+    # (docs/local_model.md): two labels, each defined, classify better than a yes/no question;
+    # llm_classify asks identical records once and many records per call.
     """```repl
-distinct = sorted(set(context))
-prompts = [f"Classify the message as COMPLAINT or OTHER. COMPLAINT: the writer is unhappy about a problem. OTHER: praise, thanks, or a question. Reply with one word.\\nMessage: {m}" for m in distinct]
-answers = llm_query_batched(prompts)
-label = dict(zip(distinct, answers))
-count = sum(1 for m in context if "COMPLAINT" in label[m].upper())
-print(len(distinct), "distinct messages;", count, "complaints")
+records = context.splitlines() if isinstance(context, str) else list(context)
+labels = llm_classify(records, ["HAZARD", "OTHER"])
+print(len(records), "records;", labels.count("HAZARD"), "hazards")
 ```""",
 )
 _SMALL_EXAMPLE_COUNT_DONE = (
-    "Output of code block 1:\n212 distinct messages; 41 complaints\n\n"
-    + SMALL_NEXT_TURN.format(query="How many messages are complaints?"),
-    "FINAL(41)",
+    "Output of code block 1:\n301 records; 37 hazards\n\n"
+    + SMALL_NEXT_TURN.format(query=_COUNT_QUERY),
+    "FINAL(37)",
 )
 
 SMALL = PromptVariant(
     name="small",
-    version=2,
+    version=3,
     system=SMALL_SYSTEM,
     few_shot=(
         _SMALL_EXAMPLE_COUNT,
@@ -303,22 +316,22 @@ SMALL = PromptVariant(
     error_turn=SMALL_ERROR_TURN,
 )
 
+_SMALL_HELPERS = SMALL_SYSTEM[
+    SMALL_SYSTEM.index("- `llm_query(prompt)`") : SMALL_SYSTEM.index("\nSearch with code first")
+]
+_SMALL_HELPER_RULE = (
+    " Use the helper model for what code cannot decide: to count or pick records by their "
+    "meaning, use llm_classify or llm_filter on the records, never a regex."
+)
+_NO_HELPERS = (
+    "- no helper model: llm_query, llm_map, llm_filter and llm_classify are not for this task; "
+    "decide everything with code.\n"
+)
 # "small" without sub-calls: the model has only code (the benchmark's "RLM without sub-calls").
 SMALL_CODE = PromptVariant(
     name="small-code",
-    version=2,
-    system=SMALL_SYSTEM.replace(
-        """- `llm_query(prompt)`: asks a helper model about a short text (under {sub_window_chars} \
-characters) and returns its answer as a str. It is slow: send short prompts;
-- `llm_query_batched(prompts)`: many llm_query calls at once, returns a list of str.
-""",
-        "",
-    ).replace(
-        " Use llm_query for what code cannot decide, one short piece of text per prompt: to "
-        "count or pick records by their meaning, ask llm_query_batched about each distinct "
-        "record.",
-        "",
-    ),
+    version=3,
+    system=SMALL_SYSTEM.replace(_SMALL_HELPERS, _NO_HELPERS).replace(_SMALL_HELPER_RULE, ""),
     few_shot=(_SMALL_EXAMPLE_SEARCH, _SMALL_EXAMPLE_SEARCH_DONE),
     stop=SMALL.stop,
     first_turn=SMALL_FIRST_TURN,

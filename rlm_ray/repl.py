@@ -1,8 +1,8 @@
 """One RLM call's REPL: the sandbox with `context` and the sub-call functions the model uses.
 
 The model-facing names are fixed (they match the RLM literature): `context`, `llm_query`,
-`llm_query_batched`, `recursive_llm` / `rlm_query`, `rlm_query_batched`, `FINAL`, `FINAL_VAR`,
-`SHOW_VARS`, `answer`.
+`llm_query_batched`, `recursive_llm` / `rlm_query`, `rlm_query_batched`, the record operators
+`llm_map`, `llm_filter`, `llm_classify` (record_ops.py), `FINAL`, `FINAL_VAR`, `SHOW_VARS`, `answer`.
 
 Sub-calls start at once and return `SubCallFuture`s; `SubCalls` settles them in batches, adds
 their usage to the call's total and their trace to the code block that made them. Where the work
@@ -19,7 +19,7 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rlm_ray import corpus, futures, prompts
+from rlm_ray import cell_output, corpus, futures, prompts, record_ops
 from rlm_ray.allowlist import allow_class
 from rlm_ray.boundary import exact_str, plain
 from rlm_ray.boundary import type_name as boundary_name
@@ -36,6 +36,9 @@ SUBCALL_NAMES = (
     "recursive_llm",
     "rlm_query",
     "rlm_query_batched",
+    "llm_map",
+    "llm_filter",
+    "llm_classify",
 )
 _PREVIEW = 200
 _POLL_S = 0.2  # how often a thread waiting on another thread's fetch looks again
@@ -203,6 +206,7 @@ class REPLSettings:
     max_workers: int = 256
     hard_kill: Callable[[], None] | None = None
     kill_switch: KillSwitch | None = None
+    sub_context_window_tokens: int = 128_000  # sizes the record operators' batches
 
 
 class REPLSession:
@@ -269,6 +273,17 @@ class REPLSession:
             raise AnswerError(error)
         return self._answer
 
+    def describe(self, name: str) -> str | None:
+        """What the variable `name` holds, for the stuck-loop notice (None if undefined); read
+        under a cell's clock, as the value may be of a class the model defined."""
+
+        def read() -> str | None:
+            namespace = self.sandbox.namespace
+            return describe_value(namespace[name]) if name in namespace else None
+
+        value, error = self.sandbox.evaluate(read)
+        return value if error is None else None
+
     def _probe_answer(self) -> None:
         """Read `answer` after each cell, inside its clock: the model may have made it (or its
         content) an object of a class of its own."""
@@ -300,6 +315,9 @@ class REPLSession:
             "recursive_llm": self._recursive_llm,
             "rlm_query": self._rlm_query,
             "rlm_query_batched": self._rlm_query_batched,
+            "llm_map": self._llm_map,
+            "llm_filter": self._llm_filter,
+            "llm_classify": self._llm_classify,
             "FINAL": self._final,
             "FINAL_VAR": self._final_var,
             "SHOW_VARS": self._show_vars,
@@ -353,6 +371,35 @@ class REPLSession:
             raise ValueError(f"rlm_query_batched: {len(items)} prompts but {len(ctxs)} contexts")
         return [self._rlm_query(p, c, model) for p, c in zip(items, ctxs)]
 
+    # -- record operators (record_ops.py): many records per model call, in parallel -----------
+    def _llm_map(self, instruction: Any, items: Any, model: str | None = None) -> list[str]:
+        """One answer per item, in order."""
+        op = record_ops.map_op(_task_arg("llm_map", "instruction", instruction))
+        return self._record_op(op, items, model)
+
+    def _llm_filter(self, condition: Any, items: Any, model: str | None = None) -> list:
+        """The items for which `condition` holds, in order."""
+        op = record_ops.filter_op(_task_arg("llm_filter", "condition", condition))
+        return self._record_op(op, items, model)
+
+    def _llm_classify(self, items: Any, labels: Any, model: str | None = None) -> list[str]:
+        """One of `labels` per item, or "unknown"."""
+        return self._record_op(record_ops.classify_op(_labels_arg(labels)), items, model)
+
+    def _record_op(self, op: record_ops.Operator, items: Any, model: str | None) -> list:
+        records = corpus.record_items(futures.resolve(items), op.fn)
+        records = plain(records, f"{op.fn}: `items`")  # what leaves the cell: exact data only
+        outcome = run_record_op(
+            op,
+            records,
+            self.subcalls,
+            _model_arg(model),
+            window_tokens=self.settings.sub_context_window_tokens,
+        )
+        for warning in outcome.warnings:
+            self.sandbox.print(f"[{op.fn} warning] {warning}")
+        return outcome.values
+
     def _final(self, value: Any) -> None:
         # str() here, inside the cell, so a failure is an ordinary error the model sees
         raise FinalAnswer(_text(value), "FINAL")
@@ -374,6 +421,64 @@ class REPLSession:
 def _text(value: Any) -> str:
     """`str(value)` as an exact str; call it inside a cell (it may run the model's methods)."""
     return exact_str(str(futures.resolve(value)))
+
+
+def run_record_op(
+    op: record_ops.Operator,
+    records: list,
+    subcalls: SubCalls,
+    model: str | None,
+    *,
+    window_tokens: int,
+    max_items: int = record_ops.MAX_BATCH_ITEMS,
+) -> record_ops.Outcome:
+    """A record operator whose batches are sub-calls: each round's batches all start through
+    `subcalls` (cache, budgets, rate limits, trace, progress), then are resolved together."""
+
+    def ask(batch_prompts: list) -> list[str]:
+        started = [subcalls.llm(prompt, model) for prompt in batch_prompts]
+        try:
+            return [str(text) for text in futures.resolve(started)]
+        except SubCallError as exc:
+            raise SubCallError(f"{op.fn}: {exc}") from None
+
+    keys = [corpus.record_key(r) for r in records]
+    return record_ops.run(op, records, keys, ask, window_tokens=window_tokens, max_items=max_items)
+
+
+def describe_value(value: Any) -> str:
+    """What a value is, for the model: SHOW_VARS's line, with the element type of a list."""
+    if isinstance(value, corpus.Corpus):
+        return f"a corpus view ({len(value):,} characters, {len(value.documents):,} documents)"
+    text = cell_output.describe(value)
+    if isinstance(value, (list, tuple, set, frozenset)) and value:
+        kinds = sorted({type(item).__name__ for item in value})
+        text += f" of {kinds[0]}" if len(kinds) == 1 else f" of mixed types ({', '.join(kinds)})"
+    return text
+
+
+def _task_arg(fn: str, name: str, value: Any) -> str:
+    text = _text_arg(fn, name, value)
+    if not text.strip():
+        raise ValueError(f"{fn}: `{name}` must be a non-empty str")
+    return text
+
+
+def _labels_arg(labels: Any) -> tuple[str, ...]:
+    labels = futures.resolve(labels)
+    if isinstance(labels, (str, bytes, dict)) or not hasattr(labels, "__iter__"):
+        raise TypeError(
+            f"llm_classify: `labels` must be a list of str, got {type(labels).__name__}"
+        )
+    labels = plain(list(labels), "llm_classify: `labels`", views=False)
+    if not labels:
+        raise ValueError("llm_classify: `labels` must be a non-empty list of str, got []")
+    for label in labels:
+        if not isinstance(label, str) or not label.strip():
+            raise TypeError(f"llm_classify: every label must be a non-empty str, got {label!r}")
+    if len({label.strip().casefold() for label in labels}) != len(labels):
+        raise ValueError(f"llm_classify: `labels` must be distinct, got {labels!r}")
+    return tuple(label.strip() for label in labels)
 
 
 def _text_arg(fn: str, name: str, value: Any) -> str:

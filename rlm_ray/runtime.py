@@ -279,6 +279,7 @@ class REPLWorker:
                 max_workers=cfg.max_concurrent_calls,
                 hard_kill=_hard_kill,
                 kill_switch=self._kill_switch,
+                sub_context_window_tokens=spec.sub_context_window_tokens,
             ),
         )
         variant = prompts.choose(spec.model, spec.models.prompt)

@@ -14,7 +14,8 @@ Two ways to play it:
   unit tests that need no HTTP at all.
 
 Helpers write stateless scripts: `by_marker` (answer by a marker in the prompt), `turns` (answer by
-root turn), `code` (a ```` ```repl ```` block). Example::
+root turn), `code` (a ```` ```repl ```` block), `records` (answer the batches of `llm_map`,
+`llm_filter`, `llm_classify` and `rlm_ray.ops` item by item). Example::
 
     from rlm_ray.testing import ScriptedServer, by_marker, code, turns
 
@@ -59,6 +60,7 @@ __all__ = [
     "ScriptedServer",
     "by_marker",
     "code",
+    "records",
     "turns",
 ]
 
@@ -213,6 +215,56 @@ class _Turns:
 
     def __call__(self, request: Request) -> str | Reply:
         return _answer(self.replies[min(request.turn, len(self.replies) - 1)], request)
+
+
+def records(
+    answer: Callable[[str, str], str],
+    *,
+    garble_above: int | None = None,
+    default: Answer | None = None,
+) -> ReplyFn:
+    """A reply function for record-operator batches (rlm_ray/record_ops.py).
+
+    A batch prompt numbers its items ``[1] ...``; each is answered by ``answer(task, item)``
+    (`task`: the prompt's first line, e.g. ``"Condition: ..."``) on a line ``[k] answer``. A
+    batch of more than `garble_above` items gets a reply with no numbers (a model that lost
+    count). Any other request goes to `default` (e.g. the root's `turns`).
+    """
+    return _Records(answer, garble_above, default)
+
+
+_RECORDS_HEAD = "\n\nItems:\n"
+_RECORDS_TAIL = "\n\nReply with exactly "
+
+
+@dataclass(frozen=True)
+class _Records:
+    answer: Callable[[str, str], str]
+    garble_above: int | None
+    default: Answer | None
+
+    def __call__(self, request: Request) -> str | Reply:
+        prompt = request.first_user
+        if _RECORDS_HEAD not in prompt or _RECORDS_TAIL not in prompt:
+            if self.default is None:
+                raise LookupError(f"records: not a batch prompt: {prompt[:200]!r}")
+            return _answer(self.default, request)
+        task, body = prompt.split(_RECORDS_HEAD, 1)
+        items = _numbered_items(body.rsplit(_RECORDS_TAIL, 1)[0])
+        if self.garble_above is not None and len(items) > self.garble_above:
+            return "Sorry, there are too many items; here is a summary instead."
+        first = task.splitlines()[0]
+        return "\n".join(f"[{k}] {self.answer(first, item)}" for k, item in enumerate(items, 1))
+
+
+def _numbered_items(body: str) -> list[str]:
+    items: list[str] = []
+    for line in body.split("\n"):
+        if line.startswith(f"[{len(items) + 1}] "):
+            items.append(line.split("] ", 1)[1])
+        elif items:
+            items[-1] += "\n" + line
+    return items
 
 
 def code(src: str) -> str:

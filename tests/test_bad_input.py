@@ -82,7 +82,9 @@ def test_unreachable_api_base_fails_fast_naming_the_url(ray_session):
     with pytest.raises(LLMError) as err:
         rlm.completion("q", "ctx")
     assert url in str(err.value)
-    assert time.monotonic() - started < 15
+    assert (
+        time.monotonic() - started < 60
+    )  # fails fast: no minutes of retries (a loaded machine starts the pool slowly)
 
 
 @pytest.mark.ray

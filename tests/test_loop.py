@@ -31,6 +31,9 @@ class FakeREPL:
     def ready_answer(self):
         return self.ready
 
+    def describe(self, name):
+        return None
+
 
 def settings(**kw):
     kw.setdefault("query", "What is it?")
@@ -171,3 +174,39 @@ def test_without_an_error_turn_a_failed_turn_gets_the_next_turn():
     fake = FakeLLM(turns(code("raise"), "FINAL(ok)"))
     run(fake, next_turn="GO ON: {query}")
     assert fake.requests[1].last_user.endswith("GO ON: What is it?")
+
+
+class TypedREPL(FakeREPL):
+    """A FakeREPL that can describe its variables (the stuck-loop guard asks)."""
+
+    def describe(self, name):
+        return {"context": "list (60 items) of str", "lines": "list (3 items) of str"}.get(name)
+
+    def run(self, source):
+        if "finditer" not in source:
+            return super().run(source)
+        self.ran.append(source)
+        error = "Traceback (most recent call last):\nTypeError: expected string, got 'list'"
+        return CellReport(CellTrace(source, "", error=error))
+
+
+STUCK_CODE = "import re\nfor m in re.finditer('x', context):\n    print(lines, m)"
+
+
+def test_the_same_failing_code_twice_gets_a_plain_notice_with_the_types():
+    fake = FakeLLM(turns(code(STUCK_CODE), code(STUCK_CODE), code("final:ok")))
+    answer, _, _, _ = run(fake, repl=TypedREPL())
+    assert answer == "ok"
+    assert "STUCK" not in fake.requests[1].last_user  # the first failure is an ordinary error
+    notice = fake.requests[2].last_user
+    assert "STUCK: The same code failed again with the same error as before: TypeError" in notice
+    assert "`context` is a list (60 items) of str; `lines` is a list (3 items) of str." in notice
+    assert "`re`" not in notice and "`m`" not in notice  # only values the REPL holds
+
+
+def test_other_code_with_the_same_error_is_noticed_too_and_other_errors_are_not():
+    other = "for m in re.finditer('y', context): pass"
+    fake = FakeLLM(turns(code(STUCK_CODE), code("raise"), code(other), code("final:ok")))
+    run(fake, repl=TypedREPL())
+    assert "STUCK" not in fake.requests[2].last_user  # a different error (ValueError: boom)
+    assert "STUCK: Your code failed again with the same error" in fake.requests[3].last_user

@@ -91,7 +91,7 @@ def test_a_count_fans_out_over_the_records(local_rlm):
     result = local_rlm.completion("How many messages are complaints?", messages())
     show(result)
     subcalls = [sub for cell in code_cells(result) for sub in cell.subcalls]
-    assert len(subcalls) >= len(COMPLAINTS) + len(OTHERS)  # one llm_query per distinct message
+    assert subcalls  # small v3: llm_classify batches the distinct messages, a few per call
     assert all(sub.error is None for sub in subcalls)
     assert result.usage.calls == len(result.trace.iterations) + len(subcalls)
     assert result.trace.finished_by in ("FINAL", "FINAL_VAR")

@@ -1,0 +1,330 @@
+"""Record operators without Ray or litellm: `llm_map`, `llm_filter`, `llm_classify` as pure logic.
+
+One operator over many records, in rounds:
+
+  items -> distinct items (identical records are asked once)
+        -> batches packed to the sub-model's window (`pack`)
+        -> one prompt per batch, items numbered [1]..[n] (`Operator.prompt`)
+        -> answers parsed per number (`Operator.parse`)
+        -> items still unanswered are asked again: a batch with no usable answer is split in
+           two, one with some answers has only its missing items asked (`retry_groups`),
+           down to single items
+        -> a single item that still gets no usable answer takes the operator's default
+           ("" for map, False for filter, "unknown" for classify), with a warning.
+
+`run` drives the rounds; each round's prompts go to `ask(prompts) -> list[str]` together, so
+the caller can send them in parallel (the REPL starts them through `SubCalls`, the same path as
+`llm_query`: cache, budgets, rate limits, trace and progress apply). Items are str or corpus
+views; a view is only measured (`len`) and sliced here, never read: it becomes text where the
+model call is made.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+UNKNOWN = "unknown"  # what llm_classify gives an item that fits no label (or never parsed)
+MAX_BATCH_ITEMS = 40  # small models lose count in longer numbered lists
+CHARS_PER_TOKEN = 3  # a high token estimate, as the loop's: a batch errs on the small side
+WINDOW_SHARE = 0.75  # of the sub-model's window a batch may use (prompt and answers)
+ITEM_OVERHEAD_TOKENS = 6  # the "[k] " marker and line breaks
+
+_MARK = re.compile(r"^\s*(?:\*\*)?(?:\[(\d+)\]|(\d+)[.):])(?:\*\*)?\s*(.*)$")
+_YES = {"yes", "y", "true"}
+_NO = {"no", "n", "false"}
+_UNPARSED = object()
+
+
+@dataclass(frozen=True)
+class Operator:
+    """One record operator: what to ask, how to read an answer, what an unanswered item gets."""
+
+    kind: str  # "map" | "filter" | "classify"
+    instruction: str = ""  # map: the instruction; filter: the condition
+    labels: tuple[str, ...] = ()  # classify only
+
+    @property
+    def fn(self) -> str:
+        return f"llm_{self.kind}"
+
+    @property
+    def default(self) -> Any:
+        return {"map": "", "filter": False, "classify": UNKNOWN}[self.kind]
+
+    @property
+    def answer_tokens(self) -> int:
+        """Tokens kept for one item's answer."""
+        if self.kind == "classify":
+            return max(len(label) for label in self.labels) // CHARS_PER_TOKEN + 4
+        return 4 if self.kind == "filter" else 120
+
+    def task(self) -> str:
+        if self.kind == "map":
+            return f"Instruction: {self.instruction}\nApply the instruction to each item below, separately."
+        if self.kind == "filter":
+            return (
+                f"Condition: {self.instruction}\nFor each item below, answer yes if the "
+                "condition holds for it, no if it does not."
+            )
+        labels = ", ".join(self.labels)
+        return (
+            f"Labels: {labels}\nFor each item below, answer with the one label that fits it "
+            f"best, written exactly as in the list; answer {UNKNOWN} if none fits."
+        )
+
+    def answer_form(self) -> str:
+        return {"map": "answer", "filter": "yes or no", "classify": "label"}[self.kind]
+
+    def prompt(self, items: Sequence[Any]) -> str | list[Any]:
+        """The batch's prompt: a str, or parts (str and views) that `corpus.render` joins."""
+        n = len(items)
+        parts: list[Any] = [f"{self.task()}\n\nItems:\n"]
+        for k, item in enumerate(items, 1):
+            parts += [f"[{k}] ", item, "\n"]
+        parts.append(
+            f"\nReply with exactly {n} line{'s' if n > 1 else ''}, one per item in order, each "
+            f'"[number] {self.answer_form()}" on one line ([1] to [{n}]), and nothing else.'
+        )
+        if all(isinstance(p, str) for p in parts):
+            return "".join(parts)
+        return _merge_text(parts)
+
+    def parse(self, reply: str, n: int) -> dict[int, Any]:
+        """The usable answers in `reply`, by item number (1-based); missing numbers failed."""
+        raw = parse_numbered(reply, n)
+        if n == 1 and 1 not in raw and reply.strip():
+            raw = {1: reply.strip()}  # one item: a bare answer without its number is fine
+        out = {}
+        for k, text in raw.items():
+            value = self.value(text)
+            if value is not _UNPARSED:
+                out[k] = value
+        return out
+
+    def value(self, text: str) -> Any:
+        if self.kind == "map":
+            return text.strip()
+        if self.kind == "filter":
+            return yes_no(text)
+        return normalise_label(text, self.labels)
+
+
+def map_op(instruction: str) -> Operator:
+    return Operator("map", instruction)
+
+
+def filter_op(condition: str) -> Operator:
+    return Operator("filter", condition)
+
+
+def classify_op(labels: Sequence[str]) -> Operator:
+    return Operator("classify", labels=tuple(labels))
+
+
+def _merge_text(parts: list[Any]) -> list[Any]:
+    merged: list[Any] = []
+    for part in parts:
+        if isinstance(part, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += part
+        else:
+            merged.append(part)
+    return merged
+
+
+# -- reading answers -----------------------------------------------------------------------------
+
+
+def parse_numbered(reply: str, n: int) -> dict[int, str]:
+    """Answers by number from lines like "[3] text", "3. text", "3: text" or "3) text".
+
+    Lines without a number continue the answer above them. A number given twice is ambiguous
+    and dropped, as are numbers outside 1..n.
+    """
+    answers: dict[int, str] = {}
+    twice: set[int] = set()
+    current: int | None = None
+    for line in reply.splitlines():
+        match = _MARK.match(line)
+        k = int(match[1] or match[2]) if match else 0
+        if match and 1 <= k <= n:
+            if k in answers:
+                twice.add(k)
+            answers[k], current = match[3].strip(), k
+        elif match:
+            current = None  # a number out of range: not part of any answer
+        elif current is not None and line.strip():
+            answers[current] += "\n" + line.strip()
+    return {k: v for k, v in answers.items() if k not in twice}
+
+
+def yes_no(text: str) -> Any:
+    words = re.sub(r"[^a-z]+", " ", text.lower()).split()
+    if words and words[0] in _YES:
+        return True
+    if words and words[0] in _NO:
+        return False
+    return _UNPARSED
+
+
+def normalise_label(text: str, labels: Sequence[str]) -> Any:
+    """The label `text` names: exact, then ignoring case, quotes and a "label:" prefix, then
+    the one label named as a whole word; `UNKNOWN` if the model said so; else unparsed."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    bare = re.sub(r"^(label|answer)\s*:\s*", "", first.strip(" \t*`'\".:;,"), flags=re.I)
+    bare = bare.strip(" \t*`'\".:;,")
+    for candidate in (first.strip(), bare):
+        if candidate in labels:
+            return candidate
+    folded = {label.casefold(): label for label in labels}
+    if bare.casefold() in folded:
+        return folded[bare.casefold()]
+    if bare.casefold() == UNKNOWN:
+        return UNKNOWN
+    named = [
+        label
+        for label in labels
+        if re.search(rf"(?<!\w){re.escape(label.casefold())}(?!\w)", first.casefold())
+    ]
+    return named[0] if len(named) == 1 else _UNPARSED
+
+
+# -- planning ------------------------------------------------------------------------------------
+
+
+def usable_tokens(window_tokens: int) -> int:
+    return int(window_tokens * WINDOW_SHARE)
+
+
+def max_item_chars(op: Operator, window_tokens: int) -> int:
+    """The longest item that fits a batch of its own; longer items are cut to this."""
+    fixed = _tokens(len(op.prompt(["x"]))) + ITEM_OVERHEAD_TOKENS + op.answer_tokens
+    return max(1, (usable_tokens(window_tokens) - fixed) * CHARS_PER_TOKEN)
+
+
+def pack(
+    sizes: Sequence[int],
+    op: Operator,
+    window_tokens: int,
+    max_items: int = MAX_BATCH_ITEMS,
+) -> list[list[int]]:
+    """Consecutive batches of item indices, each fitting the window with room for its answers
+    and holding at most `max_items` items. `sizes` are the items' lengths in characters."""
+    budget = usable_tokens(window_tokens) - _tokens(len(op.prompt([])))
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    used = 0
+    for i, size in enumerate(sizes):
+        cost = _tokens(size) + ITEM_OVERHEAD_TOKENS + op.answer_tokens
+        if batch and (used + cost > budget or len(batch) >= max_items):
+            batches.append(batch)
+            batch, used = [], 0
+        batch.append(i)
+        used += cost
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+def retry_groups(batch: list[int], answered: set[int]) -> list[list[int]]:
+    """What to ask again after a batch's reply: nothing if all were answered or the batch was
+    one item; its missing items if some were answered; else the batch split in two halves.
+    Every group is smaller than `batch`, so the rounds end."""
+    missing = [i for i in batch if i not in answered]
+    if not missing or len(batch) == 1:
+        return []
+    if len(missing) < len(batch):
+        return [missing]
+    half = len(missing) // 2
+    return [missing[:half], missing[half:]]
+
+
+def _tokens(chars: int) -> int:
+    return -(-chars // CHARS_PER_TOKEN)
+
+
+def distinct(keys: Sequence[Hashable]) -> tuple[list[int], list[int]]:
+    """(the position of each distinct key's first occurrence, and for each position the index
+    of its distinct item): identical records are asked once."""
+    index: dict[Hashable, int] = {}
+    firsts: list[int] = []
+    where: list[int] = []
+    for i, key in enumerate(keys):
+        if key not in index:
+            index[key] = len(firsts)
+            firsts.append(i)
+        where.append(index[key])
+    return firsts, where
+
+
+# -- running -------------------------------------------------------------------------------------
+
+Ask = Callable[[list[Any]], list[str]]
+
+
+@dataclass
+class Outcome:
+    """An operator's answers, one per item in order (filter: the items kept), and what went
+    wrong on the way (`warnings`: items cut to fit, items that never got a usable answer)."""
+
+    values: list[Any]
+    warnings: list[str] = field(default_factory=list)
+    prompts_sent: int = 0
+    rounds: int = 0
+
+
+def run(
+    op: Operator,
+    items: Sequence[Any],
+    keys: Sequence[Hashable],
+    ask: Ask,
+    *,
+    window_tokens: int,
+    max_items: int = MAX_BATCH_ITEMS,
+) -> Outcome:
+    """Answer `op` for every item: dedupe by `keys`, pack, ask in rounds, retry, default."""
+    outcome = Outcome([])
+    firsts, where = distinct(keys)
+    asked = _fit(op, [items[i] for i in firsts], window_tokens, outcome)
+    answers: dict[int, Any] = {}
+    failed: list[int] = []
+    pending = pack([len(item) for item in asked], op, window_tokens, max_items)
+    while pending:
+        replies = ask([op.prompt([asked[i] for i in batch]) for batch in pending])
+        outcome.prompts_sent += len(pending)
+        outcome.rounds += 1
+        retry: list[list[int]] = []
+        for batch, reply in zip(pending, replies):
+            for k, value in op.parse(reply, len(batch)).items():
+                answers[batch[k - 1]] = value
+            got = {i for i in batch if i in answers}
+            retry += retry_groups(batch, got)
+            if len(batch) == 1 and batch[0] not in answers:
+                failed.append(batch[0])
+        pending = retry
+    if failed:
+        shown = ", ".join(str(firsts[i]) for i in sorted(failed)[:10])
+        outcome.warnings.append(
+            f"{len(failed)} item(s) got no usable answer, even asked alone (item index "
+            f"{shown}{', ...' if len(failed) > 10 else ''}); they are {op.default!r}"
+        )
+    per_item = [answers.get(where[i], op.default) for i in range(len(where))]
+    if op.kind == "filter":
+        outcome.values = [item for item, keep in zip(items, per_item) if keep]
+    else:
+        outcome.values = per_item
+    return outcome
+
+
+def _fit(op: Operator, items: list[Any], window_tokens: int, outcome: Outcome) -> list[Any]:
+    """Items longer than a batch of their own can hold are cut (a view stays a view)."""
+    limit = max_item_chars(op, window_tokens)
+    long = [i for i, item in enumerate(items) if len(item) > limit]
+    if long:
+        outcome.warnings.append(
+            f"{len(long)} item(s) longer than {limit:,} characters (what fits the sub-model's "
+            f"window) were cut to their first {limit:,} characters"
+        )
+    return [item[:limit] if len(item) > limit else item for item in items]

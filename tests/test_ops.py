@@ -1,0 +1,189 @@
+"""Record operators end to end: Ray, litellm over HTTP, the scripted server as the model.
+
+`llm_map` / `llm_filter` / `llm_classify` from model code in the REPL, and `rlm_ray.ops` from
+plain Python. The scripted model (`testing.records`) answers each batch item by item, and
+garbles batches larger than `garble_above`, so packing, splitting, dedupe, cache and budgets
+show in the requests the server saw.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pyarrow as pa
+import pytest
+
+import rlm_ray
+from rlm_ray import ops
+from rlm_ray.record_ops import MAX_BATCH_ITEMS
+from rlm_ray.testing import code, records, turns
+
+pytestmark = pytest.mark.ray
+
+LABELS = ["BIRD", "FISH"]
+ANIMALS = ["owl", "trout", "hawk", "salmon", "wren", "pike"]
+
+
+def kind(task: str, item: str) -> str:
+    """The scripted sub-model: knows birds from fish; answers in the operator's form."""
+    bird = any(name in item for name in ("owl", "hawk", "wren"))
+    if task.startswith("Labels"):
+        return "bird" if bird else "Fish."  # sloppy case and punctuation: normalised
+    if task.startswith("Condition"):
+        return "Yes" if bird else "no"
+    return item.split()[-1].upper()
+
+
+def batches(server) -> list[str]:
+    return [r.first_user for r in server.requests if "\n\nItems:\n" in r.first_user]
+
+
+def sightings(n: int, distinct: int) -> list[str]:
+    return [f"sighting {i % distinct}: a {ANIMALS[i % distinct % 6]}" for i in range(n)]
+
+
+def scripted(server, root_code: str, garble_above=None):
+    server.reply = records(
+        kind, garble_above=garble_above, default=turns(code(root_code), "FINAL(unused)")
+    )
+
+
+# -- in the REPL -----------------------------------------------------------------------------------
+
+
+def test_repl_classify_packs_batches_and_asks_identical_records_once(make_rlm, model_server):
+    context = sightings(200, 50)  # 50 distinct records
+    scripted(
+        model_server,
+        """
+        kinds = llm_classify(context, ["BIRD", "FISH"])
+        FINAL(f"{len(kinds)} {kinds.count('BIRD')} {sorted(set(kinds))}")
+        """,
+    )
+    result = make_rlm().completion("How many birds?", context)
+    birds = sum(1 for r in context if kind("Labels", r) == "bird")
+    assert result.answer == f"200 {birds} ['BIRD', 'FISH']"
+    assert len(batches(model_server)) == math.ceil(50 / MAX_BATCH_ITEMS)  # 2, not 200
+    # the batches are sub-calls of the cell: in the trace, with their usage
+    cell = result.trace.iterations[0].cells[0]
+    assert len(cell.subcalls) == 2 and all(s.input_tokens > 0 for s in cell.subcalls)
+
+
+def test_repl_filter_splits_garbled_batches_and_retries(make_rlm, model_server):
+    context = "\n".join(sightings(20, 20))  # a str: its lines are the records
+    scripted(
+        model_server,
+        """
+        birds = llm_filter("Is the animal a bird?", context)
+        FINAL(len(birds))
+        """,
+        garble_above=5,
+    )
+    result = make_rlm().completion("How many birds?", context)
+    assert result.answer == str(
+        sum(1 for r in context.splitlines() if "hawk" in r or "owl" in r or "wren" in r)
+    )
+    sizes = sorted(b.count("\n[") for b in batches(model_server))
+    assert sizes == [5, 5, 5, 5, 10, 10, 20]  # 20 -> 10 + 10 -> 4 x 5, which parse
+
+
+def test_repl_map_over_corpus_documents(make_rlm, model_server):
+    table = pa.table({"text": [f"field note {i}: saw a {a}" for i, a in enumerate(ANIMALS)]})
+    corpus = rlm_ray.load(table)
+    scripted(
+        model_server,
+        """
+        names = llm_map("Which animal? One word.", context)
+        FINAL(",".join(names))
+        """,
+    )
+    result = make_rlm().completion("Which animals?", corpus)
+    assert result.answer == ",".join(a.upper() for a in ANIMALS)
+    assert "[6] field note 5: saw a pike" in batches(model_server)[0]  # read by the gateway
+
+
+def test_repl_budget_stops_the_run(make_rlm, model_server):
+    scripted(
+        model_server,
+        """
+        kinds = llm_classify(context, ["BIRD", "FISH"])
+        FINAL(len(kinds))
+        """,
+    )
+    with pytest.raises(rlm_ray.LimitExceededError) as info:
+        make_rlm(max_sub_calls=1).completion("q", sightings(100, 100))
+    assert info.value.limit == "max_sub_calls"
+
+
+# -- rlm_ray.ops from plain Python -----------------------------------------------------------------
+
+
+def settings(server, **kw):
+    return {"model": "openai/scripted", "api_base": server.url, "api_key": "sk-test", **kw}
+
+
+def test_ops_classify_filter_map(ray_session, model_server):
+    model_server.reply = records(kind)
+    items = sightings(30, 6)
+    kinds = ops.classify(items, LABELS, **settings(model_server, max_batch_items=4))
+    assert len(kinds) == 30 and set(kinds) == {"BIRD", "FISH"}
+    assert kinds.usage.calls == math.ceil(6 / 4) == len(batches(model_server))
+    assert kinds.usage.input_tokens > 0 and kinds.warnings == []
+    kept = ops.filter("Is it a bird?", items, **settings(model_server))
+    assert kept.values == [r for r in items if kind("Condition", r) == "Yes"]
+    names = ops.map("Which animal?", "a owl\n\na trout\n", **settings(model_server))
+    assert names.values == ["OWL", "TROUT"]
+
+
+def test_ops_classify_gives_unknown_for_answers_outside_the_labels(ray_session, model_server):
+    model_server.reply = records(lambda task, item: "dolphin" if "pike" in item else "bird")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kinds = ops.classify(sightings(6, 6), LABELS, **settings(model_server))
+    assert kinds.values == ["BIRD"] * 5 + ["unknown"]
+    assert "no usable answer" in kinds.warnings[0] and caught
+
+
+def test_ops_cache_second_run_makes_no_model_calls(ray_session, model_server, tmp_path):
+    model_server.reply = records(kind)
+    args = settings(model_server, cache_dir=tmp_path / "cache", max_batch_items=5)
+    first = ops.classify(sightings(20, 20), LABELS, **args)
+    calls = len(model_server.requests)
+    second = ops.classify(sightings(20, 20), LABELS, **args)
+    assert calls == 4 and len(model_server.requests) == calls
+    assert second.values == first.values and second.usage.cached_calls == 4
+
+
+def test_ops_budget_raises(ray_session, model_server):
+    model_server.reply = records(kind)
+    with pytest.raises(rlm_ray.LimitExceededError) as info:
+        ops.map(
+            "x", sightings(50, 50), **settings(model_server, max_sub_calls=2, max_batch_items=5)
+        )
+    assert info.value.limit == "max_sub_calls"
+    assert len(model_server.requests) <= 2
+
+
+def test_ops_over_a_table(ray_session, model_server):
+    model_server.reply = records(kind)
+    table = pa.table({"text": ["seen: owl", "seen: pike", "seen: owl"]})
+    kinds = ops.classify(table, LABELS, **settings(model_server))
+    assert kinds.values == ["BIRD", "FISH", "BIRD"]
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda s: ops.classify(["a"], [], **s), "`labels` must be a non-empty list"),
+        (lambda s: ops.map("", ["a"], **s), "ops.map: `instruction` must be a non-empty str"),
+        (lambda s: ops.filter("c", [1, 2], **s), "ops.filter: `items[0]` is int"),
+        (lambda s: ops.map("x", ["a"], sub_model="m", **s), "settings of an RLM"),
+        (lambda s: ops.map("x", ["a"], max_batch_items=0, **s), "`max_batch_items`"),
+    ],
+)
+def test_ops_usage_mistakes_are_config_errors(model_server, call, message):
+    with pytest.raises(rlm_ray.ConfigError) as info:
+        call(settings(model_server))
+    assert message in str(info.value)
+    assert model_server.requests == []

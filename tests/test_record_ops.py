@@ -1,0 +1,240 @@
+"""Record operators without Ray: packing, prompts, parsing, labels, retries, dedupe; and the
+REPL's `llm_map` / `llm_filter` / `llm_classify` over in-process threads (`ThreadBackend`)."""
+
+from __future__ import annotations
+
+import math
+
+import pyarrow as pa
+import pytest
+
+from rlm_ray import record_ops
+from rlm_ray.corpus import Corpus, local_corpus, record_items, record_key, render
+from rlm_ray.record_ops import (
+    UNKNOWN,
+    classify_op,
+    filter_op,
+    map_op,
+    normalise_label,
+    pack,
+    parse_numbered,
+    retry_groups,
+)
+from rlm_ray.repl import REPLSession, REPLSettings, ThreadBackend
+from rlm_ray.testing import FakeLLM, records
+
+# -- pure pieces -------------------------------------------------------------------------------
+
+
+def test_pack_caps_items_per_batch_and_keeps_order():
+    batches = pack([10] * 100, map_op("x"), window_tokens=1_000_000, max_items=40)
+    assert [len(b) for b in batches] == [40, 40, 20]
+    assert [i for b in batches for i in b] == list(range(100))
+
+
+def test_pack_fills_the_window_by_size():
+    op = filter_op("is it about birds?")
+    window = 2_000
+    batches = pack([300] * 50, op, window_tokens=window)
+    budget = record_ops.usable_tokens(window)
+    assert 1 < len(batches) < 50
+    for batch in batches:  # each batch's estimate fits
+        prompt = op.prompt(["y" * 300] * len(batch))
+        assert len(prompt) / record_ops.CHARS_PER_TOKEN + op.answer_tokens * len(batch) <= budget
+
+
+def test_an_item_too_long_for_any_batch_is_cut_with_a_warning():
+    seen = []
+
+    def ask(prompts):
+        seen.extend(prompts)
+        return ["[1] short"] * len(prompts)
+
+    out = record_ops.run(map_op("len?"), ["z" * 50_000], ["k"], ask, window_tokens=2_000)
+    assert out.values == ["short"] and "cut" in out.warnings[0]
+    assert len(seen[0]) < 2_000 * record_ops.CHARS_PER_TOKEN
+
+
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("[1] a\n[2] b\n[3] c", {1: "a", 2: "b", 3: "c"}),
+        ("1. a\n2: b\n3) c", {1: "a", 2: "b", 3: "c"}),
+        ("Sure!\n[2] b\n[1] a", {1: "a", 2: "b"}),
+        ("[1] a\nmore of a\n[2] b", {1: "a\nmore of a", 2: "b"}),
+        ("[1] a\n[1] again\n[2] b", {2: "b"}),  # a number given twice is ambiguous
+        ("[1] a\n[7] out of range", {1: "a"}),
+        ("**[1]** a", {1: "a"}),
+        ("no numbers at all", {}),
+    ],
+)
+def test_parse_numbered(reply, expected):
+    assert parse_numbered(reply, 3) == expected
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Billing", "Billing"),
+        ("billing", "Billing"),
+        ('"Billing".', "Billing"),
+        ("Label: Access", "Access"),
+        ("It is about Access, clearly", "Access"),
+        ("unknown", UNKNOWN),
+        ("Billing or Access", None),  # two labels named: not usable
+        ("weather", None),
+    ],
+)
+def test_normalise_label(text, expected):
+    got = normalise_label(text, ("Billing", "Access", "Hardware"))
+    assert (got if isinstance(got, str) else None) == expected
+
+
+def test_filter_answers_are_yes_or_no_only():
+    op = filter_op("c")
+    assert op.parse("[1] Yes.\n[2] no\n[3] maybe", 3) == {1: True, 2: False}
+
+
+def test_a_single_item_may_be_answered_without_its_number():
+    assert classify_op(["A", "B"]).parse("B", 1) == {1: "B"}
+    assert map_op("x").parse("just text", 1) == {1: "just text"}
+
+
+def test_retry_groups_split_then_narrow_then_stop():
+    assert retry_groups([0, 1, 2, 3], set()) == [[0, 1], [2, 3]]
+    assert retry_groups([0, 1, 2, 3], {0, 2}) == [[1, 3]]
+    assert retry_groups([0, 1, 2, 3], {0, 1, 2, 3}) == []
+    assert retry_groups([5], set()) == []  # a single item is not retried again
+
+
+def test_prompt_keeps_views_as_parts_and_numbers_items():
+    corpus = local_corpus(pa.table({"text": ["alpha doc", "beta doc"]}))
+    docs = list(corpus.documents)
+    prompt = map_op("Summarise").prompt(["plain", *docs])
+    assert isinstance(prompt, list) and sum(isinstance(p, Corpus) for p in prompt) == 2
+    text = render(prompt)
+    assert "[1] plain\n[2] alpha doc\n[3] beta doc\n" in text
+    assert text.startswith("Instruction: Summarise")
+
+
+# -- the rounds ----------------------------------------------------------------------------------
+
+
+def answering(answer, garble_above=None):
+    """An `ask` that plays the scripted `records` model and counts the prompts it gets."""
+    fake = FakeLLM(records(answer, garble_above=garble_above))
+    sent: list[int] = []
+
+    def ask(prompts):
+        sent.append(len(prompts))
+        return [fake([{"role": "user", "content": render(p)}]).text for p in prompts]
+
+    return ask, fake, sent
+
+
+def test_run_dedupes_packs_and_maps_back_in_order():
+    items = [f"item {i % 7}" for i in range(100)]
+    ask, fake, _ = answering(lambda task, item: item.upper())
+    out = record_ops.run(map_op("upper"), items, items, ask, window_tokens=100_000, max_items=3)
+    assert out.values == [i.upper() for i in items]
+    assert fake.calls == math.ceil(7 / 3)  # 7 distinct items, 3 per batch
+    assert out.warnings == []
+
+
+def test_run_splits_garbled_batches_until_they_parse():
+    items = [f"r{i}" for i in range(16)]
+    ask, fake, sent = answering(lambda task, item: "yes" if item.endswith("1") else "no", 2)
+    out = record_ops.run(filter_op("ends in 1"), items, items, ask, window_tokens=100_000)
+    assert out.values == ["r1", "r11"]
+    assert sent == [1, 2, 4, 8]  # 16 -> 8+8 -> 4x4 -> 8x2 (answered)
+    assert out.rounds == 4
+
+
+def test_run_gives_the_default_and_warns_when_even_one_item_fails():
+    items = ["good", "bad", "good2"]
+    ask, _, _ = answering(lambda task, item: "weather" if item == "bad" else "A")
+    out = record_ops.run(classify_op(["A", "B"]), items, items, ask, window_tokens=100_000)
+    assert out.values == ["A", UNKNOWN, "A"]
+    assert "1 item(s) got no usable answer" in out.warnings[0] and "index 1" in out.warnings[0]
+
+
+def test_records_and_keys():
+    assert record_items("a\n\n  \nb\n", "llm_map") == ["a", "b"]
+    corpus = local_corpus(pa.table({"text": ["x", "y", "x"]}))
+    docs = record_items(corpus, "llm_map")
+    assert len(docs) == 3 and all(isinstance(d, Corpus) for d in docs)
+    assert len({record_key(d) for d in docs}) == 3  # spans, not text: nothing is read
+    with pytest.raises(TypeError, match=r"llm_filter: `items\[1\]` is int"):
+        record_items(["a", 2], "llm_filter")
+    with pytest.raises(TypeError, match="llm_map: `items` must be"):
+        record_items(5, "llm_map")
+
+
+# -- the REPL functions over threads ---------------------------------------------------------------
+
+
+def repl_with(answer, garble_above=None, window=100_000):
+    fake = FakeLLM(records(answer, garble_above=garble_above))
+    backend = ThreadBackend(fake)
+    settings = REPLSettings(can_recurse=False, sub_context_window_tokens=window)
+    return fake, lambda ctx: REPLSession(ctx, backend, "fake", settings)
+
+
+def test_repl_operators_over_a_str_of_lines():
+    lines = "\n".join(["the owl hoots", "a cat naps", "", "the hawk dives", "a cat naps"])
+
+    def answer(task, item):
+        bird = any(word in item for word in ("owl", "hawk"))
+        if task.startswith("Labels"):
+            return "BIRD" if bird else "OTHER"
+        return "yes" if bird else "no"
+
+    fake, make = repl_with(answer)
+    out = make(lines).run(
+        "birds = llm_filter('Is it about a bird?', context)\n"
+        "kinds = llm_classify(context.splitlines(), ['BIRD', 'OTHER'])\n"
+        "print(birds, kinds)"
+    )
+    assert out.trace.error is None, out.trace.error
+    assert out.trace.output == (
+        "['the owl hoots', 'the hawk dives'] ['BIRD', 'OTHER', 'OTHER', 'BIRD', 'OTHER']\n"
+    )
+    # one batch per operator: a str gives its 4 non-empty lines, 3 distinct; the list 5 items,
+    # 4 distinct ("" is a record too)
+    assert len(out.trace.subcalls) == 2
+
+
+@pytest.mark.parametrize(
+    "code, message",
+    [
+        ("llm_classify(['a'], [])", "llm_classify: `labels` must be a non-empty list of str"),
+        ("llm_classify(['a'], 'A,B')", "llm_classify: `labels` must be a list of str, got str"),
+        ("llm_classify(['a'], ['A', 'a'])", "llm_classify: `labels` must be distinct"),
+        ("llm_classify(['a'], ['A', 3])", "llm_classify: every label must be a non-empty str"),
+        ("llm_map('', ['a'])", "llm_map: `instruction` must be a non-empty str"),
+        ("llm_filter(3, ['a'])", "llm_filter: `condition` must be a str, got int"),
+        ("llm_map('x', {'a': 1})", "llm_map: `items` must be a list of str"),
+    ],
+)
+def test_repl_operator_arguments_are_checked(code, message):
+    fake, make = repl_with(lambda task, item: "x")
+    out = make(["a"]).run(code)
+    assert out.trace.error is not None and message in out.trace.error
+    assert fake.calls == 0
+
+
+def test_repl_warns_in_the_output_when_an_item_never_parses():
+    fake, make = repl_with(lambda task, item: "???" if item == "odd" else "A")
+    out = make(["x", "odd", "y"]).run("print(llm_classify(context, ['A', 'B']))")
+    assert out.trace.error is None, out.trace.error
+    assert "[llm_classify warning] 1 item(s) got no usable answer" in out.trace.output
+    assert "['A', 'unknown', 'A']" in out.trace.output
+
+
+def test_repl_describe_names_the_element_type():
+    _, make = repl_with(lambda task, item: "x")
+    repl = make(["a", "b"])
+    repl.run("n = 3\nmixed = [1, 'a']")
+    assert repl.describe("context") == "list (2 items) of str"
+    assert repl.describe("mixed") == "list (2 items) of mixed types (int, str)"
+    assert repl.describe("n") == "int" and repl.describe("missing") is None
