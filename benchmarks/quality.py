@@ -23,7 +23,8 @@ Systems (only through `RLM.completion`, so any litellm model works unchanged):
   rlms       the official `rlms` package (`from rlm import RLM`), when importable; OpenAI-
              compatible servers only; its failures are results
 Scores: exact match, 0.75^|error| for numbers, F1 for pairs. Every run gets `--max-time`
-seconds; an error or a timeout scores 0 and is counted. Output: a markdown table (system x
+seconds (wall time from `RLM(...)` to the answer, a local model server's start included); an
+error, a timeout or an answer after the limit scores 0 and is counted as an error. Output: a markdown table (system x
 family: mean score, mean time, mean tokens) on stdout, and with `--out` one JSON line per
 (task, system): answer, expected, score, time, tokens.
 """
@@ -267,7 +268,7 @@ def run_benchmark(
                         outcome = official.run(task, context)
                     else:
                         outcome = run_rlm(system, task, context, settings)
-                    row = make_row(task, system, outcome)
+                    row = make_row(task, system, outcome, settings.max_time_s)
                     rows.append(row)
                     print(progress_line(row), file=sys.stderr, flush=True)
                     if out is not None:
@@ -278,7 +279,15 @@ def run_benchmark(
     return rows
 
 
-def make_row(task: qt.Task, system: str, outcome: Outcome) -> dict[str, Any]:
+def make_row(task: qt.Task, system: str, outcome: Outcome, max_time_s: float) -> dict[str, Any]:
+    """One (task, system) result. An answer that came after `max_time_s` (the run's own limit
+    is checked between steps, so one long model call can overrun it) scores 0, as a timeout
+    would; `answer_score` keeps what it would have scored."""
+    answer_score = qt.score(task, outcome.answer) if outcome.answer else 0.0
+    late = outcome.time_s > max_time_s
+    error = outcome.error or (
+        f"answered after {outcome.time_s:.0f} s > --max-time" if late else None
+    )
     return {
         "task": task.id,
         "family": task.family,
@@ -292,12 +301,13 @@ def make_row(task: qt.Task, system: str, outcome: Outcome) -> dict[str, Any]:
         "query": task.query,
         "expected": expected_text(task),
         "answer": outcome.answer,
-        "score": qt.score(task, outcome.answer) if outcome.answer else 0.0,
+        "score": 0.0 if late else answer_score,
+        "answer_score": answer_score,
         "time_s": round(outcome.time_s, 3),
         "input_tokens": outcome.input_tokens,
         "output_tokens": outcome.output_tokens,
         "calls": outcome.calls,
-        "error": outcome.error,
+        "error": error,
     }
 
 

@@ -267,3 +267,12 @@ def test_harness_end_to_end_against_the_scripted_server(model_server, ray_sessio
     assert "| plain | oolong | 1 | 0.750 |" in table
     assert "| rlm | oolong | 1 | 1.000 |" in table
     assert table.count("\n") == 2 + 9 - 1
+
+
+def test_an_answer_after_the_time_limit_scores_zero():
+    task = TINY[0]
+    right = quality.Outcome(str(task.expected), time_s=10.0)
+    late = quality.Outcome(str(task.expected), time_s=200.0)
+    assert quality.make_row(task, "plain", right, 180.0)["score"] == 1.0
+    row = quality.make_row(task, "plain", late, 180.0)
+    assert (row["score"], row["answer_score"]) == (0.0, 1.0) and "max-time" in row["error"]
