@@ -444,9 +444,10 @@ class Sandbox:
     def run(self, code: str, after: Callable[[], None] | None = None) -> CellOutcome:
         """Run one cell. Never raises for model mistakes; state persists between calls.
 
-        `after`, if given, runs once the cell's code ended without FINAL() or a timeout, still
-        inside the cell's clock (its errors are the cell's): host code that reads what the cell
-        left (e.g. `answer`) may meet methods of classes the model defined.
+        `after`, if given, runs once the cell's code ended (with an error too, but not with
+        FINAL() or a timeout), still inside the cell's clock (its errors are the cell's): host
+        code that reads what the cell left (e.g. `answer`) may meet methods of classes the model
+        defined.
         """
         started = time.monotonic()
         compiled = self._compile(code)
@@ -534,8 +535,10 @@ class Sandbox:
         host's reads of what it left (`after`), settling futures, and the error's text."""
         try:
             self._step(result, body)
-            if result.exc is None and after is not None:
-                self._step(result, after)
+            if after is not None and not isinstance(result.exc, FinalAnswer) and not cell.expired:
+                probe = _Result()  # runs after a failed cell too: what it left still counts
+                self._step(probe, after)
+                result.exc = result.exc or probe.exc
             if not cell.expired:
                 self._step(_Result(), lambda: settle_futures(self.namespace, self._injected))
             if result.exc is not None and not isinstance(result.exc, FinalAnswer):
