@@ -234,20 +234,30 @@ class PromptVariant:
 
 PAPER = PromptVariant(name="paper", version=2, system=SYSTEM_PROMPT)
 
-SMALL_SYSTEM = """You answer a query about a large input stored in the Python variable `context`. It is too long to read: search it with code. {context_description}
+_SMALL_INTRO = """You answer a query about a large input stored in the Python variable `context`. It is too long to read: work on it with code. {context_description}
 
 Each reply of yours is exactly one ```repl code block; then stop. The user runs it and shows you what it printed. In the code you can use:
 - `context` and the modules re, json, math, collections (import them first);
 - `print(...)`: only printed values are shown (at most {max_output_chars} characters);
-- `llm_query(prompt)`: asks a helper model about a short text (under {sub_window_chars} characters) and returns its answer as a str. It is slow: send short prompts;
-- `llm_query_batched(prompts)`: many llm_query calls at once, returns a list of str;
-- `llm_classify(records, labels)`: one of the labels (or "unknown") per record; `llm_filter(condition, records)`: the records for which the condition holds; `llm_map(instruction, records)`: one answer per record. `records` is a list of str, a str (one record per line) or the corpus. Many records go in each helper call and identical records are asked once.
+"""
+_SMALL_HELPERS = """- `llm_classify(records, labels)`: one of the labels (or "unknown") per record; `llm_filter(condition, records)`: the records for which the condition holds; `llm_map(instruction, records)`: one answer per record. `records` is a list of str, a str (one record per line) or the corpus. A helper model reads the records, many per call;
+- `llm_query(prompt)`: asks the helper model about a short text (under {sub_window_chars} characters) and returns its answer as a str; `llm_query_batched(prompts)`: many at once.
 
-Search with code first (str.find, re, slicing) and print only short parts. If `context` is a list, each item is one record: use re and str methods on an item, not on the list. Use the helper model for what code cannot decide: to count or pick records by their meaning, use llm_classify or llm_filter on the records, never a regex. When the printed output answers the query, reply with one line: FINAL(answer). Never write output yourself and never guess."""
+To find a fact (a code, a name, a number), search the text with re or str.find and print short parts. To count or pick records by their meaning (a label, a topic, a sentiment, what a record asks or reports), the query's words are not in the records: never use a regex, `in` or str.count for that. Make the list of records, keep only those with an exact field the query names (a user, a date, a site) with code, then call llm_classify with the query's labels and count with collections.Counter."""
+_SMALL_NO_HELPERS = """- no helper model: llm_query, llm_map, llm_filter and llm_classify are not for this task; decide everything with code.
 
-# {context_description} is filled per call (`first_turn`), so the real first turn reads like the
-# examples' and the model picks the example that matches its context's type.
-SMALL_FIRST_TURN = "{context_description}\nQuery: {query}\nYour first ```repl block:"
+To find a fact (a code, a name, a number), search the text with re or str.find and print short parts."""
+_SMALL_END = """ If `context` is a list, each item is one record. When the printed output answers the query, reply with one line: FINAL(answer). Never write output yourself and never guess."""
+SMALL_SYSTEM = _SMALL_INTRO + _SMALL_HELPERS + _SMALL_END
+SMALL_CODE_SYSTEM = _SMALL_INTRO + _SMALL_NO_HELPERS + _SMALL_END
+
+# {context_description} and {context_preview} are filled per call (`first_turn`), so the real
+# first turn reads like the examples' and the model sees what a record looks like.
+SMALL_FIRST_TURN = (
+    "{context_description}\n{context_preview}\nQuery: {query}\n"
+    "(A fact to find: search the text with re. Records to count or pick by their meaning: "
+    "llm_classify.) Your first ```repl block:"
+)
 SMALL_NEXT_TURN = (
     "Your next ```repl block, or FINAL(answer) if the output above answers the query: {query}"
 )
@@ -256,12 +266,50 @@ SMALL_ERROR_TURN = (
     "block for the query: {query}"
 )
 
+# The examples' data are made up for them (maintenance tickets, a vault log): no benchmark's
+# records, and a different record shape from the quality benchmark's.
+_COUNT_QUERY = (
+    "How many tickets from site Oslo report something broken? Each ticket is BROKEN (something "
+    "does not work), THANKS (praise) or REQUEST (asks for something new)."
+)
+_SMALL_EXAMPLE_COUNT = (
+    SMALL_FIRST_TURN.format(
+        context_description="Your context is a str with 18,240 total characters.",
+        context_preview=(
+            "It begins:\nTicket 1 (site Lyon): The tap in room 4 drips all night.\n"
+            "Ticket 2 (site Oslo): Thanks for fixing the heating so fast!\n"
+            "Ticket 3 (site Oslo): Could we get a second printer on floor 2?"
+        ),
+        query=_COUNT_QUERY,
+    ),
+    # The first line turns any context (a str of lines, a list, a corpus) into records, so the
+    # model does not copy code that only works for one type.
+    """```repl
+import collections
+records = context.splitlines() if isinstance(context, str) else list(context)
+oslo = [r for r in records if "(site Oslo)" in r]
+labels = llm_classify(oslo, ["BROKEN", "THANKS", "REQUEST"])
+print(len(oslo), "tickets of site Oslo:", collections.Counter(labels))
+```""",
+)
+_SMALL_EXAMPLE_COUNT_DONE = (
+    "Output of code block 1:\n"
+    "57 tickets of site Oslo: Counter({'REQUEST': 25, 'BROKEN': 20, 'THANKS': 12})\n\n"
+    + SMALL_NEXT_TURN.format(query=_COUNT_QUERY),
+    "FINAL(20)",
+)
+_SEARCH_QUERY = "What is the access code of the vault?"
 _SMALL_EXAMPLE_SEARCH = (
-    (
-        SMALL_FIRST_TURN.format(
-            context_description="Your context is a str with 52,000 total characters.",
-            query="What is the access code of the vault?",
-        )
+    SMALL_FIRST_TURN.format(
+        context_description=(
+            "Your context is a list of 1,204 chunks with 52,000 total characters; chunk "
+            "lengths: [38, 51, 40, ...]."
+        ),
+        context_preview=(
+            "The first items:\n[0] 'Log 0001: guard shift began at the east door'\n"
+            "[1] 'Log 0002: delivery of paper, two boxes, signed by Ines'"
+        ),
+        query=_SEARCH_QUERY,
     ),
     """```repl
 import re
@@ -271,43 +319,20 @@ for m in re.finditer(r"access code", text, re.IGNORECASE):
 ```""",
 )
 _SMALL_EXAMPLE_SEARCH_DONE = (
-    "Output of code block 1:\n...the guard said the access code of the vault is 7781, and left.\n\n"
-    + SMALL_NEXT_TURN.format(query="What is the access code of the vault?"),
+    "Output of code block 1:\n...Log 0577: the guard said the access code of the vault is "
+    "7781, and left.\n\n" + SMALL_NEXT_TURN.format(query=_SEARCH_QUERY),
     "FINAL(7781)",
-)
-_COUNT_QUERY = "How many trail reports describe a hazard?"
-_SMALL_EXAMPLE_COUNT = (
-    (
-        SMALL_FIRST_TURN.format(
-            context_description="Your context is a str with 18,240 total characters.",
-            query=_COUNT_QUERY,
-        )
-    ),
-    # The first line turns any context (a str of lines, a list, a corpus) into records, so the
-    # model does not copy code that only works for one type. Measured with Qwen2.5-Coder-1.5B
-    # (docs/local_model.md): two labels, each defined, classify better than a yes/no question;
-    # llm_classify asks identical records once and many records per call.
-    """```repl
-records = context.splitlines() if isinstance(context, str) else list(context)
-labels = llm_classify(records, ["HAZARD", "OTHER"])
-print(len(records), "records;", labels.count("HAZARD"), "hazards")
-```""",
-)
-_SMALL_EXAMPLE_COUNT_DONE = (
-    "Output of code block 1:\n301 records; 37 hazards\n\n"
-    + SMALL_NEXT_TURN.format(query=_COUNT_QUERY),
-    "FINAL(37)",
 )
 
 SMALL = PromptVariant(
     name="small",
-    version=3,
+    version=4,
     system=SMALL_SYSTEM,
     few_shot=(
-        _SMALL_EXAMPLE_COUNT,
-        _SMALL_EXAMPLE_COUNT_DONE,
         _SMALL_EXAMPLE_SEARCH,
         _SMALL_EXAMPLE_SEARCH_DONE,
+        _SMALL_EXAMPLE_COUNT,
+        _SMALL_EXAMPLE_COUNT_DONE,
     ),
     # Without these, small models write the "output" of their code themselves and trust it.
     stop=("Output of code block", "\nUser:", "\n```\n"),
@@ -316,22 +341,11 @@ SMALL = PromptVariant(
     error_turn=SMALL_ERROR_TURN,
 )
 
-_SMALL_HELPERS = SMALL_SYSTEM[
-    SMALL_SYSTEM.index("- `llm_query(prompt)`") : SMALL_SYSTEM.index("\nSearch with code first")
-]
-_SMALL_HELPER_RULE = (
-    " Use the helper model for what code cannot decide: to count or pick records by their "
-    "meaning, use llm_classify or llm_filter on the records, never a regex."
-)
-_NO_HELPERS = (
-    "- no helper model: llm_query, llm_map, llm_filter and llm_classify are not for this task; "
-    "decide everything with code.\n"
-)
 # "small" without sub-calls: the model has only code (the benchmark's "RLM without sub-calls").
 SMALL_CODE = PromptVariant(
     name="small-code",
-    version=3,
-    system=SMALL_SYSTEM.replace(_SMALL_HELPERS, _NO_HELPERS).replace(_SMALL_HELPER_RULE, ""),
+    version=4,
+    system=SMALL_CODE_SYSTEM,
     few_shot=(_SMALL_EXAMPLE_SEARCH, _SMALL_EXAMPLE_SEARCH_DONE),
     stop=SMALL.stop,
     first_turn=SMALL_FIRST_TURN,
@@ -343,11 +357,33 @@ PROMPTS: dict[str, PromptVariant] = {p.name: p for p in (PAPER, SMALL, SMALL_COD
 
 
 def first_turn(variant: PromptVariant, context: Any) -> str:
-    """The variant's first-turn template with the context described, `{query}` still to fill."""
-    if "{context_description}" not in variant.first_turn:
-        return variant.first_turn
-    described = describe_context(context).replace("{", "{{").replace("}", "}}")
-    return variant.first_turn.replace("{context_description}", described)
+    """The variant's first-turn template with the context described (and previewed, if the
+    template asks), `{query}` still to fill."""
+    text = variant.first_turn
+    for name, fill in (("context_description", describe_context), ("context_preview", preview)):
+        if "{" + name + "}" in text:
+            text = text.replace(
+                "{" + name + "}", fill(context).replace("{", "{{").replace("}", "}}")
+            )
+    return text
+
+
+def preview(context: Any, chars: int = 300) -> str:
+    """The start of the context, so a small model sees what a record looks like: a str's first
+    lines, a list's first items, a corpus's first characters (one chunk read)."""
+    if hasattr(type(context), "corpus_shape"):  # a corpus view: read only its start
+        context = str(context[:chars])
+    if isinstance(context, str):
+        lines = context[:chars].split("\n")
+        if len(lines) > 1 and len(context) > chars:
+            lines = lines[:-1]  # a whole line or none
+        head = "\n".join(lines[:4])
+        return "It begins:\n" + (head if len(head) < len(context) else head.rstrip())
+    if isinstance(context, dict):
+        items = [f"{k!r}: {str(v)[:100]!r}" for k, v in list(context.items())[:3]]
+        return "The first entries:\n" + "\n".join(items)
+    items = [f"[{i}] {str(item)[:100]!r}" for i, item in enumerate(list(context[:3]))]
+    return "The first items:\n" + "\n".join(items)
 
 
 def choose(model: str, name: str | None = None) -> PromptVariant:
