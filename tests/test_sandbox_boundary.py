@@ -328,3 +328,38 @@ def test_a_cell_that_keeps_the_memory_after_memory_error_leaves_the_repl_usable(
     sb._clock.open = real_open  # type: ignore[method-assign]
     time.sleep(0.7)  # nothing of the failed cell fires later
     assert sb.run("y = 2").error is None
+
+
+def test_a_cell_that_keeps_memory_after_memory_error_leaves_a_usable_repl_for_real():
+    """Under a real memory cap: fill it, catch MemoryError, keep the memory; the next cells get
+    a clear error or run, and never raise out of `Sandbox.run`."""
+    script = textwrap.dedent(
+        """
+        import json
+        from rlm_ray.sandbox import Sandbox, limit_memory
+        limit_memory(300)
+        sb = Sandbox(cell_timeout_s=5.0)
+        fill = sb.run(
+            "x = []\\ntry:\\n    while True:\\n        x.append('x' * 10 ** 6)\\n"
+            "except MemoryError:\\n    pass"
+        )
+        after = [sb.run("y = [1] * 1000\\nlen(y)") for _ in range(3)]
+        freed = sb.run("del x\\nz = 'z' * (50 * 10 ** 6)\\nlen(z)")
+        print(json.dumps([fill.error, [a.error for a in after], freed.error, freed.stdout]))
+        """
+    )
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    fill_error, after_errors, freed_error, freed_out = json.loads(
+        done.stdout.strip().splitlines()[-1]
+    )
+    assert fill_error is None
+    for error in after_errors:
+        assert error is None or "memory" in error.lower()
+    assert freed_error is None and freed_out == "50000000\n"
