@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rlm_ray.ingest import read_corpus
+from rlm_ray.corpus.ingest import read_corpus
 
 WORDS = (
     "the of corpus model recursive answer ray arrow naïve café über данные 日本語 テキスト".split()

@@ -175,7 +175,7 @@ def _dispatch(args: argparse.Namespace, answer_out: Any) -> int:
 
 def _run(args: argparse.Namespace, answer_out: Any) -> int:
     from rlm_ray.rlm import RLM
-    from rlm_ray.tracefile import check_trace_path
+    from rlm_ray.trace.file import check_trace_path
 
     if args.quiet:
         _quiet_ray()
@@ -241,23 +241,23 @@ def _quiet_ray() -> None:
 
 
 def _trace(args: argparse.Namespace) -> int:
-    from rlm_ray.tracefile import read_trace
+    from rlm_ray.trace.file import read_trace
 
     records = read_trace(args.file)
     if args.html:
-        from rlm_ray.trace_html import write_html
+        from rlm_ray.trace.html import write_html
 
         write_html(records, args.html)
         print(f"rlm-ray: wrote {args.html} ({len(records)} calls)", file=sys.stderr)
     else:
-        from rlm_ray.trace_view import print_trace
+        from rlm_ray.trace.view import print_trace
 
         print_trace(records)
     return 0
 
 
 def _write_trace(trace: Any, path: str, quiet: bool) -> None:
-    from rlm_ray.tracefile import write_trace
+    from rlm_ray.trace.file import write_trace
 
     calls = write_trace(trace, path)
     if not quiet:
@@ -265,7 +265,7 @@ def _write_trace(trace: Any, path: str, quiet: bool) -> None:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from rlm_ray.ingest import read_corpus, write_corpus
+    from rlm_ray.corpus.ingest import read_corpus, write_corpus
 
     table, report = read_corpus(
         args.path, include=args.include, exclude=args.exclude, text_field=args.text_field
@@ -296,7 +296,7 @@ def read_context(source: str, *, quiet: bool = False) -> Any:
     text. Binary input is refused."""
     path = Path(source)
     if source != "-" and (path.is_dir() or path.suffix.lower() in _CORPUS_SUFFIXES):
-        from rlm_ray.ingest import read_corpus
+        from rlm_ray.corpus.ingest import read_corpus
 
         table, report = read_corpus(path)
         if not quiet:

@@ -79,10 +79,10 @@ def filter(condition: str, items: Any, *, model: str, **settings: Any) -> OpResu
 def classify(items: Any, labels: Sequence[str], *, model: str, **settings: Any) -> OpResult:
     """One of `labels` per item, in order, or "unknown" when none fits (or no usable answer
     came back). `settings`: as for `map`."""
-    from rlm_ray.repl import _labels_arg
+    from rlm_ray.repl import labels_arg
 
     try:
-        op = record_ops.classify_op(_labels_arg(labels))
+        op = record_ops.classify_op(labels_arg(labels))
     except (TypeError, ValueError) as exc:
         raise _config_error(str(exc).replace("llm_classify", "ops.classify")) from None
     return _run(op, items, model, settings)
@@ -130,7 +130,7 @@ def _records(items: Any, op: record_ops.Operator, rlm: RLM) -> list:
 
 
 def _on_ray(op: record_ops.Operator, records: list, rlm: RLM, max_items: int) -> OpResult:
-    from rlm_ray import repl, runtime
+    from rlm_ray import repl, runtime, subcalls
 
     runtime.ensure_ray(rlm.address)
     rt = runtime.get_runtime(rlm.config)
@@ -140,36 +140,37 @@ def _on_ray(op: record_ops.Operator, records: list, rlm: RLM, max_items: int) ->
         models = dataclasses.replace(models, local_servers=servers.api_bases)
     spec = _spec(op, rlm, models)
     backend = runtime.RayBackend(spec, None, rt.gateways, rt.pool)
-    subcalls = repl.SubCalls(
+    calls = subcalls.SubCalls(
         backend, default_model=models.sub_model, waiting=contextlib.nullcontext
     )
     try:
         with _admitted(rt, spec):
             outcome = repl.run_record_op(
-                op, records, subcalls, None, window_tokens=rlm._sub_window, max_items=max_items
+                op, records, calls, None, window_tokens=rlm._sub_window, max_items=max_items
             )
     except SubCallError:
-        if subcalls.limit_hit is not None:
-            raise LimitExceededError(subcalls.limit_hit.limit, subcalls.limit_hit.value) from None
+        if calls.limit_hit is not None:
+            raise LimitExceededError(calls.limit_hit.limit, calls.limit_hit.value) from None
         raise
     finally:
-        subcalls.drain()
+        calls.drain()
         if servers is not None:
             from rlm_ray import model_servers
 
             model_servers.stop_servers(servers)
     for warning in outcome.warnings:
         warnings.warn(f"rlm_ray.ops.{op.kind}: {warning}", RuntimeWarning, stacklevel=4)
-    return OpResult(outcome.values, subcalls.usage, outcome.warnings)
+    return OpResult(outcome.values, calls.usage, outcome.warnings)
 
 
 def _spec(op: record_ops.Operator, rlm: RLM, models: Any) -> Any:
     """A call spec with no context and no turns of its own: its sub-calls are the batches."""
-    from rlm_ray import runtime
+    from rlm_ray.call import CallSpec
+    from rlm_ray.runtime import new_run_id
 
     cfg = rlm.config
-    run_id = runtime.new_run_id()
-    return runtime.CallSpec(
+    run_id = new_run_id()
+    return CallSpec(
         run_id=run_id,
         call_id=run_id,
         depth=0,

@@ -4,198 +4,37 @@ The model-facing names are fixed (they match the RLM literature): `context`, `ll
 `llm_query_batched`, `recursive_llm` / `rlm_query`, `rlm_query_batched`, the record operators
 `llm_map`, `llm_filter`, `llm_classify` (record_ops.py), `FINAL`, `FINAL_VAR`, `SHOW_VARS`, `answer`.
 
-Sub-calls start at once and return `SubCallFuture`s; `SubCalls` settles them in batches, adds
-their usage to the call's total and their trace to the code block that made them. Where the work
-runs is the `Backend`'s business: the runtime's runs on Ray, `ThreadBackend` on local threads.
+Sub-calls start at once and return `SubCallFuture`s, which `subcalls.SubCalls` settles (see
+`rlm_ray/subcalls.py`); where the work runs is the `Backend`'s business.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
-from rlm_ray import cell_output, corpus, futures, prompts, record_ops
-from rlm_ray.allowlist import allow_class
-from rlm_ray.boundary import exact_str, plain
-from rlm_ray.boundary import type_name as boundary_name
-from rlm_ray.errors import LimitExceededError, SubCallError
-from rlm_ray.kill_switch import KillSwitch
+from rlm_ray import corpus, prompts, record_ops
+from rlm_ray.errors import SubCallError
 from rlm_ray.loop import AnswerError, CellReport
 from rlm_ray.parsing import truncate
-from rlm_ray.sandbox import NO_FINAL, FinalAnswer, Sandbox
-from rlm_ray.types import CallResult, CallTrace, CellTrace, LLMReply, SubCallTrace, Usage
-
-SUBCALL_NAMES = (
-    "llm_query",
-    "llm_query_batched",
-    "recursive_llm",
-    "rlm_query",
-    "rlm_query_batched",
-    "llm_map",
-    "llm_filter",
-    "llm_classify",
+from rlm_ray.sandbox import output
+from rlm_ray.sandbox.allowlist import allow_class
+from rlm_ray.sandbox.boundary import exact_str, plain
+from rlm_ray.sandbox.boundary import type_name as boundary_name
+from rlm_ray.sandbox.kill_switch import KillSwitch
+from rlm_ray.sandbox.sandbox import NO_FINAL, FinalAnswer, Sandbox
+from rlm_ray.subcalls import (
+    SUBCALL_NAMES,
+    Backend,
+    SubCallFuture,
+    SubCalls,
+    mark_clean,
+    resolve,
+    unmark_clean,
 )
-_PREVIEW = 200
-_POLL_S = 0.2  # how often a thread waiting on another thread's fetch looks again
-
-
-class Backend(Protocol):
-    """Starts sub-calls somewhere and waits for them."""
-
-    def start_llm(self, prompt: str | list, model: str | None) -> Any:
-        """`prompt`: a str, or parts (str and corpus views) that become text where the call is
-        made (`corpus.render`)."""
-
-    def start_rlm(self, query: str, context: Any, model: str | None) -> Any: ...
-
-    def fetch(self, handles: list[Any]) -> list[tuple[bool, Any]]:
-        """Wait for `handles`; per handle (True, LLMReply | CallResult) or (False, exception)."""
-
-    def cancel(self, handles: list[Any]) -> None:
-        """Stop sub-calls whose results nobody will use (best effort)."""
-
-
-@dataclass
-class _Pending:
-    handle: Any
-    trace: SubCallTrace
-    done: threading.Event = field(default_factory=threading.Event)
-    claimed: bool = False
-
-
-class SubCalls:
-    """Starts sub-calls through a backend and settles their futures (a `futures.Waiter`)."""
-
-    def __init__(self, backend: Backend, *, default_model: str, waiting: Callable[[], Any]) -> None:
-        self._backend = backend
-        self._model = default_model
-        self._waiting = waiting
-        self._lock = threading.Lock()
-        self._open: list[SubCallFuture] = []
-        self.usage = Usage()
-        self.cell: CellTrace | None = None
-        self.limit_hit: LimitExceededError | None = None  # a run limit refused a sub-call
-
-    def llm(self, prompt: str | list, model: str | None) -> futures.SubCallFuture:
-        started = time.time()  # before dispatch: the call may start running at once
-        handle = self._backend.start_llm(prompt, model)
-        return self._track(handle, "llm", model, corpus.preview(prompt, _PREVIEW), started)
-
-    def rlm(self, query: str, context: Any, model: str | None) -> futures.SubCallFuture:
-        started = time.time()
-        handle = self._backend.start_rlm(query, context, model)
-        return self._track(handle, "rlm", model, query, started)
-
-    def _track(
-        self, handle: Any, kind: str, model: str | None, prompt: str, started: float
-    ) -> SubCallFuture:
-        trace = SubCallTrace(kind, model or self._model, prompt[:_PREVIEW], started_s=started)
-        future = futures.SubCallFuture(_Pending(handle, trace), self)
-        with self._lock:
-            if self.cell is not None:
-                self.cell.subcalls.append(trace)
-            self._open.append(future)
-        return future
-
-    def wait(self, batch: list[futures.SubCallFuture]) -> None:
-        pending = [f for f in batch if not f.done]
-        with self._waiting():
-            while pending:
-                self._fetch_unclaimed(pending)
-                for future in pending:  # claimed by another thread: it settles them
-                    future._handle.done.wait(_POLL_S)
-                pending = [f for f in pending if not f.done]
-
-    def _fetch_unclaimed(self, pending: list[futures.SubCallFuture]) -> None:
-        with self._lock:
-            mine = [f for f in pending if not f.done and not f._handle.claimed]
-            for f in mine:
-                f._handle.claimed = True
-        if not mine:
-            return
-        try:
-            outcomes = self._backend.fetch([f._handle.handle for f in mine])
-        except BaseException:
-            # subtle: interrupted (a cell timeout, a cancel): give the futures back so the next
-            # waiter fetches them, or every later use would wait forever.
-            with self._lock:
-                for f in mine:
-                    f._handle.claimed = False
-            raise
-        for future, (ok, value) in zip(mine, outcomes):
-            self._settle(future, ok, value)
-
-    def _settle(self, future: futures.SubCallFuture, ok: bool, value: Any) -> None:
-        pending: _Pending = future._handle
-        trace = pending.trace
-        trace.duration_s = time.time() - trace.started_s
-        if ok:
-            self._account(trace, value)
-            _record_where(trace, value)
-        error = value if not ok else getattr(value, "error", None)
-        if error is None:
-            future._settle(value.answer if isinstance(value, CallResult) else value.text)
-        else:  # a failed child still spent tokens: accounted above, then the code sees the error
-            trace.error = f"{type(error).__name__}: {error}"
-            if isinstance(error, LimitExceededError):
-                self.limit_hit = error  # the run is stopping: the loop ends after this cell
-            future._fail(SubCallError(f"{trace.kind} sub-call failed: {error}"))
-        pending.done.set()
-
-    def _account(self, trace: SubCallTrace, value: LLMReply | CallResult) -> None:
-        spent = _usage_of(value)
-        with self._lock:
-            self.usage.add(spent)
-        trace.input_tokens, trace.output_tokens = spent.input_tokens, spent.output_tokens
-        trace.cost_usd = spent.cost_usd
-        if isinstance(value, CallResult):
-            trace.child = value.trace
-        else:
-            trace.node_id = value.node_id
-
-    def cancel_open(self) -> None:
-        """Cancel every sub-call not yet claimed by a waiter (the call is failing)."""
-        with self._lock:
-            still_open = [f for f in self._open if not f.done and not f._handle.claimed]
-        if still_open:
-            self._backend.cancel([f._handle.handle for f in still_open])
-
-    def drain(self) -> None:
-        """Wait for every sub-call still in flight, so usage and trace are complete."""
-        with self._lock:
-            still_open = [f for f in self._open if not f.done]
-            self._open = []
-        if still_open:
-            self.wait(still_open)
-
-
-def _record_where(trace: SubCallTrace, value: LLMReply | CallResult) -> None:
-    """Where and when the sub-call really ran: the gateway's (or the child call's) own record,
-    which is more precise than the moment the code collected the outcome."""
-    ran = value.trace if isinstance(value, CallResult) else value
-    if not ran.started_s:  # a backend that does not record it (in-process threads)
-        return
-    ended = ran.started_s + ran.duration_s if isinstance(ran, CallTrace) else ran.ended_s
-    trace.run_started_s = ran.started_s
-    trace.duration_s = max(0.0, ended - trace.started_s)
-    trace.node_id, trace.actor_id, trace.pid = ran.node_id, ran.actor_id, ran.pid
-
-
-def _usage_of(value: LLMReply | CallResult) -> Usage:
-    if isinstance(value, CallResult):
-        return value.usage
-    usage = Usage()
-    usage.add_reply(value)
-    return usage
-
-
-SubCallFuture = futures.SubCallFuture
-allow_class(SubCallError)  # model code catches it by name, so it may hold the class itself
+from rlm_ray.types import CellTrace
 
 
 @dataclass(frozen=True)
@@ -232,12 +71,12 @@ class REPLSession:
         """The last `answer["content"]` the model set as a non-empty str (for a stopped run)."""
         self._answer: str | None = None  # `answer["content"]` as text, once `ready` is True
         self._answer_error: str | None = None
-        futures.mark_clean(context)
+        mark_clean(context)
         self.sandbox.inject(context=context, SubCallError=SubCallError, **self._functions())
         self.sandbox.namespace["answer"] = {"content": "", "ready": False}
 
     def close(self) -> None:
-        futures.unmark_clean(self.context)
+        unmark_clean(self.context)
         self.sandbox.close()
 
     # -- loop.REPL --------------------------------------------------------------------------
@@ -384,10 +223,10 @@ class REPLSession:
 
     def _llm_classify(self, items: Any, labels: Any, model: str | None = None) -> list[str]:
         """One of `labels` per item, or "unknown"."""
-        return self._record_op(record_ops.classify_op(_labels_arg(labels)), items, model)
+        return self._record_op(record_ops.classify_op(labels_arg(labels)), items, model)
 
     def _record_op(self, op: record_ops.Operator, items: Any, model: str | None) -> list:
-        records = corpus.record_items(futures.resolve(items), op.fn)
+        records = corpus.record_items(resolve(items), op.fn)
         records = plain(records, f"{op.fn}: `items`")  # what leaves the cell: exact data only
         outcome = run_record_op(
             op,
@@ -420,7 +259,7 @@ class REPLSession:
 
 def _text(value: Any) -> str:
     """`str(value)` as an exact str; call it inside a cell (it may run the model's methods)."""
-    return exact_str(str(futures.resolve(value)))
+    return exact_str(str(resolve(value)))
 
 
 def run_record_op(
@@ -438,7 +277,7 @@ def run_record_op(
     def ask(batch_prompts: list) -> list[str]:
         started = [subcalls.llm(prompt, model) for prompt in batch_prompts]
         try:
-            return [str(text) for text in futures.resolve(started)]
+            return [str(text) for text in resolve(started)]
         except SubCallError as exc:
             raise SubCallError(f"{op.fn}: {exc}") from None
 
@@ -450,7 +289,7 @@ def describe_value(value: Any) -> str:
     """What a value is, for the model: SHOW_VARS's line, with the element type of a list."""
     if isinstance(value, corpus.Corpus):
         return f"a corpus view ({len(value):,} characters, {len(value.documents):,} documents)"
-    text = cell_output.describe(value)
+    text = output.describe(value)
     if isinstance(value, (list, tuple, set, frozenset)) and value:
         kinds = sorted({type(item).__name__ for item in value})
         text += f" of {kinds[0]}" if len(kinds) == 1 else f" of mixed types ({', '.join(kinds)})"
@@ -464,8 +303,8 @@ def _task_arg(fn: str, name: str, value: Any) -> str:
     return text
 
 
-def _labels_arg(labels: Any) -> tuple[str, ...]:
-    labels = futures.resolve(labels)
+def labels_arg(labels: Any) -> tuple[str, ...]:
+    labels = resolve(labels)
     if isinstance(labels, (str, bytes, dict)) or not hasattr(labels, "__iter__"):
         raise TypeError(
             f"llm_classify: `labels` must be a list of str, got {type(labels).__name__}"
@@ -498,7 +337,7 @@ def _model_arg(model: Any) -> str | None:
 
 
 def _list_arg(fn: str, name: str, value: Any) -> list:
-    value = futures.resolve(value)
+    value = resolve(value)
     if type(value) in (str, bytes) or type(value) is corpus.Corpus:
         raise TypeError(f"{fn}: `{name}` must be a list, got {type(value).__name__}")
     if type(value) not in (list, tuple):  # an iterator, a generator: read here, in the cell
@@ -509,46 +348,4 @@ def _list_arg(fn: str, name: str, value: Any) -> list:
     return list(plain(value, f"{fn}: `{name}`"))
 
 
-class ThreadBackend:
-    """Runs sub-calls on local threads: the REPL and the loop without Ray (tests, debugging).
-
-    `llm(messages, model) -> LLMReply`; child RLMs are answered by `rlm(query, context, model)`
-    returning a `CallResult` (by default: a plain model call over query and context).
-    """
-
-    def __init__(
-        self,
-        llm: Callable[[list[dict[str, str]], str], LLMReply],
-        *,
-        default_model: str = "fake",
-        rlm: Callable[[str, Any, str], CallResult] | None = None,
-        max_workers: int = 64,
-    ) -> None:
-        self._llm, self._rlm, self._model = llm, rlm, default_model
-        self._pool = ThreadPoolExecutor(max_workers=max_workers)
-
-    def start_llm(self, prompt: str | list, model: str | None) -> Future:
-        return self._pool.submit(self._llm_call, prompt, model or self._model)
-
-    def _llm_call(self, prompt: str | list, model: str) -> LLMReply:
-        return self._llm([{"role": "user", "content": corpus.render(prompt)}], model)
-
-    def start_rlm(self, query: str, context: Any, model: str | None) -> Future:
-        if self._rlm is None:
-            return self.start_llm(prompts.plain_call_prompt(query, context), model)
-        return self._pool.submit(self._rlm, query, context, model or self._model)
-
-    def cancel(self, handles: list[Future]) -> None:
-        for handle in handles:
-            handle.cancel()
-
-    def fetch(self, handles: list[Future]) -> list[tuple[bool, Any]]:
-        wait_futures(handles)
-        return [_thread_outcome(h) for h in handles]
-
-
-def _thread_outcome(future: Future) -> tuple[bool, Any]:
-    if future.cancelled():
-        return False, RuntimeError("sub-call cancelled")
-    error = future.exception()
-    return (False, error) if error is not None else (True, future.result())
+allow_class(SubCallError)  # model code catches it by name, so it may hold the class itself

@@ -33,7 +33,7 @@ from rlm_ray.redact import redact_error, redact_tree, secret_values
 from rlm_ray.types import Result
 
 if TYPE_CHECKING:
-    from rlm_ray.corpus import Corpus
+    from rlm_ray.corpus.view import Corpus
 
 
 class RLM:
@@ -173,19 +173,20 @@ class RLM:
         return await asyncio.to_thread(model_servers.start_servers, names, settings)
 
     def _put_corpus(self, table: Any) -> Any:
-        from rlm_ray.corpus_store import put_corpus
+        from rlm_ray.corpus.store import put_corpus
 
         return put_corpus(table, self.config.chunk_by, self.config.chunk_size)
 
     def _root_spec(self, query: str, context: Any, models: ModelSettings):
         import ray
 
-        from rlm_ray import runtime
+        from rlm_ray.call import CallSpec
+        from rlm_ray.runtime import new_run_id
 
         corpus = _is_corpus(context)
         deadline = None if self.config.max_time_s is None else time.time() + self.config.max_time_s
-        run_id = runtime.new_run_id()
-        return runtime.CallSpec(
+        run_id = new_run_id()
+        return CallSpec(
             run_id=run_id,
             call_id=run_id,
             depth=0,
@@ -285,8 +286,8 @@ def load(
     check_chunking(chunk_by, chunk_size)
     table = source if _is_arrow_table(source) else _read_path(source, read_options)
     from rlm_ray import runtime
-    from rlm_ray.chunks import document_table
-    from rlm_ray.corpus_store import put_corpus
+    from rlm_ray.corpus.chunks import document_table
+    from rlm_ray.corpus.store import put_corpus
 
     document_table(table)  # a table without text fails before Ray starts
     runtime.ensure_ray(address)
@@ -298,7 +299,7 @@ def _read_path(source: Any, options: dict[str, Any]) -> Any:
         raise ConfigError(
             f"a corpus is loaded from a path or a pyarrow.Table, got {type(source).__name__}"
         )
-    from rlm_ray.ingest import read_corpus
+    from rlm_ray.corpus.ingest import read_corpus
 
     table, _report = read_corpus(Path(source), **options)
     return table
@@ -312,7 +313,7 @@ def check_context(context: Any) -> Any:
     if isinstance(context, os.PathLike):
         context = _read_path(context, {})
     if _is_arrow_table(context):
-        from rlm_ray.chunks import document_table
+        from rlm_ray.corpus.chunks import document_table
 
         document_table(context)  # checks the text column and emptiness
         return context
@@ -341,7 +342,7 @@ def _is_arrow_table(value: Any) -> bool:
 
 
 def _is_corpus(value: Any) -> bool:
-    corpus = sys.modules.get("rlm_ray.corpus")
+    corpus = sys.modules.get("rlm_ray.corpus.view")
     return corpus is not None and isinstance(value, corpus.Corpus)
 
 

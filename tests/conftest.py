@@ -13,7 +13,7 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 import pytest
 
-from rlm_ray.testing import FAULTS, ScriptedServer
+from rlm_ray.testing import ScriptedServer
 
 
 def _unset(request):
@@ -59,20 +59,9 @@ def _server():
 @pytest.fixture
 def model_server(_server):
     """The session's scripted server, reset for this test: set `.reply` (and `.latency_s`)."""
-    _server.reply = _unset
-    _server.latency_s = 0.0
-    _server.fault_rate = 0.0
-    _server.max_requests_per_s = None
-    _server.faults = FAULTS
-    _server.seed = 0
-    _server.timeout_fault_s = 30.0
-    _server.max_requests_per_s = None
-    _server.reset_stats()
+    _server.reset()
     yield _server
-    _server.reply = _unset
-    _server.latency_s = 0.0
-    _server.fault_rate = 0.0
-    _server.max_requests_per_s = None
+    _server.reset()
 
 
 @pytest.fixture

@@ -103,7 +103,7 @@ def test_format_and_private_names_are_not_str_methods(view):
 
 
 def test_too_large_a_read_is_a_clear_error(view, monkeypatch):
-    monkeypatch.setattr(corpus, "MAX_MATERIALISE_CHARS", 1000)
+    monkeypatch.setattr(corpus.view, "MAX_MATERIALISE_CHARS", 1000)  # where the view reads it
     with pytest.raises(MemoryError, match="at most 1,000 are read"):
         str(view)
     assert len(str(view[:1000])) == 1000

@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from rlm_ray.corpus.ingest import read_corpus, read_corpus_bytes, write_corpus
 from rlm_ray.errors import ConfigError
-from rlm_ray.ingest import read_corpus, read_corpus_bytes, write_corpus
 
 
 def write(path, data):

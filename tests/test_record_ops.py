@@ -20,7 +20,8 @@ from rlm_ray.record_ops import (
     parse_numbered,
     retry_groups,
 )
-from rlm_ray.repl import REPLSession, REPLSettings, ThreadBackend
+from rlm_ray.repl import REPLSession, REPLSettings
+from rlm_ray.subcalls import ThreadBackend
 from rlm_ray.testing import FakeLLM, records
 
 # -- pure pieces -------------------------------------------------------------------------------

@@ -19,11 +19,11 @@ import pytest
 from ray import cloudpickle
 
 from rlm_ray import corpus
-from rlm_ray.boundary import plain
-from rlm_ray.cell_output import CellOutput
 from rlm_ray.loop import AnswerError
 from rlm_ray.repl import REPLSession, REPLSettings
 from rlm_ray.sandbox import Sandbox
+from rlm_ray.sandbox.boundary import plain
+from rlm_ray.sandbox.output import CellOutput
 from rlm_ray.types import LLMReply
 
 

@@ -7,13 +7,12 @@ import pytest
 from rlm_ray.slots import Slots
 
 
-def test_same_rule_as_the_pool():
-    """Until the pool holds a `Slots` (issue 13's module move), its own rule is the reference."""
+def test_the_pool_admits_by_the_slot_rule_at_its_current_capacity():
+    """The pool holds a `Slots` and refreshes its capacity (slots x live nodes) before asking."""
     import random
-    from collections import Counter
     from types import SimpleNamespace
 
-    from rlm_ray.runtime import REPLPool
+    from rlm_ray.runtime.pool import REPLPool
 
     rng = random.Random(13)
     for _ in range(2000):
@@ -22,11 +21,13 @@ def test_same_rule_as_the_pool():
             slots.start_run(max_depth=rng.randint(0, 4))
         for _ in range(rng.randint(0, 6)):
             slots.take(rng.randint(0, 4))
-        pool = SimpleNamespace(
-            _capacity=slots.capacity, _held=Counter(slots.held), _run_depths=slots._run_depths
-        )
+        capacity = rng.randint(0, 8)  # nodes joined or left since the last call
+        pool = SimpleNamespace(_capacity=capacity, _slots=slots)
         for depth in range(5):
-            assert slots.can_take(depth) == REPLPool._can_take(pool, depth), (pool, depth)
+            expected = Slots(capacity)
+            expected.held, expected._run_depths = slots.held, slots._run_depths
+            assert REPLPool._has_room(pool, depth) == expected.can_take(depth), (pool, depth)
+            assert slots.capacity == capacity
 
 
 def test_with_no_run_in_progress_one_level_is_assumed():

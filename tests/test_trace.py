@@ -22,12 +22,12 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import run_cli
 
-from rlm_ray import trace_summary as ts
 from rlm_ray.cli import main
 from rlm_ray.testing import Reply, by_marker, code, turns
-from rlm_ray.trace_html import render_html, write_html
-from rlm_ray.trace_parquet import CELL, ITERATION, SCHEMA, SUBCALL
-from rlm_ray.tracefile import read_trace, trace_records, write_trace
+from rlm_ray.trace import summary as ts
+from rlm_ray.trace.file import read_trace, trace_records, write_trace
+from rlm_ray.trace.html import render_html, write_html
+from rlm_ray.trace.parquet import CELL, ITERATION, SCHEMA, SUBCALL
 
 API_KEY = "sk-TRACE-SECRET-4f9c2a7e"  # must never appear in a trace
 HEADER_TOKEN = "hdr-TRACE-TOKEN-77b1d0"  # a secret litellm argument, pasted into the context too

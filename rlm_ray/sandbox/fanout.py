@@ -1,14 +1,14 @@
 """Parallel comprehensions: the elements of one comprehension evaluated on worker threads.
 
 The policy rewrites a comprehension whose elements make sub-calls (see
-`cell_rewrites.plan_fanout`) into ``_rlm_fanout_(kind, bindings, fn, filtered)``, which is
+`rewrites.plan_fanout`) into ``_rlm_fanout_(kind, bindings, fn, filtered)``, which is
 `FanOut.run`. Elements that wait for their sub-calls' replies (``[llm_query(p).strip() for p in
 ps]``, a filter that reads a reply) then wait side by side instead of one after another. What
 the model wrote still means the same: results keep their order, the error of the first failing
 element is raised (FINAL() included), and a generator expression stays lazy, evaluated
 `max_workers` elements at a time.
 
-Workers join the running cell (`cell_clock.Cell`): their running time counts toward its limit and
+Workers join the running cell (`clock.Cell`): their running time counts toward its limit and
 a timeout stops them too. A cell has a budget of ``max_workers - 1`` extra threads shared by
 nested fan-outs; taking from it never blocks, so when it is used up the calling thread does the
 work itself and nesting cannot deadlock. No RestrictedPython here.
@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from rlm_ray.cell_clock import (
+from rlm_ray.sandbox.clock import (
     FANOUT_STACK_BYTES,
     KICK_S,
     Cell,

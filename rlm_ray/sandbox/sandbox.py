@@ -13,9 +13,9 @@ block early, and ``yield`` inside ``try`` (its cleanup would run when the host c
 
 This module holds what needs RestrictedPython (the policy, and the guards the rewritten code
 calls) and `Sandbox`, which puts the pieces together. The pieces, free of RestrictedPython:
-`cell_rewrites` (the AST work behind the policy), `allowlist` (builtins and module proxies),
+`rewrites` (the AST work behind the policy), `allowlist` (builtins and module proxies),
 `future_guards` (where model code waits for sub-calls), `fanout` (parallel comprehensions),
-`cell_clock` (the per-cell time limit), `cell_output` (what the model reads back) and
+`clock` (the per-cell time limit), `output` (what the model reads back) and
 `memory_cap` (`limit_memory`).
 
 Threat model
@@ -31,7 +31,7 @@ builtins) or the runtime's internals (injected objects are read-only, their priv
 behind ``_`` names, and the guard functions cannot be rebound). FINAL() and the cell timeout
 are `BaseException`s that model code cannot catch or swallow.
 
-Guaranteed at the cell's boundary (see `rlm_ray.boundary`):
+Guaranteed at the cell's boundary (see `rlm_ray.sandbox.boundary`):
 * Only exact builtin data leaves a cell: sub-call prompts, model names, child contexts and
   operator items are copied by `boundary.plain` (``type(x) is ...`` checks, bounded size and
   depth, corpus views rebuilt from their fields); answers leave as exact ``str``. A class the
@@ -86,7 +86,8 @@ from RestrictedPython import compile_restricted_exec
 from RestrictedPython.Guards import guarded_unpack_sequence, safer_getattr_raise
 from RestrictedPython.transformer import IOPERATOR_TO_STR, RestrictingNodeTransformer
 
-from rlm_ray.allowlist import (
+from rlm_ray.errors import ConfigError
+from rlm_ray.sandbox.allowlist import (
     CellClass,
     ModuleProxy,
     forget_read_only,
@@ -94,10 +95,20 @@ from rlm_ray.allowlist import (
     make_builtins,
     tame_mro,
 )
-from rlm_ray.boundary import CELL_MODULE, exact_str, refuse_pickling
-from rlm_ray.cell_clock import Cell, CellClock, CellTimeout
-from rlm_ray.cell_output import CellOutput, Printer, describe, error_text
-from rlm_ray.cell_rewrites import (
+from rlm_ray.sandbox.boundary import CELL_MODULE, exact_str, refuse_pickling
+from rlm_ray.sandbox.clock import Cell, CellClock, CellTimeout
+from rlm_ray.sandbox.fanout import FanOut
+from rlm_ray.sandbox.future_guards import (
+    guarded_getitem,
+    guarded_getiter,
+    resolving_arguments,
+    settle_futures,
+    unwrap_future,
+)
+from rlm_ray.sandbox.kill_switch import KillSwitch
+from rlm_ray.sandbox.memory_cap import limit_memory
+from rlm_ray.sandbox.output import CellOutput, Printer, describe, error_text
+from rlm_ray.sandbox.rewrites import (
     finally_escape,
     helper_call,
     located,
@@ -105,18 +116,7 @@ from rlm_ray.cell_rewrites import (
     scope_nodes,
     subcall_functions,
 )
-from rlm_ray.errors import ConfigError
-from rlm_ray.fanout import FanOut
-from rlm_ray.future_guards import (
-    guarded_getitem,
-    guarded_getiter,
-    resolving_arguments,
-    settle_futures,
-    unwrap_future,
-)
-from rlm_ray.futures import SubCallFuture, resolve
-from rlm_ray.kill_switch import KillSwitch
-from rlm_ray.memory_cap import limit_memory
+from rlm_ray.subcalls import SUBCALL_NAMES, SubCallFuture, resolve
 
 __all__ = ["NO_FINAL", "CellOutcome", "CellTimeout", "FinalAnswer", "Sandbox", "limit_memory"]
 
@@ -344,9 +344,6 @@ class _Guards:
 
 # -- the sandbox --------------------------------------------------------------------------------
 
-_SUBCALL_NAMES = tuple(
-    "llm_query llm_query_batched recursive_llm rlm_query rlm_query_batched".split()
-)
 _MISSING = object()
 
 
@@ -375,7 +372,7 @@ class Sandbox:
         self,
         *,
         cell_timeout_s: float | None = 60.0,
-        subcall_names: Iterable[str] = _SUBCALL_NAMES,
+        subcall_names: Iterable[str] = SUBCALL_NAMES,
         max_workers: int = 256,
         hard_kill: Callable[[], None] | None = None,
         hard_kill_grace_s: float | None = None,

@@ -34,8 +34,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from rlm_ray.cell_output import CellOutput
-from rlm_ray.kill_switch import KillSwitch
+from rlm_ray.sandbox.kill_switch import KillSwitch
+from rlm_ray.sandbox.output import CellOutput
 
 
 class CellTimeout(BaseException):

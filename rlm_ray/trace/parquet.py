@@ -1,7 +1,7 @@
 """Trace records as Parquet: one row per RLM call, iterations, cells and sub-calls nested.
 
 The schema is written out (not inferred) so that a trace without, say, any sub-call still has
-every column, and reading the file back gives the very records `tracefile.trace_records` made.
+every column, and reading the file back gives the very records `file.trace_records` made.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from rlm_ray import trace_summary as ts
+from rlm_ray.trace import summary as ts
 
 Record = dict[str, Any]
 _ROW_PX = 20

@@ -27,7 +27,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from .errors import ConfigError
+from rlm_ray.errors import ConfigError
 
 TEXT_FIELDS = ("text", "content", "body", "document")
 """Columns tried, in order, as the document text when `text_field` is not given."""

@@ -1,8 +1,8 @@
 """`Corpus`: the view of a corpus that model code sees as `context`.
 
 The corpus text is the documents joined by a blank line; every offset below is a character
-offset into that text. The driver cuts it into chunks (`rlm_ray.chunks`) and puts each chunk
-into the object store once (`rlm_ray.corpus_store`); a `ChunkSource` serves them back.
+offset into that text. The driver cuts it into chunks (`rlm_ray.corpus.chunks`) and puts each chunk
+into the object store once (`rlm_ray.corpus.store`); a `ChunkSource` serves them back.
 
 `Corpus` is a view over a range of the text. It behaves like text where that is cheap and like a
 list of documents where text would not be: `len()` counts characters, indexing and slicing go by
@@ -11,7 +11,7 @@ indexes them, `.chunks()` lists the stored chunks, `str()` reads the range, `.sp
 other `str` methods read it first, `.grep()` searches the whole range without reading it here.
 Only the chunks a range touches are ever fetched, and only the range is turned into a Python str.
 
-No Ray here: `corpus_store` holds the Ray glue, `LocalChunks` serves tests and Ray-less use.
+No Ray here: `store` holds the Ray glue, `LocalChunks` serves tests and Ray-less use.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rlm_ray.chunks import (
+from rlm_ray.corpus.chunks import (
     GREP_OVERLAP_CHARS,
     SEPARATOR,
     chunk_bounds,

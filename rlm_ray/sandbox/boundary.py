@@ -30,7 +30,7 @@ import types
 from typing import Any
 
 from rlm_ray import corpus
-from rlm_ray.futures import SubCallFuture
+from rlm_ray.subcalls import SubCallFuture
 
 MAX_ITEMS = 1_000_000
 """Most items (list/tuple elements, dict entries, all levels together) one value may hold."""

@@ -20,7 +20,8 @@ from typing import Any
 import pyarrow as pa
 import ray
 
-from rlm_ray.chunks import (
+from rlm_ray.config import check_chunking
+from rlm_ray.corpus.chunks import (
     GREP_OVERLAP_CHARS,
     chunk_bounds,
     chunk_text,
@@ -30,8 +31,7 @@ from rlm_ray.chunks import (
     grep_chunks,
     read_range,
 )
-from rlm_ray.config import check_chunking
-from rlm_ray.corpus import Corpus, check_read_size, trust_source
+from rlm_ray.corpus.view import Corpus, check_read_size, trust_source
 
 MAX_GREP_TASKS = 64
 """A grep over more chunks than this runs as this many tasks, each over consecutive chunks."""

@@ -3,7 +3,7 @@
 A record is a `CallTrace` as a dict with `parent_id`; a child call inside a cell's `subcalls` is
 replaced by its `child_id`, so the file streams and greps well. Every level (call, iteration,
 cell, sub-call) carries `started_s` and `ended_s` (wall clock, `time.time()`). The fields are
-described in docs/trace.md. JSONL and Parquet (`trace_parquet.py`) hold the same records; the
+described in docs/trace.md. JSONL and Parquet (`parquet.py`) hold the same records; the
 format follows the file's extension. Secrets never get here: `RLM` masks them in the trace
 before returning it (`redact.py`).
 """
@@ -66,7 +66,7 @@ def write_trace(root: CallTrace, path: str | Path) -> int:
     suffix = _suffix(path)
     records = list(trace_records(root))
     if suffix == ".parquet":
-        from rlm_ray.trace_parquet import write_parquet
+        from rlm_ray.trace.parquet import write_parquet
 
         write_parquet(records, path)
     else:
@@ -93,7 +93,7 @@ def read_trace(path: str | Path) -> list[dict[str, Any]]:
     if not Path(path).is_file():
         raise ConfigError(f"trace file {path}: no such file")
     if suffix == ".parquet":
-        from rlm_ray.trace_parquet import read_parquet
+        from rlm_ray.trace.parquet import read_parquet
 
         records = read_parquet(path)
     else:

@@ -1,6 +1,6 @@
 """What the trace views show, computed once from trace records: labels and the fan-out timeline.
 
-No rendering here: `trace_view.py` draws the tree in the terminal, `trace_html.py` the page.
+No rendering here: `view.py` draws the tree in the terminal, `html.py` the page.
 The timeline has one bar per RLM call (on the lane of the REPL worker that ran it) and one per
 leaf sub-call (on the lane of the gateway that served it); lanes are grouped by node, and bars
 that overlap in time go on separate rows of their lane, so parallel calls show side by side.

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.text import Text
 from rich.tree import Tree
 
-from rlm_ray import trace_summary as ts
+from rlm_ray.trace import summary as ts
 
 _CODE_LINES = 12
 _TEXT_CHARS = 400

@@ -32,7 +32,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from rlm_ray.future_guards import resolving_arguments, unwrap_future
+from rlm_ray.sandbox.future_guards import resolving_arguments, unwrap_future
 
 # -- builtins -----------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """The REPL process's memory cap (`limit_memory`), set once when a REPL host starts.
 
 A per-process backstop, not a per-cell budget: past the cap, allocations in any cell raise
-`MemoryError`, which the sandbox reports to the model as text (see `cell_output.error_text`).
+`MemoryError`, which the sandbox reports to the model as text (see `output.error_text`).
 Linux only in practice: it reads the current data segment size from ``/proc/self/status``.
 """
 

@@ -3,8 +3,7 @@
 The corpus text is the documents joined by a blank line (`SEPARATOR`); every offset here is a
 character offset into that text. `cut_chunks` cuts it by characters, estimated tokens or whole
 documents into one-row Arrow tables; `grep_chunks` is the pure function a grep task runs over a
-group of consecutive chunks. pyarrow only: `corpus` builds the view on top, `corpus_store` the
-Ray glue.
+group of consecutive chunks. pyarrow only: `view` builds the view on top, `store` the Ray glue.
 """
 
 from __future__ import annotations

@@ -1,0 +1,259 @@
+"""One RLM call, free of Ray: the REPL session, the turn loop, the error paths and the usage.
+
+`run_call(spec, context, backend)` is what a REPL worker does for one call. The backend starts
+the call's model turns and sub-calls somewhere (`runtime.RayBackend` on Ray; tests pass a
+`subcalls.ThreadBackend` with a `root_llm`); the worker passes in where it runs (for the trace),
+how to save a checkpoint after each model reply, and what a restarted call already did.
+
+    run_call(spec, context, backend)
+      depth >= max_depth          one plain model call over query and context, no REPL
+      else REPLSession + run_loop the turn loop (loop.py) over the call's REPL (repl.py)
+      an RLMError                 a CallResult carrying it (a limit gets the best partial answer)
+      always                      sub-calls drained, usage and trace totals recorded
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from rlm_ray import corpus, prompts
+from rlm_ray.config import ModelSettings, RLMConfig
+from rlm_ray.errors import LimitExceededError, RLMError
+from rlm_ray.loop import LoopSettings, Messages, Resume, run_loop
+from rlm_ray.repl import REPLSession, REPLSettings
+from rlm_ray.sandbox.kill_switch import KillSwitch
+from rlm_ray.subcalls import Backend
+from rlm_ray.types import CallResult, CallTrace, IterationTrace, LLMReply, Usage
+
+
+@dataclass
+class CallSpec:
+    """Everything an RLM call needs. `context_ref` stays a handle (nested refs are not fetched)."""
+
+    run_id: str
+    call_id: str
+    depth: int
+    query: str
+    model: str
+    models: ModelSettings
+    config: RLMConfig
+    context_window_tokens: int  # of this call's model
+    sub_context_window_tokens: int  # of the sub-model (llm_query, children)
+    deadline: float | None = None
+    context_ref: Any = None
+    context_value: Any = None
+    admission: Any = None  # the driver's Admission actor, when the run has a budget or rate limit
+
+
+@dataclass
+class Checkpoint:
+    """A call's state after a model reply: enough to go on in a new REPL if this one is lost."""
+
+    messages: Messages
+    index: int  # turn index of the last reply in `messages`
+    iterations: list[IterationTrace]
+    usage: Usage
+
+
+@dataclass
+class Restart:
+    """What a replacement REPL worker gets: where to resume and what was already spent."""
+
+    count: int  # how many REPLs this call has lost so far
+    started_s: float
+    resume: Resume | None  # None: lost before the first reply, start over
+    iterations: list[IterationTrace]
+    usage: Usage
+
+
+class CallBackend(Backend, Protocol):
+    """A `subcalls.Backend` that also makes the call's own model turns."""
+
+    def root_llm(self, messages: list, stop: tuple[str, ...] = ()) -> LLMReply:
+        """A turn of this call's own model; `stop`: the prompt's stop sequences."""
+
+
+@dataclass(frozen=True)
+class Whereabouts:
+    """Where a call runs, for its trace (the Ray worker fills it in; in-process: the pid)."""
+
+    node_id: str = ""
+    actor_id: str = ""
+    pid: int = dataclasses.field(default_factory=os.getpid)
+    worker_id: str = ""
+
+
+def run_call(
+    spec: CallSpec,
+    context: Any,
+    backend: CallBackend,
+    *,
+    checkpoint: Callable[[Checkpoint], None] | None = None,
+    restart: Restart | None = None,
+    hard_kill: Callable[[], None] | None = None,
+    kill_switch: KillSwitch | None = None,
+    where: Whereabouts | None = None,
+    context_id: str = "",
+    started_s: float | None = None,
+) -> CallResult:
+    """Run one RLM call to its answer, or to a `CallResult` carrying the `RLMError` that ended
+    it. Machinery failures (a dead gateway, an interrupted wait) raise. `started_s`: when the
+    worker took the call (before it fetched the context), else now."""
+    started = time.time() if started_s is None else started_s
+    trace, usage = _start_trace(spec, where or Whereabouts(), context_id, restart, started)
+    if spec.depth >= spec.config.max_depth:  # max_depth=0: no REPL, one plain model call
+        return _plain_call(spec, context, backend, trace)
+    session = _session(spec, context, backend, hard_kill, kill_switch)
+    variant = prompts.choose(spec.model, spec.models.prompt)
+
+    def save(messages: Messages, index: int) -> None:
+        if checkpoint is not None:
+            spent = Usage()
+            spent.add(usage)
+            spent.add(session.subcalls.usage)
+            checkpoint(Checkpoint(list(messages), index, list(trace.iterations), spent))
+
+    settings = dataclasses.replace(
+        _loop_settings(spec, context, variant, lambda: check_limits(spec, session)),
+        checkpoint=save,
+    )
+    resume = restart.resume if restart is not None else None
+    try:
+        answer = run_loop(
+            lambda messages: backend.root_llm(messages, stop=variant.stop),
+            session,
+            settings,
+            trace,
+            usage,
+            resume,
+        )
+    except RLMError as exc:
+        session.subcalls.cancel_open()  # nobody will use their results
+        if isinstance(exc, LimitExceededError) and exc.partial_answer is None:
+            exc.partial_answer = _best_partial(session, trace)
+        trace.error = f"{type(exc).__name__}: {exc}"
+        return CallResult("", usage, trace, error=exc)
+    except BaseException:
+        session.subcalls.cancel_open()
+        raise
+    finally:
+        session.subcalls.drain()  # usage and trace of every sub-call that ran
+        usage.add(session.subcalls.usage)
+        session.close()
+        trace.duration_s = time.time() - trace.started_s
+        _record_usage(trace, usage)
+    return CallResult(answer, usage, trace)
+
+
+def _start_trace(
+    spec: CallSpec, where: Whereabouts, context_id: str, restart: Restart | None, started: float
+) -> tuple[CallTrace, Usage]:
+    """The call's trace and usage; a restarted call keeps what its lost REPL had done."""
+    trace = CallTrace(spec.call_id, spec.depth, spec.model, spec.query, started_s=started)
+    trace.node_id, trace.actor_id, trace.pid = where.node_id, where.actor_id, where.pid
+    trace.worker_id, trace.context_id = where.worker_id, context_id
+    usage = Usage()
+    if restart is not None:
+        trace.iterations, trace.repl_restarts = list(restart.iterations), restart.count
+        trace.started_s = restart.started_s
+        usage.add(restart.usage)
+    return trace, usage
+
+
+def _session(
+    spec: CallSpec,
+    context: Any,
+    backend: Backend,
+    hard_kill: Callable[[], None] | None,
+    kill_switch: KillSwitch | None,
+) -> REPLSession:
+    cfg = spec.config
+    settings = REPLSettings(
+        can_recurse=spec.depth + 1 < cfg.max_depth,
+        cell_timeout_s=cfg.cell_timeout_s,
+        max_output_chars=cfg.max_output_chars,
+        max_workers=cfg.max_concurrent_calls,
+        hard_kill=hard_kill,
+        kill_switch=kill_switch,
+        sub_context_window_tokens=spec.sub_context_window_tokens,
+    )
+    return REPLSession(context, backend, default_model=spec.models.sub_model, settings=settings)
+
+
+def _plain_call(spec: CallSpec, context: Any, backend: CallBackend, trace: CallTrace) -> CallResult:
+    """A call without a REPL: one model call over query and context (e.g. `max_depth=0`)."""
+    prompt: Any = (  # a corpus is read by the gateway, not here
+        [prompts.plain_call_prompt(spec.query, ""), context]
+        if isinstance(context, corpus.Corpus)
+        else prompts.plain_call_prompt(spec.query, context)
+    )
+    reply = backend.root_llm([{"role": "user", "content": prompt}])
+    usage = Usage()
+    usage.add_reply(reply)
+    trace.answer, trace.finished_by = reply.text, "plain"
+    trace.duration_s = time.time() - trace.started_s
+    _record_usage(trace, usage)
+    return CallResult(reply.text, usage, trace)
+
+
+def _record_usage(trace: CallTrace, usage: Usage) -> None:
+    trace.total_calls, trace.total_cost_usd = usage.calls, usage.cost_usd
+    trace.total_input_tokens, trace.total_output_tokens = usage.input_tokens, usage.output_tokens
+
+
+def _best_partial(session: REPLSession, trace: CallTrace) -> str | None:
+    """A stopped call's best answer: the model's `answer["content"]` if it set one as text
+    (read inside a cell's clock, see `REPLSession`), else its last reply."""
+    if session.partial_answer is not None:
+        return session.partial_answer
+    return trace.iterations[-1].response if trace.iterations else None
+
+
+def _loop_settings(
+    spec: CallSpec, context: Any, variant: prompts.PromptVariant, check: Callable[[], None]
+) -> LoopSettings:
+    cfg = spec.config
+    system = prompts.system_prompt(
+        context,
+        can_recurse=spec.depth + 1 < cfg.max_depth,
+        sub_window_chars=spec.sub_context_window_tokens * 3,
+        max_output_chars=cfg.max_output_chars,
+        cell_timeout_s=cfg.cell_timeout_s,
+        variant=variant,
+    )
+    kwargs = spec.models.llm_kwargs if spec.depth == 0 else spec.models.sub_llm_kwargs
+    reserve = int(kwargs.get("max_tokens") or 4096)
+    return LoopSettings(
+        query=spec.query,
+        system=system,
+        max_iterations=cfg.max_iterations,
+        context_window_tokens=spec.context_window_tokens,
+        reserve_output_tokens=min(reserve, spec.context_window_tokens // 4),
+        check_limits=check,
+        few_shot=tuple(variant.few_shot_messages()),
+        first_turn=prompts.first_turn(variant, context),
+        next_turn=variant.next_turn,
+        error_turn=variant.error_turn,
+    )
+
+
+def check_deadline(spec: CallSpec) -> None:
+    if spec.deadline is not None and time.time() > spec.deadline:
+        raise LimitExceededError("max_time_s", spec.config.max_time_s)
+
+
+def check_limits(spec: CallSpec, session: REPLSession) -> None:
+    """Before each turn: stop at the deadline, or once a run limit has refused a sub-call."""
+    check_deadline(spec)
+    hit = session.subcalls.limit_hit
+    if hit is not None:
+        raise LimitExceededError(hit.limit, hit.value)
+
+
+def remaining_s(spec: CallSpec) -> float | None:
+    return None if spec.deadline is None else max(0.0, spec.deadline - time.time())

@@ -1,0 +1,50 @@
+"""Corpora: files into Arrow, Arrow into chunks, chunks behind the view model code reads.
+
+    ingest.py   files on disk (or stdin) -> one Arrow table, one row per document
+    chunks.py   a document table cut into chunk tables; grep over a group of chunks (pure)
+    view.py     `Corpus`, the view model code sees as `context`; prompts whose parts are views
+    store.py    the Ray glue: chunks put once by the driver, read by handle everywhere
+
+This package re-exports the view's names (pyarrow only). `ingest` (pyarrow's file readers) and
+`store` (Ray) are imported by name, e.g. `from rlm_ray.corpus import store`, when they are needed.
+"""
+
+from rlm_ray.corpus.view import (
+    MAX_MATERIALISE_CHARS,
+    ChunkSource,
+    Corpus,
+    CorpusShape,
+    Document,
+    Documents,
+    LocalChunks,
+    Match,
+    check_read_size,
+    local_corpus,
+    preview,
+    prompt_parts,
+    rebuild_view,
+    record_items,
+    record_key,
+    render,
+    trust_source,
+)
+
+__all__ = [
+    "MAX_MATERIALISE_CHARS",
+    "ChunkSource",
+    "Corpus",
+    "CorpusShape",
+    "Document",
+    "Documents",
+    "LocalChunks",
+    "Match",
+    "check_read_size",
+    "local_corpus",
+    "preview",
+    "prompt_parts",
+    "rebuild_view",
+    "record_items",
+    "record_key",
+    "render",
+    "trust_source",
+]

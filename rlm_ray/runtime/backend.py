@@ -1,0 +1,206 @@
+"""`RayBackend`: a call's model turns and sub-calls as Ray work, and the waits for them.
+
+A turn or an `llm_query` is a task on one of the run's gateways (round robin from a random start,
+the run's cap on calls in flight split over them); a `recursive_llm` is a child call admitted by
+the pool. Waits go in short slices, so a cell timeout raised into the waiting thread lands.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from itertools import count
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayTaskError
+
+from rlm_ray import corpus
+from rlm_ray.call import CallSpec, remaining_s
+from rlm_ray.errors import LimitExceededError
+from rlm_ray.llm import LLMRequest
+from rlm_ray.local_model import LOCAL_MODELS
+from rlm_ray.types import LLMReply
+
+# Child contexts larger than this are put in the object store by the REPL that cuts them, so the
+# pool and the child read them by handle instead of carrying a copy in each message.
+_INLINE_CONTEXT_BYTES = 100 * 1024
+_WAIT_SLICE_S = 0.2
+
+
+def unwrap(exc: BaseException) -> BaseException:
+    """The rlm-ray error inside a Ray task error, if there is one."""
+    while isinstance(exc, RayTaskError) and exc.cause is not None:
+        exc = exc.cause
+    return exc
+
+
+def whereabouts() -> tuple[str, str, int]:
+    """(node id, actor id, pid) of this process, for the trace."""
+    ctx = ray.get_runtime_context()
+    return ctx.get_node_id(), ctx.get_actor_id() or "", os.getpid()
+
+
+class RayBackend:
+    """Starts a call's sub-calls as Ray work (`repl.Backend`)."""
+
+    _ids = count()
+
+    def __init__(self, spec: CallSpec, context: Any, gateways: list, pool: Any) -> None:
+        self.spec, self.context, self.pool = spec, context, pool
+        # The run's cap on calls in flight is split evenly over the gateways it uses, so the
+        # gateways' semaphores add up to at most the cap (a cap of 1 uses one gateway).
+        cap = spec.config.max_concurrent_calls
+        self.all_gateways = gateways
+        self.gateways = gateways[: max(1, min(len(gateways), cap))]
+        self._per_gateway_cap = cap // len(self.gateways)
+        # Each call starts its round robin at a random gateway: calls that make one model call
+        # each would otherwise all queue on the same one.
+        self._next = random.randrange(len(self.gateways))
+
+    def _gateway(self) -> Any:
+        self._next = (self._next + 1) % len(self.gateways)
+        return self.gateways[self._next]
+
+    def _request(self, model: str, messages: list, kwargs: dict) -> LLMRequest:
+        m, cfg = self.spec.models, self.spec.config
+        request = LLMRequest(
+            model=model,
+            messages=messages,
+            api_base=m.api_base,
+            api_key=m.api_key,
+            kwargs=kwargs,
+            timeout_s=cfg.request_timeout_s,
+            max_retries=cfg.max_retries,
+        )
+        if model in m.local_servers:  # rlm-ray's own server: the gateway picks its node's
+            request.model = f"openai/{LOCAL_MODELS[model].served_name}"
+            request.api_base, request.api_key = None, "local"
+            request.api_base_by_node = m.local_servers[model]
+        return request
+
+    def _complete(self, request: LLMRequest, depth: int, sub_call: bool = False) -> Any:
+        spec = self.spec
+        # the dashboard's task list names each model call by role and depth
+        role = "llm_query" if sub_call else "model turn"
+        name = f"{role} depth={depth} call={spec.call_id}"
+        complete = self._gateway().complete.options(name=name)
+        return complete.remote(
+            request,
+            spec.run_id,
+            self._per_gateway_cap,
+            depth,
+            spec.config.cache_dir,
+            spec.admission,
+            sub_call,
+        )
+
+    def root_llm(self, messages: list, stop: tuple[str, ...] = ()) -> LLMReply:
+        """A turn of this call's own model (the root model at depth 0, else the sub-model);
+        `stop` (the prompt's stop sequences) applies unless the caller's kwargs set their own."""
+        kwargs = (
+            self.spec.models.llm_kwargs if self.spec.depth == 0 else self.spec.models.sub_llm_kwargs
+        )
+        if stop and "stop" not in kwargs:
+            kwargs = {**kwargs, "stop": list(stop)}
+        ref = self._complete(self._request(self.spec.model, messages, kwargs), self.spec.depth)
+        try:
+            return ray.get(ref, timeout=remaining_s(self.spec))
+        except GetTimeoutError:
+            ray.cancel(ref)
+            raise LimitExceededError("max_time_s", self.spec.config.max_time_s) from None
+        except RayTaskError as exc:
+            raise unwrap(exc) from None
+
+    def start_llm(self, prompt: str | list, model: str | None) -> Any:
+        # a list prompt holds corpus views: handles and offsets, turned into text by the gateway
+        messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
+        models = self.spec.models
+        request = self._request(model or models.sub_model, messages, models.sub_llm_kwargs)
+        return self._complete(request, self.spec.depth + 1, sub_call=True)
+
+    def start_rlm(self, query: str, context: Any, model: str | None) -> Any:
+        spec = self.spec
+        child = CallSpec(
+            run_id=spec.run_id,
+            call_id=f"{spec.call_id}.{next(self._ids)}",
+            depth=spec.depth + 1,
+            query=query,
+            model=model or spec.models.sub_model,
+            models=spec.models,
+            config=spec.config,
+            context_window_tokens=spec.sub_context_window_tokens,
+            sub_context_window_tokens=spec.sub_context_window_tokens,
+            deadline=spec.deadline,
+            admission=spec.admission,
+        )
+        if context is self.context and spec.context_ref is not None:
+            child.context_ref = spec.context_ref  # the same input: pass the handle on
+        elif isinstance(context, corpus.Corpus):
+            child.context_value = context  # a view: handles and offsets, never its text
+        elif _size(context) > _INLINE_CONTEXT_BYTES:
+            child.context_ref = ray.put(context)
+        else:
+            child.context_value = context
+        admit = self.pool.run_call.options(name=f"admit depth={child.depth} call={child.call_id}")
+        return admit.remote(child, self.all_gateways)
+
+    def cancel(self, handles: list) -> None:
+        for ref in handles:
+            ray.cancel(ref)
+
+    def fetch(self, handles: list) -> list[tuple[bool, Any]]:
+        ready = _wait_all(handles, self.spec.deadline)
+        if len(ready) == len(handles):
+            try:
+                return [(True, value) for value in ray.get(handles)]  # one round trip for all
+            except Exception:
+                pass  # some failed: sort them out one by one below
+        ready_set = set(ready)
+        return [
+            self._outcome(h) if h in ready_set else _deadline_outcome(self.spec) for h in handles
+        ]
+
+    @staticmethod
+    def _outcome(ref: Any) -> tuple[bool, Any]:
+        try:
+            return True, ray.get(ref)
+        except Exception as exc:
+            return False, unwrap(exc)
+
+
+def _wait_all(refs: list, deadline: float | None) -> list:
+    """`ray.wait` for all of `refs` until `deadline`, in short slices.
+
+    subtle: one long `ray.wait` blocks in C++, where the cell clock's asynchronous exception (a
+    cell timeout raised into this thread) cannot land; short slices let it in within 0.2 s.
+    """
+    ready: list = []
+    waiting = list(refs)
+    while waiting:
+        left = None if deadline is None else deadline - time.time()
+        if left is not None and left <= 0:
+            break
+        done, waiting = ray.wait(
+            waiting,
+            num_returns=len(waiting),
+            timeout=_WAIT_SLICE_S if left is None else min(left, _WAIT_SLICE_S),
+        )
+        ready.extend(done)
+    return ready
+
+
+def _deadline_outcome(spec: CallSpec) -> tuple[bool, Any]:
+    return False, LimitExceededError("max_time_s", spec.config.max_time_s)
+
+
+def _size(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, (list, tuple)):
+        return sum(len(str(v)) for v in value[:1000]) * max(1, len(value) // 1000)
+    if isinstance(value, dict):
+        values = list(value.values())
+        return sum(len(str(v)) for v in values[:1000]) * max(1, len(values) // 1000)
+    return 0

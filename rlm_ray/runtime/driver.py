@@ -1,0 +1,227 @@
+"""The driver's side: Ray started or joined, the runtime (gateways and pool) built once per
+driver and settings, the root call awaited without blocking the event loop, progress polled.
+
+Every actor is non-detached: the driver owns the gateways and the pool, the pool owns the
+workers, so they all go when the driver goes. Runtimes are shared, per driver, by every `RLM`
+with the same pool settings, so a second `completion()` starts warm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import threading
+import time
+import uuid
+import warnings
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from rlm_ray import progress
+from rlm_ray.call import CallSpec
+from rlm_ray.config import RLMConfig
+from rlm_ray.errors import LimitExceededError, RLMError
+from rlm_ray.rate_limit import RateLimit
+from rlm_ray.runtime.backend import unwrap
+from rlm_ray.runtime.gateway import RemoteGateway
+from rlm_ray.runtime.pool import RemotePool
+from rlm_ray.types import CallResult
+
+
+@dataclass
+class Runtime:
+    gateways: list
+    pool: Any
+    _admission: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def admission(self) -> Any:
+        """The driver's admission actor (budgets, rate limits), started by the first run needing it."""
+        with self._lock:
+            if self._admission is None:
+                from rlm_ray.admission import start_admission
+
+                self._admission = start_admission()
+            return self._admission
+
+
+_RUNTIMES: dict[tuple, Runtime] = {}
+_RUNTIMES_LOCK = threading.Lock()
+
+
+def ensure_ray(address: str | None) -> None:
+    """Connect to `address` (or RAY_ADDRESS), or start local Ray when none is given."""
+    if ray.is_initialized():
+        if address:
+            warnings.warn(
+                f"Ray is already initialised in this process; `address={address!r}` is ignored",
+                stacklevel=3,
+            )
+        return
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    env = {"env_vars": {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}}
+    if address:
+        ray.init(address=address, runtime_env=env, log_to_driver=False)
+    else:
+        # subtle: a bare ray.init() would attach to any cluster `ray start` left on this machine;
+        # with no address given we start our own (`--address auto` attaches on purpose).
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, runtime_env=env)
+
+
+def get_runtime(config: RLMConfig) -> Runtime:
+    """The gateways and pool for these settings, created once per driver and then reused."""
+    ctx = ray.get_runtime_context()
+    # The driver's node id changes with every new Ray instance (job ids repeat after a restart).
+    cluster = (ctx.get_job_id(), ctx.get_node_id())
+    key = (*cluster, config.max_repl_actors_per_node, config.num_gateways, config.repl_memory_mb)
+    with _RUNTIMES_LOCK:  # two cold completions at once must not build two pools
+        if key not in _RUNTIMES:
+            _RUNTIMES[key] = _start_runtime(config)
+        return _RUNTIMES[key]
+
+
+def forget_runtimes() -> None:
+    """Drop every cached runtime. Call it before `ray.shutdown()` in a process that will start
+    Ray again: their actor handles must be released while the Ray they belong to is still up."""
+    with _RUNTIMES_LOCK:
+        _RUNTIMES.clear()
+    gc.collect()
+
+
+def _forget_runtime(runtime: Runtime) -> None:
+    with _RUNTIMES_LOCK:
+        for key, known in list(_RUNTIMES.items()):
+            if known is runtime:
+                del _RUNTIMES[key]
+
+
+def _start_runtime(config: RLMConfig) -> Runtime:
+    # `num_gateways` per live node (SPREAD alone put these zero-CPU actors all on one node).
+    # Soft affinity, so that a gateway lost with its node is restarted elsewhere, and Ray
+    # re-sends the model calls it had in flight (max_task_retries): a pure model call survives a
+    # node loss. subtle: Ray 2.60 places a soft zero-CPU actor aimed at the head on another node.
+    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+    gateways = [
+        RemoteGateway.options(
+            num_cpus=0,
+            max_concurrency=4096,
+            max_restarts=-1,
+            max_task_retries=-1,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True),
+        ).remote()
+        for _ in range(config.num_gateways)
+        for node in nodes
+    ]
+    # The pool holds the run's bookkeeping (slots, checkpoints): it lives beside the driver,
+    # whose loss ends the run anyway, never on a worker node that may go.
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    pool = RemotePool.options(num_cpus=0, max_concurrency=100_000, scheduling_strategy=here).remote(
+        config.max_repl_actors_per_node, config.repl_memory_mb
+    )
+    ray.get([g.ready.remote() for g in gateways] + [pool.stats.remote()])
+    return Runtime(gateways, pool)
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+async def run_root(
+    runtime: Runtime, spec: CallSpec, on_progress: progress.ProgressCallback | None = None
+) -> CallResult:
+    """Run the root call on the cluster and wait for it without blocking the event loop.
+
+    A run with a budget or a rate limit registers with the driver's admission actor first."""
+    cfg = spec.config
+    budget, rate_limit, overrides = cfg.budget(), cfg.rate_limit(), cfg.rate_limit_overrides()
+    if not budget.is_set() and rate_limit == RateLimit() and not overrides:
+        return await _run_with_progress(runtime, spec, on_progress)
+    spec.admission = runtime.admission()
+    opened = spec.admission.open_run.remote(spec.run_id, budget, rate_limit, overrides)
+    await asyncio.wrap_future(opened.future())
+    try:
+        return await _run_with_progress(runtime, spec, on_progress)
+    finally:
+        spec.admission.close_run.remote(spec.run_id)
+
+
+async def _run_with_progress(
+    runtime: Runtime, spec: CallSpec, on_progress: progress.ProgressCallback | None
+) -> CallResult:
+    """Wait for the root call. With `on_progress`, the gateways and the pool count the run's
+    calls and the driver polls them every `progress.PROGRESS_INTERVAL_S` while it waits
+    (nothing is sent per call); the last snapshot has `finished=True`. If `on_progress` raises, the run is cancelled and the
+    exception propagates."""
+    if on_progress is None:
+        return await _await_root(runtime, spec)
+    actors = [*runtime.gateways, runtime.pool]
+    started = time.time()
+    await asyncio.gather(*(actor.track_run.remote(spec.run_id) for actor in actors))
+    root = asyncio.ensure_future(_await_root(runtime, spec))
+    poll = asyncio.ensure_future(_poll_progress(actors, spec.run_id, started, on_progress))
+    try:
+        await asyncio.wait({root, poll}, return_when=asyncio.FIRST_COMPLETED)
+        if not root.done():  # the callback raised: stop the tree, then raise its error
+            root.cancel()
+            await asyncio.gather(root, return_exceptions=True)
+            poll.result()
+        return root.result()
+    finally:
+        root.cancel()
+        poll.cancel()
+        final = await _read_progress(actors, spec.run_id, started, forget=True)
+        if final is not None:
+            on_progress(replace(final, finished=True))
+
+
+async def _poll_progress(
+    actors: list, run_id: str, started: float, on_progress: progress.ProgressCallback
+) -> None:
+    while True:
+        await asyncio.sleep(progress.PROGRESS_INTERVAL_S)
+        snapshot = await _read_progress(actors, run_id, started)
+        if snapshot is not None:
+            on_progress(snapshot)
+
+
+async def _read_progress(
+    actors: list, run_id: str, started: float, forget: bool = False
+) -> progress.Progress | None:
+    try:
+        parts = await asyncio.gather(*(a.progress.remote(run_id, forget) for a in actors))
+    except (RayActorError, RayTaskError):
+        return None  # a dead pool fails the run anyway; a restarted gateway comes back empty
+    counters = [part for part in parts if part is not None]
+    return progress.merge(run_id, time.time() - started, counters, finished=False)
+
+
+async def _await_root(runtime: Runtime, spec: CallSpec) -> CallResult:
+    ref = runtime.pool.run_call.remote(spec, runtime.gateways)
+    grace = None if spec.deadline is None else spec.deadline - time.time() + 30.0
+    try:
+        result = await asyncio.wait_for(asyncio.wrap_future(ref.future()), timeout=grace)
+    except asyncio.TimeoutError:
+        ray.cancel(ref)
+        raise LimitExceededError("max_time_s", spec.config.max_time_s) from None
+    except RayTaskError as exc:
+        error = unwrap(exc)
+        if isinstance(error, RLMError):
+            raise error from None
+        raise
+    except RayActorError:
+        _forget_runtime(runtime)  # the pool died: the next run builds a new one
+        raise
+    except BaseException:
+        # Cancelled (asyncio) or interrupted (Ctrl-C): stop the whole tree, not just the wait.
+        ray.cancel(ref)
+        raise
+    if result.error is not None:
+        result.error.trace = result.trace  # type: ignore[attr-defined]  # what the run did
+        raise result.error
+    return result

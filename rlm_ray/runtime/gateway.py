@@ -1,0 +1,166 @@
+"""`LLMGateway`: the async actor that makes every model call of a node, as coroutines.
+
+A call's turns and its `llm_query` sub-calls all come here: the gateway renders corpus slices in
+the prompt into text (the REPL sent handles and offsets), points `model="local"` at its node's
+server, asks the admission actor when the run has a budget or a rate limit, reads and writes the
+opt-in cache, bumps the run's progress counters and stamps the reply with where it ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import ray
+from ray.exceptions import RayTaskError
+
+from rlm_ray import progress
+from rlm_ray.budget import estimate_input_tokens
+from rlm_ray.corpus import store
+from rlm_ray.llm import LLMRequest
+from rlm_ray.runtime.backend import unwrap, whereabouts
+from rlm_ray.types import LLMReply
+
+
+class LLMGateway:
+    """Makes model calls for every REPL of the node; each call is a coroutine, not a process."""
+
+    def __init__(self) -> None:
+        from rlm_ray import llm
+
+        llm._litellm()  # pay the import once, at start-up
+        self._acomplete = llm.acomplete
+        self._node_id = ray.get_runtime_context().get_node_id()
+        self._limits: dict[str, asyncio.Semaphore] = {}
+        self._tasks: dict[str, set[asyncio.Task]] = {}
+        self._board = progress.ProgressBoard()  # counters of the runs tracked for progress
+        self._caches: dict[str, Any] = {}  # a CallCache per cache directory
+        self._where = whereabouts()  # which node, actor and process serve the calls (trace)
+
+    def ready(self) -> bool:
+        return True
+
+    async def complete(
+        self,
+        request: LLMRequest,
+        run_id: str,
+        max_in_flight: int,
+        depth: int = 0,
+        cache_dir: str | None = None,
+        admission: Any = None,
+        sub_call: bool = False,
+    ) -> LLMReply:
+        limit = self._limits.setdefault(run_id, asyncio.Semaphore(max_in_flight))
+        tasks = self._tasks.setdefault(run_id, set())
+        task = asyncio.current_task()
+        tasks.add(task)  # type: ignore[arg-type]
+        try:
+            async with limit:
+                if admission is None:
+                    send = self._acomplete
+                else:  # a budget or a rate limit: asked only on a cache miss
+                    send = functools.partial(
+                        self._admitted, run_id=run_id, admission=admission, sub_call=sub_call
+                    )
+                # a corpus slice in the prompt becomes text here; `local`: this node's server
+                request = (await _rendered(request)).for_node(self._node_id)
+                started = time.time()
+                reply = await self._call(request, run_id, depth, cache_dir, send)
+                # when and where this call ran, for the trace
+                reply.started_s, reply.ended_s = started, time.time()
+                reply.node_id, reply.actor_id, reply.pid = self._where
+                return reply
+        finally:
+            tasks.discard(task)  # type: ignore[arg-type]
+            if not tasks:
+                del self._tasks[run_id], self._limits[run_id]
+
+    async def _call(
+        self,
+        request: LLMRequest,
+        run_id: str,
+        depth: int,
+        cache_dir: str | None,
+        send: Callable[[LLMRequest], Awaitable[LLMReply]],
+    ) -> LLMReply:
+        counters = self._board.get(run_id)
+        if counters is None and cache_dir is None:
+            return await send(request)
+        reply = None
+        if counters is not None:
+            counters.call_started(depth)
+        try:
+            if cache_dir is None:
+                reply = await send(request)
+            else:
+                reply = await self._cache(cache_dir).complete(request, send)
+            return reply
+        finally:
+            if counters is not None:
+                counters.call_ended(depth, reply)
+
+    def _cache(self, cache_dir: str) -> Any:
+        if cache_dir not in self._caches:
+            from rlm_ray.call_cache import CallCache
+
+            self._caches[cache_dir] = CallCache(cache_dir)
+        return self._caches[cache_dir]
+
+    def track_run(self, run_id: str) -> None:
+        self._board.track(run_id)
+
+    def progress(self, run_id: str, forget: bool = False) -> progress.RunCounters | None:
+        return self._board.read(run_id, forget)
+
+    async def _admitted(
+        self, request: LLMRequest, *, run_id: str, admission: Any, sub_call: bool
+    ) -> LLMReply:
+        """The call, once the run's budget admits it and its model's rate allows it."""
+        estimate = estimate_input_tokens(request.messages)
+        try:
+            wait_s = await admission.admit_model_call.remote(
+                run_id, request.model, sub_call, estimate
+            )
+        except RayTaskError as exc:
+            raise unwrap(exc) from None
+        tokens, cost = 0, 0.0
+        try:
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
+            reply = await self._acomplete(request)
+            tokens, cost = reply.input_tokens + reply.output_tokens, reply.cost_usd
+            return reply
+        finally:  # a failed call gives its reservation back
+            admission.settle_model_call.remote(run_id, request.model, estimate, tokens, cost)
+
+    def in_flight(self) -> dict[str, int]:
+        """Model calls running now, per run."""
+        return {run_id: len(tasks) for run_id, tasks in self._tasks.items() if tasks}
+
+    def cancel_run(self, run_id: str) -> int:
+        """Cancel every model call of a run (its root was cancelled or stopped)."""
+        tasks = list(self._tasks.get(run_id, ()))
+        for task in tasks:
+            task.cancel()
+        return len(tasks)
+
+
+async def _rendered(request: LLMRequest) -> LLMRequest:
+    """Corpus slices in a prompt become text here, where the model call is made: the REPL that
+    passed them sent only handles and offsets."""
+    if all(isinstance(m["content"], str) for m in request.messages):
+        return request
+    messages = []
+    for message in request.messages:
+        content = message["content"]
+        if not isinstance(content, str):
+            content = await store.render(content)
+        messages.append({**message, "content": content})
+    return dataclasses.replace(request, messages=messages)
+
+
+RemoteGateway: Any = ray.remote(LLMGateway)

@@ -1,0 +1,267 @@
+"""`REPLPool`: the async actor that admits RLM calls to REPL workers.
+
+Admission control: the pool has `max_repl_actors_per_node` slots per node and keeps one slot
+free for every depth level that holds none (`slots.Slots`), so a parent waiting on its children
+can never take the last slot its children need (the deepest level never waits on REPLs, so it
+always finishes).
+
+Placement over nodes: a call goes to a node holding a copy of its context (locality), else to the
+least busy live node; the slots are counted per node, over the nodes alive now.
+
+Faults: after each model reply the worker sends the pool a checkpoint (the conversation so far).
+If the worker dies (killed, its node lost), the pool cancels the call's children and goes on in
+a new worker from that checkpoint, the model told that its REPL and variables are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from rlm_ray import progress, prompts
+from rlm_ray.call import CallSpec, Checkpoint, Restart
+from rlm_ray.errors import SandboxError
+from rlm_ray.loop import Resume
+from rlm_ray.runtime.backend import unwrap
+from rlm_ray.runtime.worker import RemoteWorker
+from rlm_ray.slots import Slots
+from rlm_ray.types import CallResult, Usage
+
+_NODES_TTL_S = 1.0
+
+
+class REPLPool:
+    """Admits RLM calls to REPL workers: slots per node, one kept free per idle depth level.
+
+    Placement: a call goes to a node that holds a copy of its context (locality), else to the
+    least busy live node; each node runs at most `slots_per_node` busy workers. A call whose
+    worker dies (process killed, node lost) goes on in a new worker from its last checkpoint.
+    """
+
+    def __init__(self, slots_per_node: int, memory_mb: int | None, warm: int = 1) -> None:
+        self._slots_per_node = slots_per_node
+        self._memory_mb = memory_mb
+        self._node = ray.get_runtime_context().get_node_id()
+        self._nodes: list[str] = []
+        self._nodes_checked = 0.0
+        self._idle: dict[str, list[Any]] = {}  # node id -> warm workers
+        self._busy: Counter[str] = Counter()  # node id -> workers running a call
+        for _ in range(min(warm, slots_per_node)):
+            self._idle.setdefault(self._node, []).append(self._new_worker(self._node))
+        self._slots = Slots(self._capacity)  # the slot rule; its capacity follows the live nodes
+        self._running: dict[str, asyncio.Task] = {}
+        self._checkpoints: dict[str, Checkpoint] = {}
+        self._workers: dict[str, Any] = {}  # call id -> its worker, while it runs
+        self._changed = asyncio.Condition()
+        self._self = ray.get_runtime_context().current_actor
+        self._board = progress.ProgressBoard()  # counters of the runs tracked for progress
+
+    def _new_worker(self, node: str) -> Any:
+        # subtle: hard affinity. Ray 2.60 moves a *soft* zero-CPU actor off the head node even
+        # when the head is alive; the node was seen alive within a second, and if it died since,
+        # the worker's loss is handled like any other (`_run_on_workers`).
+        return RemoteWorker.options(
+            num_cpus=0,
+            max_restarts=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+        ).remote(self._memory_mb)
+
+    def _live_nodes(self) -> list[str]:
+        """Ids of the live nodes (asked again at most once a second); forgets the dead ones."""
+        if time.monotonic() - self._nodes_checked > _NODES_TTL_S:
+            self._nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+            self._nodes_checked = time.monotonic()
+            for node in list(self._idle):
+                if node not in self._nodes:
+                    del self._idle[node]  # their actors died with the node
+        return self._nodes
+
+    @property
+    def _capacity(self) -> int:
+        return self._slots_per_node * max(1, len(self._live_nodes()))
+
+    def stats(self, reset_peak: bool = False) -> dict[str, Any]:
+        held = {d: n for d, n in self._slots.held.items() if n}
+        nodes = {
+            n: {"busy": self._busy[n], "idle": len(self._idle.get(n, ()))}
+            for n in self._live_nodes()
+        }
+        stats = {
+            "capacity": self._capacity,
+            "held": held,
+            "peak_held": self._slots.peak,  # most REPL calls live at once (since the last reset)
+            "idle": sum(len(v) for v in self._idle.values()),
+            "running": len(self._running),
+            "nodes": nodes,
+        }
+        if reset_peak:
+            self._slots.reset_peak()
+        return stats
+
+    def workers(self) -> dict[str, Any]:
+        """The worker actor running each call in progress, by call id (to inspect or kill)."""
+        return dict(self._workers)
+
+    def checkpoint(self, call_id: str, saved: Checkpoint) -> None:
+        """Keep a call's latest checkpoint while it runs (a late, older one is ignored)."""
+        old = self._checkpoints.get(call_id)
+        if call_id in self._running and (old is None or saved.index >= old.index):
+            self._checkpoints[call_id] = saved
+
+    def _has_room(self, depth: int) -> bool:
+        """May a call at `depth` take a slot now (`Slots.can_take`, at today's capacity)?"""
+        self._slots.capacity = self._capacity
+        return self._slots.can_take(depth)
+
+    def track_run(self, run_id: str) -> None:
+        self._board.track(run_id)
+
+    def progress(self, run_id: str, forget: bool = False) -> progress.RunCounters | None:
+        return self._board.read(run_id, forget)
+
+    async def run_call(self, spec: CallSpec, gateways: list) -> CallResult:
+        self._running[spec.call_id] = asyncio.current_task()  # type: ignore[assignment]
+        if spec.depth == 0:
+            self._slots.start_run(spec.config.max_depth)
+        counters = self._board.get(spec.run_id)
+        if counters is not None:
+            counters.rlm_started(spec.depth)
+        try:
+            return await self._admit_and_run(spec, gateways)
+        except asyncio.CancelledError:
+            self._cancel_below(spec, gateways)
+            raise
+        finally:
+            self._running.pop(spec.call_id, None)
+            self._checkpoints.pop(spec.call_id, None)
+            self._workers.pop(spec.call_id, None)
+            if spec.depth == 0:
+                self._slots.end_run(spec.config.max_depth)
+            if counters is not None:
+                counters.rlm_ended(spec.depth)
+
+    async def _admit_and_run(self, spec: CallSpec, gateways: list) -> CallResult:
+        if spec.depth > 0 and spec.admission is not None:  # a child counts as one sub-call
+            try:
+                await spec.admission.admit_call.remote(spec.run_id)
+            except RayTaskError as exc:
+                raise unwrap(exc) from None
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._has_room(spec.depth))
+            self._slots.take(spec.depth)
+        try:
+            return await self._run_on_workers(spec, gateways)
+        finally:
+            async with self._changed:
+                self._slots.give_back(spec.depth)
+                self._changed.notify_all()
+
+    async def _run_on_workers(self, spec: CallSpec, gateways: list) -> CallResult:
+        """Run the call in a worker; if the worker dies, go on in a new one from the checkpoint."""
+        restart: Restart | None = None
+        while True:
+            worker, node = await self._take_worker(spec)
+            self._workers[spec.call_id] = worker
+            try:
+                run = worker.run.options(name=f"rlm call depth={spec.depth} call={spec.call_id}")
+                result = await run.remote(spec, gateways, self._self, restart)
+            except RayTaskError as exc:  # first: it may wrap a RayActorError of a *gateway*
+                self._release(worker, node)
+                raise unwrap(exc) from None
+            except RayActorError as exc:
+                self._release(None, node)  # dead: never reuse
+                restart = self._restart_after_loss(spec, restart, exc)
+                continue
+            except asyncio.CancelledError:
+                # The worker may be mid-cell and cannot be interrupted cooperatively: it goes.
+                ray.kill(worker)
+                self._release(None, node)
+                raise
+            self._release(worker, node)
+            return result
+
+    def _restart_after_loss(
+        self, spec: CallSpec, restart: Restart | None, exc: RayActorError
+    ) -> Restart:
+        count = 1 if restart is None else restart.count + 1
+        reason = _loss_reason(exc)
+        if count > spec.config.max_repl_restarts:
+            raise SandboxError(
+                f"the REPL process of call {spec.call_id} was lost {count} times "
+                f"(`max_repl_restarts` is {spec.config.max_repl_restarts}); last: {reason}"
+            )
+        print(f"rlm-ray: REPL of call {spec.call_id} lost ({reason}); restarting", file=sys.stderr)
+        self._cancel_calls_below(spec)  # their parent's REPL, which awaited them, is gone
+        saved = self._checkpoints.pop(spec.call_id, None)
+        started = time.time() if restart is None else restart.started_s
+        if saved is None:  # lost before the first reply: start over, nothing to tell
+            return Restart(count, started, None, [], Usage())
+        notice = prompts.REPL_LOST.format(reason=reason)
+        resume = Resume(saved.messages, saved.index + 1, notice)
+        return Restart(count, started, resume, saved.iterations, saved.usage)
+
+    async def _take_worker(self, spec: CallSpec) -> tuple[Any, str]:
+        """A warm or new worker, on a node holding the call's context if one has room."""
+        holders: list[str] = []
+        if spec.context_ref is not None and len(self._live_nodes()) > 1:
+            # a blocking GCS query (up to 1 s): in a thread, so the pool's other calls go on
+            holders = await asyncio.to_thread(_holders, spec.context_ref)
+        nodes = self._live_nodes() or [self._node]  # after the await: no stale counts below
+        roomy = [n for n in nodes if self._busy[n] < self._slots_per_node] or nodes
+        local = [n for n in holders if n in roomy]
+        node = next((n for n in local if self._idle.get(n)), None)
+        if node is None:
+            node = (
+                local[0]
+                if local
+                else min(roomy, key=lambda n: (self._busy[n], not self._idle.get(n)))
+            )
+        self._busy[node] += 1
+        idle = self._idle.get(node)
+        return (idle.pop() if idle else self._new_worker(node)), node
+
+    def _release(self, worker: Any, node: str) -> None:
+        self._busy[node] -= 1
+        if worker is not None and node in self._live_nodes():
+            self._idle.setdefault(node, []).append(worker)
+
+    def _cancel_calls_below(self, spec: CallSpec) -> None:
+        prefix = spec.call_id + "."
+        for call_id, task in list(self._running.items()):
+            if call_id.startswith(prefix):
+                task.cancel()
+
+    def _cancel_below(self, spec: CallSpec, gateways: list) -> None:
+        """A cancelled call takes its descendants and (for a root) its model calls with it."""
+        self._cancel_calls_below(spec)
+        if spec.depth == 0:
+            for gateway in gateways:
+                gateway.cancel_run.remote(spec.run_id)
+
+
+def _holders(context_ref: Any) -> list[str]:
+    """The nodes holding a copy of a context in their object store (none for inline values)."""
+    if context_ref is None:
+        return []
+    try:
+        where = ray.experimental.get_object_locations([context_ref], timeout_ms=1000)
+    except Exception:  # locality is a preference: without it the call still runs
+        return []
+    return list(where.get(context_ref, {}).get("node_ids") or [])
+
+
+def _loss_reason(exc: RayActorError) -> str:
+    text = str(exc).lower()
+    if "node" in text and ("died" in text or "dead" in text or "removed" in text):
+        return "its node left the cluster"
+    return "its process died: it crashed, or a cell outran its time limit and was killed"
+
+
+RemotePool: Any = ray.remote(REPLPool)

@@ -1,0 +1,3 @@
+from rlm_ray.testing.cli import main
+
+main()
