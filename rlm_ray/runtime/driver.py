@@ -9,12 +9,15 @@ with the same pool settings, so a second `completion()` starts warm.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import logging
 import os
 import threading
 import time
 import uuid
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -71,7 +74,28 @@ def ensure_ray(address: str | None) -> None:
     else:
         # subtle: a bare ray.init() would attach to any cluster `ray start` left on this machine;
         # with no address given we start our own (`--address auto` attaches on purpose).
-        ray.init(address="local", include_dashboard=False, log_to_driver=False, runtime_env=env)
+        with _quiet_token_notice():
+            ray.init(address="local", include_dashboard=False, log_to_driver=False, runtime_env=env)
+
+
+_TOKEN_NOTICE = "Token authentication is enabled for this Ray cluster"
+
+
+@contextlib.contextmanager
+def _quiet_token_notice() -> Iterator[None]:
+    """Drop Ray 2.60's notice that a *new local* instance uses token auth: it is printed on
+    every start, and says nothing to do for a Ray that rlm-ray starts and stops itself (the
+    cluster docs explain token auth for clusters you run)."""
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+
+    def drop(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_TOKEN_NOTICE)
+
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
 
 
 def get_runtime(config: RLMConfig) -> Runtime:
