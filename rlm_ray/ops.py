@@ -82,7 +82,7 @@ def classify(items: Any, labels: Sequence[str], *, model: str, **settings: Any) 
     from rlm_ray.repl import labels_arg
 
     try:
-        op = record_ops.classify_op(labels_arg(labels))
+        op = record_ops.classify_op(*labels_arg(labels))
     except (TypeError, ValueError) as exc:
         raise _config_error(str(exc).replace("llm_classify", "ops.classify")) from None
     return _run(op, items, model, settings)

@@ -33,7 +33,8 @@ model=None)`) and `rlm_query_batched(prompts, contexts=None, model=None)`: {recu
 5. Record operators, for questions about the meaning of many records (how many complain about \
 X, which label is most common): `llm_map(instruction, items) -> list[str]` (one answer per item, \
 in order), `llm_filter(condition, items) -> list` (the items for which the condition holds, in \
-order) and `llm_classify(items, labels) -> list[str]` (one of `labels` per item, or "unknown"). \
+order) and `llm_classify(items, labels) -> list[str]` (one of `labels` per item, or "unknown"; \
+`labels` may be a dict of label -> what it means). \
 `items` is a list of str, a str (its non-empty lines) or a corpus (its documents). They pack \
 many items into each sub-LLM call, send the calls in parallel and ask identical items once: \
 prefer them to regexes for semantic questions and to one `llm_query` per record.
@@ -240,10 +241,10 @@ Each reply of yours is exactly one ```repl code block; then stop. The user runs 
 - `context` and the modules re, json, math, collections (import them first);
 - `print(...)`: only printed values are shown (at most {max_output_chars} characters);
 """
-_SMALL_HELPERS = """- `llm_classify(records, labels)`: one of the labels (or "unknown") per record; `llm_filter(condition, records)`: the records for which the condition holds; `llm_map(instruction, records)`: one answer per record. `records` is a list of str, a str (one record per line) or the corpus. A helper model reads the records, many per call;
+_SMALL_HELPERS = """- `llm_classify(records, labels)`: one of the labels (or "unknown") per record; `labels` is a list, or a dict of label -> what it means (give the query's meanings); `llm_filter(condition, records)`: the records for which the condition holds; `llm_map(instruction, records)`: one answer per record. `records` is a list of str, a str (one record per line) or the corpus. A helper model reads the records, many per call;
 - `llm_query(prompt)`: asks the helper model about a short text (under {sub_window_chars} characters) and returns its answer as a str; `llm_query_batched(prompts)`: many at once.
 
-To find a fact (a code, a name, a number), search the text with re or str.find and print short parts. To count or pick records by their meaning (a label, a topic, a sentiment, what a record asks or reports), the query's words are not in the records: never use a regex, `in` or str.count for that. Make the list of records, keep only those with an exact field the query names (a user, a date, a site) with code, then call llm_classify with the query's labels and count with collections.Counter."""
+To find a fact (a code, a name, a number), search the text with re or str.find and print short parts. To count or pick records by their meaning (a label, a topic, a sentiment, what a record asks or reports), the query's words are not in the records: never use a regex, `in` or str.count for that. Make the list of records, call llm_classify with the query's labels and their meanings, keep the labels of the records that have an exact field the query names (a user, a date, a site), and count them with collections.Counter."""
 _SMALL_NO_HELPERS = """- no helper model: llm_query, llm_map, llm_filter and llm_classify are not for this task; decide everything with code.
 
 To find a fact (a code, a name, a number), search the text with re or str.find and print short parts."""
@@ -287,9 +288,9 @@ _SMALL_EXAMPLE_COUNT = (
     """```repl
 import collections
 records = context.splitlines() if isinstance(context, str) else list(context)
-oslo = [r for r in records if "(site Oslo)" in r]
-labels = llm_classify(oslo, ["BROKEN", "THANKS", "REQUEST"])
-print(len(oslo), "tickets of site Oslo:", collections.Counter(labels))
+labels = llm_classify(records, {"BROKEN": "something does not work", "THANKS": "praise", "REQUEST": "asks for something new"})
+oslo = [label for record, label in zip(records, labels) if "(site Oslo)" in record]
+print(len(oslo), "tickets of site Oslo:", collections.Counter(oslo))
 ```""",
 )
 _SMALL_EXAMPLE_COUNT_DONE = (

@@ -45,6 +45,7 @@ class Operator:
     kind: str  # "map" | "filter" | "classify"
     instruction: str = ""  # map: the instruction; filter: the condition
     labels: tuple[str, ...] = ()  # classify only
+    descriptions: tuple[str, ...] = ()  # classify: what each label means ("" if not given)
 
     @property
     def fn(self) -> str:
@@ -69,9 +70,16 @@ class Operator:
                 f"Condition: {self.instruction}\nFor each item below, answer yes if the "
                 "condition holds for it, no if it does not."
             )
-        labels = ", ".join(self.labels)
+        if any(self.descriptions):
+            listed = "\n".join(
+                f"- {label}: {text}" if text else f"- {label}"
+                for label, text in zip(self.labels, self.descriptions)
+            )
+            labels = f"Labels:\n{listed}"
+        else:
+            labels = f"Labels: {', '.join(self.labels)}"
         return (
-            f"Labels: {labels}\nFor each item below, answer with the one label that fits it "
+            f"{labels}\nFor each item below, answer with the one label that fits it "
             f"best, written exactly as in the list; answer {UNKNOWN} if none fits."
         )
 
@@ -120,8 +128,9 @@ def filter_op(condition: str) -> Operator:
     return Operator("filter", condition)
 
 
-def classify_op(labels: Sequence[str]) -> Operator:
-    return Operator("classify", labels=tuple(labels))
+def classify_op(labels: Sequence[str], descriptions: Sequence[str] = ()) -> Operator:
+    """`descriptions`, if given, says what each label means (one per label, "" for none)."""
+    return Operator("classify", labels=tuple(labels), descriptions=tuple(descriptions))
 
 
 def _merge_text(parts: list[Any]) -> list[Any]:

@@ -223,7 +223,7 @@ class REPLSession:
 
     def _llm_classify(self, items: Any, labels: Any, model: str | None = None) -> list[str]:
         """One of `labels` per item, or "unknown"."""
-        return self._record_op(record_ops.classify_op(labels_arg(labels)), items, model)
+        return self._record_op(record_ops.classify_op(*labels_arg(labels)), items, model)
 
     def _record_op(self, op: record_ops.Operator, items: Any, model: str | None) -> list:
         records = corpus.record_items(resolve(items), op.fn)
@@ -303,11 +303,19 @@ def _task_arg(fn: str, name: str, value: Any) -> str:
     return text
 
 
-def labels_arg(labels: Any) -> tuple[str, ...]:
+def labels_arg(labels: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`llm_classify`'s labels: a list of str, or a dict of label -> what it means. Returns the
+    labels and their descriptions ("" where none was given)."""
     labels = resolve(labels)
-    if isinstance(labels, (str, bytes, dict)) or not hasattr(labels, "__iter__"):
+    descriptions: list[str] = []
+    if type(labels) is dict:
+        labels = plain(labels, "llm_classify: `labels`", views=False)
+        descriptions = [str(text) for text in labels.values()]
+        labels = list(labels)
+    elif isinstance(labels, (str, bytes, dict)) or not hasattr(labels, "__iter__"):
         raise TypeError(
-            f"llm_classify: `labels` must be a list of str, got {type(labels).__name__}"
+            "llm_classify: `labels` must be a list of str (or a dict of label -> meaning), got "
+            f"{type(labels).__name__}"
         )
     labels = plain(list(labels), "llm_classify: `labels`", views=False)
     if not labels:
@@ -317,7 +325,8 @@ def labels_arg(labels: Any) -> tuple[str, ...]:
             raise TypeError(f"llm_classify: every label must be a non-empty str, got {label!r}")
     if len({label.strip().casefold() for label in labels}) != len(labels):
         raise ValueError(f"llm_classify: `labels` must be distinct, got {labels!r}")
-    return tuple(label.strip() for label in labels)
+    descriptions = descriptions or [""] * len(labels)
+    return tuple(label.strip() for label in labels), tuple(d.strip() for d in descriptions)
 
 
 def _text_arg(fn: str, name: str, value: Any) -> str:

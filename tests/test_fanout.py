@@ -16,7 +16,9 @@ from rlm_ray.testing import Reply, by_marker, code, turns
 pytestmark = pytest.mark.ray
 
 N = 32
-LATENCY = 0.6  # long enough that a loaded 2-core machine gets all 32 calls out before the first returns
+LATENCY = (
+    0.6  # long enough that a loaded 2-core machine gets all 32 calls out before the first returns
+)
 
 FANOUT_FORMS = {
     "comprehension": "rs = [llm_query(f'LEAF {i}') for i in range(32)]",

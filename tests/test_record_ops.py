@@ -209,7 +209,10 @@ def test_repl_operators_over_a_str_of_lines():
     "code, message",
     [
         ("llm_classify(['a'], [])", "llm_classify: `labels` must be a non-empty list of str"),
-        ("llm_classify(['a'], 'A,B')", "llm_classify: `labels` must be a list of str, got str"),
+        (
+            "llm_classify(['a'], 'A,B')",
+            "llm_classify: `labels` must be a list of str (or a dict of label -> meaning), got str",
+        ),
         ("llm_classify(['a'], ['A', 'a'])", "llm_classify: `labels` must be distinct"),
         ("llm_classify(['a'], ['A', 3])", "llm_classify: every label must be a non-empty str"),
         ("llm_map('', ['a'])", "llm_map: `instruction` must be a non-empty str"),
@@ -239,3 +242,14 @@ def test_repl_describe_names_the_element_type():
     assert repl.describe("context") == "list (2 items) of str"
     assert repl.describe("mixed") == "list (2 items) of mixed types (int, str)"
     assert repl.describe("n") == "int" and repl.describe("missing") is None
+
+
+def test_classify_labels_may_carry_their_meanings():
+    from rlm_ray.repl import labels_arg
+
+    labels, meanings = labels_arg({"BROKEN": "something does not work", "THANKS": "praise"})
+    assert labels == ("BROKEN", "THANKS") and meanings == ("something does not work", "praise")
+    prompt = record_ops.classify_op(labels, meanings).prompt(["the tap drips"])
+    assert "- BROKEN: something does not work" in prompt and "- THANKS: praise" in prompt
+    assert labels_arg(["a", "b"]) == (("a", "b"), ("", ""))
+    assert "Labels: a, b" in record_ops.classify_op(("a", "b")).prompt(["x"])
