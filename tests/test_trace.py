@@ -272,16 +272,14 @@ def test_a_failed_run_still_writes_its_trace(model_server, ray_session, tmp_path
         ("trace.txt", b"{}", "unknown format '.txt'"),
     ],
 )
-def test_bad_trace_files_give_one_line_errors(tmp_path, capsys, name, content, message):
+def test_bad_trace_files_give_one_line_errors(tmp_path, name, content, message):
     path = tmp_path / name
     if content is not None:
         path.write_bytes(content)
-    # `trace` in this process: the command as a child process is run above
-    code = main(["trace", str(path)])
-    out = capsys.readouterr()
-    assert code == 1 and out.out == ""
-    lines = out.err.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], out.err
+    out = run_cli("trace", str(path))
+    assert out.returncode == 1 and out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], out.stderr
 
 
 def test_orphan_records_are_refused(tmp_path, records):
