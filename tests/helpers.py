@@ -73,3 +73,65 @@ def start_cli(*args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def local_completion(
+    reply: Any, query: str = "q", context: Any = "ctx", *, model: str = "openai/scripted", **kw: Any
+) -> tuple[Any, Any]:
+    """`RLM(model, **kw).completion(query, context)` made in this process: the same settings and
+    context checks, call spec, REPL and turn loop (`call.run_call`), child RLMs run here too, and
+    `FakeLLM(reply)` as the model; no Ray, no HTTP. Returns ``(CallResult, fake)``; raises the
+    call's `RLMError` as `completion` does. For what a call does with its model and REPL; where
+    the work runs, the gateways and litellm are tested over Ray and HTTP."""
+    import pickle
+
+    from rlm_ray import RLM
+    from rlm_ray.call import CallSpec, run_call
+    from rlm_ray.rlm import check_context
+    from rlm_ray.subcalls import ThreadBackend
+    from rlm_ray.testing import FakeLLM
+
+    kw.setdefault("api_key", "sk-test")
+    rlm = RLM(model, **kw)
+    # the context as a worker gets it from the object store: a copy
+    context = pickle.loads(pickle.dumps(check_context(context)))
+    fake = FakeLLM(reply)
+    max_time_s = rlm.config.max_time_s
+    root = CallSpec(
+        run_id="run",
+        call_id="run",
+        depth=0,
+        query=query,
+        model=rlm.models.model,
+        models=rlm.models,
+        config=rlm.config,
+        context_window_tokens=rlm._window,
+        sub_context_window_tokens=rlm._sub_window,
+        deadline=None if max_time_s is None else time.time() + max_time_s,
+    )
+
+    def backend(spec: CallSpec) -> ThreadBackend:
+        ids = iter(range(1, 1_000_000))
+
+        def child(query: str, context: Any, model: str) -> Any:
+            sub = CallSpec(
+                run_id=spec.run_id,
+                call_id=f"{spec.call_id}.{next(ids)}",
+                depth=spec.depth + 1,
+                query=query,
+                model=model,
+                models=spec.models,
+                config=spec.config,
+                context_window_tokens=spec.sub_context_window_tokens,
+                sub_context_window_tokens=spec.sub_context_window_tokens,
+                deadline=spec.deadline,
+            )
+            # a child gets its own copy of the context, as it would from the object store
+            return run_call(sub, pickle.loads(pickle.dumps(context)), backend(sub))
+
+        return ThreadBackend(fake, default_model=spec.models.sub_model, rlm=child)
+
+    result = run_call(root, context, backend(root))
+    if result.error is not None:
+        raise result.error
+    return result, fake

@@ -6,7 +6,7 @@ import socket
 import time
 
 import pytest
-from helpers import run_python
+from helpers import local_completion, run_python
 
 from rlm_ray import RLM, ConfigError, LLMError
 from rlm_ray.testing import code, turns
@@ -87,27 +87,27 @@ def test_unreachable_api_base_fails_fast_naming_the_url(ray_session):
     )  # fails fast: no minutes of retries (a loaded machine starts the pool slowly)
 
 
-@pytest.mark.ray
-def test_cell_timeout_stops_runaway_code_and_run_goes_on(make_rlm, model_server):
-    model_server.reply = turns(
+def test_cell_timeout_stops_runaway_code_and_run_goes_on():
+    reply = turns(
         code("while True:\n    pass"),
         lambda r: (
             "FINAL(recovered)" if "time limit" in r.last_user else "FINAL(no timeout message)"
         ),
     )
     started = time.monotonic()
-    result = make_rlm(cell_timeout_s=1.0).completion("q", "ctx")
+    result, _ = local_completion(reply, cell_timeout_s=1.0)
     assert result.answer == "recovered"
     assert result.trace.iterations[0].cells[0].timed_out
     assert time.monotonic() - started < 20
 
 
-@pytest.mark.ray
-def test_model_writing_broken_code_every_turn_still_ends(make_rlm, model_server):
-    model_server.reply = lambda r: (
-        "gave up" if "used all your iterations" in r.last_user else code("def broken(:\n  pass")
-    )
-    result = make_rlm(max_iterations=3).completion("q", "ctx")
+def test_model_writing_broken_code_every_turn_still_ends():
+    def reply(r):
+        if "used all your iterations" in r.last_user:
+            return "gave up"
+        return code("def broken(:\n  pass")
+
+    result, _ = local_completion(reply, max_iterations=3)
     assert result.answer == "gave up"
     assert all(it.cells[0].error for it in result.trace.iterations[:3])
 

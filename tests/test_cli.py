@@ -1,8 +1,15 @@
-"""The `rlm-ray` command: stdout carries only the answer, errors are one line on stderr."""
+"""The `rlm-ray` command: stdout carries only the answer, errors are one line on stderr.
+
+Where the command's own process matters (Ray's log lines at exit, `--quiet`, a Ray it starts
+itself, `--address`), it runs as a child process; the rest runs `main()` in this process, on the
+session's Ray (a child process is a new driver with a new pool: tens of seconds under load).
+"""
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 
 import pytest
 from helpers import run_cli, run_python
@@ -30,24 +37,29 @@ NEEDLE_SCRIPT = turns(
 
 
 def run_scripted(server, context: str, *extra: str, key: str = "sk-test", stdin=None):
-    """`rlm-ray run` against the scripted server."""
+    """`rlm-ray run` against the scripted server, as a child process."""
     base = ["run", "--model", "openai/scripted", "--api-base", server.url, "--api-key", key]
     return run_cli(*base, "--context", context, *extra, stdin=stdin)
 
 
+def run_here(capsys, server, context: str, *extra: str, key: str = "sk-test"):
+    """`rlm-ray run` against the scripted server as `main()` in this process: (code, out, err)."""
+    base = ["run", "--model", "openai/scripted", "--api-base", server.url, "--api-key", key]
+    capsys.readouterr()
+    code = main([*base, "--context", context, *extra])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 @pytest.mark.ray
-def test_run_prints_only_the_answer(model_server, context_file, address):
+def test_run_prints_only_the_answer(model_server, context_file, ray_session, capsys):
+    # (the same as a child process with --address: test_ray_log_lines_never_reach_stdout)
     model_server.reply = NEEDLE_SCRIPT
-    out = run_scripted(
-        model_server,
-        str(context_file),
-        "--query",
-        "What is the magic number?",
-        "--address",
-        address,
+    code, out, err = run_here(
+        capsys, model_server, str(context_file), "--query", "What is the magic number?"
     )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout == "4817\n"
+    assert code == 0, err
+    assert out == "4817\n"
 
 
 # Prints on sys.stdout the way Ray's log thread does (looked up at print time): once during the
@@ -80,19 +92,22 @@ def test_ray_log_lines_never_reach_stdout(model_server, context_file, address):
 
 
 @pytest.mark.ray
-def test_json_output_and_trace_file(model_server, context_file, address, tmp_path):
+def test_json_output_and_trace_file(
+    model_server, context_file, ray_session, tmp_path, capsys, monkeypatch
+):
     model_server.reply = NEEDLE_SCRIPT
     trace = tmp_path / "trace.jsonl"
-    out = run_scripted(
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(context_file.read_bytes())))
+    code, out, err = run_here(
+        capsys,
         model_server,
         "-",
-        *("--query", "What is the magic number?", "--address", address),
+        *("--query", "What is the magic number?"),
         *("--json", "--trace", str(trace)),
         key="sk-secret-value",
-        stdin=context_file.read_text(),
     )
-    assert out.returncode == 0, out.stderr
-    data = json.loads(out.stdout)
+    assert code == 0, err
+    data = json.loads(out)
     assert set(data) == {"answer", "usage", "timings"}
     assert data["answer"] == "4817" and data["usage"]["calls"] == 2
     records = [json.loads(line) for line in trace.read_text().splitlines()]
@@ -115,11 +130,13 @@ def test_embedded_local_ray_starts_by_itself(model_server, context_file):
         (["--model", "openai/x", "--max-depth", "-2"], "`max_depth` must be >= 0"),
     ],
 )
-def test_bad_arguments_give_one_line_errors(context_file, args, message):
-    out = run_cli("run", *args, "--context", str(context_file), "--query", "q")
-    assert out.returncode == 1
-    assert out.stdout == ""
-    lines = out.stderr.strip().splitlines()
+def test_bad_arguments_give_one_line_errors(context_file, args, message, capsys):
+    # in this process (a child process's one-line errors: test_trace's bad trace files)
+    code = main(["run", *args, "--context", str(context_file), "--query", "q"])
+    out = capsys.readouterr()
+    assert code == 1
+    assert out.out == ""
+    lines = out.err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
 
 
@@ -135,7 +152,7 @@ def test_binary_and_missing_context_files(tmp_path):
 
 
 @pytest.mark.ray
-def test_ingest_then_run_over_the_corpus(model_server, tmp_path, address):
+def test_ingest_then_run_over_the_corpus(model_server, tmp_path, ray_session, capsys):
     docs = tmp_path / "docs"
     docs.mkdir()
     for i in range(3):
@@ -147,26 +164,21 @@ def test_ingest_then_run_over_the_corpus(model_server, tmp_path, address):
     assert out.returncode == 0, out.stderr
     assert "3 documents" in out.stderr and "1 binary skipped" in out.stderr
     assert out.stdout == ""
+    # `run` in this process (the session's Ray); `ingest` above as the command
     model_server.reply = turns(code("FINAL(f'{len(context.documents)} ' + context.documents[2])"))
-    out = run_scripted(model_server, str(corpus), "--query", "How many?", "--address", address)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout == "3 note 2: the code is 14\n"
+    code_, out_, err = run_here(capsys, model_server, str(corpus), "--query", "How many?")
+    assert code_ == 0, err
+    assert out_ == "3 note 2: the code is 14\n"
     # a directory is a corpus too, cut as asked
     model_server.reply = turns(code("FINAL(f'{type(context)} {len(context.chunks())}')"))
-    out = run_scripted(
+    code_, out_, err = run_here(
+        capsys,
         model_server,
         str(docs),
-        "--query",
-        "q",
-        "--address",
-        address,
-        "--chunk-by",
-        "documents",
-        "--chunk-size",
-        "1",
+        *("--query", "q", "--chunk-by", "documents", "--chunk-size", "1"),
     )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout == "<class 'Corpus'> 3\n"  # a stand-in: model code gets no runtime class
+    assert code_ == 0, err
+    assert out_ == "<class 'Corpus'> 3\n"  # a stand-in: model code gets no runtime class
 
 
 FANOUT_SCRIPT = by_marker(

@@ -1,7 +1,9 @@
 """Fan-out is parallel without the model asking; depth rules; the deep tree completes.
 
-The scripted server counts peak concurrent requests: with 200 ms latency, 32 leaf calls that are
-all in flight together finish in well under the 6.4 s a sequential RLM would take.
+The scripted server counts peak concurrent requests: with 0.6 s latency, 32 leaf calls that are
+all in flight together finish in well under the 19.2 s a sequential RLM would take. What a call
+does with its children's answers (order, depth rules, a child's context) is tested in this
+process (`helpers.local_completion`); where they run, in parallel and by handle, over Ray.
 """
 
 from __future__ import annotations
@@ -10,15 +12,13 @@ import time
 
 import pytest
 import ray
+from helpers import local_completion
 
 from rlm_ray.testing import Reply, by_marker, code, turns
 
-pytestmark = pytest.mark.ray
-
 N = 32
-LATENCY = (
-    0.6  # long enough that a loaded 2-core machine gets all 32 calls out before the first returns
-)
+# long enough that a loaded 2-core machine gets all 32 calls out before the first returns
+LATENCY = 0.6
 
 FANOUT_FORMS = {
     "comprehension": "rs = [llm_query(f'LEAF {i}') for i in range(32)]",
@@ -33,6 +33,7 @@ FANOUT_FORMS = {
 }
 
 
+@pytest.mark.ray
 @pytest.mark.parametrize("form", sorted(FANOUT_FORMS))
 def test_fanout_forms_are_in_flight_together(make_rlm, model_server, form):
     model_server.reply = by_marker(
@@ -50,8 +51,8 @@ def test_fanout_forms_are_in_flight_together(make_rlm, model_server, form):
     assert elapsed < N * LATENCY / 2, f"{elapsed:.2f}s is not parallel"
 
 
-def test_comprehension_keeps_order_and_raises_first_error(make_rlm, model_server):
-    model_server.reply = by_marker(
+def test_comprehension_keeps_order_and_raises_first_error():
+    reply = by_marker(
         {"NUM": lambda r: r.last_user.split()[-1]},
         default=turns(
             code(
@@ -64,9 +65,10 @@ def test_comprehension_keeps_order_and_raises_first_error(make_rlm, model_server
             ),
         ),
     )
-    assert make_rlm().completion("q", "ctx").answer == "ok"
+    assert local_completion(reply)[0].answer == "ok"
 
 
+@pytest.mark.ray
 def test_cap_on_calls_in_flight(make_rlm, model_server):
     model_server.reply = by_marker(
         {"LEAF": "1"}, default=turns(code(FANOUT_FORMS["batched"] + "\nFINAL(len(rs))"))
@@ -76,8 +78,8 @@ def test_cap_on_calls_in_flight(make_rlm, model_server):
     assert model_server.peak_concurrency == 8
 
 
-def test_depth_1_recursive_llm_is_one_plain_call(make_rlm, model_server):
-    model_server.reply = by_marker(
+def test_depth_1_recursive_llm_is_one_plain_call():
+    reply = by_marker(
         {
             "CHILD-Q": lambda r: (
                 "plain" if len(r.messages) == 1 and "CHILD-CTX" in r.last_user else "repl"
@@ -85,31 +87,32 @@ def test_depth_1_recursive_llm_is_one_plain_call(make_rlm, model_server):
         },
         default=turns(code("FINAL(recursive_llm('CHILD-Q', 'CHILD-CTX'))")),
     )
-    assert make_rlm(max_depth=1).completion("q", "ctx").answer == "plain"
+    assert local_completion(reply, max_depth=1)[0].answer == "plain"
 
 
-def test_depth_2_child_gets_its_own_repl_and_context(make_rlm, model_server):
+def test_depth_2_child_gets_its_own_repl_and_context():
     child = turns(code("FINAL(f'child saw {len(context)} chars: {context}')"))
-    model_server.reply = by_marker(
+    reply = by_marker(
         {"CHILD-Q": child},
         default=turns(code("FINAL(recursive_llm('CHILD-Q', 'abcdef'))")),
     )
-    result = make_rlm(max_depth=2).completion("q", "ctx")
+    result, fake = local_completion(reply, max_depth=2)
     assert result.answer == "child saw 6 chars: abcdef"
-    child_requests = [r for r in model_server.requests if r.has("CHILD-Q")]
+    child_requests = [r for r in fake.requests if r.has("CHILD-Q")]
     assert child_requests[0].system and "str with 6 total characters" in child_requests[0].system
     calls = list(result.trace.walk())
     assert [c.depth for c in calls] == [0, 1]
 
 
-def test_child_without_context_gets_the_prompt_as_context(make_rlm, model_server):
-    model_server.reply = by_marker(
+def test_child_without_context_gets_the_prompt_as_context():
+    reply = by_marker(
         {"SELF-CTX": turns(code("FINAL(context)"))},
         default=turns(code("FINAL(rlm_query('SELF-CTX prompt'))")),
     )
-    assert make_rlm(max_depth=2).completion("q", "ctx").answer == "SELF-CTX prompt"
+    assert local_completion(reply, max_depth=2)[0].answer == "SELF-CTX prompt"
 
 
+@pytest.mark.ray
 def test_rlm_query_batched_children_run_in_parallel(make_rlm, model_server):
     model_server.reply = by_marker(
         {"KID": turns(code("FINAL(context.upper())"))},
@@ -122,6 +125,7 @@ def test_rlm_query_batched_children_run_in_parallel(make_rlm, model_server):
     assert make_rlm(max_depth=2).completion("q", "ctx").answer == "ABC"
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_depth_3_fanout_8_tree_completes(make_rlm, model_server):
     """73 REPL calls and 512 leaf calls on a 2-CPU machine, with admission control."""
@@ -150,6 +154,7 @@ def test_depth_3_fanout_8_tree_completes(make_rlm, model_server):
     assert result.usage.calls == 73 + 512 == model_server.request_count
 
 
+@pytest.mark.ray
 def test_context_travels_by_handle(make_rlm, model_server):
     """The whole context goes to a child as the driver's handle; a big new piece as a new handle."""
     model_server.reply = by_marker(
@@ -172,6 +177,7 @@ def test_context_travels_by_handle(make_rlm, model_server):
     assert by_query["KID small piece"].context_id == ""
 
 
+@pytest.mark.ray
 def test_cancelling_a_run_stops_its_whole_tree(make_rlm, model_server):
     """After the caller cancels, no call of the run is left running or sending requests."""
     import asyncio
@@ -210,6 +216,7 @@ def test_cancelling_a_run_stops_its_whole_tree(make_rlm, model_server):
     assert model_server.request_count == requests  # nothing of the run still calls the model
 
 
+@pytest.mark.ray
 def test_failed_child_keeps_its_usage_and_trace(make_rlm, model_server):
     model_server.reply = by_marker(
         {

@@ -1,7 +1,8 @@
-"""Record operators end to end: Ray, litellm over HTTP, the scripted server as the model.
+"""Record operators: in the REPL of a call, and end to end over Ray and litellm over HTTP.
 
-`llm_map` / `llm_filter` / `llm_classify` from model code in the REPL, and `rlm_ray.ops` from
-plain Python. The scripted model (`testing.records`) answers each batch item by item, and
+`llm_map` / `llm_filter` / `llm_classify` from model code in the REPL (packing, dedupe and splitting
+in a call made in this process; corpus reads and budgets over Ray), and `rlm_ray.ops` from plain
+Python over Ray. The scripted model (`testing.records`) answers each batch item by item, and
 garbles batches larger than `garble_above`, so packing, splitting, dedupe, cache and budgets
 show in the requests the server saw.
 """
@@ -13,13 +14,12 @@ import warnings
 
 import pyarrow as pa
 import pytest
+from helpers import local_completion
 
 import rlm_ray
 from rlm_ray import ops
 from rlm_ray.record_ops import MAX_BATCH_ITEMS
 from rlm_ray.testing import code, records, turns
-
-pytestmark = pytest.mark.ray
 
 LABELS = ["BIRD", "FISH"]
 ANIMALS = ["owl", "trout", "hawk", "salmon", "wren", "pike"]
@@ -35,59 +35,61 @@ def kind(task: str, item: str) -> str:
     return item.split()[-1].upper()
 
 
-def batches(server) -> list[str]:
-    return [r.first_user for r in server.requests if "\n\nItems:\n" in r.first_user]
+def batches(model) -> list[str]:
+    """The batch prompts `model` (the scripted server or a `FakeLLM`) was sent."""
+    return [r.first_user for r in model.requests if "\n\nItems:\n" in r.first_user]
 
 
 def sightings(n: int, distinct: int) -> list[str]:
     return [f"sighting {i % distinct}: a {ANIMALS[i % distinct % 6]}" for i in range(n)]
 
 
+def script(root_code: str, garble_above=None):
+    return records(kind, garble_above=garble_above, default=turns(code(root_code), "FINAL(unused)"))
+
+
 def scripted(server, root_code: str, garble_above=None):
-    server.reply = records(
-        kind, garble_above=garble_above, default=turns(code(root_code), "FINAL(unused)")
-    )
+    server.reply = script(root_code, garble_above)
 
 
 # -- in the REPL -----------------------------------------------------------------------------------
 
 
-def test_repl_classify_packs_batches_and_asks_identical_records_once(make_rlm, model_server):
+def test_repl_classify_packs_batches_and_asks_identical_records_once():
     context = sightings(200, 50)  # 50 distinct records
-    scripted(
-        model_server,
+    reply = script(
         """
         kinds = llm_classify(context, ["BIRD", "FISH"])
         FINAL(f"{len(kinds)} {kinds.count('BIRD')} {sorted(set(kinds))}")
         """,
     )
-    result = make_rlm().completion("How many birds?", context)
+    result, fake = local_completion(reply, "How many birds?", context)
     birds = sum(1 for r in context if kind("Labels", r) == "bird")
     assert result.answer == f"200 {birds} ['BIRD', 'FISH']"
-    assert len(batches(model_server)) == math.ceil(50 / MAX_BATCH_ITEMS)  # 2, not 200
+    assert len(batches(fake)) == math.ceil(50 / MAX_BATCH_ITEMS)  # 2, not 200
     # the batches are sub-calls of the cell: in the trace, with their usage
     cell = result.trace.iterations[0].cells[0]
     assert len(cell.subcalls) == 2 and all(s.input_tokens > 0 for s in cell.subcalls)
 
 
-def test_repl_filter_splits_garbled_batches_and_retries(make_rlm, model_server):
+def test_repl_filter_splits_garbled_batches_and_retries():
     context = "\n".join(sightings(20, 20))  # a str: its lines are the records
-    scripted(
-        model_server,
+    reply = script(
         """
         birds = llm_filter("Is the animal a bird?", context)
         FINAL(len(birds))
         """,
         garble_above=5,
     )
-    result = make_rlm().completion("How many birds?", context)
+    result, fake = local_completion(reply, "How many birds?", context)
     assert result.answer == str(
         sum(1 for r in context.splitlines() if "hawk" in r or "owl" in r or "wren" in r)
     )
-    sizes = sorted(b.count("\n[") for b in batches(model_server))
+    sizes = sorted(b.count("\n[") for b in batches(fake))
     assert sizes == [5, 5, 5, 5, 10, 10, 20]  # 20 -> 10 + 10 -> 4 x 5, which parse
 
 
+@pytest.mark.ray
 def test_repl_map_over_corpus_documents(make_rlm, model_server):
     table = pa.table({"text": [f"field note {i}: saw a {a}" for i, a in enumerate(ANIMALS)]})
     corpus = rlm_ray.load(table)
@@ -103,6 +105,7 @@ def test_repl_map_over_corpus_documents(make_rlm, model_server):
     assert "[6] field note 5: saw a pike" in batches(model_server)[0]  # read by the gateway
 
 
+@pytest.mark.ray
 def test_repl_budget_stops_the_run(make_rlm, model_server):
     scripted(
         model_server,
@@ -123,6 +126,7 @@ def settings(server, **kw):
     return {"model": "openai/scripted", "api_base": server.url, "api_key": "sk-test", **kw}
 
 
+@pytest.mark.ray
 def test_ops_classify_filter_map(ray_session, model_server):
     model_server.reply = records(kind)
     items = sightings(30, 6)
@@ -136,6 +140,7 @@ def test_ops_classify_filter_map(ray_session, model_server):
     assert names.values == ["OWL", "TROUT"]
 
 
+@pytest.mark.ray
 def test_ops_classify_gives_unknown_for_answers_outside_the_labels(ray_session, model_server):
     model_server.reply = records(lambda task, item: "dolphin" if "pike" in item else "bird")
     with warnings.catch_warnings(record=True) as caught:
@@ -145,6 +150,7 @@ def test_ops_classify_gives_unknown_for_answers_outside_the_labels(ray_session, 
     assert "no usable answer" in kinds.warnings[0] and caught
 
 
+@pytest.mark.ray
 def test_ops_cache_second_run_makes_no_model_calls(ray_session, model_server, tmp_path):
     model_server.reply = records(kind)
     args = settings(model_server, cache_dir=tmp_path / "cache", max_batch_items=5)
@@ -155,6 +161,7 @@ def test_ops_cache_second_run_makes_no_model_calls(ray_session, model_server, tm
     assert second.values == first.values and second.usage.cached_calls == 4
 
 
+@pytest.mark.ray
 def test_ops_budget_raises(ray_session, model_server):
     model_server.reply = records(kind)
     with pytest.raises(rlm_ray.LimitExceededError) as info:
@@ -165,6 +172,7 @@ def test_ops_budget_raises(ray_session, model_server):
     assert len(model_server.requests) <= 2
 
 
+@pytest.mark.ray
 def test_ops_over_a_table(ray_session, model_server):
     model_server.reply = records(kind)
     table = pa.table({"text": ["seen: owl", "seen: pike", "seen: owl"]})
