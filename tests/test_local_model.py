@@ -178,8 +178,9 @@ def test_the_small_prompt_reaches_the_model_with_examples_and_stop_sequences(
     examples = prompts.SMALL.few_shot_messages()
     assert first.messages[1 : 1 + len(examples)] == examples
     assert first.messages[-1]["content"] == (
-        "Your context is a str with 7 total characters.\n"
-        "Query: How long is it?\nYour first ```repl block:"
+        "Your context is a str with 7 total characters.\nIt begins:\nabcdefg\n"
+        "Query: How long is it?\n(A fact to find: search the text with re. Records to count or "
+        "pick by their meaning: llm_classify.) Your first ```repl block:"
     )
     assert result.trace.iterations[0].response == "```repl\nprint(len(context))"
 
