@@ -92,7 +92,7 @@ def classify(items: Any, labels: Sequence[str], *, model: str, **settings: Any) 
 
 
 def _run(op: record_ops.Operator, items: Any, model: str, settings: dict[str, Any]) -> OpResult:
-    max_items = settings.pop("max_batch_items", record_ops.MAX_BATCH_ITEMS)
+    max_items = settings.pop("max_batch_items", record_ops.batch_items_for(model))
     if isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1:
         raise _config_error(f"`max_batch_items` must be a positive int, got {max_items!r}")
     llm_kwargs = settings.pop("llm_kwargs", None)

@@ -28,6 +28,17 @@ from typing import Any
 
 UNKNOWN = "unknown"  # what llm_classify gives an item that fits no label (or never parsed)
 MAX_BATCH_ITEMS = 40  # small models lose count in longer numbered lists
+SMALL_MODEL_BATCH_ITEMS = 10
+"""Items per call for rlm-ray's own small local models. Measured with Qwen2.5-Coder-1.5B on 60
+distinct customer messages, five labels: 26/60 right at 40 a call, 39/60 at 10 (it falls back
+on one label for most of a long list)."""
+
+
+def batch_items_for(model: str) -> int:
+    """How many items one call of `model` gets: fewer for the small local models."""
+    return SMALL_MODEL_BATCH_ITEMS if model in ("local", "local-small") else MAX_BATCH_ITEMS
+
+
 CHARS_PER_TOKEN = 3  # a high token estimate, as the loop's: a batch errs on the small side
 WINDOW_SHARE = 0.75  # of the sub-model's window a batch may use (prompt and answers)
 ITEM_OVERHEAD_TOKENS = 6  # the "[k] " marker and line breaks

@@ -234,6 +234,7 @@ class REPLSession:
             self.subcalls,
             _model_arg(model),
             window_tokens=self.settings.sub_context_window_tokens,
+            max_items=record_ops.batch_items_for(_model_arg(model) or self.subcalls.default_model),
         )
         for warning in outcome.warnings:
             self.sandbox.print(f"[{op.fn} warning] {warning}")

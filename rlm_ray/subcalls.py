@@ -326,6 +326,11 @@ class SubCalls:
         self.cell: CellTrace | None = None
         self.limit_hit: LimitExceededError | None = None  # a run limit refused a sub-call
 
+    @property
+    def default_model(self) -> str:
+        """The model of sub-calls that name none (the run's sub-model)."""
+        return self._model
+
     def llm(self, prompt: str | list, model: str | None) -> SubCallFuture:
         started = time.time()  # before dispatch: the call may start running at once
         handle = self._backend.start_llm(prompt, model)
