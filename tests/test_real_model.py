@@ -87,14 +87,9 @@ def test_needle_in_a_long_context(local_rlm):
     assert result.trace.finished_by in ("FINAL", "FINAL_VAR")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 10, open: with the general small prompt (v4, no example phrased like this "
-    "query) Qwen2.5-Coder-1.5B searches the records for the word 'complaint' with a regex "
-    "instead of calling llm_classify (seen in 4 runs on 2026-12-02); the v2 prompt passed "
-    "only because its example was this very query",
-)
 def test_a_count_fans_out_over_the_records(local_rlm):
+    # The query defines its labels, as the quality benchmark's do: without the meanings the
+    # 1.5B model grepped for the word "complaint" (2 of 2 runs, docs/prompts.md).
     query = (
         "How many messages are complaints? Each message is a complaint (the writer is unhappy "
         "about a problem) or other (praise, thanks, a question)."
