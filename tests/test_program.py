@@ -104,6 +104,28 @@ def test_replay_keeps_sub_calls_live_and_skips_failed_cells(make_rlm, model_serv
     assert replayed.usage.calls == len(new)
 
 
+def test_recursive_llm_stays_a_live_child_rlm(make_rlm, model_server):
+    query = "Find the gate code with a helper."
+    model_server.reply = by_marker(
+        {"CHILD find the code": turns(FIND, typed_final)},  # the child RLM's own turns
+        default=turns(
+            code("found = recursive_llm('CHILD find the code', context)\nprint(found)"),
+            "FINAL_VAR(found)",
+        ),
+    )
+    result = make_rlm(max_depth=2).completion(query, haystack("58213"))
+    assert result.answer == "58213"
+    assert result.program.max_depth == 2
+    model_server.reset_stats()
+    replayed = result.program.run(haystack("6502"))
+    assert replayed.answer == "6502"
+    assert root_requests(model_server, query) == []
+    child_turns = [r for r in model_server.requests if "CHILD find the code" in r.first_user]
+    assert len(child_turns) == len(model_server.requests) == 2  # the child's two turns, live
+    (child,) = [c for c in replayed.trace.walk() if c.depth == 1]
+    assert child.answer == "6502"
+
+
 def test_a_cell_that_fails_on_new_data_names_the_cell(needle_run, model_server):
     _, result = needle_run
     model_server.reset_stats()
@@ -260,3 +282,40 @@ def test_a_program_pickles_without_its_rlm():
     bound = program.bound(object())
     again = pickle.loads(pickle.dumps(bound))
     assert again == program and again._rlm is None and bound._rlm is not None
+
+
+# -- the real local model (excluded by default: pytest -m real_model) ------------------------------
+
+
+def gate_log(code_: str, seed: int, chars: int = 6_000) -> str:
+    import random
+
+    rng = random.Random(seed)
+    words = "the river town market harbor spring winter council bridge mill farmer road".split()
+    sentences: list[str] = []
+    while sum(len(s) + 1 for s in sentences) < chars:
+        sentences.append(" ".join(rng.choice(words) for _ in range(12)).capitalize() + ".")
+    sentences.insert(
+        rng.randrange(len(sentences)), f"The secret code for the north gate is {code_}."
+    )
+    return " ".join(sentences)
+
+
+@pytest.mark.real_model
+def test_real_model_needle_run_replays_on_new_data(ray_session):
+    """The 1.5B model finds a needle by code; its program finds another needle, on another
+    haystack, with no root-model turn (the usage is the program's sub-calls only, if any)."""
+    from rlm_ray import RLM
+
+    rlm = RLM("local", max_iterations=5, max_time_s=600, local_server_slots=1)
+    result = rlm.completion("What is the secret code for the north gate?", gate_log("58213", 7))
+    for it in result.trace.iterations:
+        print(f"--- turn {it.index}\n{it.response}")
+    print(result.program.describe())
+    assert result.answer.strip() == "58213"
+    assert result.program.answer.computed, result.program.describe()
+    replayed = result.program.run(gate_log("40961", 11))
+    assert replayed.answer.strip() == "40961"
+    sub_calls = [s for it in replayed.trace.iterations for c in it.cells for s in c.subcalls]
+    assert replayed.usage.calls == len(sub_calls)  # no root-model turn
+    assert all(it.input_tokens == 0 for it in replayed.trace.iterations)

@@ -67,14 +67,15 @@ class AnswerRule:
         if self.kind == "FINAL_VAR":
             return f"the variable `{self.name}` after the last cell"
         if self.kind == "output":
-            where = "its whole output" if self.pattern is None else f"the match of {self.pattern!r}"
+            where = "its whole output" if self.pattern is None else f"group 1 of `{self.pattern}`"
             return (
                 f"read from cell {self.cell}'s output ({where}): in the recorded run the model "
                 f"typed FINAL({self.literal}) after reading that output"
             )
+        typed = (self.literal or "")[:200]
         return (
             "NOT computed by code: in the recorded run the root model typed the answer "
-            f"{self.literal!r} itself, and no cell printed it; this program cannot answer"
+            f"{typed!r} itself, and no cell printed it; this program cannot answer"
         )
 
 

@@ -23,8 +23,6 @@ from rlm_ray.types import CallTrace, CellTrace, IterationTrace
 if TYPE_CHECKING:
     from rlm_ray.program.program import Program
 
-PROGRAM_RESPONSE = "[program] the cells of recorded turn {turn}; no model call"
-
 
 def run_program(
     program: Program, repl: REPL, trace: CallTrace, check_limits: Callable[[], None]
@@ -38,9 +36,8 @@ def run_program(
     numbered = list(enumerate(program.cells))
     for turn, group in groupby(numbered, key=lambda item: item[1].turn):
         check_limits()
-        iteration = IterationTrace(
-            index=turn, response=PROGRAM_RESPONSE.format(turn=turn + 1), started_s=time.time()
-        )
+        # no model reply: `response` stays "" (and is never taken for a partial answer)
+        iteration = IterationTrace(index=turn, response="", started_s=time.time())
         trace.iterations.append(iteration)
         for index, cell in group:
             report = repl.run(cell.code)

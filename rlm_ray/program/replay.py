@@ -26,10 +26,10 @@ def check_replay(rlm: RLM, program: Program, allow_effects: bool) -> Program:
         )
     if not isinstance(allow_effects, bool):
         raise ConfigError(f"`allow_effects` must be True or False, got {allow_effects!r}")
-    if rlm.config.max_depth < 1:
-        raise ConfigError("a program runs in a REPL: `max_depth` must be >= 1 to replay it")
     if not program.answer.computed:
         raise ProgramError(program.answer.describe(), error="answer not computed by code")
+    if rlm.config.max_depth < 1:
+        raise ConfigError("a program runs in a REPL: `max_depth` must be >= 1 to replay it")
     return program
 
 

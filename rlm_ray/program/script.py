@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import textwrap
 from typing import TYPE_CHECKING
 
 from rlm_ray.program.answer import AnswerRule
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from rlm_ray.program.program import Program
 
 _HEAD = '''#!/usr/bin/env python3
-"""An rlm-ray program, recorded from a run of the query
+r"""An rlm-ray program, recorded from a run of the query
 
 {query_doc}
 
@@ -47,7 +48,7 @@ RECORDED_ANSWER = {recorded_answer!r}  # the recorded run's answer, for referenc
 
 _TAIL = """
 # -- how the answer is taken -------------------------------------------------------------------
-# {answer_doc}
+{answer_doc}
 ANSWER = {answer}
 
 PROGRAM = Program(
@@ -72,7 +73,7 @@ def render(program: Program, *, api_base: str | None = None) -> str:
     answer_doc = program.answer.describe()
     head = _HEAD.format(
         query_doc=_indented(program.query),
-        answer_doc=_docstring_safe(answer_doc),
+        answer_doc=_docstring_safe(_wrap(answer_doc, " " * 12, "")[12:]),
         model=program.model,
         sub_model=program.sub_model,
         api_base=api_base,
@@ -90,7 +91,8 @@ def render(program: Program, *, api_base: str | None = None) -> str:
     lines.append("SKIPPED = [")
     lines += [f"    {note!r}," for note in program.skipped]
     lines.append("]")
-    tail = _TAIL.format(answer_doc=answer_doc, answer=_rule(program.answer))
+    comment = _wrap(answer_doc, "# ", "# ")
+    tail = _TAIL.format(answer_doc=comment, answer=_rule(program.answer))
     return "\n".join(lines) + "\n" + tail
 
 
@@ -108,18 +110,45 @@ def code_literal(code: str) -> str:
 
 
 def _rule(rule: AnswerRule) -> str:
-    values = [f"{f.name}={getattr(rule, f.name)!r}" for f in dataclasses.fields(rule)]
-    defaults = {f.name: f.default for f in dataclasses.fields(rule)}
-    shown = [
-        v
-        for v, f in zip(values, dataclasses.fields(rule))
-        if getattr(rule, f.name) != defaults[f.name] or f.name == "kind"
-    ]
+    shown = []
+    for f in dataclasses.fields(rule):
+        value = getattr(rule, f.name)
+        if value != f.default or f.name == "kind":
+            shown.append(
+                f"{f.name}={_str_literal(value) if isinstance(value, str) else repr(value)}"
+            )
     return f"AnswerRule({', '.join(shown)})"
 
 
+def _str_literal(text: str) -> str:
+    """A one-line str as a raw literal when one holds it exactly (a regex reads as written)."""
+    if "\\" not in text:
+        return repr(text)
+    for quote in ("'", '"'):
+        literal = f"r{quote}{text}{quote}"
+        try:
+            if "\n" not in text and ast.literal_eval(literal) == text:
+                return literal
+        except (SyntaxError, ValueError):
+            continue
+    return repr(text)
+
+
+def _wrap(text: str, first: str, rest: str) -> str:
+    return textwrap.fill(
+        text,
+        96,
+        initial_indent=first,
+        subsequent_indent=rest,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
 def _docstring_safe(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"""', "'''")
+    """Text for the script's raw docstring: no triple quote, no backslash at a line's end."""
+    lines = text.replace('"""', "'''").splitlines()
+    return "\n".join(line + " " if line.endswith("\\") else line for line in lines)
 
 
 def _indented(text: str) -> str:
