@@ -319,3 +319,24 @@ def test_real_model_needle_run_replays_on_new_data(ray_session):
     sub_calls = [s for it in replayed.trace.iterations for c in it.cells for s in c.subcalls]
     assert replayed.usage.calls == len(sub_calls)  # no root-model turn
     assert all(it.input_tokens == 0 for it in replayed.trace.iterations)
+
+
+def record(response: str, cells: list[dict], finished_by: str, answer: str = "6") -> list[dict]:
+    iteration = {"index": 0, "response": response, "cells": cells}
+    root = {"call_id": "r", "depth": 0, "query": "q", "model": "m", "iterations": [iteration]}
+    return [{**root, "answer": answer, "finished_by": finished_by, "parent_id": None}]
+
+
+def test_answer_rules_from_trace_records():
+    cell = {"code": "x = 6\nFINAL(x)", "output": "", "error": None, "subcalls": []}
+    # a trace written before cells recorded `final`: the reply has no FINAL, so the cell's did
+    legacy = Program.from_trace(record("```repl\nx = 6\nFINAL(x)\n```", [cell], "FINAL"))
+    assert legacy.answer == AnswerRule("cell", cell=0)
+    ready = dict(cell, code="answer['content'] = 6\nanswer['ready'] = True")
+    assert Program.from_trace(record("...", [ready], "answer")).answer == AnswerRule("answer")
+    printed = dict(cell, code="print(6)", output="6\n", final=False)
+    typed = Program.from_trace(record("```repl\nprint(6)\n```\nFINAL(6)", [printed], "FINAL"))
+    assert typed.answer == AnswerRule("output", cell=0, literal="6")
+    failed = dict(printed, error="NameError: name 'y' is not defined")
+    none = Program.from_trace(record("FINAL(6)", [failed], "FINAL"))
+    assert none.cells == () and none.answer.kind == "none" and "NameError" in none.skipped[0]
