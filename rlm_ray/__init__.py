@@ -11,11 +11,13 @@ from rlm_ray.errors import (
     LimitExceededError,
     LLMError,
     LocalServerError,
+    ProgramError,
     RLMError,
     SandboxError,
     SubCallError,
 )
 from rlm_ray.ops import OpResult
+from rlm_ray.program import AnswerRule, Program, ProgramCell
 from rlm_ray.progress import DepthProgress, Progress
 from rlm_ray.rlm import RLM, load
 from rlm_ray.types import CallTrace, Result, Usage
@@ -24,6 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "RLM",
+    "AnswerRule",
     "CallTrace",
     "ConfigError",
     "ContextWindowError",
@@ -32,6 +35,9 @@ __all__ = [
     "LimitExceededError",
     "LocalServerError",
     "OpResult",
+    "Program",
+    "ProgramCell",
+    "ProgramError",
     "Progress",
     "RLMConfig",
     "RLMError",

@@ -8,6 +8,7 @@ how to save a checkpoint after each model reply, and what a restarted call alrea
     run_call(spec, context, backend)
       depth >= max_depth          one plain model call over query and context, no REPL
       else REPLSession + run_loop the turn loop (loop.py) over the call's REPL (repl.py)
+      spec.program                a replay: the program's cells instead (program/cells.py)
       an RLMError                 a CallResult carrying it (a limit gets the best partial answer)
       always                      sub-calls drained, usage and trace totals recorded
 """
@@ -25,6 +26,7 @@ from rlm_ray import corpus, prompts
 from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.errors import LimitExceededError, RLMError
 from rlm_ray.loop import LoopSettings, Messages, Resume, run_loop
+from rlm_ray.program.cells import run_program
 from rlm_ray.repl import REPLSession, REPLSettings
 from rlm_ray.sandbox.kill_switch import KillSwitch
 from rlm_ray.subcalls import Backend
@@ -48,6 +50,7 @@ class CallSpec:
     context_ref: Any = None
     context_value: Any = None
     admission: Any = None  # the driver's Admission actor, when the run has a budget or rate limit
+    program: Any = None  # a `program.Program` to replay instead of the turn loop (root only)
 
 
 @dataclass
@@ -124,14 +127,17 @@ def run_call(
     )
     resume = restart.resume if restart is not None else None
     try:
-        answer = run_loop(
-            lambda messages: backend.root_llm(messages, stop=variant.stop),
-            session,
-            settings,
-            trace,
-            usage,
-            resume,
-        )
+        if spec.program is not None:  # program mode: the recorded cells, no root-model call
+            answer = run_program(spec.program, session, trace, settings.check_limits)
+        else:
+            answer = run_loop(
+                lambda messages: backend.root_llm(messages, stop=variant.stop),
+                session,
+                settings,
+                trace,
+                usage,
+                resume,
+            )
     except RLMError as exc:
         session.subcalls.cancel_open()  # nobody will use their results
         if isinstance(exc, LimitExceededError) and exc.partial_answer is None:

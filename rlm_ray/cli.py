@@ -1,6 +1,7 @@
 """The `rlm-ray` command (also `python -m rlm_ray`).
 
     rlm-ray run --model M --context PATH|- --query TEXT [--trace FILE.jsonl|FILE.parquet] [options]
+    rlm-ray replay FILE.jsonl --context NEW [--model M] [--api-base URL] [options of run]
     rlm-ray trace FILE [--html OUT.html]
     rlm-ray ingest PATH --out FILE.parquet
     rlm-ray run --model local --context examples/... --query TEXT      (offline, no key)
@@ -38,15 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="answer a query over a context")
-    run.add_argument(
-        "--model",
-        required=True,
-        help="litellm model string, e.g. openai/gpt-4o-mini; or local / local-small: a small model "
-        'served by rlm-ray itself, offline (pip install "rlm-ray[local]")',
-    )
-    run.add_argument("--sub-model", help="model for llm_query and child calls (default: --model)")
-    run.add_argument("--api-base", help="base URL of the model server (local servers, proxies)")
-    run.add_argument("--api-key", help="API key (default: the provider's environment variable)")
+    _add_model_options(run, required=True)
     run.add_argument(
         "--context",
         required=True,
@@ -56,6 +49,45 @@ def build_parser() -> argparse.ArgumentParser:
         "per file, line or row (see --chunk-by)",
     )
     run.add_argument("--query", required=True, help="the question to answer")
+    _add_run_options(run)
+    replay = commands.add_parser(
+        "replay",
+        help="re-run a recorded run's code on new data, with no root-model calls (a program)",
+    )
+    replay.add_argument("file", help="a trace written by `run --trace` (.jsonl or .parquet)")
+    _add_model_options(replay, required=False)
+    replay.add_argument("--context", required=True, metavar="PATH", help=_REPLAY_CONTEXT_HELP)
+    _add_replay_options(replay)
+    trace = commands.add_parser("trace", help="show a trace file: call tree, or an HTML page")
+    trace.add_argument("file", help="a trace written by `run --trace` (.jsonl or .parquet)")
+    trace.add_argument("--html", metavar="OUT.html", help="write a self-contained HTML page")
+    ingest = commands.add_parser("ingest", help="read a corpus once into a Parquet document table")
+    ingest.add_argument("path", help="a directory, JSONL, CSV, Parquet or text file")
+    ingest.add_argument("--out", required=True, help="the Parquet file to write")
+    ingest.add_argument("--include", action="append", default=[], help="glob of files to read")
+    ingest.add_argument("--exclude", action="append", default=[], help="glob of files to skip")
+    ingest.add_argument("--text-field", help="the text column of JSONL/CSV/Parquet input")
+    return parser
+
+
+_REPLAY_CONTEXT_HELP = "the new data, read as by `run --context` (file, .json, -, or a corpus)"
+
+
+def _add_model_options(run: argparse.ArgumentParser, *, required: bool) -> None:
+    """--model, --sub-model, --api-base, --api-key (a replay defaults to the recorded models)."""
+    run.add_argument(
+        "--model",
+        required=required,
+        help="litellm model string, e.g. openai/gpt-4o-mini; or local / local-small: a small model "
+        'served by rlm-ray itself, offline (pip install "rlm-ray[local]")',
+    )
+    run.add_argument("--sub-model", help="model for llm_query and child calls (default: --model)")
+    run.add_argument("--api-base", help="base URL of the model server (local servers, proxies)")
+    run.add_argument("--api-key", help="API key (default: the provider's environment variable)")
+
+
+def _add_run_options(run: argparse.ArgumentParser) -> None:
+    """The options of a run besides its models, context and query (also `replay`'s)."""
     run.add_argument(
         "--max-depth",
         type=int,
@@ -126,22 +158,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--quiet", action="store_true", help="no progress and no summary on stderr (errors only)"
     )
-    trace = commands.add_parser("trace", help="show a trace file: call tree, or an HTML page")
-    trace.add_argument("file", help="a trace written by `run --trace` (.jsonl or .parquet)")
-    trace.add_argument("--html", metavar="OUT.html", help="write a self-contained HTML page")
-    ingest = commands.add_parser("ingest", help="read a corpus once into a Parquet document table")
-    ingest.add_argument("path", help="a directory, JSONL, CSV, Parquet or text file")
-    ingest.add_argument("--out", required=True, help="the Parquet file to write")
-    ingest.add_argument("--include", action="append", default=[], help="glob of files to read")
-    ingest.add_argument("--exclude", action="append", default=[], help="glob of files to skip")
-    ingest.add_argument("--text-field", help="the text column of JSONL/CSV/Parquet input")
-    return parser
+
+
+def _add_replay_options(replay: argparse.ArgumentParser) -> None:
+    _add_run_options(replay)
+    replay.set_defaults(max_depth=None)  # default: the recorded run's depth
+    replay.add_argument(
+        "--allow-effects",
+        action="store_true",
+        help="let `write` tools run again (a replay refuses them otherwise)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     answer_out = sys.stdout
-    if args.command == "run":
+    if args.command in ("run", "replay"):
         # subtle: Ray prints worker and raylet log lines ("(raylet) WARNING: ...") on whatever
         # sys.stdout is when they arrive, from a thread, and flushes leftovers at exit. The
         # answer must be alone on stdout (users pipe it), so a run sends everything else to
@@ -155,10 +187,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, answer_out: Any) -> int:
-    try:
+    def work() -> int:
         if args.command == "run":
             return _run(args, answer_out)
+        if args.command == "replay":
+            return _replay(args, answer_out)
         return {"ingest": _ingest, "trace": _trace}[args.command](args)
+
+    return _dispatch_work(work)
+
+
+def _dispatch_work(work: Any) -> int:
+    """Run a command; errors become one line on stderr and an exit code."""
+    try:
+        return work()
     except KeyboardInterrupt:
         print("rlm-ray: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -174,7 +216,6 @@ def _dispatch(args: argparse.Namespace, answer_out: Any) -> int:
 
 
 def _run(args: argparse.Namespace, answer_out: Any) -> int:
-    from rlm_ray.rlm import RLM
     from rlm_ray.trace.file import check_trace_path
 
     if args.quiet:
@@ -182,12 +223,23 @@ def _run(args: argparse.Namespace, answer_out: Any) -> int:
     if args.trace:
         check_trace_path(args.trace)  # a bad path fails now, not after the run
     context = read_context(args.context, quiet=args.quiet)
-    rlm = RLM(
-        args.model,
-        sub_model=args.sub_model,
+    rlm = _rlm(args)
+    return _answer(args, answer_out, rlm, lambda: rlm.completion(args.query, context))
+
+
+def _rlm(args: argparse.Namespace, **recorded: Any) -> Any:
+    """The RLM of the command line's options; `recorded`: a replay's defaults for options left out."""
+    from rlm_ray.rlm import RLM
+
+    model: str = args.model or recorded["model"]
+    sub_model = args.sub_model or (None if args.model else recorded.get("sub_model"))
+    max_depth: int = recorded["max_depth"] if args.max_depth is None else args.max_depth
+    return RLM(
+        model,
+        sub_model=sub_model,
         api_base=args.api_base,
         api_key=args.api_key,
-        max_depth=args.max_depth,
+        max_depth=max_depth,
         max_iterations=args.max_iterations,
         max_time_s=args.max_time,
         max_sub_calls=args.max_sub_calls,
@@ -199,17 +251,21 @@ def _run(args: argparse.Namespace, answer_out: Any) -> int:
         chunk_size=args.chunk_size,
         address=args.address,
         cache_dir=args.cache,
-        prompt=args.prompt,
+        prompt=args.prompt or recorded.get("prompt"),
     )
+
+
+def _answer(args: argparse.Namespace, answer_out: Any, rlm: Any, work: Any) -> int:
+    """Run `work()` (a completion or a replay) with progress, write the trace, print the answer."""
     try:
         if args.quiet:
-            result = rlm.completion(args.query, context)
+            result = work()
         else:
             from rlm_ray.progress_display import ProgressDisplay
 
             with ProgressDisplay(sys.stderr) as display:
                 rlm.on_progress = display.update
-                result = rlm.completion(args.query, context)
+                result = work()
     except RLMError as exc:
         if args.trace and exc.trace is not None:  # what the failed run did, up to its error
             _write_trace(exc.trace, args.trace, args.quiet)
@@ -223,6 +279,58 @@ def _run(args: argparse.Namespace, answer_out: Any) -> int:
         print(result.answer, file=answer_out)
     answer_out.flush()
     return 0
+
+
+def _replay(args: argparse.Namespace, answer_out: Any) -> int:
+    from rlm_ray.program import Program
+
+    return _run_program(Program.from_file(args.file), args, answer_out)
+
+
+def _run_program(program: Any, args: argparse.Namespace, answer_out: Any) -> int:
+    """`rlm-ray replay` and a saved program's script: the program on the new context."""
+    from rlm_ray.trace.file import check_trace_path
+
+    if args.quiet:
+        _quiet_ray()
+    if args.trace:
+        check_trace_path(args.trace)
+    if not args.quiet:
+        print(f"rlm-ray: {program.describe()}", file=sys.stderr)
+    recorded = {
+        "model": program.model,
+        "sub_model": program.sub_model,
+        "max_depth": program.max_depth,
+        "prompt": program.prompt,
+    }
+    context = read_context(args.context, quiet=args.quiet)
+    rlm = _rlm(args, **recorded)
+    replay = lambda: rlm.replay(program, context, allow_effects=args.allow_effects)  # noqa: E731
+    return _answer(args, answer_out, rlm, replay)
+
+
+def program_main(
+    program: Any, *, context: Any = None, api_base: str | None = None, argv: Any = None
+) -> int:
+    """A saved program's script (`rlm_ray.program.script_main`): `rlm-ray replay`'s options,
+    the context as `--context PATH` or the first argument (default: the script's CONTEXT)."""
+    parser = argparse.ArgumentParser(description="Re-run a recorded rlm-ray program on new data.")
+    parser.add_argument("context_path", nargs="?", metavar="CONTEXT", help=_REPLAY_CONTEXT_HELP)
+    _add_model_options(parser, required=False)
+    parser.add_argument("--context", metavar="PATH", help=_REPLAY_CONTEXT_HELP)
+    _add_replay_options(parser)
+    args = parser.parse_args(argv)
+    args.context = args.context or args.context_path or context
+    if args.context is None:
+        parser.error("the new data is needed: --context PATH (or set CONTEXT in the script)")
+    args.api_base = args.api_base or api_base
+    answer_out = sys.stdout
+    sys.stdout = sys.stderr  # the answer alone on stdout, as `rlm-ray run` (see main)
+    try:
+        return _dispatch_work(lambda: _run_program(program, args, answer_out))
+    finally:
+        if argv is not None:
+            sys.stdout = answer_out
 
 
 def _quiet_ray() -> None:

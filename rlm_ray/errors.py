@@ -12,6 +12,9 @@
     │                             the REPL where model code can catch it
     ├── LimitExceededError        a run limit stopped the call tree
     │                             (.limit, .value, .partial_answer)
+    ├── ProgramError              a replayed program (`result.program.run`) failed on its
+    │                             data: a cell raised, or its answer could not be taken
+    │                             (.cell: index in `program.cells` or None, .error)
     └── LocalServerError          rlm-ray's own model server (`model="local"`) did not start
 
 Every `RLMError` has `.trace`: for an error that ended a run, the call tree up to the failure
@@ -105,6 +108,24 @@ class LimitExceededError(RLMError):
 
     def __reduce__(self):
         return (type(self), (self.limit, self.value, self.partial_answer))
+
+
+class ProgramError(RLMError):
+    """A replayed program failed: cell `cell` (an index into `program.cells`) raised `error` on
+    the new data, or (`cell` None, or the cell the answer is read from) its answer could not be
+    taken. The run stops at the first failing cell: later cells build on it."""
+
+    def __init__(self, message: str, *, cell: int | None = None, error: str = "") -> None:
+        super().__init__(message)
+        self.cell = cell
+        self.error = error
+
+    def __reduce__(self):
+        return (_rebuild_program_error, (type(self), str(self), self.cell, self.error))
+
+
+def _rebuild_program_error(cls, message, cell, error):
+    return cls(message, cell=cell, error=error)
 
 
 class LocalServerError(RLMError):

@@ -94,6 +94,7 @@ class REPLSession:
         cell.error, cell.timed_out, cell.duration_s = error, outcome.timed_out, outcome.duration_s
         if outcome.final is NO_FINAL:
             return CellReport(cell)
+        cell.final = True
         return CellReport(cell, final=exact_str(outcome.final), finished_by=outcome.final_kind)
 
     def lookup(self, name: str) -> str | None:

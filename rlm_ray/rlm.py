@@ -34,6 +34,7 @@ from rlm_ray.types import Result
 
 if TYPE_CHECKING:
     from rlm_ray.corpus.view import Corpus
+    from rlm_ray.program import Program
 
 
 class RLM:
@@ -119,10 +120,40 @@ class RLM:
 
     async def acompletion(self, query: str, context: Any) -> Result:
         """`completion` for async code: awaits the call tree without blocking the event loop."""
+        return await self._arun(_check_query(query), context)
+
+    def replay(self, program: Program, context: Any, *, allow_effects: bool = False) -> Result:
+        """Re-run a recorded `program` (`result.program`, `Program.from_file`) on `context`:
+        its cells on a REPL worker as a root call, with this RLM's settings and limits but no
+        root-model calls. `allow_effects`: `write` tools run again only if True. Blocks; see
+        `Program.run`. Raises `ProgramError` if a cell fails or the answer cannot be taken."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.areplay(program, context, allow_effects=allow_effects))
+        return _run_in_thread(
+            lambda: asyncio.run(self.areplay(program, context, allow_effects=allow_effects))
+        )
+
+    async def areplay(
+        self, program: Program, context: Any, *, allow_effects: bool = False
+    ) -> Result:
+        """`replay` for async code."""
+        from rlm_ray.program.replay import check_replay
+
+        program = check_replay(self, program, allow_effects)
+        return await self._arun(program.query, context, program, allow_effects)
+
+    async def _arun(
+        self,
+        query: str,
+        context: Any,
+        program: Program | None = None,
+        allow_effects: bool = False,
+    ) -> Result:
         from rlm_ray import runtime  # imports Ray: only when a run starts
 
         started = time.time()
-        query = _check_query(query)
         context = check_context(context)
         if threading.current_thread() is threading.main_thread():
             runtime.ensure_ray(self.address)  # once; ray.init wants the main thread (signals)
@@ -138,7 +169,12 @@ class RLM:
             models = self.models
             if servers is not None:
                 models = dataclasses.replace(models, local_servers=servers.api_bases)
+            if program is not None:
+                from rlm_ray.program.replay import replay_models
+
+                models = replay_models(models, allow_effects)  # tools: see there
             spec = self._root_spec(query, context, models)
+            spec.program = program
             result = await runtime.run_root(rt, spec, self.on_progress)
             done = time.time()
         except RLMError as exc:
@@ -152,7 +188,10 @@ class RLM:
                 await asyncio.to_thread(model_servers.stop_servers, servers)
         redact_tree(result.trace, secrets)  # the trace leaves here without a secret in it
         timings = {"startup_s": ready - started, "run_s": done - ready, "total_s": done - started}
-        return Result(answer=result.answer, usage=result.usage, trace=result.trace, timings=timings)
+        from rlm_ray.program import Program
+
+        made = Program.from_trace(result.trace, self) if program is None else program.bound(self)
+        return Result(result.answer, result.usage, result.trace, timings, program=made)
 
     def _secrets(self) -> list[str]:
         m = self.models

@@ -114,6 +114,7 @@ class CellTrace:
     started_s: float = 0.0
     duration_s: float = 0.0
     subcalls: list[SubCallTrace] = field(default_factory=list)
+    final: bool = False  # the block ended the call with FINAL/FINAL_VAR (what a program replays)
 
 
 @dataclass
@@ -190,6 +191,8 @@ class Result:
     usage: Usage
     trace: CallTrace
     timings: dict[str, float] = field(default_factory=dict)
+    program: Any = field(default=None, compare=False, repr=False)
+    """The root call's code as a reusable `rlm_ray.Program` (see rlm_ray/program/)."""
 
     def __str__(self) -> str:
         return self.answer

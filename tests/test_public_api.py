@@ -16,6 +16,9 @@ def test_error_tree():
     for name in ("LLMError", "SandboxError", "SubCallError", "LimitExceededError"):
         assert issubclass(getattr(rlm_ray, name), rlm_ray.RLMError)
     assert issubclass(rlm_ray.LocalServerError, rlm_ray.RLMError)
+    assert issubclass(rlm_ray.ProgramError, rlm_ray.RLMError)
+    err = rlm_ray.ProgramError("cell 2 failed", cell=2, error="ZeroDivisionError")
+    assert (err.cell, err.error) == (2, "ZeroDivisionError")
     assert not issubclass(rlm_ray.LocalServerError, rlm_ray.LLMError)
     assert rlm_ray.RLMError("x").trace is None  # a failed run's call tree, when there is one
     err = rlm_ray.LimitExceededError("max_time_s", 5.0, partial_answer="so far")
@@ -37,6 +40,8 @@ def test_errors_survive_pickling():
     )
     lim = pickle.loads(pickle.dumps(rlm_ray.LimitExceededError("max_time_s", 1, "p")))
     assert lim.partial_answer == "p"
+    prog = pickle.loads(pickle.dumps(rlm_ray.ProgramError("m", cell=1, error="e")))
+    assert (str(prog), prog.cell, prog.error) == ("m", 1, "e")
 
 
 def test_importing_the_package_does_not_import_ray_or_litellm():

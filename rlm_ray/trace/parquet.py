@@ -45,6 +45,7 @@ CELL = pa.struct(
         ("ended_s", _float),
         ("duration_s", _float),
         ("subcalls", pa.list_(SUBCALL)),
+        ("final", _bool),
     ]
 )
 ITERATION = pa.struct(

@@ -1,0 +1,100 @@
+"""Program mode: a recorded run's cells in a REPL, instead of the turn loop. No Ray here.
+
+`run_program` is to a replay what `loop.run_loop` is to a run: `call.run_call` gives it the
+call's REPL (sandbox, sub-calls, limits as usual) and trace. It makes no root-model call: the
+cells run in their recorded order, grouped by the turn they came from; a cell's FINAL ends the
+program as it ended the run, `answer["ready"]` is checked after each turn as the loop does, and
+after the last cell the program's `AnswerRule` takes the answer. The first cell that raises
+stops the program with a `ProgramError` naming it: later cells build on what it should have made.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from itertools import groupby
+from typing import TYPE_CHECKING
+
+from rlm_ray.errors import ProgramError
+from rlm_ray.loop import REPL, AnswerError
+from rlm_ray.program.answer import from_output
+from rlm_ray.types import CallTrace, CellTrace, IterationTrace
+
+if TYPE_CHECKING:
+    from rlm_ray.program.program import Program
+
+
+def run_program(
+    program: Program, repl: REPL, trace: CallTrace, check_limits: Callable[[], None]
+) -> str:
+    """Run `program`'s cells in `repl` and return its answer, recording each recorded turn as an
+    iteration of `trace` (with no model reply). Raises `ProgramError` on a failing cell or an
+    answer that cannot be taken; limits raise as in a run."""
+    if not program.answer.computed:
+        raise ProgramError(program.answer.describe(), error="answer not computed by code")
+    ran: dict[int, CellTrace] = {}
+    numbered = list(enumerate(program.cells))
+    for turn, group in groupby(numbered, key=lambda item: item[1].turn):
+        check_limits()
+        # no model reply: `response` stays "" (and is never taken for a partial answer)
+        iteration = IterationTrace(index=turn, response="", started_s=time.time())
+        trace.iterations.append(iteration)
+        for index, cell in group:
+            report = repl.run(cell.code)
+            iteration.cells.append(report.trace)
+            ran[index] = report.trace
+            if report.trace.error is not None:
+                raise _cell_error(index, cell.turn, report.trace)
+            if report.final is not None:
+                return _finish(trace, report.final, report.finished_by)
+        ready = _read(repl.ready_answer)
+        if ready is not None:
+            return _finish(trace, ready, "answer")
+    return _finish(trace, _take_answer(program, repl, ran), program.answer.kind)
+
+
+def _finish(trace: CallTrace, answer: str, how: str) -> str:
+    trace.answer, trace.finished_by = answer, f"program:{how}"
+    return answer
+
+
+def _take_answer(program: Program, repl: REPL, ran: dict[int, CellTrace]) -> str:
+    rule = program.answer
+    if rule.kind == "FINAL_VAR":
+        value = _read(lambda: repl.lookup(rule.name))
+        if value is None:
+            raise ProgramError(
+                f"the answer is the variable `{rule.name}` (FINAL_VAR in the recorded run), "
+                "but no cell set it on this data",
+                error=f"no variable {rule.name!r}",
+            )
+        return value
+    if rule.kind == "output" and rule.cell is not None and rule.cell in ran:
+        return from_output(rule, ran[rule.cell].output)
+    what = (
+        f"cell {rule.cell} called FINAL in the recorded run, but no cell did on this data"
+        if rule.kind == "cell"
+        else 'no cell set answer["ready"] = True on this data, as the recorded run did'
+        if rule.kind == "answer"
+        else f"no answer: {rule.describe()}"
+    )
+    raise ProgramError(f"the program ended without its answer: {what}", cell=rule.cell)
+
+
+def _read(read: Callable[[], str | None]) -> str | None:
+    try:
+        return read()
+    except AnswerError as exc:  # a failed sub-call, an unprintable value
+        raise ProgramError(f"the answer could not be read: {exc}", error=str(exc)) from None
+
+
+def _cell_error(index: int, turn: int, cell: CellTrace) -> ProgramError:
+    error = cell.error or ""
+    last = [line for line in error.strip().splitlines() if line.strip()]
+    summary = last[-1].strip() if last else "error"
+    return ProgramError(
+        f"cell {index} (from recorded turn {turn + 1}) failed on this data: {summary}\n"
+        f"--- code ---\n{cell.code}\n--- error ---\n{error}",
+        cell=index,
+        error=error,
+    )

@@ -1,0 +1,270 @@
+"""`Program`: a run's code as a reusable program, built from its trace. No Ray here.
+
+    result.program                      Program.from_trace(result.trace, rlm): bound to the RLM
+    Program.from_file("run.jsonl")      the same from a trace file (`rlm-ray run --trace`)
+    program.run(new_context)            RLM.replay: the root call on Ray in program mode
+    program.save("p.py")                a standalone script (script.py)
+
+What is kept: the cells the root call ran, in order, with their code as written. Cells that
+raised in the recorded run are left out (`skipped` says which): the model saw their error and
+wrote new code; what such a cell assigned before it failed is not replayed. The model's replies
+are gone: nothing calls the root model. `llm_query`, `llm_query_batched`, the record operators
+and `recursive_llm` stay live calls in the cells (a child RLM runs its own turns with the
+sub-model, as in the recorded run). The answer is taken by the `AnswerRule` (answer.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rlm_ray.errors import ConfigError
+from rlm_ray.parsing import code_blocks, text_final
+from rlm_ray.program.answer import AnswerRule, literal_rule
+from rlm_ray.types import CallTrace
+
+if TYPE_CHECKING:
+    from rlm_ray.rlm import RLM
+    from rlm_ray.types import Result
+
+
+@dataclass(frozen=True)
+class ProgramCell:
+    """One cell of a program: code the root call ran, and the recorded turn (0-based) it came
+    from (cells of one turn are checked for `answer["ready"]` together, as the loop does)."""
+
+    code: str
+    turn: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.code, str) or not self.code.strip():
+            raise ConfigError(f"a program cell must be non-empty code (str), got {self.code!r}")
+        object.__setattr__(self, "code", self.code.strip("\n"))
+
+
+@dataclass(frozen=True)
+class Program:
+    """The root call of a run as a program: its cells, and how its answer is taken.
+
+    `model`, `sub_model`, `max_depth` and `prompt` are the recorded run's (a replay without an
+    `RLM` of its own builds one from them). `recorded_answer` is the run's answer, for reference
+    only: a replay computes its own. `skipped` describes the cells left out (they raised)."""
+
+    query: str
+    cells: tuple[ProgramCell, ...]
+    answer: AnswerRule
+    model: str
+    sub_model: str = ""
+    max_depth: int = 1
+    prompt: str | None = None
+    recorded_answer: str | None = None
+    skipped: tuple[str, ...] = ()
+    _rlm: Any = field(default=None, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        cells = tuple(c if isinstance(c, ProgramCell) else ProgramCell(c) for c in self.cells)
+        object.__setattr__(self, "cells", cells)
+        object.__setattr__(self, "sub_model", self.sub_model or self.model)
+        object.__setattr__(self, "skipped", tuple(self.skipped))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the bound RLM (its API key included) never travels: not to Ray, not into pickles
+        return {k: v for k, v in self.__dict__.items() if k != "_rlm"}
+
+    # -- building ---------------------------------------------------------------------------
+    @classmethod
+    def from_trace(cls, trace: CallTrace | Sequence[Mapping[str, Any]], rlm: RLM | None = None):
+        """The program of a recorded run: `trace` is `result.trace` (a `CallTrace`) or the
+        records of a trace file (root first). With `rlm`, the program is bound to it: `run`
+        replays with its settings (models, api_base, key, limits)."""
+        recorded = _Recorded.of(trace)
+        program = cls(
+            query=recorded.query,
+            cells=tuple(ProgramCell(code, turn) for turn, code, _ in recorded.kept),
+            answer=_answer_rule(recorded),
+            model=recorded.model if rlm is None else rlm.models.model,
+            sub_model=recorded.sub_model if rlm is None else rlm.models.sub_model,
+            max_depth=recorded.max_depth if rlm is None else rlm.config.max_depth,
+            prompt=None if rlm is None else rlm.models.prompt,
+            recorded_answer=recorded.answer,
+            skipped=tuple(recorded.skipped),
+        )
+        return program if rlm is None else program.bound(rlm)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Program:
+        """The program of a trace file written by `rlm-ray run --trace` (JSONL or Parquet)."""
+        from rlm_ray.trace.file import read_trace
+
+        return cls.from_trace(read_trace(path))
+
+    def bound(self, rlm: RLM | None) -> Program:
+        """This program, replayed by default with `rlm`'s settings."""
+        copy = dataclasses.replace(self)
+        object.__setattr__(copy, "_rlm", rlm)
+        return copy
+
+    # -- using ------------------------------------------------------------------------------
+    def run(
+        self, context: Any, *, rlm: RLM | None = None, allow_effects: bool = False, **settings: Any
+    ) -> Result:
+        """Re-run the program on `context` on Ray, with no root-model calls; returns a `Result`
+        (answer, usage, trace). The RLM: `rlm`, else the one this program was recorded with
+        (`result.program`), else one built from the recorded models and `settings` (api_base,
+        api_key, limits...). `allow_effects`: `write` tools run again only if True.
+        Raises `ProgramError` if a cell fails on this data or the answer cannot be taken."""
+        if rlm is None:
+            rlm = (
+                self._rlm
+                if self._rlm is not None and not settings
+                else self.default_rlm(**settings)
+            )
+        elif settings:
+            raise ConfigError("pass either `rlm` or settings to build one, not both")
+        return rlm.replay(self, context, allow_effects=allow_effects)
+
+    def default_rlm(self, **settings: Any) -> RLM:
+        """An `RLM` with the recorded models, depth and prompt, and `settings` on top."""
+        from rlm_ray.rlm import RLM
+
+        settings.setdefault("sub_model", self.sub_model)
+        settings.setdefault("max_depth", self.max_depth)
+        settings.setdefault("prompt", self.prompt)
+        return RLM(settings.pop("model", self.model), **settings)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the program as a readable standalone script (run it with rlm-ray installed:
+        ``python p.py --context NEW``); returns the path."""
+        from rlm_ray.program.script import render
+
+        api_base = None if self._rlm is None else self._rlm.models.api_base
+        out = Path(path)
+        out.write_text(render(self, api_base=api_base), encoding="utf-8")
+        return out
+
+    def describe(self) -> str:
+        """What the program does, in a few lines."""
+        lines = [f"a program of {len(self.cells)} cell(s) from a run of {self.query!r}"]
+        lines += [f"  left out (raised in the recorded run): {s}" for s in self.skipped]
+        lines.append(f"  answer: {self.answer.describe()}")
+        return "\n".join(lines)
+
+
+@dataclass
+class _Recorded:
+    """What a program needs from a recorded root call, from a `CallTrace` or trace records."""
+
+    query: str
+    model: str
+    sub_model: str
+    max_depth: int
+    answer: str | None
+    finished_by: str
+    last_response: str
+    last_cells: list[dict[str, Any]]  # the cells of the last turn, errors included
+    kept: list[tuple[int, str, dict[str, Any]]]  # (turn, code, the cell as recorded)
+    skipped: list[str]
+
+    @classmethod
+    def of(cls, trace: CallTrace | Sequence[Mapping[str, Any]]) -> _Recorded:
+        if isinstance(trace, CallTrace):
+            root = _as_record(trace)
+            calls = [{"depth": call.depth} for call in trace.walk()]
+        elif isinstance(trace, list) and trace and isinstance(trace[0], Mapping):
+            root, calls = dict(trace[0]), [dict(record) for record in trace]
+        else:
+            raise ConfigError(
+                f"a program is built from a CallTrace or trace records, got {trace!r}"
+            )
+        kept, skipped = [], []
+        for iteration in root.get("iterations") or []:
+            for number, cell in enumerate(iteration.get("cells") or [], 1):
+                turn = int(iteration.get("index", 0))
+                if cell.get("error") is None and str(cell.get("code") or "").strip():
+                    kept.append((turn, cell["code"], cell))
+                else:
+                    error = _last_line(cell.get("error") or "empty")
+                    skipped.append(f"turn {turn + 1}, block {number}: {error}")
+        iterations = root.get("iterations") or []
+        return cls(
+            query=str(root.get("query") or ""),
+            model=str(root.get("model") or ""),
+            sub_model=_sub_model(root),
+            max_depth=max(1, 1 + max(int(c.get("depth", 0)) for c in calls)),
+            answer=root.get("answer"),
+            finished_by=str(root.get("finished_by") or ""),
+            last_response=str(iterations[-1].get("response") or "") if iterations else "",
+            last_cells=list(iterations[-1].get("cells") or []) if iterations else [],
+            kept=kept,
+            skipped=skipped,
+        )
+
+
+def _as_record(trace: CallTrace) -> dict[str, Any]:
+    """The root call as a trace record, without copying its children."""
+    iterations = [
+        {
+            "index": it.index,
+            "response": it.response,
+            "cells": [
+                {
+                    "code": c.code,
+                    "output": c.output,
+                    "error": c.error,
+                    "final": c.final,
+                    "subcalls": [{"model": s.model} for s in c.subcalls],
+                }
+                for c in it.cells
+            ],
+        }
+        for it in trace.iterations
+    ]
+    fields = ("query", "model", "answer", "finished_by")
+    return {"iterations": iterations, **{name: getattr(trace, name) for name in fields}}
+
+
+def _sub_model(root: Mapping[str, Any]) -> str:
+    """The model the root's sub-calls used (the first one recorded), else the root's."""
+    for iteration in root.get("iterations") or []:
+        for cell in iteration.get("cells") or []:
+            for sub in cell.get("subcalls") or []:
+                if sub.get("model"):
+                    return str(sub["model"])
+    return str(root.get("model") or "")
+
+
+def _answer_rule(recorded: _Recorded) -> AnswerRule:
+    """Decide how the program answers, from how the recorded run ended (answer.py)."""
+    kept = recorded.kept
+    final_cells = [i for i, (_, _, cell) in enumerate(kept) if cell.get("final")]
+    if final_cells:
+        return AnswerRule("cell", cell=final_cells[-1])
+    if kept and _legacy_cell_final(recorded):
+        return AnswerRule("cell", cell=len(kept) - 1)
+    if recorded.finished_by == "answer":
+        return AnswerRule("answer")
+    final = text_final(recorded.last_response)
+    if final is not None and final.kind == "FINAL_VAR":
+        return AnswerRule("FINAL_VAR", name=final.value)
+    if final is not None and recorded.finished_by in ("FINAL", "max_iterations"):
+        return literal_rule(
+            final.value, [(i, str(c.get("output") or "")) for i, (_, _, c) in enumerate(kept)]
+        )
+    return AnswerRule("none", literal=recorded.answer)
+
+
+def _legacy_cell_final(recorded: _Recorded) -> bool:
+    """A trace written before cells recorded `final`: did a cell's FINAL end the run? Yes if
+    the reply has no FINAL of its own, or the loop stopped before its last block."""
+    cells, response = recorded.last_cells, recorded.last_response
+    if not cells or "final" in cells[-1] or recorded.finished_by not in ("FINAL", "FINAL_VAR"):
+        return False
+    return text_final(response) is None or len(cells) < len(code_blocks(response))
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else text
