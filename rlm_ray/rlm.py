@@ -30,7 +30,7 @@ from rlm_ray.local_model import (
 )
 from rlm_ray.progress import ProgressCallback
 from rlm_ray.redact import redact_error, redact_tree, secret_values
-from rlm_ray.tools import ToolCall, freeze, tool_settings
+from rlm_ray.tools import ToolCall, ToolSettings, freeze, tool_settings
 from rlm_ray.types import Result
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class RLM:
     the same job makes no model calls. `on_progress(snapshot: Progress)` is called on the
     driver about every 0.25 s during a run, and once more with `finished=True` at its end.
     `tools` are functions marked with `@rlm_ray.tool(effects=...)` that the model may call from
-    its REPL; they run as Ray tasks, outside the sandbox (rlm_ray/tools.py). A `write` tool runs
+    its REPL; they run on Ray, outside the sandbox (rlm_ray/tools.py). A `write` tool runs
     only if `approve(call)` (called on the driver) returns True, or, without `approve`, if
     `allow_effects=True`; otherwise the call is refused inside the model's code.
     Every other keyword is a limit of `RLMConfig` (max_time_s, cell_timeout_s, ...).
@@ -211,13 +211,20 @@ class RLM:
             # A corpus is there already: its view travels as handles and offsets.
             context_ref=None if corpus else ray.put(context),
             context_value=context if corpus else None,
-            # the functions go to the object store once a run; the REPLs get only their specs
-            tools=None
-            if self.tools is None
-            else dataclasses.replace(
-                self.tools, functions_ref=ray.put(freeze(self._tool_functions))
-            ),
+            tools=self._run_tools(),
         )
+
+    def _run_tools(self) -> ToolSettings | None:
+        """This run's tools: the functions go to the object store once (the REPLs get only
+        their specs), the calls to the driver's tool hosts."""
+        if self.tools is None:
+            return None
+        import ray
+
+        from rlm_ray.runtime.tool_host import tool_hosts
+
+        frozen_ref = ray.put(freeze(self._tool_functions))
+        return dataclasses.replace(self.tools, functions_ref=frozen_ref, hosts=tuple(tool_hosts()))
 
 
 # Small local models: greedy decoding, and a cap on a runaway reply (~13 tokens/s on 2 cores).

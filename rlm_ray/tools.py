@@ -18,8 +18,8 @@ refused. A refused call is an error inside the model's code; the run goes on.
 (`run_tool`): a replay of a run's cells goes through it too, with the replay's own settings, so
 a ``write`` tool never runs again unless it is allowed again.
 
-Tools run outside the sandbox, as Ray tasks (`rlm_ray/runtime/tool_task.py`), never in the
-REPL's process: the REPL holds only each tool's `ToolSpec` (name, effects, signature, doc). Only
+Tools run outside the sandbox, on tool-host actors (`rlm_ray/runtime/tool_host.py`), never in
+the REPL's process: the REPL holds only each tool's `ToolSpec` (name, effects, signature, doc). Only
 plain data crosses: the arguments are bound to the signature and copied with
 `sandbox.boundary.plain` in the cell, the result is copied the same way where the tool ran.
 
@@ -128,6 +128,7 @@ class ToolSettings:
     ask: bool = False  # an `approve` callback decides write calls (it stays on the driver)
     functions_ref: Any = None  # the object-store handle of `freeze(functions)`, set per run
     approvals: Any = None  # the actor that relays approvals to the driver, set per run
+    hosts: tuple = ()  # the `ToolHost` actors that run the calls, set per run
 
     def spec(self, name: str) -> ToolSpec:
         return next(s for s in self.specs if s.name == name)
@@ -194,7 +195,9 @@ def tool_settings(
     if not specs:
         return None, {}
     _check_pickling(functions)
-    return ToolSettings(tuple(specs), allow_effects, approve is not None), functions
+    # approve() is asked only about write calls: without write tools there is nothing to ask
+    ask = approve is not None and any(s.effects == "write" for s in specs)
+    return ToolSettings(tuple(specs), allow_effects, ask), functions
 
 
 def _spec(fn: Any) -> ToolSpec:
@@ -387,7 +390,10 @@ def run_tool(
     except ToolRefused as exc:
         result.error, result.ended_s = str(exc), time.time()
         return result
-    fn = functions[call.name]
+    fn = functions.get(call.name)
+    if fn is None:
+        result.error, result.ended_s = f"tool `{call.name}` is not available here", time.time()
+        return result
     try:
         real = inspect.signature(fn)
         given = inspect.BoundArguments(real, dict(call.arguments))  # type: ignore[arg-type]

@@ -427,3 +427,23 @@ def test_child_rlms_get_the_tools_too(make_rlm, model_server):
     )
     result = make_rlm(tools=[add], max_depth=2).completion("q", "ctx")
     assert result.answer == "42" and result.usage.tool_calls == 1
+
+
+# -- in-process (no Ray): the same REPL, gate and result copies on local threads ----------------
+def test_trust_levels_in_process(tmp_path):
+    from helpers import local_completion
+
+    target = tmp_path / "out.txt"
+    src = f"""
+    out = [add(1, 2), lookup('ab')['price']]
+    try:
+        save({str(target)!r}, 'x')
+    except SubCallError as e:
+        out.append(str(e))
+    FINAL(out)
+    """
+    result, _ = local_completion(turns(code(src)), tools=[add, lookup, save])
+    assert result.answer.startswith("[3, 20, \"tool `save` (effects='write') was refused")
+    assert not target.exists() and result.usage.tool_calls == 2
+    result, _ = local_completion(turns(code(src)), tools=[add, lookup, save], allow_effects=True)
+    assert result.answer == "[3, 20]" and target.read_text() == "x"

@@ -151,15 +151,15 @@ class RayBackend:
         return admit.remote(child, self.all_gateways)
 
     def start_tool(self, call: ToolCall) -> Any:
-        from rlm_ray.runtime.tool_task import tool_task
-
         spec, settings = self.spec, self.spec.tools
-        assert settings is not None, "a tool call in a run without tools"
+        assert settings is not None and settings.hosts, "a tool call in a run without tools"
         call = dataclasses.replace(call, call_id=spec.call_id, depth=spec.depth)
-        task = tool_task.options(name=f"tool {call.name} depth={spec.depth} call={spec.call_id}")
+        self._next_host = (getattr(self, "_next_host", -1) + 1) % len(settings.hosts)
+        host = settings.hosts[self._next_host]
+        run = host.run.options(name=f"tool {call.name} depth={spec.depth} call={spec.call_id}")
         m = spec.models
-        return task.remote(
-            settings.functions_ref,  # a top-level handle: Ray hands the task the functions
+        return run.remote(
+            settings.functions_ref,  # a top-level handle: Ray hands the host the functions
             call,
             spec.run_id,
             settings.allow_effects and not settings.ask,  # with approve(), it alone decides

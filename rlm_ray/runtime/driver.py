@@ -166,13 +166,13 @@ async def run_root(
 
     A run with a budget or a rate limit registers with the driver's admission actor first.
     With `approve` (tools: `RLM(approve=fn)`), the driver answers `write` tool calls while it
-    waits (`tool_task.serve`)."""
-    if approve is not None and spec.tools is not None:
-        from rlm_ray.runtime import tool_task
+    waits (`tool_host.serve`)."""
+    if approve is not None and spec.tools is not None and spec.tools.ask:
+        from rlm_ray.runtime import tool_host
 
-        actor = tool_task.approvals_actor()
+        actor = tool_host.approvals_actor()
         spec.tools = replace(spec.tools, approvals=actor)
-        return await tool_task.serve(
+        return await tool_host.serve(
             actor, spec.run_id, approve, lambda: run_root(runtime, spec, on_progress)
         )
     cfg = spec.config

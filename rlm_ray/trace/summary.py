@@ -221,9 +221,9 @@ def _bars(records: list[Record]) -> Iterator[tuple[str, tuple[str, str], Bar]]:
             name = f"gateway pid {sub['pid']}" if sub.get("pid") else "not placed (no reply)"
             lane = sub.get("actor_id") or ""
             short = f"d{record['depth'] + 1} llm · {fmt_tokens(sub['input_tokens'], sub['output_tokens'])}"
-            if sub["kind"] == "tool":  # a task, not an actor: one lane per worker process
-                name = f"tool task pid {sub['pid']}" if sub.get("pid") else "tool (not run)"
-                lane, short = f"pid {sub.get('pid') or 0}", f"tool {sub.get('tool') or '?'}"
+            if sub["kind"] == "tool":  # on the lane of the tool host that ran it
+                name = f"tool host pid {sub['pid']}" if sub.get("pid") else "tool (not run)"
+                short = f"tool {sub.get('tool') or '?'}"
             yield (
                 sub.get("node_id") or "",
                 (name, lane),

@@ -1,14 +1,12 @@
-"""Tool calls as Ray work: one task per call, outside every REPL process.
+"""Tool calls as Ray work, outside every REPL process: `ToolHost` actors, one per node.
 
-`tool_task` is what `RayBackend.start_tool` sends: it counts the call against the run's budget
-(a tool call is one sub-call of `max_sub_calls`), then `tools.run_tool` authorizes it (a
-`write` call asks the driver's `approve` through the `Approvals` actor), runs the function and
-copies its result as plain data. `num_cpus=0`: a tool mostly waits on IO, and a REPL that waits
-for its tool must not hold the CPU the tool needs. `max_retries=0`: a `write` tool must never
-run twice because a worker died.
+`RayBackend.start_tool` sends each call to a host (`ToolHost.run`): it counts the call against
+the run's budget (a tool call is one sub-call of `max_sub_calls`), then `tools.run_tool`
+authorizes it (a `write` call asks the driver's `approve` through the `Approvals` actor), runs
+the function on a thread of the host and copies its result as plain data.
 
 `Approvals` relays `approve(call)` to the driver, which owns the callback (it may ask a human):
-tool tasks wait in `ask`, the driver takes the questions with `questions` and replies with
+tool calls wait in `ask`, the driver takes the questions with `questions` and replies with
 `answer` (`serve`, run beside the root call by `driver.run_root`).
 """
 
@@ -23,6 +21,7 @@ from typing import Any
 
 import ray
 from ray.exceptions import RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rlm_ray.redact import redact
 from rlm_ray.runtime.backend import unwrap, whereabouts
@@ -30,43 +29,83 @@ from rlm_ray.sandbox.boundary import plain
 from rlm_ray.tools import ToolCall, ToolResult, run_tool, thaw
 
 
-def _tool_task(
-    frozen: bytes,
-    call: ToolCall,
-    run_id: str,
-    allow_effects: bool,
-    admission: Any,
-    approvals: Any,
-    secrets: list[str],
-) -> ToolResult:
-    if admission is not None:  # the run has a budget: this call is one of its sub-calls
-        try:
-            ray.get(admission.admit_call.remote(run_id))
-        except RayTaskError as exc:
-            raise unwrap(exc) from None
-    approve = None if approvals is None else functools.partial(_ask, approvals, run_id)
-    result = run_tool(
-        thaw(frozen),
-        call,
-        allow_effects=allow_effects,
-        approve=approve,
-        plain=functools.partial(plain, views=False),
-    )
-    if result.error is not None:  # a key the tool echoed stays out of the model's view
-        result.error = redact(result.error, secrets)
-    result.node_id, _, _ = whereabouts()
-    return result
+class ToolHost:
+    """Runs tool calls for every REPL of its node, each on a thread of its own (a threaded actor:
+    tools mostly wait on IO, so a fan-out of calls runs side by side in one process)."""
+
+    def __init__(self) -> None:
+        self._node_id = ray.get_runtime_context().get_node_id()
+
+    def ready(self) -> bool:
+        return True
+
+    def run(
+        self,
+        frozen: bytes,
+        call: ToolCall,
+        run_id: str,
+        allow_effects: bool,
+        admission: Any,
+        approvals: Any,
+        secrets: list[str],
+    ) -> ToolResult:
+        """Count the call against the run's budget, then `tools.run_tool`: the gate, the
+        function, its result copied as plain data."""
+        if admission is not None:  # the run has a budget: this call is one of its sub-calls
+            try:
+                ray.get(admission.admit_call.remote(run_id))
+            except RayTaskError as exc:
+                raise unwrap(exc) from None
+        approve = None if approvals is None else functools.partial(_ask, approvals, run_id)
+        result = run_tool(
+            thaw(frozen),
+            call,
+            allow_effects=allow_effects,
+            approve=approve,
+            plain=functools.partial(plain, views=False),
+        )
+        if result.error is not None:  # a key the tool echoed stays out of the model's view
+            result.error = redact(result.error, secrets)
+        result.node_id, result.actor_id, _ = whereabouts()
+        return result
 
 
 def _ask(approvals: Any, run_id: str, call: ToolCall) -> bool:
     return ray.get(approvals.ask.remote(run_id, call))
 
 
-tool_task: Any = ray.remote(num_cpus=0, max_retries=0)(_tool_task)
+RemoteToolHost: Any = ray.remote(ToolHost)
+_HOSTS: dict[tuple[str, str], list] = {}
+_HOSTS_LOCK = threading.Lock()
+
+
+def tool_hosts() -> list:
+    """The driver's tool hosts, one per live node, started by the first run with tools.
+
+    `num_cpus=0`: a REPL waiting for its tool must not hold the CPU the tool needs.
+    `max_task_retries=0`: a `write` tool must never run twice because its host died (the call
+    fails instead); the host itself is restarted for the next calls. Soft node affinity, as
+    for the gateways."""
+    ctx = ray.get_runtime_context()
+    key = (ctx.get_job_id(), ctx.get_node_id())
+    with _HOSTS_LOCK:
+        if key not in _HOSTS:
+            nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+            _HOSTS[key] = [
+                RemoteToolHost.options(
+                    num_cpus=0,
+                    max_concurrency=256,
+                    max_restarts=-1,
+                    max_task_retries=0,
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True),
+                ).remote()
+                for node in nodes
+            ]
+        return _HOSTS[key]
 
 
 class Approvals:
-    """The mailbox between tool tasks waiting for an approval and the driver that gives it."""
+    """The mailbox between tool calls waiting for an approval and the driver that gives it."""
 
     def __init__(self) -> None:
         self._ids = itertools.count()
