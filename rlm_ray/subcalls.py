@@ -432,9 +432,8 @@ class SubCalls:
             future._settle(result.value)
         else:
             trace.error = result.error
-            refused = not result.ran
-            what = "was refused" if refused else "failed"
-            message = result.error if refused else f"tool `{trace.tool}` {what}: {result.error}"
+            refusal = result.refused  # its text names the tool and why
+            message = result.error if refusal else f"tool `{trace.tool}` failed: {result.error}"
             future._fail(SubCallError(message))
         pending.done.set()
 

@@ -158,6 +158,7 @@ class ToolResult:
     value: Any = None
     error: str | None = None  # "ValueError: no such SKU" (the tool raised), or a refusal
     ran: bool = False  # the function was called (it returned or raised)
+    refused: bool = False  # `authorize` did not let it run
     decision: str = ""  # how it was authorized: "none", "read", "allow_effects", "approved"
     started_s: float = 0.0
     ended_s: float = 0.0
@@ -388,7 +389,7 @@ def run_tool(
     try:
         result.decision = authorize(call, allow_effects, approve)
     except ToolRefused as exc:
-        result.error, result.ended_s = str(exc), time.time()
+        result.error, result.refused, result.ended_s = str(exc), True, time.time()
         return result
     fn = functions.get(call.name)
     if fn is None:
