@@ -73,7 +73,7 @@ class ToolMark:
 
 
 def tool(
-    fn: Callable[..., Any] | None = None,
+    fn: Callable[..., Any] | str | None = None,
     *,
     effects: str = "none",
     name: str | None = None,
@@ -83,7 +83,9 @@ def tool(
     "write")``. Bare ``@tool`` means ``effects="none"``. `name`: the name the model calls it by
     (default: the function's ``__name__``). `timeout_s`: a call that has not returned by then
     is an error in the model's code (`None`: no limit but the run's `max_time_s`). Returns the
-    function itself, marked."""
+    function itself, marked. ``@tool("read")`` is ``@tool(effects="read")``."""
+    if isinstance(fn, str):
+        effects, fn = fn, None
     _check_effects(effects, "@tool")
     if name is not None:
         _check_name(name, "@tool(name=...)")

@@ -54,5 +54,6 @@ def test_tool_marks_a_function_and_returns_it():
 
     assert rlm_ray.tool(effects="read")(f) is f
     assert rlm_ray.tool(f) is f  # bare: effects="none"
+    assert rlm_ray.tool("write")(f) is f
     call = rlm_ray.ToolCall("f", "write", {"x": 1})
     assert (call.name, call.effects, call.arguments, call["name"]) == ("f", "write", {"x": 1}, "f")
