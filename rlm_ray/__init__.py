@@ -20,6 +20,7 @@ from rlm_ray.ops import OpResult
 from rlm_ray.program import AnswerRule, Program, ProgramCell
 from rlm_ray.progress import DepthProgress, Progress
 from rlm_ray.rlm import RLM, load
+from rlm_ray.tools import ToolCall, tool
 from rlm_ray.types import CallTrace, Result, Usage
 
 __version__ = "0.1.0"
@@ -44,6 +45,8 @@ __all__ = [
     "Result",
     "SandboxError",
     "SubCallError",
+    "ToolCall",
     "Usage",
     "load",
+    "tool",
 ]

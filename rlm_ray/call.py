@@ -30,6 +30,7 @@ from rlm_ray.program.cells import run_program
 from rlm_ray.repl import REPLSession, REPLSettings
 from rlm_ray.sandbox.kill_switch import KillSwitch
 from rlm_ray.subcalls import Backend
+from rlm_ray.tools import ToolSettings
 from rlm_ray.types import CallResult, CallTrace, IterationTrace, LLMReply, Usage
 
 
@@ -51,6 +52,7 @@ class CallSpec:
     context_value: Any = None
     admission: Any = None  # the driver's Admission actor, when the run has a budget or rate limit
     program: Any = None  # a `program.Program` to replay instead of the turn loop (root only)
+    tools: ToolSettings | None = None  # the run's tools and who may let `write` ones run
 
 
 @dataclass
@@ -187,6 +189,7 @@ def _session(
         hard_kill=hard_kill,
         kill_switch=kill_switch,
         sub_context_window_tokens=spec.sub_context_window_tokens,
+        tools=spec.tools.specs if spec.tools is not None else (),
     )
     return REPLSession(context, backend, default_model=spec.models.sub_model, settings=settings)
 
@@ -231,6 +234,7 @@ def _loop_settings(
         max_output_chars=cfg.max_output_chars,
         cell_timeout_s=cfg.cell_timeout_s,
         variant=variant,
+        tools=spec.tools.specs if spec.tools is not None else (),
     )
     kwargs = spec.models.llm_kwargs if spec.depth == 0 else spec.models.sub_llm_kwargs
     reserve = int(kwargs.get("max_tokens") or 4096)

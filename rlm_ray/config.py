@@ -65,8 +65,8 @@ class RLMConfig:
     per node let litellm's per-call CPU cost use two cores (benchmarks/fanout.py)."""
 
     max_sub_calls: int | None = None
-    """`llm_query` and `recursive_llm` calls of the whole call tree (every depth); the next one is
-    refused and the run stops with `LimitExceededError`."""
+    """`llm_query`, `recursive_llm` and tool calls of the whole call tree (every depth); the next
+    one is refused and the run stops with `LimitExceededError`."""
 
     max_total_tokens: int | None = None
     """Input + output tokens of every model call of the tree. Each call's estimated input is

@@ -9,10 +9,12 @@ paper's prompt (arXiv:2512.24601, App. D) adapted to rlm-ray's REPL (parallel fa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from rlm_ray.errors import ConfigError
+from rlm_ray.tools import ToolSpec, prompt_section
 
 SYSTEM_PROMPT = """\
 You are tasked with answering a query with associated context. You can access, transform, and \
@@ -173,8 +175,10 @@ def system_prompt(
     max_output_chars: int,
     cell_timeout_s: float | None,
     variant: PromptVariant | None = None,
+    tools: Sequence[ToolSpec] = (),
 ) -> str:
-    """The system message of a REPL call, from `variant`'s template (default: the paper's)."""
+    """The system message of a REPL call, from `variant`'s template (default: the paper's),
+    with the run's tools listed after it (every variant) when there are any."""
     recursion = (
         "a child RLM with its own REPL and the given context (the prompt itself if none) works "
         "on a sub-task and returns its final answer."
@@ -182,13 +186,14 @@ def system_prompt(
         else "at this depth it is one plain sub-LLM call over the query and context."
     )
     timeout = f"{cell_timeout_s:g} s" if cell_timeout_s else "its time limit"
-    return (variant or PAPER).system.format(
+    text = (variant or PAPER).system.format(
         context_description=describe_context(context),
         sub_window_chars=f"{sub_window_chars:,}",
         recursion_note=recursion,
         max_output_chars=f"{max_output_chars:,}",
         cell_timeout=timeout,
     )
+    return f"{text}\n\n{prompt_section(tools)}" if tools else text
 
 
 def plain_call_prompt(query: str, context: Any) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rlm_ray import corpus, prompts, record_ops
+from rlm_ray import corpus, prompts, record_ops, tools
 from rlm_ray.errors import SubCallError
 from rlm_ray.loop import AnswerError, CellReport
 from rlm_ray.parsing import truncate
@@ -46,6 +46,7 @@ class REPLSettings:
     hard_kill: Callable[[], None] | None = None
     kill_switch: KillSwitch | None = None
     sub_context_window_tokens: int = 128_000  # sizes the record operators' batches
+    tools: tuple[tools.ToolSpec, ...] = ()  # the run's tools (rlm_ray/tools.py), by spec only
 
 
 class REPLSession:
@@ -59,7 +60,7 @@ class REPLSession:
     def __init__(self, context: Any, backend: Backend, default_model: str, settings: REPLSettings):
         self.sandbox = Sandbox(
             cell_timeout_s=settings.cell_timeout_s,
-            subcall_names=SUBCALL_NAMES,
+            subcall_names=SUBCALL_NAMES + tuple(t.name for t in settings.tools),
             max_workers=settings.max_workers,
             hard_kill=settings.hard_kill,
             kill_switch=settings.kill_switch,
@@ -161,7 +162,23 @@ class REPLSession:
             "FINAL": self._final,
             "FINAL_VAR": self._final_var,
             "SHOW_VARS": self._show_vars,
+            **{spec.name: self._tool_function(spec) for spec in self.settings.tools},
         }
+
+    def _tool_function(self, spec: tools.ToolSpec) -> Callable[..., Any]:
+        """The function the model calls for a tool: arguments bound to its signature and
+        copied as plain data here, in the cell; the tool runs elsewhere (the backend's
+        business) and this waits for its result, off the cell's clock."""
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            arguments = tools.bind(spec, args, kwargs)
+            for name, value in arguments.items():
+                arguments[name] = plain(value, f"{spec.name}: argument `{name}`", views=False)
+            return self.subcalls.tool(tools.ToolCall(spec.name, spec.effects, arguments)).result()
+
+        call.__name__ = call.__qualname__ = spec.name
+        call.__doc__ = spec.doc
+        return call
 
     def _llm_query(self, prompt: Any, model: str | None = None) -> SubCallFuture:
         """One plain sub-model call; returns its reply text (computed in the background).

@@ -13,7 +13,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -30,6 +30,7 @@ from rlm_ray.local_model import (
 )
 from rlm_ray.progress import ProgressCallback
 from rlm_ray.redact import redact_error, redact_tree, secret_values
+from rlm_ray.tools import ToolCall, ToolSettings, freeze, tool_settings
 from rlm_ray.types import Result
 
 if TYPE_CHECKING:
@@ -49,6 +50,10 @@ class RLM:
     `cache_dir` turns on the model-call cache in that directory (`call_cache.py`): a re-run of
     the same job makes no model calls. `on_progress(snapshot: Progress)` is called on the
     driver about every 0.25 s during a run, and once more with `finished=True` at its end.
+    `tools` are functions marked with `@rlm_ray.tool(effects=...)` that the model may call from
+    its REPL; they run on Ray, outside the sandbox (rlm_ray/tools.py). A `write` tool runs
+    only if `approve(call)` (called on the driver) returns True, or, without `approve`, if
+    `allow_effects=True`; otherwise the call is refused inside the model's code.
     Every other keyword is a limit of `RLMConfig` (max_time_s, cell_timeout_s, ...).
     """
 
@@ -67,9 +72,14 @@ class RLM:
         cache_dir: str | os.PathLike[str] | None = None,
         on_progress: ProgressCallback | None = None,
         prompt: str | None = None,
+        tools: Iterable[Callable[..., Any]] | None = None,
+        allow_effects: bool = False,
+        approve: Callable[[ToolCall], Any] | None = None,
         **limits: Any,
     ) -> None:
         self.config = _config(max_depth=max_depth, max_iterations=max_iterations, **limits)
+        self.tools, self._tool_functions = tool_settings(tools, allow_effects, approve)
+        self.approve = approve
         if cache_dir is not None:
             absolute = call_cache.check_cache_dir(cache_dir)
             self.config = dataclasses.replace(self.config, cache_dir=absolute)
@@ -169,13 +179,15 @@ class RLM:
             models = self.models
             if servers is not None:
                 models = dataclasses.replace(models, local_servers=servers.api_bases)
-            if program is not None:
-                from rlm_ray.program.replay import replay_models
-
-                models = replay_models(models, allow_effects)  # tools: see there
             spec = self._root_spec(query, context, models)
-            spec.program = program
-            result = await runtime.run_root(rt, spec, self.on_progress)
+            approve = self.approve
+            if program is not None:
+                from rlm_ray.program.replay import replay_tools
+
+                spec.program = program
+                spec.tools = replay_tools(spec.tools, allow_effects)  # write tools: asked again
+                approve = None
+            result = await runtime.run_root(rt, spec, self.on_progress, approve)
             done = time.time()
         except RLMError as exc:
             redact_error(exc, secrets)
@@ -240,7 +252,20 @@ class RLM:
             # A corpus is there already: its view travels as handles and offsets.
             context_ref=None if corpus else ray.put(context),
             context_value=context if corpus else None,
+            tools=self._run_tools(),
         )
+
+    def _run_tools(self) -> ToolSettings | None:
+        """This run's tools: the functions go to the object store once (the REPLs get only
+        their specs), the calls to the driver's tool hosts."""
+        if self.tools is None:
+            return None
+        import ray
+
+        from rlm_ray.runtime.tool_host import tool_hosts
+
+        frozen_ref = ray.put(freeze(self._tool_functions))
+        return dataclasses.replace(self.tools, functions_ref=frozen_ref, hosts=tuple(tool_hosts()))
 
 
 # Small local models: greedy decoding, and a cap on a runaway reply (~13 tokens/s on 2 cores).

@@ -19,6 +19,7 @@ injects them, the sandbox plans fan-out around them.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -27,8 +28,9 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rlm_ray import corpus, prompts
+from rlm_ray import corpus, prompts, tools
 from rlm_ray.errors import LimitExceededError, SubCallError
+from rlm_ray.tools import ToolCall
 from rlm_ray.types import CallResult, CallTrace, CellTrace, LLMReply, SubCallTrace, Usage
 
 SUBCALL_NAMES = (
@@ -298,6 +300,9 @@ class Backend(Protocol):
 
     def start_rlm(self, query: str, context: Any, model: str | None) -> Any: ...
 
+    def start_tool(self, call: ToolCall) -> Any:
+        """Run a tool call where tools run; its outcome is a `tools.ToolResult`."""
+
     def fetch(self, handles: list[Any]) -> list[tuple[bool, Any]]:
         """Wait for `handles`; per handle (True, LLMReply | CallResult) or (False, exception)."""
 
@@ -341,10 +346,23 @@ class SubCalls:
         handle = self._backend.start_rlm(query, context, model)
         return self._track(handle, "rlm", model, query, started)
 
+    def tool(self, call: ToolCall) -> SubCallFuture:
+        """A tool call (rlm_ray/tools.py); its future settles to the tool's plain result."""
+        started = time.time()
+        handle = self._backend.start_tool(call)
+        future = self._track(handle, "tool", "", f"{call.name}(...)", started)
+        trace = future._handle.trace
+        trace.tool, trace.effects = call.name, call.effects
+        trace.arguments = tools.preview(call.arguments)
+        trace.prompt_preview = f"{call.name}({trace.arguments})"[:_PREVIEW]
+        return future
+
     def _track(
         self, handle: Any, kind: str, model: str | None, prompt: str, started: float
     ) -> SubCallFuture:
         trace = SubCallTrace(kind, model or self._model, prompt[:_PREVIEW], started_s=started)
+        if kind == "tool":
+            trace.model = ""
         future = SubCallFuture(_Pending(handle, trace), self)
         with self._lock:
             if self.cell is not None:
@@ -384,6 +402,9 @@ class SubCalls:
         pending: _Pending = future._handle
         trace = pending.trace
         trace.duration_s = time.time() - trace.started_s
+        if ok and isinstance(value, tools.ToolResult):
+            self._settle_tool(future, value)
+            return
         if ok:
             self._account(trace, value)
             _record_where(trace, value)
@@ -394,7 +415,26 @@ class SubCalls:
             trace.error = f"{type(error).__name__}: {error}"
             if isinstance(error, LimitExceededError):
                 self.limit_hit = error  # the run is stopping: the loop ends after this cell
-            future._fail(SubCallError(f"{trace.kind} sub-call failed: {error}"))
+            what = f"tool `{trace.tool}`" if trace.kind == "tool" else f"{trace.kind} sub-call"
+            future._fail(SubCallError(f"{what} failed: {error}"))
+        pending.done.set()
+
+    def _settle_tool(self, future: SubCallFuture, result: tools.ToolResult) -> None:
+        pending: _Pending = future._handle
+        trace = pending.trace
+        _record_where(trace, result)
+        trace.decision = result.decision
+        if result.ran:
+            with self._lock:
+                self.usage.tool_calls += 1
+        if result.error is None:
+            trace.result_preview = tools.preview(result.value)
+            future._settle(result.value)
+        else:
+            trace.error = result.error
+            refusal = result.refused  # its text names the tool and why
+            message = result.error if refusal else f"tool `{trace.tool}` failed: {result.error}"
+            future._fail(SubCallError(message))
         pending.done.set()
 
     def _account(self, trace: SubCallTrace, value: LLMReply | CallResult) -> None:
@@ -424,7 +464,7 @@ class SubCalls:
             self.wait(still_open)
 
 
-def _record_where(trace: SubCallTrace, value: LLMReply | CallResult) -> None:
+def _record_where(trace: SubCallTrace, value: LLMReply | CallResult | tools.ToolResult) -> None:
     """Where and when the sub-call really ran: the gateway's (or the child call's) own record,
     which is more precise than the moment the code collected the outcome."""
     ran = value.trace if isinstance(value, CallResult) else value
@@ -458,8 +498,12 @@ class ThreadBackend:
         default_model: str = "fake",
         rlm: Callable[[str, Any, str], CallResult] | None = None,
         max_workers: int = 64,
+        tools: dict[str, Callable[..., Any]] | None = None,
+        allow_effects: bool = False,
+        approve: Callable[[ToolCall], Any] | None = None,
     ) -> None:
         self._llm, self._rlm, self._model = llm, rlm, default_model
+        self._tools, self._allow_effects, self._approve = tools or {}, allow_effects, approve
         self._pool = ThreadPoolExecutor(max_workers=max_workers)
 
     def root_llm(self, messages: list, stop: tuple[str, ...] = ()) -> LLMReply:
@@ -479,6 +523,18 @@ class ThreadBackend:
         if self._rlm is None:
             return self.start_llm(prompts.plain_call_prompt(query, context), model)
         return self._pool.submit(self._rlm, query, context, model or self._model)
+
+    def start_tool(self, call: ToolCall) -> Future:
+        from rlm_ray.sandbox.boundary import plain
+
+        return self._pool.submit(
+            tools.run_tool,
+            self._tools,
+            call,
+            allow_effects=self._allow_effects,
+            approve=self._approve,
+            plain=functools.partial(plain, views=False),
+        )
 
     def cancel(self, handles: list[Future]) -> None:
         for handle in handles:

@@ -42,8 +42,11 @@ class Usage:
     cost_usd: float = 0.0
     by_model: dict[str, ModelUsage] = field(default_factory=dict)
     cached_calls: int = 0
+    tool_calls: int = 0
+    """Tool calls that ran (returned or raised); refused ones are not counted (rlm_ray/tools.py)."""
 
     def add(self, other: Usage) -> None:
+        self.tool_calls += other.tool_calls
         self.calls += other.calls
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
@@ -85,9 +88,9 @@ class LLMReply:
 
 @dataclass
 class SubCallTrace:
-    """One sub-call made from model code: a plain model call or a child RLM."""
+    """One sub-call made from model code: a plain model call, a child RLM or a tool call."""
 
-    kind: str  # "llm" (llm_query, or recursive_llm at the depth limit) or "rlm"
+    kind: str  # "llm" (llm_query, or recursive_llm at the depth limit), "rlm" or "tool"
     model: str
     prompt_preview: str
     started_s: float = 0.0  # when the code made the call
@@ -101,6 +104,14 @@ class SubCallTrace:
     cost_usd: float = 0.0
     error: str | None = None
     child: CallTrace | None = None
+    # A tool call (kind "tool"; "" otherwise): its name, declared effects, the arguments and the
+    # result as JSON (cut to 1,000 characters), and how it was let run ("none", "read",
+    # "allow_effects", "approved"; "" if it was refused or never ran).
+    tool: str = ""
+    effects: str = ""
+    arguments: str = ""
+    result_preview: str = ""
+    decision: str = ""
 
 
 @dataclass

@@ -108,6 +108,7 @@ def local_completion(
         context_window_tokens=rlm._window,
         sub_context_window_tokens=rlm._sub_window,
         deadline=None if max_time_s is None else time.time() + max_time_s,
+        tools=rlm.tools,
     )
 
     def backend(spec: CallSpec) -> ThreadBackend:
@@ -125,11 +126,20 @@ def local_completion(
                 context_window_tokens=spec.sub_context_window_tokens,
                 sub_context_window_tokens=spec.sub_context_window_tokens,
                 deadline=spec.deadline,
+                tools=spec.tools,
             )
             # a child gets its own copy of the context, as it would from the object store
             return run_call(sub, pickle.loads(pickle.dumps(context)), backend(sub))
 
-        return ThreadBackend(fake, default_model=spec.models.sub_model, rlm=child)
+        tools = rlm.tools
+        return ThreadBackend(
+            fake,
+            default_model=spec.models.sub_model,
+            rlm=child,
+            tools=rlm._tool_functions,  # run here, through the same gate as on Ray
+            allow_effects=tools is not None and tools.allow_effects and not tools.ask,
+            approve=rlm.approve if tools is not None and tools.ask else None,
+        )
 
     result = run_call(root, context, backend(root))
     if result.error is not None:

@@ -51,3 +51,14 @@ def test_importing_the_package_does_not_import_ray_or_litellm():
     code = "import rlm_ray, sys; print(*(m in sys.modules for m in ('ray', 'litellm', 'pyarrow')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False False"
+
+
+def test_tool_marks_a_function_and_returns_it():
+    def f(x: int) -> int:
+        return x
+
+    assert rlm_ray.tool(effects="read")(f) is f
+    assert rlm_ray.tool(f) is f  # bare: effects="none"
+    assert rlm_ray.tool("write")(f) is f
+    call = rlm_ray.ToolCall("f", "write", {"x": 1})
+    assert (call.name, call.effects, call.arguments, call["name"]) == ("f", "write", {"x": 1}, "f")

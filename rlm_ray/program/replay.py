@@ -7,11 +7,12 @@ usage) whose `CallSpec.program` is set: `call.run_call` then runs the program's 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
-from rlm_ray.config import ModelSettings
 from rlm_ray.errors import ConfigError, ProgramError
 from rlm_ray.program.program import Program
+from rlm_ray.tools import ToolSettings
 
 if TYPE_CHECKING:
     from rlm_ray.rlm import RLM
@@ -33,16 +34,12 @@ def check_replay(rlm: RLM, program: Program, allow_effects: bool) -> Program:
     return program
 
 
-def replay_models(models: ModelSettings, allow_effects: bool) -> ModelSettings:
-    """The model settings of a replay's root call.
-
-    TOOLS (issue 11, part 2), to wire after merging: a replay must not inherit the recorded
-    run's permission for `write` tools. This is the one place to do it: return `models` (or the
-    spec's tool settings) with the RLM's tools kept as they are and its `allow_effects` /
-    `approve` replaced by this replay's `allow_effects` (and no `approve` callback), so a
-    replayed `write` tool call is refused unless `program.run(..., allow_effects=True)` /
-    `rlm-ray replay --allow-effects` allows it again. Refused, it fails its cell, and the
-    replay stops with a `ProgramError` naming that cell.
-    """
-    del allow_effects  # no tools on this branch yet: nothing to refuse
-    return models
+def replay_tools(tools: ToolSettings | None, allow_effects: bool) -> ToolSettings | None:
+    """The tool settings of a replay's root call: the RLM's tools as they are, but a replay
+    never inherits a permission for `write` tools. Only this replay's `allow_effects` (from
+    `program.run(..., allow_effects=True)` / `rlm-ray replay --allow-effects`) lets them run;
+    the RLM's `approve` callback is not asked. A refused `write` call fails its cell, and the
+    replay stops with a `ProgramError` naming that cell (`tools.authorize` is the gate)."""
+    if tools is None:
+        return None
+    return dataclasses.replace(tools, allow_effects=allow_effects, ask=False)

@@ -12,7 +12,8 @@
 Each actor is a plain class with its `ray.remote(...)` wrapper beside it. Gateways restart
 elsewhere when their node goes, and Ray re-sends their in-flight model calls
 (`max_task_retries`); a lost REPL worker's call goes on in a new one from its checkpoint.
-This package is the only one that imports Ray, with `corpus.store`, `admission` and
+Tool calls (`RLM(tools=...)`) go from `RayBackend` to a `ToolHost` actor per node
+(`tool_host.py`). This package is the only one that imports Ray, with `corpus.store`, `admission` and
 `model_servers`.
 """
 

@@ -7,6 +7,7 @@ the pool. Waits go in short slices, so a cell timeout raised into the waiting th
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import time
@@ -21,6 +22,8 @@ from rlm_ray.call import CallSpec, remaining_s
 from rlm_ray.errors import LimitExceededError
 from rlm_ray.llm import LLMRequest
 from rlm_ray.local_model import LOCAL_MODELS
+from rlm_ray.redact import secret_values
+from rlm_ray.tools import ToolCall
 from rlm_ray.types import LLMReply
 
 # Child contexts larger than this are put in the object store by the REPL that cuts them, so the
@@ -134,6 +137,7 @@ class RayBackend:
             sub_context_window_tokens=spec.sub_context_window_tokens,
             deadline=spec.deadline,
             admission=spec.admission,
+            tools=spec.tools,
         )
         if context is self.context and spec.context_ref is not None:
             child.context_ref = spec.context_ref  # the same input: pass the handle on
@@ -145,6 +149,24 @@ class RayBackend:
             child.context_value = context
         admit = self.pool.run_call.options(name=f"admit depth={child.depth} call={child.call_id}")
         return admit.remote(child, self.all_gateways)
+
+    def start_tool(self, call: ToolCall) -> Any:
+        spec, settings = self.spec, self.spec.tools
+        assert settings is not None and settings.hosts, "a tool call in a run without tools"
+        call = dataclasses.replace(call, call_id=spec.call_id, depth=spec.depth)
+        self._next_host = (getattr(self, "_next_host", -1) + 1) % len(settings.hosts)
+        host = settings.hosts[self._next_host]
+        run = host.run.options(name=f"tool {call.name} depth={spec.depth} call={spec.call_id}")
+        m = spec.models
+        return run.remote(
+            settings.functions_ref,  # a top-level handle: Ray hands the host the functions
+            call,
+            spec.run_id,
+            settings.allow_effects and not settings.ask,  # with approve(), it alone decides
+            spec.admission,
+            settings.approvals,
+            secret_values(m.api_key, m.llm_kwargs, m.sub_llm_kwargs),
+        )
 
     def cancel(self, handles: list) -> None:
         for ref in handles:

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -157,11 +157,24 @@ def new_run_id() -> str:
 
 
 async def run_root(
-    runtime: Runtime, spec: CallSpec, on_progress: progress.ProgressCallback | None = None
+    runtime: Runtime,
+    spec: CallSpec,
+    on_progress: progress.ProgressCallback | None = None,
+    approve: Callable[[Any], Any] | None = None,
 ) -> CallResult:
     """Run the root call on the cluster and wait for it without blocking the event loop.
 
-    A run with a budget or a rate limit registers with the driver's admission actor first."""
+    A run with a budget or a rate limit registers with the driver's admission actor first.
+    With `approve` (tools: `RLM(approve=fn)`), the driver answers `write` tool calls while it
+    waits (`tool_host.serve`)."""
+    if approve is not None and spec.tools is not None and spec.tools.ask:
+        from rlm_ray.runtime import tool_host
+
+        actor = tool_host.approvals_actor()
+        spec.tools = replace(spec.tools, approvals=actor)
+        return await tool_host.serve(
+            actor, spec.run_id, approve, lambda: run_root(runtime, spec, on_progress)
+        )
     cfg = spec.config
     budget, rate_limit, overrides = cfg.budget(), cfg.rate_limit(), cfg.rate_limit_overrides()
     if not budget.is_set() and rate_limit == RateLimit() and not overrides:

@@ -57,7 +57,10 @@ NOT protected, plainly:
 * CPU and memory exhaustion below the caps: a cell may burn its whole time limit (plus the
   grace period before the kill), and memory is capped per process (`limit_memory`), not per
   cell or per session; a model that keeps the memory it filled leaves later cells little.
-* Side channels (timing, memory pressure) and anything the injected functions themselves allow.
+* Side channels (timing, memory pressure) and anything the injected functions themselves allow,
+  the caller's tools (`RLM(tools=...)`, rlm_ray/tools.py) above all: they run outside the
+  sandbox with whatever rights the caller's code has; only plain data crosses to and from them,
+  and a tool declared ``effects="write"`` runs only if the caller allowed it.
 * Objects nested inside injected values (e.g. dicts inside an injected list) are writable; the
   injected values themselves are guarded against their methods, unbound methods and the
   allowlisted in-place functions (``heapq``, ``bisect``), not against every C function.

@@ -33,6 +33,11 @@ SUBCALL = pa.struct(
         ("cost_usd", _float),
         ("error", _str),
         ("child_id", _str),
+        ("tool", _str),
+        ("effects", _str),
+        ("arguments", _str),
+        ("result_preview", _str),
+        ("decision", _str),
     ]
 )
 CELL = pa.struct(

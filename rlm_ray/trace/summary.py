@@ -74,6 +74,8 @@ def cell_label(number: int, cell: Record) -> str:
 
 
 def subcall_label(sub: Record) -> str:
+    if sub["kind"] == "tool":
+        return tool_label(sub)
     name = "recursive_llm" if sub["kind"] == "rlm" else "llm_query"
     parts = [
         name,
@@ -87,6 +89,17 @@ def subcall_label(sub: Record) -> str:
     if sub.get("error"):
         parts.append("failed")
     return " · ".join(parts)
+
+
+def tool_label(sub: Record) -> str:
+    decision = sub.get("decision") or ("refused" if sub.get("error") else "")
+    parts = [f"tool {sub.get('tool') or '?'}", f"effects {sub.get('effects') or '?'}", decision]
+    parts.append(fmt_s(sub["duration_s"]))
+    if sub.get("node_id"):
+        parts.append(f"node {short_id(sub['node_id'])} pid {sub.get('pid') or '?'}")
+    if sub.get("error"):
+        parts.append("failed")
+    return " · ".join(p for p in parts if p)
 
 
 def by_id(records: list[Record]) -> dict[str, Record]:
@@ -206,12 +219,17 @@ def _bars(records: list[Record]) -> Iterator[tuple[str, tuple[str, str], Bar]]:
             if sub.get("child_id"):
                 continue  # the child's own call bar shows it
             name = f"gateway pid {sub['pid']}" if sub.get("pid") else "not placed (no reply)"
+            lane = sub.get("actor_id") or ""
+            short = f"d{record['depth'] + 1} llm · {fmt_tokens(sub['input_tokens'], sub['output_tokens'])}"
+            if sub["kind"] == "tool":  # on the lane of the tool host that ran it
+                name = f"tool host pid {sub['pid']}" if sub.get("pid") else "tool (not run)"
+                short = f"tool {sub.get('tool') or '?'}"
             yield (
                 sub.get("node_id") or "",
-                (name, sub.get("actor_id") or ""),
+                (name, lane),
                 Bar(
                     "subcall",
-                    f"d{record['depth'] + 1} llm · {fmt_tokens(sub['input_tokens'], sub['output_tokens'])}",
+                    short,
                     subcall_label(sub) + " · " + str(sub.get("prompt_preview") or "")[:80],
                     sub["started_s"],
                     sub["ended_s"],

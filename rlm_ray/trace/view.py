@@ -58,6 +58,10 @@ def _add_cell(
         if child is not None:
             below = leaf.add(Text(ts.call_label(child), style="bold"))
             _add_call_body(below, child, calls)
+        elif sub.get("kind") == "tool":
+            leaf.add(Text("arguments: " + _clip(sub.get("arguments") or ""), style="dim"))
+            if sub.get("result_preview"):
+                leaf.add(Text("result: " + _clip(sub["result_preview"]), style="dim"))
         else:
             leaf.add(Text("prompt: " + _clip(sub.get("prompt_preview") or ""), style="dim"))
 
