@@ -18,6 +18,7 @@ from rlm_ray.errors import (
 from rlm_ray.ops import OpResult
 from rlm_ray.progress import DepthProgress, Progress
 from rlm_ray.rlm import RLM, load
+from rlm_ray.session import Session
 from rlm_ray.types import CallTrace, Result, Usage
 
 __version__ = "0.1.0"
@@ -37,6 +38,7 @@ __all__ = [
     "RLMError",
     "Result",
     "SandboxError",
+    "Session",
     "SubCallError",
     "Usage",
     "load",

@@ -3,6 +3,7 @@
     rlm-ray run --model M --context PATH|- --query TEXT [--trace FILE.jsonl|FILE.parquet] [options]
     rlm-ray trace FILE [--html OUT.html]
     rlm-ray ingest PATH --out FILE.parquet
+    rlm-ray chat --model M --context PATH [options]     follow-up questions, one per stdin line
     rlm-ray run --model local --context examples/... --query TEXT      (offline, no key)
 
 Stdout carries only the answer (or, with --json, one JSON object with `answer`, `usage`,
@@ -126,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--quiet", action="store_true", help="no progress and no summary on stderr (errors only)"
     )
+    chat = commands.add_parser(
+        "chat",
+        help="a session: questions from stdin, one per line, over one context and one REPL",
+        description="Ask follow-up questions over one context: each line of stdin is a question "
+        "(a pipe or a terminal), each answer goes to stdout; the REPL's variables persist from "
+        "question to question. Ends at end of input or on a line `exit` or `quit`.",
+    )
+    _share_options(run, chat, skip={"query", "trace"})
     trace = commands.add_parser("trace", help="show a trace file: call tree, or an HTML page")
     trace.add_argument("file", help="a trace written by `run --trace` (.jsonl or .parquet)")
     trace.add_argument("--html", metavar="OUT.html", help="write a self-contained HTML page")
@@ -141,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     answer_out = sys.stdout
-    if args.command == "run":
+    if args.command in ("run", "chat"):
         # subtle: Ray prints worker and raylet log lines ("(raylet) WARNING: ...") on whatever
         # sys.stdout is when they arrive, from a thread, and flushes leftovers at exit. The
         # answer must be alone on stdout (users pipe it), so a run sends everything else to
@@ -158,6 +167,8 @@ def _dispatch(args: argparse.Namespace, answer_out: Any) -> int:
     try:
         if args.command == "run":
             return _run(args, answer_out)
+        if args.command == "chat":
+            return _chat(args, answer_out)
         return {"ingest": _ingest, "trace": _trace}[args.command](args)
     except KeyboardInterrupt:
         print("rlm-ray: interrupted", file=sys.stderr)
@@ -174,7 +185,6 @@ def _dispatch(args: argparse.Namespace, answer_out: Any) -> int:
 
 
 def _run(args: argparse.Namespace, answer_out: Any) -> int:
-    from rlm_ray.rlm import RLM
     from rlm_ray.trace.file import check_trace_path
 
     if args.quiet:
@@ -182,7 +192,31 @@ def _run(args: argparse.Namespace, answer_out: Any) -> int:
     if args.trace:
         check_trace_path(args.trace)  # a bad path fails now, not after the run
     context = read_context(args.context, quiet=args.quiet)
-    rlm = RLM(
+    rlm = _rlm(args)
+    try:
+        if args.quiet:
+            result = rlm.completion(args.query, context)
+        else:
+            from rlm_ray.progress_display import ProgressDisplay
+
+            with ProgressDisplay(sys.stderr) as display:
+                rlm.on_progress = display.update
+                result = rlm.completion(args.query, context)
+    except RLMError as exc:
+        if args.trace and exc.trace is not None:  # what the failed run did, up to its error
+            _write_trace(exc.trace, args.trace, args.quiet)
+        raise
+    if args.trace:
+        _write_trace(result.trace, args.trace, args.quiet)
+    _print_answer(result, args, answer_out)
+    return 0
+
+
+def _rlm(args: argparse.Namespace) -> Any:
+    """The `RLM` of a `run` or `chat` command line."""
+    from rlm_ray.rlm import RLM
+
+    return RLM(
         args.model,
         sub_model=args.sub_model,
         api_base=args.api_base,
@@ -201,28 +235,64 @@ def _run(args: argparse.Namespace, answer_out: Any) -> int:
         cache_dir=args.cache,
         prompt=args.prompt,
     )
-    try:
-        if args.quiet:
-            result = rlm.completion(args.query, context)
-        else:
-            from rlm_ray.progress_display import ProgressDisplay
 
-            with ProgressDisplay(sys.stderr) as display:
-                rlm.on_progress = display.update
-                result = rlm.completion(args.query, context)
-    except RLMError as exc:
-        if args.trace and exc.trace is not None:  # what the failed run did, up to its error
-            _write_trace(exc.trace, args.trace, args.quiet)
-        raise
-    if args.trace:
-        _write_trace(result.trace, args.trace, args.quiet)
+
+def _print_answer(result: Any, args: argparse.Namespace, answer_out: Any) -> None:
     if args.json:
         out = {"answer": result.answer, "usage": result.usage.to_dict(), "timings": result.timings}
         print(json.dumps(out, ensure_ascii=False), file=answer_out)
     else:
         print(result.answer, file=answer_out)
     answer_out.flush()
-    return 0
+
+
+_CHAT_EXIT = {"exit", "quit"}
+
+
+def _chat(args: argparse.Namespace, answer_out: Any) -> int:
+    """Questions from stdin, one per line, in one session; each answer on stdout. A question
+    that fails is reported on stderr and the chat goes on."""
+    if args.context == "-":
+        raise ConfigError("chat reads its questions from stdin: give --context a file or directory")
+    if args.quiet:
+        _quiet_ray()
+    context = read_context(args.context, quiet=args.quiet)
+    rlm = _rlm(args)
+    interactive = sys.stdin.isatty()
+    with rlm.session(context) as session:
+        while True:
+            if interactive:
+                print("rlm-ray> ", end="", file=sys.stderr, flush=True)
+            line = sys.stdin.readline()
+            question = line.strip()
+            if not line or question.lower() in _CHAT_EXIT:
+                return 0
+            if not question:
+                continue
+            try:
+                result = _ask(session, rlm, question, args.quiet)
+            except RLMError as exc:
+                print(f"rlm-ray: error: {_one_line(exc)}", file=sys.stderr)
+                continue
+            _print_answer(result, args, answer_out)
+
+
+def _ask(session: Any, rlm: Any, question: str, quiet: bool) -> Any:
+    if quiet:
+        return session.completion(question)
+    from rlm_ray.progress_display import ProgressDisplay
+
+    with ProgressDisplay(sys.stderr) as display:
+        rlm.on_progress = display.update
+        return session.completion(question)
+
+
+def _share_options(source: argparse.ArgumentParser, target: argparse.ArgumentParser, skip: set):
+    """Give `target` the options of `source` (the same argument objects, as argparse's own
+    `parents=` does), except those whose destination is in `skip`."""
+    for action in source._actions:
+        if action.dest not in skip and not isinstance(action, argparse._HelpAction):
+            target._add_action(action)
 
 
 def _quiet_ray() -> None:
