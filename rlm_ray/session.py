@@ -27,11 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from rlm_ray.errors import ConfigError, RLMError
 from rlm_ray.redact import redact_error, redact_tree
-from rlm_ray.session_repl import Exchange, RecordedCell, SessionTurn, record_cells
 from rlm_ray.types import Result, Usage
 
 if TYPE_CHECKING:
     from rlm_ray.rlm import RLM
+    from rlm_ray.session_repl import RecordedCell
+
+# subtle: `import rlm_ray` imports this module, which must not import the REPL (RestrictedPython,
+# pyarrow): `session_repl` is imported when a question is asked.
 
 _CLOSE_WAIT_S = 10.0
 _OPEN: weakref.WeakSet[Session] = weakref.WeakSet()
@@ -150,6 +153,7 @@ class Session:
 
     async def _ask(self, query: str) -> Result:
         from rlm_ray import runtime
+        from rlm_ray.session_repl import Exchange, SessionTurn, record_cells
 
         rlm, started = self._rlm, time.time()
         models = rlm.models

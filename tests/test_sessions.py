@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import signal
 import textwrap
 
 import pytest
@@ -33,6 +35,8 @@ def by_question(answers: dict, leaf: str = "41"):
         if not request.system:
             return leaf
         replies = answers[query_of(request)]
+        if callable(replies):
+            return replies(request)
         if isinstance(replies, str):
             return replies
         return replies[min(request.turn, len(replies) - 1)]
@@ -136,18 +140,18 @@ def test_a_killed_worker_is_replaced_and_pure_cells_are_rerun(make_rlm, model_se
         }
     )
     rlm = make_rlm()
-    pool = pool_of(rlm)
     with rlm.session("one two three") as s:
-        assert s.completion("Q-ONE").answer == "set"
-        worker = ray.get(pool.session_workers.remote())[s.session_id]
-        ray.kill(worker, no_restart=True)
+        first = s.completion("Q-ONE")
+        assert first.answer == "set"
+        os.kill(first.trace.pid, signal.SIGKILL)  # the process, as the OOM killer would
         second = s.completion("Q-TWO")
     assert second.answer == "23"
     told = [r for r in model_server.requests if r.system][-1].first_user
     assert "REPL RESTORED" in told
     assert "These variables are LOST (compute them again if you need them): leaf" in told
     assert "base: int" in told and "words: list (3 items) of str" in told
-    assert second.trace.repl_restarts == 1
+    assert second.trace.repl_restarts == 0  # lost between questions: not this question's loss
+    assert second.trace.pid != first.trace.pid
     assert sum(1 for r in model_server.requests if not r.system) == 1  # LEAF not asked again
 
 
@@ -249,3 +253,33 @@ def test_a_question_answer_with_a_slow_leaf(make_rlm, model_server):
     )
     with make_rlm().session("ctx") as s:
         assert s.completion("Q").answer == "7"
+
+
+def test_a_worker_killed_mid_question_resumes_with_the_session_restored(make_rlm, model_server):
+    import threading
+
+    model_server.reply = by_question(
+        {
+            "Q-ONE": code("base = 20\nFINAL('set')"),
+            "Q-TWO": lambda r: (
+                code("x = int(llm_query('SLOW-LEAF'))\nFINAL(base + x)")
+                if r.turn == 0 or "REPL RESTORED" in r.last_user
+                else "FINAL(the model was not told)"
+            ),
+        },
+        leaf=Reply(content="22", delay_s=1.5),
+    )
+    rlm = make_rlm()
+    pool = pool_of(rlm)
+    slow = lambda: sum(1 for r in model_server.requests if not r.system)  # noqa: E731
+    with rlm.session("ctx") as s:
+        s.completion("Q-ONE")
+        box: dict = {}
+        thread = threading.Thread(target=lambda: box.update(r=s.completion("Q-TWO")))
+        thread.start()
+        wait_for(lambda: slow() >= 1, what="the cell to wait on its leaf call")
+        ray.kill(ray.get(pool.session_workers.remote())[s.session_id], no_restart=True)
+        thread.join(120)
+    assert box["r"].answer == "42" and box["r"].trace.repl_restarts == 1
+    told = [r for r in model_server.requests if r.system][-1].last_user
+    assert "REPL LOST" in told and "REPL RESTORED" in told and "No variable was lost" in told

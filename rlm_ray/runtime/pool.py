@@ -315,6 +315,7 @@ class REPLPool:
         session's REPL from its recorded cells (`session_repl.replay`), then resumes like any
         call that lost its REPL."""
         restart: Restart | None = None
+        await self._probe_pin(turn.session_id)
         while True:
             pin = self._sessions.get(turn.session_id)
             if pin is None:
@@ -335,6 +336,22 @@ class REPLPool:
                 ray.kill(worker)  # mid-cell, as in `_run_on_workers`: the next question replays
                 pin.worker = None
                 raise
+
+    async def _probe_pin(self, session_id: str) -> None:
+        """A worker lost between two questions is replaced before the next one starts, so the
+        loss is not counted against that question's `max_repl_restarts`."""
+        pin = self._sessions.get(session_id)
+        if pin is None or pin.worker is None:
+            return
+        try:
+            await pin.worker.__ray_ready__.remote()
+        except RayActorError as exc:
+            print(
+                f"rlm-ray: the REPL of session {session_id} was lost between questions "
+                f"({_loss_reason(exc)}); rebuilding it",
+                file=sys.stderr,
+            )
+            pin.worker = None
 
     def _repin(self, pin: _Pin) -> None:
         """A new worker for a session whose worker was lost: on its node if alive, else on the
