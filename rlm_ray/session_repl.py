@@ -145,12 +145,14 @@ def replay(
             failed += 1
         else:
             rerun += 1
-    now = variables(repl)
-    for name in tainted & set(now):
+    deleted = tainted & set(variables(repl))
+    for name in deleted:
         del repl.sandbox.namespace[name]
     now = variables(repl)
     repl.sandbox.namespace["answer"] = {"content": "", "ready": False}
-    lost = sorted((set(expected) | tainted) - set(now) - {"answer"}) + sorted(
+    # (a tainted name that is no variable now and was none before, such as a local of a
+    # function a skipped cell defined, is not reported)
+    lost = sorted((set(expected) - set(now)) | deleted) + sorted(
         name for name, kind in expected.items() if name in now and now[name] != kind
     )
     for name in lost:  # present but not as it was: stale

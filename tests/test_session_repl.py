@@ -48,13 +48,15 @@ def test_a_cell_with_subcalls_is_skipped_and_what_it_touched_is_lost():
     cells = (
         pure("import re\nxs = []\nkeep = 1"),
         spends("xs.append(llm_query('p'))\nfound = re.findall('a', context)"),
+        spends("def ask(t):\n    reply = llm_query(t)\n    return reply"),
         pure("total = len(xs)"),  # reads a value the skipped cell changed: skipped too
         pure("other = keep + len(re.findall('b', context))"),  # `re` was only used: rerun
     )
     expected = {"xs": "list (1 items) of str", "keep": "int", "found": "list (1 items) of str"}
-    restored = replay(repl, cells, expected | {"total": "int", "other": "int"}, subcalls=False)
-    assert (restored.rerun, restored.skipped) == (2, 2)
-    assert set(restored.lost) == {"xs", "found", "total"}
+    expected |= {"total": "int", "other": "int", "ask": "function"}
+    restored = replay(repl, cells, expected, subcalls=False)
+    assert (restored.rerun, restored.skipped) == (2, 3)
+    assert set(restored.lost) == {"xs", "found", "total", "ask"}  # not `reply`: a local
     assert set(variables(repl)) == {"re", "keep", "other"}
     assert "LOST" in restored.notice() and fake.calls == 0
 
