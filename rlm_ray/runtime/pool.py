@@ -112,8 +112,14 @@ class REPLPool:
         return stats
 
     def workers(self) -> dict[str, Any]:
-        """The worker actor running each call in progress, by call id (to inspect or kill)."""
-        return dict(self._workers)
+        """The worker actor running each call in progress, by call id (to inspect or kill),
+        and the worker pinned to each session between its questions, by session id."""
+        running = dict(self._workers)
+        busy = {id(worker) for worker in running.values()}
+        for session_id, pin in self._sessions.items():
+            if pin.worker is not None and id(pin.worker) not in busy:
+                running[session_id] = pin.worker
+        return running
 
     def checkpoint(self, call_id: str, saved: Checkpoint) -> None:
         """Keep a call's latest checkpoint while it runs (a late, older one is ignored)."""
