@@ -184,6 +184,31 @@ def _dispatch(args: argparse.Namespace, answer_out: Any) -> int:
         return EXIT_ERROR
 
 
+def _rlm(args: argparse.Namespace) -> Any:
+    """The `RLM` of a `run` or `chat` command line."""
+    from rlm_ray.rlm import RLM
+
+    return RLM(
+        args.model,
+        sub_model=args.sub_model,
+        api_base=args.api_base,
+        api_key=args.api_key,
+        max_depth=args.max_depth,
+        max_iterations=args.max_iterations,
+        max_time_s=args.max_time,
+        max_sub_calls=args.max_sub_calls,
+        max_total_tokens=args.max_total_tokens,
+        max_cost_usd=args.max_cost_usd,
+        requests_per_minute=args.requests_per_minute,
+        tokens_per_minute=args.tokens_per_minute,
+        chunk_by=args.chunk_by,
+        chunk_size=args.chunk_size,
+        address=args.address,
+        cache_dir=args.cache,
+        prompt=args.prompt,
+    )
+
+
 def _run(args: argparse.Namespace, answer_out: Any) -> int:
     from rlm_ray.trace.file import check_trace_path
 
@@ -210,31 +235,6 @@ def _run(args: argparse.Namespace, answer_out: Any) -> int:
         _write_trace(result.trace, args.trace, args.quiet)
     _print_answer(result, args, answer_out)
     return 0
-
-
-def _rlm(args: argparse.Namespace) -> Any:
-    """The `RLM` of a `run` or `chat` command line."""
-    from rlm_ray.rlm import RLM
-
-    return RLM(
-        args.model,
-        sub_model=args.sub_model,
-        api_base=args.api_base,
-        api_key=args.api_key,
-        max_depth=args.max_depth,
-        max_iterations=args.max_iterations,
-        max_time_s=args.max_time,
-        max_sub_calls=args.max_sub_calls,
-        max_total_tokens=args.max_total_tokens,
-        max_cost_usd=args.max_cost_usd,
-        requests_per_minute=args.requests_per_minute,
-        tokens_per_minute=args.tokens_per_minute,
-        chunk_by=args.chunk_by,
-        chunk_size=args.chunk_size,
-        address=args.address,
-        cache_dir=args.cache,
-        prompt=args.prompt,
-    )
 
 
 def _print_answer(result: Any, args: argparse.Namespace, answer_out: Any) -> None:

@@ -201,6 +201,8 @@ class RLM:
         corpus = _is_corpus(context)
         deadline = None if self.config.max_time_s is None else time.time() + self.config.max_time_s
         run_id = new_run_id()
+        if context_ref is None and not corpus:  # (a session passes the handle it put once)
+            context_ref = ray.put(context)
         return CallSpec(
             run_id=run_id,
             call_id=run_id,
@@ -214,11 +216,7 @@ class RLM:
             deadline=deadline,
             # The driver puts the context into the object store once; every call gets the handle.
             # A corpus is there already: its view travels as handles and offsets.
-            context_ref=None
-            if corpus
-            else ray.put(context)
-            if context_ref is None
-            else context_ref,
+            context_ref=None if corpus else context_ref,
             context_value=context if corpus else None,
         )
 
