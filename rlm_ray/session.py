@@ -53,6 +53,8 @@ class Session:
 
         if not isinstance(open_timeout_s, (int, float)) or open_timeout_s < 0:
             raise ConfigError(f"`open_timeout_s` must be a number >= 0, got {open_timeout_s!r}")
+        if rlm.config.max_depth < 1:
+            raise ConfigError("a session keeps a REPL between questions: it needs `max_depth` >= 1")
         self._rlm = rlm
         self.session_id = runtime.new_run_id()
         self.history: list[tuple[str, str]] = []

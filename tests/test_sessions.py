@@ -246,6 +246,10 @@ def test_chat_refuses_stdin_as_context(tmp_path):
 def test_a_session_of_an_invalid_context_fails_before_ray_work(make_rlm):
     with pytest.raises(ConfigError, match="empty"):
         make_rlm().session("")
+    with pytest.raises(ConfigError, match="max_depth"):
+        make_rlm(max_depth=0).session("ctx")
+    with pytest.raises(ConfigError, match="open_timeout_s"):
+        make_rlm().session("ctx", open_timeout_s=-1)
 
 
 def test_a_question_answer_with_a_slow_leaf(make_rlm, model_server):
