@@ -20,6 +20,7 @@ from rlm_ray.ops import OpResult
 from rlm_ray.program import AnswerRule, Program, ProgramCell
 from rlm_ray.progress import DepthProgress, Progress
 from rlm_ray.rlm import RLM, load
+from rlm_ray.session import Session
 from rlm_ray.tools import ToolCall, tool
 from rlm_ray.types import CallTrace, Result, Usage
 
@@ -44,6 +45,7 @@ __all__ = [
     "RLMError",
     "Result",
     "SandboxError",
+    "Session",
     "SubCallError",
     "ToolCall",
     "Usage",

@@ -105,15 +105,19 @@ def run_call(
     where: Whereabouts | None = None,
     context_id: str = "",
     started_s: float | None = None,
+    repl: REPLSession | None = None,
+    first_turn: str | None = None,
 ) -> CallResult:
     """Run one RLM call to its answer, or to a `CallResult` carrying the `RLMError` that ended
     it. Machinery failures (a dead gateway, an interrupted wait) raise. `started_s`: when the
-    worker took the call (before it fetched the context), else now."""
+    worker took the call (before it fetched the context), else now. A session's question
+    passes its live `repl` (bound to `backend`; kept open afterwards) and its `first_turn`
+    template (see `session_repl`)."""
     started = time.time() if started_s is None else started_s
     trace, usage = _start_trace(spec, where or Whereabouts(), context_id, restart, started)
     if spec.depth >= spec.config.max_depth:  # max_depth=0: no REPL, one plain model call
         return _plain_call(spec, context, backend, trace)
-    session = _session(spec, context, backend, hard_kill, kill_switch)
+    session = repl if repl is not None else new_repl(spec, context, backend, hard_kill, kill_switch)
     variant = prompts.choose(spec.model, spec.models.prompt)
 
     def save(messages: Messages, index: int) -> None:
@@ -127,6 +131,8 @@ def run_call(
         _loop_settings(spec, context, variant, lambda: check_limits(spec, session)),
         checkpoint=save,
     )
+    if first_turn is not None:
+        settings = dataclasses.replace(settings, first_turn=first_turn)
     resume = restart.resume if restart is not None else None
     try:
         if spec.program is not None:  # program mode: the recorded cells, no root-model call
@@ -152,7 +158,8 @@ def run_call(
     finally:
         session.subcalls.drain()  # usage and trace of every sub-call that ran
         usage.add(session.subcalls.usage)
-        session.close()
+        if repl is None:  # a session's REPL lives on for its next question
+            session.close()
         trace.duration_s = time.time() - trace.started_s
         _record_usage(trace, usage)
     return CallResult(answer, usage, trace)
@@ -173,7 +180,7 @@ def _start_trace(
     return trace, usage
 
 
-def _session(
+def new_repl(
     spec: CallSpec,
     context: Any,
     backend: Backend,

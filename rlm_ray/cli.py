@@ -4,6 +4,7 @@
     rlm-ray replay FILE.jsonl --context NEW [--model M] [--api-base URL] [options of run]
     rlm-ray trace FILE [--html OUT.html]
     rlm-ray ingest PATH --out FILE.parquet
+    rlm-ray chat --model M --context PATH [options]     follow-up questions, one per stdin line
     rlm-ray run --model local --context examples/... --query TEXT      (offline, no key)
 
 Stdout carries only the answer (or, with --json, one JSON object with `answer`, `usage`,
@@ -58,6 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(replay, required=False)
     replay.add_argument("--context", required=True, metavar="PATH", help=_REPLAY_CONTEXT_HELP)
     _add_replay_options(replay)
+    chat = commands.add_parser(
+        "chat",
+        help="a session: questions from stdin, one per line, over one context and one REPL",
+        description="Ask follow-up questions over one context: each line of stdin is a question "
+        "(a pipe or a terminal), each answer goes to stdout; the REPL's variables persist from "
+        "question to question. Ends at end of input or on a line `exit` or `quit`.",
+    )
+    _add_model_options(chat, required=True)
+    chat.add_argument(
+        "--context",
+        required=True,
+        metavar="PATH",
+        help="a text file, a .json file (parsed), or a corpus: a directory, a .jsonl, .csv or "
+        ".parquet file (stdin carries the questions)",
+    )
+    _add_run_options(chat, trace=False)
     trace = commands.add_parser("trace", help="show a trace file: call tree, or an HTML page")
     trace.add_argument("file", help="a trace written by `run --trace` (.jsonl or .parquet)")
     trace.add_argument("--html", metavar="OUT.html", help="write a self-contained HTML page")
@@ -86,8 +103,9 @@ def _add_model_options(run: argparse.ArgumentParser, *, required: bool) -> None:
     run.add_argument("--api-key", help="API key (default: the provider's environment variable)")
 
 
-def _add_run_options(run: argparse.ArgumentParser) -> None:
-    """The options of a run besides its models, context and query (also `replay`'s)."""
+def _add_run_options(run: argparse.ArgumentParser, *, trace: bool = True) -> None:
+    """The options of a run besides its models, context and query (also `replay`'s and, but
+    for --trace, `chat`'s)."""
     run.add_argument(
         "--max-depth",
         type=int,
@@ -144,11 +162,12 @@ def _add_run_options(run: argparse.ArgumentParser) -> None:
         help=f"prompt variant: {', '.join(PROMPTS)} (docs/prompts.md; default: small for local "
         "models, else paper)",
     )
-    run.add_argument(
-        "--trace",
-        metavar="FILE",
-        help="write the call tree to FILE.jsonl or FILE.parquet (see `rlm-ray trace`)",
-    )
+    if trace:
+        run.add_argument(
+            "--trace",
+            metavar="FILE",
+            help="write the call tree to FILE.jsonl or FILE.parquet (see `rlm-ray trace`)",
+        )
     run.add_argument(
         "--json", action="store_true", help="print one JSON object: answer, usage, timings"
     )
@@ -173,7 +192,7 @@ def _add_replay_options(replay: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     answer_out = sys.stdout
-    if args.command in ("run", "replay"):
+    if args.command in ("run", "replay", "chat"):
         # subtle: Ray prints worker and raylet log lines ("(raylet) WARNING: ...") on whatever
         # sys.stdout is when they arrive, from a thread, and flushes leftovers at exit. The
         # answer must be alone on stdout (users pipe it), so a run sends everything else to
@@ -192,6 +211,8 @@ def _dispatch(args: argparse.Namespace, answer_out: Any) -> int:
             return _run(args, answer_out)
         if args.command == "replay":
             return _replay(args, answer_out)
+        if args.command == "chat":
+            return _chat(args, answer_out)
         return {"ingest": _ingest, "trace": _trace}[args.command](args)
 
     return _dispatch_work(work)
@@ -272,13 +293,58 @@ def _answer(args: argparse.Namespace, answer_out: Any, rlm: Any, work: Any) -> i
         raise
     if args.trace:
         _write_trace(result.trace, args.trace, args.quiet)
+    _print_answer(result, args, answer_out)
+    return 0
+
+
+def _print_answer(result: Any, args: argparse.Namespace, answer_out: Any) -> None:
     if args.json:
         out = {"answer": result.answer, "usage": result.usage.to_dict(), "timings": result.timings}
         print(json.dumps(out, ensure_ascii=False), file=answer_out)
     else:
         print(result.answer, file=answer_out)
     answer_out.flush()
-    return 0
+
+
+_CHAT_EXIT = {"exit", "quit"}
+
+
+def _chat(args: argparse.Namespace, answer_out: Any) -> int:
+    """Questions from stdin, one per line, in one session; each answer on stdout. A question
+    that fails is reported on stderr and the chat goes on."""
+    if args.context == "-":
+        raise ConfigError("chat reads its questions from stdin: give --context a file or directory")
+    if args.quiet:
+        _quiet_ray()
+    context = read_context(args.context, quiet=args.quiet)
+    rlm = _rlm(args)
+    interactive = sys.stdin.isatty()
+    with rlm.session(context) as session:
+        while True:
+            if interactive:
+                print("rlm-ray> ", end="", file=sys.stderr, flush=True)
+            line = sys.stdin.readline()
+            question = line.strip()
+            if not line or question.lower() in _CHAT_EXIT:
+                return 0
+            if not question:
+                continue
+            try:
+                result = _ask(session, rlm, question, args.quiet)
+            except RLMError as exc:
+                print(f"rlm-ray: error: {_one_line(exc)}", file=sys.stderr)
+                continue
+            _print_answer(result, args, answer_out)
+
+
+def _ask(session: Any, rlm: Any, question: str, quiet: bool) -> Any:
+    if quiet:
+        return session.completion(question)
+    from rlm_ray.progress_display import ProgressDisplay
+
+    with ProgressDisplay(sys.stderr) as display:
+        rlm.on_progress = display.update
+        return session.completion(question)
 
 
 def _replay(args: argparse.Namespace, answer_out: Any) -> int:

@@ -80,6 +80,16 @@ class REPLSession:
         unmark_clean(self.context)
         self.sandbox.close()
 
+    def rebind(self, backend: Backend) -> None:
+        """Start a session's next question in this REPL (`session_repl`): its sub-calls go
+        through `backend`, their usage counts from zero and `answer` is reset; every variable
+        stays."""
+        self.subcalls = SubCalls(
+            backend, default_model=self.subcalls.default_model, waiting=self.sandbox.waiting
+        )
+        self.partial_answer = self._answer = self._answer_error = None
+        self.sandbox.namespace["answer"] = {"content": "", "ready": False}
+
     # -- loop.REPL --------------------------------------------------------------------------
     def run(self, code: str) -> CellReport:
         cell = CellTrace(code=code, output="", started_s=time.time())

@@ -36,6 +36,7 @@ from rlm_ray.types import Result
 if TYPE_CHECKING:
     from rlm_ray.corpus.view import Corpus
     from rlm_ray.program import Program
+    from rlm_ray.session import Session
 
 
 class RLM:
@@ -128,6 +129,17 @@ class RLM:
             return asyncio.run(self.acompletion(query, context))
         return _run_in_thread(lambda: asyncio.run(self.acompletion(query, context)))
 
+    def session(self, context: Any, *, open_timeout_s: float = 60.0) -> Session:
+        """A session over `context` for follow-up questions: `with rlm.session(context) as s:
+        s.completion(q1); s.completion(q2)`. The context is put into the object store once and
+        one REPL worker is pinned to the session, so its variables persist from question to
+        question (rlm_ray/session.py). Opening waits at most `open_timeout_s` for a free REPL
+        slot when the pool is full. Close it (`with`, `close()`), or it is closed when garbage
+        collected or when the driver exits."""
+        from rlm_ray.session import Session
+
+        return Session(self, check_context(context), open_timeout_s)
+
     async def acompletion(self, query: str, context: Any) -> Result:
         """`completion` for async code: awaits the call tree without blocking the event loop."""
         return await self._arun(_check_query(query), context)
@@ -211,6 +223,9 @@ class RLM:
 
     async def _start_local_servers(self) -> Any:
         """One server per node for each local model of this run (None if there is none)."""
+        return await asyncio.to_thread(self._local_servers)
+
+    def _local_servers(self) -> Any:
         names = {m for m in (self.models.model, self.models.sub_model) if is_local(m)}
         if not names:
             return None
@@ -221,14 +236,14 @@ class RLM:
             threads=self.config.local_server_threads,
             ctx_per_slot=DEFAULT_CTX_PER_SLOT,
         )
-        return await asyncio.to_thread(model_servers.start_servers, names, settings)
+        return model_servers.start_servers(names, settings)
 
     def _put_corpus(self, table: Any) -> Any:
         from rlm_ray.corpus.store import put_corpus
 
         return put_corpus(table, self.config.chunk_by, self.config.chunk_size)
 
-    def _root_spec(self, query: str, context: Any, models: ModelSettings):
+    def _root_spec(self, query: str, context: Any, models: ModelSettings, context_ref: Any = None):
         import ray
 
         from rlm_ray.call import CallSpec
@@ -237,6 +252,8 @@ class RLM:
         corpus = _is_corpus(context)
         deadline = None if self.config.max_time_s is None else time.time() + self.config.max_time_s
         run_id = new_run_id()
+        if context_ref is None and not corpus:  # (a session passes the handle it put once)
+            context_ref = ray.put(context)
         return CallSpec(
             run_id=run_id,
             call_id=run_id,
@@ -250,7 +267,7 @@ class RLM:
             deadline=deadline,
             # The driver puts the context into the object store once; every call gets the handle.
             # A corpus is there already: its view travels as handles and offsets.
-            context_ref=None if corpus else ray.put(context),
+            context_ref=None if corpus else context_ref,
             context_value=context if corpus else None,
             tools=self._run_tools(),
         )

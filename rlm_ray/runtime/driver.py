@@ -161,46 +161,51 @@ async def run_root(
     spec: CallSpec,
     on_progress: progress.ProgressCallback | None = None,
     approve: Callable[[Any], Any] | None = None,
+    turn: Any = None,
 ) -> CallResult:
     """Run the root call on the cluster and wait for it without blocking the event loop.
 
     A run with a budget or a rate limit registers with the driver's admission actor first.
     With `approve` (tools: `RLM(approve=fn)`), the driver answers `write` tool calls while it
-    waits (`tool_host.serve`)."""
+    waits (`tool_host.serve`). `turn`: a session's question (`session_repl.SessionTurn`), run
+    on its pinned worker."""
     if approve is not None and spec.tools is not None and spec.tools.ask:
         from rlm_ray.runtime import tool_host
 
         actor = tool_host.approvals_actor()
         spec.tools = replace(spec.tools, approvals=actor)
         return await tool_host.serve(
-            actor, spec.run_id, approve, lambda: run_root(runtime, spec, on_progress)
+            actor, spec.run_id, approve, lambda: run_root(runtime, spec, on_progress, None, turn)
         )
     cfg = spec.config
     budget, rate_limit, overrides = cfg.budget(), cfg.rate_limit(), cfg.rate_limit_overrides()
     if not budget.is_set() and rate_limit == RateLimit() and not overrides:
-        return await _run_with_progress(runtime, spec, on_progress)
+        return await _run_with_progress(runtime, spec, on_progress, turn)
     spec.admission = runtime.admission()
     opened = spec.admission.open_run.remote(spec.run_id, budget, rate_limit, overrides)
     await asyncio.wrap_future(opened.future())
     try:
-        return await _run_with_progress(runtime, spec, on_progress)
+        return await _run_with_progress(runtime, spec, on_progress, turn)
     finally:
         spec.admission.close_run.remote(spec.run_id)
 
 
 async def _run_with_progress(
-    runtime: Runtime, spec: CallSpec, on_progress: progress.ProgressCallback | None
+    runtime: Runtime,
+    spec: CallSpec,
+    on_progress: progress.ProgressCallback | None,
+    turn: Any = None,
 ) -> CallResult:
     """Wait for the root call. With `on_progress`, the gateways and the pool count the run's
     calls and the driver polls them every `progress.PROGRESS_INTERVAL_S` while it waits
     (nothing is sent per call); the last snapshot has `finished=True`. If `on_progress` raises, the run is cancelled and the
     exception propagates."""
     if on_progress is None:
-        return await _await_root(runtime, spec)
+        return await _await_root(runtime, spec, turn)
     actors = [*runtime.gateways, runtime.pool]
     started = time.time()
     await asyncio.gather(*(actor.track_run.remote(spec.run_id) for actor in actors))
-    root = asyncio.ensure_future(_await_root(runtime, spec))
+    root = asyncio.ensure_future(_await_root(runtime, spec, turn))
     poll = asyncio.ensure_future(_poll_progress(actors, spec.run_id, started, on_progress))
     try:
         await asyncio.wait({root, poll}, return_when=asyncio.FIRST_COMPLETED)
@@ -238,8 +243,8 @@ async def _read_progress(
     return progress.merge(run_id, time.time() - started, counters, finished=False)
 
 
-async def _await_root(runtime: Runtime, spec: CallSpec) -> CallResult:
-    ref = runtime.pool.run_call.remote(spec, runtime.gateways)
+async def _await_root(runtime: Runtime, spec: CallSpec, turn: Any = None) -> CallResult:
+    ref = runtime.pool.run_call.remote(spec, runtime.gateways, turn)
     grace = None if spec.deadline is None else spec.deadline - time.time() + 30.0
     try:
         result = await asyncio.wait_for(asyncio.wrap_future(ref.future()), timeout=grace)

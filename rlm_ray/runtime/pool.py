@@ -19,7 +19,8 @@ import asyncio
 import sys
 import time
 from collections import Counter
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
@@ -33,6 +34,9 @@ from rlm_ray.runtime.backend import unwrap
 from rlm_ray.runtime.worker import RemoteWorker
 from rlm_ray.slots import Slots
 from rlm_ray.types import CallResult, Usage
+
+if TYPE_CHECKING:
+    from rlm_ray.session_repl import SessionTurn
 
 _NODES_TTL_S = 1.0
 
@@ -62,6 +66,7 @@ class REPLPool:
         self._changed = asyncio.Condition()
         self._self = ray.get_runtime_context().current_actor
         self._board = progress.ProgressBoard()  # counters of the runs tracked for progress
+        self._sessions: dict[str, _Pin] = {}  # session id -> its pinned worker
 
     def _new_worker(self, node: str) -> Any:
         # subtle: hard affinity. Ray 2.60 moves a *soft* zero-CPU actor off the head node even
@@ -99,6 +104,7 @@ class REPLPool:
             "peak_held": self._slots.peak,  # most REPL calls live at once (since the last reset)
             "idle": sum(len(v) for v in self._idle.values()),
             "running": len(self._running),
+            "sessions": len(self._sessions),
             "nodes": nodes,
         }
         if reset_peak:
@@ -106,8 +112,14 @@ class REPLPool:
         return stats
 
     def workers(self) -> dict[str, Any]:
-        """The worker actor running each call in progress, by call id (to inspect or kill)."""
-        return dict(self._workers)
+        """The worker actor running each call in progress, by call id (to inspect or kill),
+        and the worker pinned to each session between its questions, by session id."""
+        running = dict(self._workers)
+        busy = {id(worker) for worker in running.values()}
+        for session_id, pin in self._sessions.items():
+            if pin.worker is not None and id(pin.worker) not in busy:
+                running[session_id] = pin.worker
+        return running
 
     def checkpoint(self, call_id: str, saved: Checkpoint) -> None:
         """Keep a call's latest checkpoint while it runs (a late, older one is ignored)."""
@@ -126,7 +138,11 @@ class REPLPool:
     def progress(self, run_id: str, forget: bool = False) -> progress.RunCounters | None:
         return self._board.read(run_id, forget)
 
-    async def run_call(self, spec: CallSpec, gateways: list) -> CallResult:
+    async def run_call(
+        self, spec: CallSpec, gateways: list, turn: SessionTurn | None = None
+    ) -> CallResult:
+        """Run one RLM call; a session's question (`turn`) runs on the session's pinned worker,
+        in the slot the session holds."""
         self._running[spec.call_id] = asyncio.current_task()  # type: ignore[assignment]
         if spec.depth == 0:
             self._slots.start_run(spec.config.max_depth)
@@ -134,6 +150,8 @@ class REPLPool:
         if counters is not None:
             counters.rlm_started(spec.depth)
         try:
+            if turn is not None:
+                return await self._run_pinned(spec, gateways, turn)
             return await self._admit_and_run(spec, gateways)
         except asyncio.CancelledError:
             self._cancel_below(spec, gateways)
@@ -167,7 +185,7 @@ class REPLPool:
         """Run the call in a worker; if the worker dies, go on in a new one from the checkpoint."""
         restart: Restart | None = None
         while True:
-            worker, node = await self._take_worker(spec)
+            worker, node = await self._take_worker(spec.context_ref)
             self._workers[spec.call_id] = worker
             try:
                 run = worker.run.options(name=f"rlm call depth={spec.depth} call={spec.call_id}")
@@ -207,12 +225,12 @@ class REPLPool:
         resume = Resume(saved.messages, saved.index + 1, notice)
         return Restart(count, started, resume, saved.iterations, saved.usage)
 
-    async def _take_worker(self, spec: CallSpec) -> tuple[Any, str]:
+    async def _take_worker(self, context_ref: Any) -> tuple[Any, str]:
         """A warm or new worker, on a node holding the call's context if one has room."""
         holders: list[str] = []
-        if spec.context_ref is not None and len(self._live_nodes()) > 1:
+        if context_ref is not None and len(self._live_nodes()) > 1:
             # a blocking GCS query (up to 1 s): in a thread, so the pool's other calls go on
-            holders = await asyncio.to_thread(_holders, spec.context_ref)
+            holders = await asyncio.to_thread(_holders, context_ref)
         nodes = self._live_nodes() or [self._node]  # after the await: no stale counts below
         roomy = [n for n in nodes if self._busy[n] < self._slots_per_node] or nodes
         local = [n for n in holders if n in roomy]
@@ -244,6 +262,119 @@ class REPLPool:
         if spec.depth == 0:
             for gateway in gateways:
                 gateway.cancel_run.remote(spec.run_id)
+
+    # -- sessions: a worker pinned to one session's REPL between its questions ----------------
+    async def open_session(
+        self, session_id: str, max_depth: int, context_ref: Any, wait_s: float
+    ) -> None:
+        """Pin a worker to a session until `close_session`.
+
+        A session counts against the pool's capacity like a root call that lasts as long as the
+        session: it holds one depth-0 slot (and its worker) from open to close, and each of its
+        questions runs in that slot on that worker; their `recursive_llm` children take slots
+        as usual, under the same rule (`Slots`), so a session never starves its own children.
+        When the pool is full (every slot held by runs or by other sessions), opening waits for a
+        slot as a root call would, but at most `wait_s`: then it fails with `SandboxError`
+        naming the open sessions, since a session that is never closed keeps its slot for good
+        and waiting on it could last forever.
+        """
+        self._slots.start_run(max_depth)  # its levels stay reserved while it lives
+        try:
+            async with self._changed:
+                await asyncio.wait_for(self._changed.wait_for(lambda: self._has_room(0)), wait_s)
+                self._slots.take(0)
+        except asyncio.TimeoutError:
+            self._slots.end_run(max_depth)
+            raise SandboxError(
+                f"no REPL slot became free within {wait_s:g} s to open a session: the pool's "
+                f"{self._capacity} slot(s) are held ({len(self._sessions)} by open sessions); "
+                "close a session, or raise `max_repl_actors_per_node`"
+            ) from None
+        except BaseException:
+            self._slots.end_run(max_depth)
+            raise
+        worker, node = await self._take_worker(context_ref)
+        self._sessions[session_id] = _Pin(worker, node, max_depth)
+
+    async def close_session(self, session_id: str) -> bool:
+        """End a session: its worker process (and the REPL in it) goes, its slot comes back.
+        False if it was not open (closed already)."""
+        pin = self._sessions.pop(session_id, None)
+        if pin is None:
+            return False
+        if pin.worker is not None:
+            ray.kill(pin.worker)
+        self._busy[pin.node] -= 1
+        async with self._changed:
+            self._slots.give_back(0)
+            self._slots.end_run(pin.max_depth)
+            self._changed.notify_all()
+        return True
+
+    def session_workers(self) -> dict[str, Any]:
+        """The worker pinned to each open session, by session id (None while it is lost)."""
+        return {sid: pin.worker for sid, pin in self._sessions.items()}
+
+    async def _run_pinned(self, spec: CallSpec, gateways: list, turn: SessionTurn) -> CallResult:
+        """A session's question on its pinned worker. A lost worker (killed, its node gone, or
+        a cancelled question that took it down) is replaced by a new one, which rebuilds the
+        session's REPL from its recorded cells (`session_repl.replay`), then resumes like any
+        call that lost its REPL."""
+        restart: Restart | None = None
+        await self._probe_pin(turn.session_id)
+        while True:
+            pin = self._sessions.get(turn.session_id)
+            if pin is None:
+                raise SandboxError(f"session {turn.session_id} is closed")
+            if pin.worker is None:
+                self._repin(pin)
+            worker = pin.worker
+            self._workers[spec.call_id] = worker
+            try:
+                run = worker.run_session.options(name=f"rlm session question call={spec.call_id}")
+                return await run.remote(spec, gateways, self._self, restart, turn)
+            except RayTaskError as exc:
+                raise unwrap(exc) from None
+            except RayActorError as exc:
+                pin.worker = None
+                restart = self._restart_after_loss(spec, restart, exc)
+            except asyncio.CancelledError:
+                ray.kill(worker)  # mid-cell, as in `_run_on_workers`: the next question replays
+                pin.worker = None
+                raise
+
+    async def _probe_pin(self, session_id: str) -> None:
+        """A worker lost between two questions is replaced before the next one starts, so the
+        loss is not counted against that question's `max_repl_restarts`."""
+        pin = self._sessions.get(session_id)
+        if pin is None or pin.worker is None:
+            return
+        try:
+            await pin.worker.__ray_ready__.remote()
+        except RayActorError as exc:
+            print(
+                f"rlm-ray: the REPL of session {session_id} was lost between questions "
+                f"({_loss_reason(exc)}); rebuilding it",
+                file=sys.stderr,
+            )
+            pin.worker = None
+
+    def _repin(self, pin: _Pin) -> None:
+        """A new worker for a session whose worker was lost: on its node if alive, else on the
+        least busy live node (the pin keeps counting as busy where it is)."""
+        nodes = self._live_nodes() or [self._node]
+        if pin.node not in nodes:
+            self._busy[pin.node] -= 1
+            pin.node = min(nodes, key=lambda n: self._busy[n])
+            self._busy[pin.node] += 1
+        pin.worker = self._new_worker(pin.node)
+
+
+@dataclass
+class _Pin:
+    worker: Any  # None while lost: the next question makes a new one
+    node: str
+    max_depth: int
 
 
 def _holders(context_ref: Any) -> list[str]:

@@ -7,6 +7,7 @@ call's context, tells `run_call` where it runs, and sends each checkpoint to the
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -14,9 +15,10 @@ from typing import Any
 
 import ray
 
-from rlm_ray import corpus
-from rlm_ray.call import CallSpec, Checkpoint, Restart, Whereabouts, run_call
+from rlm_ray import corpus, session_repl
+from rlm_ray.call import CallSpec, Checkpoint, Restart, Whereabouts, new_repl, run_call
 from rlm_ray.corpus import store
+from rlm_ray.repl import REPLSession
 from rlm_ray.runtime.backend import RayBackend, whereabouts
 from rlm_ray.types import CallResult
 
@@ -33,6 +35,8 @@ class REPLWorker:
         self._kill_switch = KillSwitch()
         if memory_mb:
             limit_memory(memory_mb)
+        # A pinned worker's session: its REPL and context, kept between questions.
+        self._sessions: dict[str, tuple[REPLSession, Any]] = {}
 
     def run(
         self, spec: CallSpec, gateways: list, pool: Any, restart: Restart | None = None
@@ -60,6 +64,66 @@ class REPLWorker:
             context_id=context_id,
             started_s=started,
         )
+
+    def run_session(
+        self,
+        spec: CallSpec,
+        gateways: list,
+        pool: Any,
+        restart: Restart | None,
+        turn: session_repl.SessionTurn,
+    ) -> session_repl.SessionCallResult:
+        """A session's question in the session's REPL, kept alive in this process between
+        questions (the context is fetched once). A process that has no REPL for the session
+        (its first question, or the one before was lost with its process) builds it and
+        re-runs the session's recorded cells; the model is told what could not be restored."""
+        started = time.time()
+        live = self._sessions.get(turn.session_id)
+        restored = None
+        if live is None:
+            context = spec.context_value if spec.context_ref is None else ray.get(spec.context_ref)
+            backend = RayBackend(spec, context, gateways, pool)
+            repl = new_repl(spec, context, backend, _hard_kill, self._kill_switch)
+            if turn.cells or turn.variables:
+                restored = session_repl.replay(
+                    repl, turn.cells, turn.variables, subcalls=turn.replay_subcalls
+                )
+            self._sessions[turn.session_id] = live = (repl, context)
+        else:
+            repl, context = live
+            backend = RayBackend(spec, context, gateways, pool)
+            repl.rebind(backend)
+        if restored is not None and restart is not None and restart.resume is not None:
+            resume = restart.resume  # lost mid-question: the notice says what came back
+            notice = resume.notice + "\n\n" + restored.notice()
+            restart = dataclasses.replace(
+                restart, resume=dataclasses.replace(resume, notice=notice)
+            )
+        first_turn = session_repl.follow_up_turn(turn, session_repl.variables(repl), restored)
+        node_id, actor_id, pid = whereabouts()
+        where = Whereabouts(node_id, actor_id, pid, ray.get_runtime_context().get_worker_id())
+        result = run_call(
+            spec,
+            context,
+            backend,
+            checkpoint=lambda saved: pool.checkpoint.remote(spec.call_id, saved),
+            restart=restart,
+            hard_kill=_hard_kill,
+            kill_switch=self._kill_switch,
+            where=where,
+            context_id=_context_id(spec, context),
+            started_s=started,
+            repl=repl,
+            first_turn=first_turn,
+        )
+        fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+        return session_repl.SessionCallResult(**fields, variables=session_repl.variables(repl))
+
+
+def _context_id(spec: CallSpec, context: Any) -> str:
+    if isinstance(context, corpus.Corpus):
+        return store.corpus_id(context)
+    return "" if spec.context_ref is None else spec.context_ref.hex()
 
 
 def _hard_kill() -> None:

@@ -1,0 +1,108 @@
+"""A session's REPL between questions, in-process (no Ray): rebuilding a lost REPL from its
+recorded cells, and the first turn of a follow-up question."""
+
+from __future__ import annotations
+
+from rlm_ray.repl import REPLSession, REPLSettings
+from rlm_ray.session_repl import (
+    MAX_HISTORY,
+    Exchange,
+    RecordedCell,
+    SessionTurn,
+    follow_up_turn,
+    record_cells,
+    replay,
+    variables,
+)
+from rlm_ray.subcalls import ThreadBackend
+from rlm_ray.testing import FakeLLM
+from rlm_ray.types import CallTrace, CellTrace, IterationTrace, SubCallTrace
+
+
+def new_repl(context="a b c"):
+    fake = FakeLLM(lambda request: "7")
+    backend = ThreadBackend(fake, default_model="fake")
+    return REPLSession(context, backend, "fake", REPLSettings(can_recurse=False)), fake
+
+
+def pure(src):
+    return RecordedCell(src, made_subcalls=False)
+
+
+def spends(src):
+    return RecordedCell(src, made_subcalls=True)
+
+
+def test_pure_cells_are_rerun_and_nothing_is_lost():
+    repl, fake = new_repl()
+    cells = (pure("words = context.split()"), pure("n = len(words)\nprint(n)"))
+    restored = replay(repl, cells, {"words": "list (3 items) of str", "n": "int"}, subcalls=False)
+    assert (restored.rerun, restored.skipped, restored.failed, restored.lost) == (2, 0, 0, ())
+    assert variables(repl) == {"words": "list (3 items) of str", "n": "int"}
+    assert "No variable was lost" in restored.notice()
+    assert fake.calls == 0
+
+
+def test_a_cell_with_subcalls_is_skipped_and_what_it_touched_is_lost():
+    repl, fake = new_repl()
+    cells = (
+        pure("import re\nxs = []\nkeep = 1"),
+        spends("xs.append(llm_query('p'))\nfound = re.findall('a', context)"),
+        spends("def ask(t):\n    reply = llm_query(t)\n    return reply"),
+        pure("total = len(xs)"),  # reads a value the skipped cell changed: skipped too
+        pure("other = keep + len(re.findall('b', context))"),  # `re` was only used: rerun
+    )
+    expected = {"xs": "list (1 items) of str", "keep": "int", "found": "list (1 items) of str"}
+    expected |= {"total": "int", "other": "int", "ask": "function"}
+    restored = replay(repl, cells, expected, subcalls=False)
+    assert (restored.rerun, restored.skipped) == (2, 3)
+    assert set(restored.lost) == {"xs", "found", "total", "ask"}  # not `reply`: a local
+    assert set(variables(repl)) == {"re", "keep", "other"}
+    assert "LOST" in restored.notice() and fake.calls == 0
+
+
+def test_with_subcalls_allowed_every_cell_is_rerun():
+    repl, fake = new_repl()
+    cells = (spends("x = int(llm_query('p')) + 1"), pure("y = x * 2"))
+    restored = replay(repl, cells, {"x": "int", "y": "int"}, subcalls=True)
+    assert restored.lost == () and fake.calls == 1
+    assert repl.lookup("y") == "16"
+
+
+def test_a_cell_that_fails_on_replay_loses_its_names_and_answer_is_reset():
+    repl, _ = new_repl()
+    cells = (pure("z = 1 / 0"), pure("answer['content'] = 'x'\nanswer['ready'] = True"))
+    restored = replay(repl, cells, {"z": "int"}, subcalls=False)
+    assert restored.failed == 1 and restored.lost == ("z",)
+    assert repl.sandbox.namespace["answer"] == {"content": "", "ready": False}
+
+
+def test_a_value_rebuilt_differently_is_dropped_as_stale():
+    repl, _ = new_repl()
+    restored = replay(repl, (pure("xs = [1]"),), {"xs": "list (2 items) of int"}, subcalls=False)
+    assert restored.lost == ("xs",) and "xs" not in variables(repl)
+
+
+def test_the_first_question_keeps_the_usual_first_turn():
+    assert follow_up_turn(SessionTurn("s"), {}, None) is None
+
+
+def test_the_follow_up_turn_lists_variables_and_a_bounded_history():
+    history = tuple(Exchange(f"question {i} {{x}}", "answer " * 500) for i in range(8))
+    text = follow_up_turn(SessionTurn("s", history=history), {"d": "dict (2 items)"}, None)
+    assert text is not None
+    filled = text.format(query="NEW {braces}")
+    assert filled.endswith("Query: NEW {braces}")
+    assert "d: dict (2 items)" in filled and "question 7 {x}" in filled
+    assert "question 2 {x}" not in filled and f"({8 - MAX_HISTORY} earlier" in filled
+    assert len(filled) < 6000
+
+
+def test_record_cells_keeps_the_cells_that_ran_without_error():
+    trace = CallTrace("c", 0, "m", "q")
+    ok = CellTrace("a = 1", "")
+    sub = CellTrace("b = llm_query('x')", "", subcalls=[SubCallTrace("llm", "m", "x")])
+    bad = CellTrace("c = 1 / 0", "", error="ZeroDivisionError")
+    trace.iterations = [IterationTrace(0, "r", cells=[ok, sub, bad])]
+    assert record_cells(trace) == [pure("a = 1"), spends("b = llm_query('x')")]
+    assert record_cells(None) == []
