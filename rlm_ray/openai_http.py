@@ -54,12 +54,68 @@ class ChatReply:
 
 
 class APIStatusError(Exception):
-    """The server answered with an HTTP error status."""
+    """The server answered with an HTTP error status (a subclass below names the common ones,
+    as the OpenAI SDK and litellm do)."""
 
     def __init__(self, message: str, status_code: int, headers: Any) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.response = _Response(headers)  # `llm.py` reads Retry-After from it
+
+
+class BadRequestError(APIStatusError):
+    pass
+
+
+class AuthenticationError(APIStatusError):
+    pass
+
+
+class PermissionDeniedError(APIStatusError):
+    pass
+
+
+class NotFoundError(APIStatusError):
+    pass
+
+
+class UnprocessableEntityError(APIStatusError):
+    pass
+
+
+class RateLimitError(APIStatusError):
+    pass
+
+
+class InternalServerError(APIStatusError):
+    pass
+
+
+class BadGatewayError(APIStatusError):
+    pass
+
+
+class ServiceUnavailableError(APIStatusError):
+    pass
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+    500: InternalServerError,
+    502: BadGatewayError,
+    503: ServiceUnavailableError,
+}
+
+
+def status_error(status: int, raw: bytes, headers: Any) -> APIStatusError:
+    """The error for an HTTP error answer, named for its status, with the server's message."""
+    kind = _BY_STATUS.get(status, InternalServerError if status >= 500 else APIStatusError)
+    return kind(_error_text(raw), status, headers)
 
 
 class APIConnectionError(ConnectionError):
@@ -139,7 +195,7 @@ async def chat(
         what = str(exc) or type(exc).__name__
         raise APIConnectionError(f"{type(exc).__name__}: {what}") from None
     if status >= 400:
-        raise APIStatusError(_error_text(status, raw), status, response_headers)
+        raise status_error(status, raw, response_headers)
     return _parse(raw)
 
 
@@ -149,8 +205,9 @@ def _env_key(model: str) -> str | None:
     return os.environ.get(name)
 
 
-def _error_text(status: int, raw: bytes) -> str:
-    """The server's message: `error.message` of a JSON error body, else the body's start."""
+def _error_text(raw: bytes) -> str:
+    """The server's message: `error.message` of a JSON error body, else the body's start (the
+    status is in the error's kind: `llm.failure_kind`)."""
     text = raw.decode("utf-8", "replace").strip()
     try:
         document = json.loads(text)
@@ -160,7 +217,7 @@ def _error_text(status: int, raw: bytes) -> str:
             text = str(message)
     except ValueError:
         text = " ".join(text.split())  # an HTML error page on one line
-    return f"HTTP {status}: {text[:300] or '(empty body)'}"
+    return text[:300] or "(empty body)"
 
 
 def _parse(raw: bytes) -> ChatReply:
