@@ -150,7 +150,8 @@ def _session() -> Any:
     loop = asyncio.get_running_loop()
     if _SESSION is None or _SESSION[0] is not loop or _SESSION[1].closed:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
-        _SESSION = (loop, aiohttp.ClientSession(connector=connector))
+        # trust_env: HTTP(S)_PROXY / NO_PROXY apply, as they do to litellm's httpx client
+        _SESSION = (loop, aiohttp.ClientSession(connector=connector, trust_env=True))
     return _SESSION[1]
 
 
