@@ -15,9 +15,10 @@ Scenarios (latency injected by the server on every request, root turns included)
   children-64  64 `recursive_llm` children at once (max_depth=2), each fanning out 4 leaf
                calls: live REPL processes stay at the pool's cap, no deadlock
 
-Besides wall time the table shows the peak number of live REPL calls and the peak extra memory
+Besides wall time the table shows the peak number of live REPL calls, the peak extra memory
 (RSS of the driver and every Ray worker process, sampled every 50 ms, over the level before the
-measured run).
+measured run) and the gateways' CPU time per model call (user + system time of the gateway
+actors' processes over the measured run, divided by its model calls).
 
 Every scenario runs once to warm the pools, then `--repeat` times; the table shows the median.
 `--progress on` passes an `on_progress` callback (the driver polls the run's counters);
@@ -227,7 +228,12 @@ def run(
         for progress in modes
     }
     rlms[modes[0]].completion("warm-up", "ctx")  # starts Ray and the pools; not measured
-    pool = runtime.get_runtime(rlms[modes[0]].config).pool
+    rt = runtime.get_runtime(rlms[modes[0]].config)
+    pool = rt.pool
+    gateway_procs = [
+        psutil.Process(pid) for pid in ray.get([g.__ray_call__.remote(_pid) for g in rt.gateways])
+    ]
+    gateway_cpu: dict[bool, list[float]] = {m: [] for m in modes}
     walls: dict[bool, list[float]] = {m: [] for m in modes}
     peaks: dict[bool, list[int]] = {m: [] for m in modes}
     repls: dict[bool, list[int]] = {m: [] for m in modes}
@@ -239,10 +245,12 @@ def run(
             server.call("set", name, spec["latency"])
             snapshots.clear()
             ray.get(pool.stats.remote(reset_peak=True))
+            cpu = _cpu_s(gateway_procs)
             with MemorySampler() as memory:
                 started = time.perf_counter()
                 result = rlm.completion("q", "ctx")
                 walls[progress].append(time.perf_counter() - started)
+            gateway_cpu[progress].append((_cpu_s(gateway_procs) - cpu) / spec["calls"])
             rss[progress].append(memory.peak_extra_mb)
             repls[progress].append(ray.get(pool.stats.remote())["peak_held"])
             count, peak = server.call("stats")
@@ -267,6 +275,7 @@ def run(
                 "critical_s": spec["critical"] * spec["latency"],
                 "per_call_ms": 1000 * wall / spec["calls"],
                 "walls": walls[progress],
+                "gateway_cpu_ms": 1000 * statistics.median(gateway_cpu[progress]),
                 "floor_s": statistics.median(floors[progress]) if floor else None,
                 "ratio": statistics.median(w / f for w, f in zip(walls[progress], floors[progress]))
                 if floor
@@ -274,6 +283,15 @@ def run(
             }
         )
     return rows
+
+
+def _pid(_actor) -> int:
+    return os.getpid()
+
+
+def _cpu_s(processes: list) -> float:
+    """User + system CPU seconds of `processes` so far."""
+    return sum(sum(p.cpu_times()[:2]) for p in processes)
 
 
 def main() -> int:
@@ -299,16 +317,16 @@ def main() -> int:
         server.stop()
     print(
         "| scenario | wall (median) | model calls | peak in flight | critical path | per call "
-        "| peak REPL calls | peak extra RSS | bare-litellm floor | ratio |"
+        "| peak REPL calls | peak extra RSS | gateway CPU/call | bare-litellm floor | ratio |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         floor = "—" if r["floor_s"] is None else f"{r['floor_s']:.3f} s"
         ratio = "—" if r["ratio"] is None else f"{r['ratio']:.2f} ×"
         print(
             f"| {r['scenario']} | {r['wall_s']:.3f} s | {r['calls']} | {r['peak']} | "
             f"{r['critical_s']:.2f} s | {r['per_call_ms']:.2f} ms | {r['repl']} | "
-            f"{r['rss_mb']:.0f} MB | {floor} | {ratio} |"
+            f"{r['rss_mb']:.0f} MB | {r['gateway_cpu_ms']:.2f} ms | {floor} | {ratio} |"
         )
     return 0
 

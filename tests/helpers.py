@@ -145,3 +145,31 @@ def local_completion(
     if result.error is not None:
         raise result.error
     return result, fake
+
+
+def trace_sums(trace: Any) -> tuple[int, int, int]:
+    """(model calls, input tokens, output tokens) added up over a `CallTrace` tree: every turn
+    of every RLM call and every leaf sub-call that answered."""
+    calls = input_tokens = output_tokens = 0
+    for call in trace.walk():
+        for iteration in call.iterations:
+            calls += 1
+            input_tokens += iteration.input_tokens
+            output_tokens += iteration.output_tokens
+            for cell in iteration.cells:
+                for sub in cell.subcalls:
+                    if sub.child is None and sub.kind == "llm" and sub.error is None:
+                        calls += 1
+                        input_tokens += sub.input_tokens
+                        output_tokens += sub.output_tokens
+    return calls, input_tokens, output_tokens
+
+
+def summary_numbers(line: str) -> tuple[int, int, int]:
+    """(model calls, tokens in, tokens out) of the progress summary line the CLI prints."""
+    import re
+
+    found = re.search(r"([\d,]+) model calls.*?; ([\d,]+) tokens in, ([\d,]+) out", line)
+    assert found, line
+    calls, tokens_in, tokens_out = (int(g.replace(",", "")) for g in found.groups())
+    return calls, tokens_in, tokens_out

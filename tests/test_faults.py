@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from helpers import wait_for
+from helpers import summary_numbers, trace_sums, wait_for
 
 from rlm_ray.errors import LLMError, SandboxError
 from rlm_ray.testing import FAULTS, Reply, by_marker, code, turns
@@ -72,6 +72,42 @@ def test_a_repl_killed_mid_cell_is_replaced_and_the_model_told(make_rlm, model_s
     assert len(told) == 1 and "variable you defined is gone" in told[0].last_user
     assert told[0].turn == 1  # the conversation went on from the lost turn, not from scratch
     assert slow() == 2
+
+
+def test_after_a_repl_is_lost_usage_and_the_printed_summary_equal_the_trace(
+    make_rlm, model_server, tmp_path
+):
+    """The leaf call the lost REPL waited on still ran (the gateway counted it), but neither the
+    trace nor the usage has it: the summary the CLI prints must say what the trace says."""
+    import io
+
+    from rlm_ray.progress_display import ProgressDisplay
+    from rlm_ray.trace import read_trace, write_trace
+
+    model_server.reply = LOST_SCRIPT
+    rlm = make_rlm(max_repl_actors_per_node=2)
+    printed = io.StringIO()
+    slow = lambda: sum("SLOW-LEAF" in r.first_user for r in model_server.requests)  # noqa: E731
+
+    def run():
+        with ProgressDisplay(printed) as display:  # what `rlm-ray run` draws on stderr
+            rlm.on_progress = display.update
+            return rlm.completion("q", "ctx")
+
+    thread, box = run_in_thread(run)
+    wait_for(lambda: slow() >= 1, what="the cell to wait on its leaf call")
+    kill_repl_of_root(rlm)
+    thread.join(120)
+    assert "error" not in box, box.get("error")
+    result = box["value"]
+    assert result.answer == "42" and result.trace.repl_restarts == 1
+    usage = result.usage
+    assert (usage.calls, usage.input_tokens, usage.output_tokens) == trace_sums(result.trace)
+    write_trace(result.trace, tmp_path / "run.jsonl")
+    root = read_trace(tmp_path / "run.jsonl")[0]
+    in_file = (root["total_calls"], root["total_input_tokens"], root["total_output_tokens"])
+    assert in_file == trace_sums(result.trace) == (3, usage.input_tokens, usage.output_tokens)
+    assert summary_numbers(printed.getvalue()) == in_file, printed.getvalue()
 
 
 def test_a_call_that_loses_its_repl_too_often_fails_with_sandbox_error(make_rlm, model_server):

@@ -18,7 +18,7 @@ import time
 
 import pytest
 import ray
-from helpers import cli_env, run_cli, wait_for
+from helpers import cli_env, run_cli, trace_sums, wait_for
 
 from rlm_ray import RLM
 from rlm_ray.testing import Reply, by_marker, code, turns
@@ -202,6 +202,8 @@ def test_removing_a_worker_node_mid_run_still_gives_the_right_answer(cluster, rl
         ),
     )
     box: dict = {}
+    snapshots: list = []
+    rlm.on_progress = snapshots.append  # what the CLI's summary line is made from
     thread = threading.Thread(target=lambda: box.update(result=rlm.completion("q", "ctx")))
     thread.start()
     leaves = lambda: sum(r.first_user == "LEAF" for r in model_server.requests)  # noqa: E731
@@ -218,6 +220,14 @@ def test_removing_a_worker_node_mid_run_still_gives_the_right_answer(cluster, rl
     lost = [c for c in result.trace.walk() if c.repl_restarts]
     assert lost and all(c.node_id != doomed.node_id for c in lost)
     assert any("REPL LOST" in r.last_user for r in model_server.requests)
+    # Counters kept on the lost node are gone; the usage and the last snapshot equal the trace.
+    usage, final = result.usage, snapshots[-1]
+    assert (usage.calls, usage.input_tokens, usage.output_tokens) == trace_sums(result.trace)
+    assert final.finished and (final.calls, final.input_tokens, final.output_tokens) == (
+        usage.calls,
+        usage.input_tokens,
+        usage.output_tokens,
+    )
     print(f"recovered from the node loss in {recovered_s:.1f} s")
 
 

@@ -33,6 +33,7 @@ from rlm_ray.rate_limit import RateLimit
 from rlm_ray.runtime.backend import unwrap
 from rlm_ray.runtime.gateway import RemoteGateway
 from rlm_ray.runtime.pool import RemotePool
+from rlm_ray.trace.totals import final_progress
 from rlm_ray.types import CallResult
 
 
@@ -218,8 +219,19 @@ async def _run_with_progress(
         root.cancel()
         poll.cancel()
         final = await _read_progress(actors, spec.run_id, started, forget=True)
+        trace = _trace_of(root)
+        if trace is not None:  # the counts of a node lost on the way are in the trace
+            final = final_progress(spec.run_id, time.time() - started, trace, final)
         if final is not None:
             on_progress(replace(final, finished=True))
+
+
+def _trace_of(root: asyncio.Future) -> Any:
+    """The call tree a finished root brought back (also with its error), else None."""
+    if not root.done() or root.cancelled():
+        return None
+    error = root.exception()
+    return root.result().trace if error is None else getattr(error, "trace", None)
 
 
 async def _poll_progress(

@@ -329,13 +329,16 @@ class ScriptedServer:
             status, body, headers, reply = self._respond(raw, ordinal)
             delay = self.latency_s + (reply.delay_s if reply else 0.0)
             stopped = delay > 0 and self._stopping.wait(delay)  # True: stop() woke us up
-            if stopped or (reply is not None and reply.drop_connection):
-                handler.drop()
-            else:
-                handler.send_body(status, body, headers)
         finally:
+            # subtle: before the answer leaves. A fast client that has it may send its next
+            # request at once, before this thread runs again: counted after the write, both
+            # would be "in flight" together and a cap on the client's side would look broken.
             with self._lock:
                 self.in_flight -= 1
+        if stopped or (reply is not None and reply.drop_connection):
+            handler.drop()
+        else:
+            handler.send_body(status, body, headers)
 
     def _respond(self, raw: bytes, ordinal: int) -> tuple[int, bytes, dict[str, str], Reply | None]:
         """Status, body and headers for one chat request, and the `Reply` behind them."""
