@@ -102,6 +102,16 @@ def test_a_count_fans_out_over_the_records(local_rlm):
     assert result.usage.calls == len(result.trace.iterations) + len(subcalls)
     assert result.trace.finished_by in ("FINAL", "FINAL_VAR")
     assert result.answer.strip() == str(len(COMPLAINTS))
+    # Issue 11: the run's program on new data of the same shape (every message twice: the
+    # operator asks identical records once, so the sub-model sees the very same batches) gives
+    # the answer a run on that data would give, with no root-model turn.
+    print(result.program.describe())
+    replayed = result.program.run(messages() * 2)
+    print(f"=== replayed {replayed.answer!r}")
+    assert replayed.answer.strip() == str(2 * len(COMPLAINTS))
+    assert all(it.input_tokens == 0 for it in replayed.trace.iterations)
+    replay_subcalls = [s for it in replayed.trace.iterations for c in it.cells for s in c.subcalls]
+    assert replayed.usage.calls == len(replay_subcalls)
 
 
 def test_no_server_outlives_its_run(local_rlm):

@@ -209,12 +209,7 @@ async def _run_with_progress(
     root = asyncio.ensure_future(_await_root(runtime, spec, turn))
     poll = asyncio.ensure_future(_poll_progress(actors, spec.run_id, started, on_progress))
     try:
-        await asyncio.wait({root, poll}, return_when=asyncio.FIRST_COMPLETED)
-        if not root.done():  # the callback raised: stop the tree, then raise its error
-            root.cancel()
-            await asyncio.gather(root, return_exceptions=True)
-            poll.result()
-        return root.result()
+        return await watched(root, poll)
     finally:
         root.cancel()
         poll.cancel()
@@ -232,6 +227,18 @@ def _trace_of(root: asyncio.Future) -> Any:
         return None
     error = root.exception()
     return root.result().trace if error is None else getattr(error, "trace", None)
+
+
+async def watched(root: asyncio.Future, watcher: asyncio.Future) -> Any:
+    """The root call's result, while `watcher` (a loop calling the user's callback: progress,
+    tool approvals) runs beside it. A watcher ends only by raising: then the tree is stopped
+    and the callback's error propagates."""
+    await asyncio.wait({root, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    if not root.done():  # the callback raised: stop the tree, then raise its error
+        root.cancel()
+        await asyncio.gather(root, return_exceptions=True)
+        watcher.result()
+    return root.result()
 
 
 async def _poll_progress(

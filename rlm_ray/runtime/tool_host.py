@@ -177,16 +177,13 @@ async def serve(
 ) -> Any:
     """Await `run()` while answering its approval questions with `approve` (in a thread: it may
     block on a human). If `approve` raises, the run is cancelled and its error propagates."""
+    from rlm_ray.runtime.driver import watched
+
     await asyncio.wrap_future(actor.open_run.remote(run_id).future())
     root = asyncio.ensure_future(run())
     answering = asyncio.ensure_future(_answer(actor, run_id, approve))
     try:
-        await asyncio.wait({root, answering}, return_when=asyncio.FIRST_COMPLETED)
-        if not root.done():  # approve() raised: stop the tree, then raise its error
-            root.cancel()
-            await asyncio.gather(root, return_exceptions=True)
-            answering.result()
-        return root.result()
+        return await watched(root, answering)
     finally:
         root.cancel()
         answering.cancel()
