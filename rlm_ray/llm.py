@@ -313,3 +313,15 @@ def _as_llm_error(exc: BaseException, request: LLMRequest, attempts: int) -> LLM
         attempts=attempts,
         kind=kind,
     )
+
+
+async def warm_up() -> None:
+    """Pay litellm's first-call costs (lazy imports, its per-call set-up: ~0.15 s of CPU) now,
+    offline: one mocked call, which sends nothing. A gateway does it as it starts, so the first
+    fan-out does not pay it on every gateway at once."""
+    litellm = _litellm()
+    messages = [{"role": "user", "content": "warm-up"}]
+    try:
+        await litellm.acompletion(model="openai/warm-up", messages=messages, mock_response="ok")
+    except Exception:  # only ever an optimisation
+        pass

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from rlm_ray import call_cache, llm, prompts
+from rlm_ray import call_cache, llm, model_names, prompts
 from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.errors import ConfigError, RLMError
 from rlm_ray.local_model import (
@@ -104,9 +104,38 @@ class RLM:
             prompt=prompt,
         )
         self.address = address
+        # model -> its context window; found when first needed, by a gateway in a run (the
+        # driver never imports litellm for a "provider/name" model: see `model_names`)
+        self._windows: dict[str, int] = {}
+
+    @property
+    def _window(self) -> int:
+        return self._window_of(self.models.model)
+
+    @property
+    def _sub_window(self) -> int:
+        return self._window_of(self.models.sub_model)
+
+    def _window_of(self, model: str) -> int:
+        """The context window of `model`: fixed by the config, known, or asked of litellm here."""
         fixed = self.config.context_window_tokens
-        self._window = fixed or _context_window(model)
-        self._sub_window = fixed or _context_window(self.models.sub_model)
+        if fixed:
+            return fixed
+        if model not in self._windows:
+            self._windows[model] = _context_window(model)
+        return self._windows[model]
+
+    async def _learn_windows(self, rt: Any) -> None:
+        """The context windows this run needs, asked of a gateway (which has litellm loaded)
+        unless known already: the root's first turn needs a gateway up anyway."""
+        if self.config.context_window_tokens:
+            return
+        wanted = {self.models.model, self.models.sub_model} - set(self._windows)
+        for model in wanted:
+            if is_local(model):
+                self._windows[model] = DEFAULT_CTX_PER_SLOT
+            else:
+                self._windows[model] = await rt.gateways[0].context_window.remote(model)
 
     def __repr__(self) -> str:
         return (
@@ -187,6 +216,7 @@ class RLM:
         servers = await self._start_local_servers()
         secrets = self._secrets()
         try:
+            await self._learn_windows(rt)
             ready = time.time()
             models = self.models
             if servers is not None:
@@ -291,7 +321,8 @@ LOCAL_DEFAULTS: dict[str, Any] = {"temperature": 0.0, "max_tokens": 1024}
 
 def _check_model(model: str, api_base: str | None) -> None:
     if not is_local(model):
-        llm.check_model(model)
+        if not (isinstance(model, str) and model_names.has_known_provider(model)):
+            llm.check_model(model)  # imports litellm (seconds) to ask it
         return
     if api_base is not None:
         raise ConfigError(

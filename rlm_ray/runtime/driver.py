@@ -32,7 +32,7 @@ from rlm_ray.errors import LimitExceededError, RLMError
 from rlm_ray.rate_limit import RateLimit
 from rlm_ray.runtime.backend import unwrap
 from rlm_ray.runtime.gateway import RemoteGateway
-from rlm_ray.runtime.pool import RemotePool
+from rlm_ray.runtime.pool import RemotePool, new_worker
 from rlm_ray.trace.totals import final_progress
 from rlm_ray.types import CallResult
 
@@ -69,14 +69,17 @@ def ensure_ray(address: str | None) -> None:
         return
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     address = address or os.environ.get("RAY_ADDRESS") or None
-    env = {"env_vars": {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}}
+    # subtle: no `runtime_env`. A job with one gets worker processes of its own, started when
+    # each actor is created (seconds each); without one, the actors take the worker processes
+    # Ray keeps started. The gateways' litellm finds LITELLM_LOCAL_MODEL_COST_MAP set by
+    # `llm._litellm()` before its import, in any process.
     if address:
-        ray.init(address=address, runtime_env=env, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False)
     else:
         # subtle: a bare ray.init() would attach to any cluster `ray start` left on this machine;
         # with no address given we start our own (`--address auto` attaches on purpose).
         with _quiet_token_notice():
-            ray.init(address="local", include_dashboard=False, log_to_driver=False, runtime_env=env)
+            ray.init(address="local", include_dashboard=False, log_to_driver=False)
 
 
 _TOKEN_NOTICE = "Token authentication is enabled for this Ray cluster"
@@ -127,6 +130,19 @@ def _forget_runtime(runtime: Runtime) -> None:
 
 
 def _start_runtime(config: RLMConfig) -> Runtime:
+    """Start the gateways, the pool and the root's first REPL worker, all at once, and return
+    without waiting for any of them: the first run's calls queue on them while they start, so
+    the root's first turn waits only for one gateway and its worker, and the other gateways
+    warm up (litellm's first-call costs, `LLMGateway.warm_up`) while that turn runs."""
+    # The pool holds the run's bookkeeping (slots, checkpoints): it lives beside the driver,
+    # whose loss ends the run anyway, never on a worker node that may go. Its first worker is
+    # started here, beside it, not by the pool once its own process is up.
+    node = ray.get_runtime_context().get_node_id()
+    warm = [(node, new_worker(node, config.repl_memory_mb))]
+    here = NodeAffinitySchedulingStrategy(node, soft=True)
+    pool = RemotePool.options(num_cpus=0, max_concurrency=100_000, scheduling_strategy=here).remote(
+        config.max_repl_actors_per_node, config.repl_memory_mb, warm=warm
+    )
     # `num_gateways` per live node (SPREAD alone put these zero-CPU actors all on one node).
     # Soft affinity, so that a gateway lost with its node is restarted elsewhere, and Ray
     # re-sends the model calls it had in flight (max_task_retries): a pure model call survives a
@@ -143,13 +159,8 @@ def _start_runtime(config: RLMConfig) -> Runtime:
         for _ in range(config.num_gateways)
         for node in nodes
     ]
-    # The pool holds the run's bookkeeping (slots, checkpoints): it lives beside the driver,
-    # whose loss ends the run anyway, never on a worker node that may go.
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
-    pool = RemotePool.options(num_cpus=0, max_concurrency=100_000, scheduling_strategy=here).remote(
-        config.max_repl_actors_per_node, config.repl_memory_mb
-    )
-    ray.get([g.ready.remote() for g in gateways] + [pool.stats.remote()])
+    for gateway in gateways:
+        gateway.warm_up.remote()
     return Runtime(gateways, pool)
 
 

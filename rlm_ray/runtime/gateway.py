@@ -44,6 +44,18 @@ class LLMGateway:
     def ready(self) -> bool:
         return True
 
+    async def warm_up(self) -> None:
+        """litellm's first-call costs paid now, offline, while the root's first turn runs."""
+        from rlm_ray import llm
+
+        await llm.warm_up()
+
+    def context_window(self, model: str) -> int:
+        """`model`'s context window from litellm's model map (the driver does not load litellm)."""
+        from rlm_ray import llm
+
+        return llm.context_window(model)
+
     async def complete(
         self,
         request: LLMRequest,

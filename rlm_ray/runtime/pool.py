@@ -19,6 +19,7 @@ import asyncio
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
     from rlm_ray.session_repl import SessionTurn
 
 _NODES_TTL_S = 1.0
+WARM_CHILDREN = 4
+"""REPL workers a run with `max_depth > 1` starts ahead of its first `recursive_llm` (idle
+workers count; never past a node's slots): they start while the root's first turn runs."""
 
 
 class REPLPool:
@@ -49,7 +53,9 @@ class REPLPool:
     worker dies (process killed, node lost) goes on in a new worker from its last checkpoint.
     """
 
-    def __init__(self, slots_per_node: int, memory_mb: int | None, warm: int = 1) -> None:
+    def __init__(
+        self, slots_per_node: int, memory_mb: int | None, warm: Sequence[tuple[str, Any]] = ()
+    ) -> None:
         self._slots_per_node = slots_per_node
         self._memory_mb = memory_mb
         self._node = ray.get_runtime_context().get_node_id()
@@ -57,8 +63,8 @@ class REPLPool:
         self._nodes_checked = 0.0
         self._idle: dict[str, list[Any]] = {}  # node id -> warm workers
         self._busy: Counter[str] = Counter()  # node id -> workers running a call
-        for _ in range(min(warm, slots_per_node)):
-            self._idle.setdefault(self._node, []).append(self._new_worker(self._node))
+        for node, worker in warm:  # started by the driver beside this pool: (node id, actor)
+            self._idle.setdefault(node, []).append(worker)
         self._slots = Slots(self._capacity)  # the slot rule; its capacity follows the live nodes
         self._running: dict[str, asyncio.Task] = {}
         self._checkpoints: dict[str, Checkpoint] = {}
@@ -69,14 +75,7 @@ class REPLPool:
         self._sessions: dict[str, _Pin] = {}  # session id -> its pinned worker
 
     def _new_worker(self, node: str) -> Any:
-        # subtle: hard affinity. Ray 2.60 moves a *soft* zero-CPU actor off the head node even
-        # when the head is alive; the node was seen alive within a second, and if it died since,
-        # the worker's loss is handled like any other (`_run_on_workers`).
-        return RemoteWorker.options(
-            num_cpus=0,
-            max_restarts=0,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
-        ).remote(self._memory_mb)
+        return new_worker(node, self._memory_mb)
 
     def _live_nodes(self) -> list[str]:
         """Ids of the live nodes (asked again at most once a second); forgets the dead ones."""
@@ -146,6 +145,8 @@ class REPLPool:
         self._running[spec.call_id] = asyncio.current_task()  # type: ignore[assignment]
         if spec.depth == 0:
             self._slots.start_run(spec.config.max_depth)
+            if spec.config.max_depth > 1:
+                self._prestart(WARM_CHILDREN + 1)  # the root's worker, and its children's
         counters = self._board.get(spec.run_id)
         if counters is not None:
             counters.rlm_started(spec.depth)
@@ -244,6 +245,16 @@ class REPLPool:
         self._busy[node] += 1
         idle = self._idle.get(node)
         return (idle.pop() if idle else self._new_worker(node)), node
+
+    def _prestart(self, wanted: int) -> None:
+        """Start idle workers until `wanted` are idle, each on the least loaded live node."""
+        nodes = self._live_nodes() or [self._node]
+        for _ in range(wanted - sum(len(v) for v in self._idle.values())):
+            load = {n: self._busy[n] + len(self._idle.get(n, ())) for n in nodes}
+            node = min(nodes, key=load.__getitem__)
+            if load[node] >= self._slots_per_node:
+                return
+            self._idle.setdefault(node, []).append(self._new_worker(node))
 
     def _release(self, worker: Any, node: str) -> None:
         self._busy[node] -= 1
@@ -375,6 +386,18 @@ class _Pin:
     worker: Any  # None while lost: the next question makes a new one
     node: str
     max_depth: int
+
+
+def new_worker(node: str, memory_mb: int | None) -> Any:
+    """A REPL worker started on `node` (its process starts now; calls queue until it is up)."""
+    # subtle: hard affinity. Ray 2.60 moves a *soft* zero-CPU actor off the head node even
+    # when the head is alive; the node was seen alive within a second, and if it died since,
+    # the worker's loss is handled like any other (`_run_on_workers`).
+    return RemoteWorker.options(
+        num_cpus=0,
+        max_restarts=0,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+    ).remote(memory_mb)
 
 
 def _holders(context_ref: Any) -> list[str]:
