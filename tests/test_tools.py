@@ -110,16 +110,11 @@ def test_write_tool_runs_with_allow_effects(make_rlm, model_server, tmp_path):
 
 def test_a_replay_runs_write_tools_only_when_allowed_again(make_rlm, model_server, tmp_path):
     # The recorded run was allowed to write; its program must ask again (program/replay.py).
-    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
-    result = _run(
-        make_rlm,
-        model_server,
-        "FINAL(save(context, 'hello'))",
-        tools=[save],
-        allow_effects=True,
-    )
-    # the recorded context was "ctx": the cell writes to the path given as the new context
-    assert result.answer == "saved"
+    recorded, first, second = (tmp_path / name for name in ("rec.txt", "first.txt", "second.txt"))
+    model_server.reply = turns(code("FINAL(save(context, 'hello'))"), "FINAL(fell through)")
+    rlm = make_rlm(tools=[save], allow_effects=True)
+    result = rlm.completion("q", str(recorded))  # the cell writes to the path it is given
+    assert result.answer == "saved" and recorded.read_text() == "hello"
     with pytest.raises(rlm_ray.ProgramError, match="was refused") as refused:
         result.program.run(str(first))
     assert refused.value.cell == 0
