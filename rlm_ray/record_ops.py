@@ -28,10 +28,11 @@ from typing import Any
 
 UNKNOWN = "unknown"  # what llm_classify gives an item that fits no label (or never parsed)
 MAX_BATCH_ITEMS = 40  # small models lose count in longer numbered lists
-SMALL_MODEL_BATCH_ITEMS = 10
-"""Items per call for rlm-ray's own small local models. Measured with Qwen2.5-Coder-1.5B on 60
-distinct customer messages, five labels: 26/60 right at 40 a call, 39/60 at 10 (it falls back
-on one label for most of a long list)."""
+SMALL_MODEL_BATCH_ITEMS = 1
+"""Items per call for rlm-ray's own small local models: one, in `Operator.prompt`'s short form.
+Measured with Qwen2.5-Coder-1.5B on 60 distinct customer messages, five labels: 26/60 right at
+40 a call, 40/60 at 10, 57/60 one at a time, in the same time as at 10 (llama.cpp reuses the
+cached instruction, so each call reads only its item)."""
 
 
 def batch_items_for(model: str) -> int:
@@ -94,12 +95,35 @@ class Operator:
             f"best, written exactly as in the list; answer {UNKNOWN} if none fits."
         )
 
+    def single_task(self) -> str:
+        """`task` for a prompt of one item: the same words, about "the item below"."""
+        if self.kind == "map":
+            return f"Instruction: {self.instruction}\nApply the instruction to the item below."
+        if self.kind == "filter":
+            return (
+                f"Condition: {self.instruction}\nAnswer yes if the condition holds for the item "
+                "below, no if it does not."
+            )
+        return (
+            self.task()
+            .replace("For each item below, answer", "Answer")
+            .replace("fits it best", "fits the item below best")
+        )
+
     def answer_form(self) -> str:
         return {"map": "answer", "filter": "yes or no", "classify": "label"}[self.kind]
 
     def prompt(self, items: Sequence[Any]) -> str | list[Any]:
-        """The batch's prompt: a str, or parts (str and views) that `corpus.render` joins."""
+        """The batch's prompt: a str, or parts (str and views) that `corpus.render` joins.
+
+        One item is asked in a short form that ends with the item and a cue ("Label:"): a
+        small model answers it more often right than a numbered list of one (57/60 against
+        40/60 at ten a call, measured in docs/benchmarks.md), and a server that caches prompt
+        prefixes (llama.cpp) reads only the item for every call after the first."""
         n = len(items)
+        if n == 1:
+            cue = {"map": "Answer", "filter": "Answer (yes or no)", "classify": "Label"}[self.kind]
+            return _merge_text([f"{self.single_task()}\n\nItem: ", items[0], f"\n{cue}:"])
         parts: list[Any] = [f"{self.task()}\n\nItems:\n"]
         for k, item in enumerate(items, 1):
             parts += [f"[{k}] ", item, "\n"]
@@ -107,8 +131,6 @@ class Operator:
             f"\nReply with exactly {n} line{'s' if n > 1 else ''}, one per item in order, each "
             f'"[number] {self.answer_form()}" on one line ([1] to [{n}]), and nothing else.'
         )
-        if all(isinstance(p, str) for p in parts):
-            return "".join(parts)
         return _merge_text(parts)
 
     def parse(self, reply: str, n: int) -> dict[int, Any]:
@@ -144,14 +166,15 @@ def classify_op(labels: Sequence[str], descriptions: Sequence[str] = ()) -> Oper
     return Operator("classify", labels=tuple(labels), descriptions=tuple(descriptions))
 
 
-def _merge_text(parts: list[Any]) -> list[Any]:
+def _merge_text(parts: list[Any]) -> str | list[Any]:
+    """`parts` with neighbouring strs joined: one str if every part is a str."""
     merged: list[Any] = []
     for part in parts:
         if isinstance(part, str) and merged and isinstance(merged[-1], str):
             merged[-1] += part
         else:
             merged.append(part)
-    return merged
+    return merged[0] if len(merged) == 1 and isinstance(merged[0], str) else merged
 
 
 # -- reading answers -----------------------------------------------------------------------------

@@ -118,6 +118,31 @@ def test_prompt_keeps_views_as_parts_and_numbers_items():
     assert text.startswith("Instruction: Summarise")
 
 
+def test_one_item_is_asked_in_a_short_form_that_ends_with_it():
+    op = classify_op(["complaint", "praise"], ["unhappy", "happy"])
+    first, second = op.prompt(["The kettle broke."]), op.prompt(["Lovely scarf!"])
+    assert first.endswith("\n\nItem: The kettle broke.\nLabel:")
+    # everything before the item is the same for every item: a server's prompt cache reuses it
+    assert first.split("Item: ")[0] == second.split("Item: ")[0]
+    assert "- complaint: unhappy" in first and "[1]" not in first
+    assert filter_op("mentions tea").prompt(["x"]).endswith("Item: x\nAnswer (yes or no):")
+    assert map_op("Summarise").prompt(["x"]).startswith("Instruction: Summarise\nApply")
+    assert filter_op("c").parse("Yes, it does.", 1) == {1: True}
+    assert op.parse("praise", 1) == {1: "praise"}
+
+
+def test_one_view_stays_a_view_in_the_short_form():
+    doc = next(iter(local_corpus(pa.table({"text": ["alpha doc"]})).documents))
+    prompt = map_op("Summarise").prompt([doc])
+    assert isinstance(prompt, list) and isinstance(prompt[1], Corpus)
+    assert render(prompt).endswith("Item: alpha doc\nAnswer:")
+
+
+def test_small_local_models_get_one_item_a_call():
+    assert record_ops.batch_items_for("local") == record_ops.batch_items_for("local-small") == 1
+    assert record_ops.batch_items_for("openai/gpt-4o-mini") == record_ops.MAX_BATCH_ITEMS
+
+
 # -- the rounds ----------------------------------------------------------------------------------
 
 

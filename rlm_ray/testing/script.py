@@ -177,6 +177,7 @@ def records(
 
     A batch prompt numbers its items ``[1] ...``; each is answered by ``answer(task, item)``
     (`task`: the prompt's first line, e.g. ``"Condition: ..."``) on a line ``[k] answer``. A
+    prompt of one item (``Item: ...`` and a cue such as ``Label:``) gets the bare answer. A
     batch of more than `garble_above` items gets a reply with no numbers (a model that lost
     count). Any other request goes to `default` (e.g. the root's `turns`).
     """
@@ -185,6 +186,8 @@ def records(
 
 _RECORDS_HEAD = "\n\nItems:\n"
 _RECORDS_TAIL = "\n\nReply with exactly "
+_ITEM_HEAD = "\n\nItem: "
+_ITEM_CUES = ("Answer:", "Answer (yes or no):", "Label:")
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,9 @@ class _Records:
 
     def __call__(self, request: Request) -> str | Reply:
         prompt = request.first_user
+        if _ITEM_HEAD in prompt and prompt.rsplit("\n", 1)[-1] in _ITEM_CUES:
+            task, item = prompt.split(_ITEM_HEAD, 1)
+            return self.answer(task.splitlines()[0], item.rsplit("\n", 1)[0])
         if _RECORDS_HEAD not in prompt or _RECORDS_TAIL not in prompt:
             if self.default is None:
                 raise LookupError(f"records: not a batch prompt: {prompt[:200]!r}")
