@@ -256,6 +256,7 @@ def _loop_settings(
         first_turn=prompts.first_turn(variant, context),
         next_turn=variant.next_turn,
         error_turn=variant.error_turn,
+        empty_turn=variant.empty_turn,
     )
 
 

@@ -65,6 +65,9 @@ class LoopSettings:
     # The user message after a turn whose code raised (None: `next_turn`); small models answer
     # a guess after an error unless told to fix the code first.
     error_turn: str | None = None
+    # The user message after a turn whose code ran but printed nothing (None: `next_turn`):
+    # small models read an empty search as "the answer is 0".
+    empty_turn: str | None = None
     checkpoint: Callable[[Messages, int], None] = lambda messages, index: None
     """Called after each model reply, before its code runs, with the conversation so far (the
     reply included) and the reply's turn index: what a `Resume` needs if the REPL is lost."""
@@ -109,14 +112,21 @@ def run_loop(
             trace.answer, trace.finished_by = answer
             return answer[0]
         failed = any(cell.error is not None for cell in iteration.cells)
+        empty = bool(iteration.cells) and not any(cell.output.strip() for cell in iteration.cells)
         feedback += guard.notice(iteration.cells, repl)
-        turn_prompt = _next_prompt(feedback, index, settings, failed)
+        turn_prompt = _next_prompt(feedback, index, settings, failed, empty)
     return _last_word(llm, repl, messages, feedback, settings, trace, usage)
 
 
-def _next_prompt(feedback: str, index: int, settings: LoopSettings, failed: bool = False) -> str:
+def _next_prompt(
+    feedback: str, index: int, settings: LoopSettings, failed: bool = False, empty: bool = False
+) -> str:
     """The user message after turn `index`: its REPL output, then the call to go on."""
-    template = settings.error_turn if failed and settings.error_turn else settings.next_turn
+    template = settings.next_turn
+    if failed and settings.error_turn:
+        template = settings.error_turn
+    elif empty and not failed and settings.empty_turn:
+        template = settings.empty_turn
     return (
         feedback
         + "\n\n"

@@ -229,6 +229,7 @@ class PromptVariant:
     first_turn: str = FIRST_TURN
     next_turn: str = NEXT_TURN
     error_turn: str | None = None  # after a turn whose code raised; None: `next_turn`
+    empty_turn: str | None = None  # after a turn whose code printed nothing; None: `next_turn`
 
     def few_shot_messages(self) -> list[dict[str, str]]:
         messages = []
@@ -249,7 +250,7 @@ Each reply of yours is exactly one ```repl code block; then stop. The user runs 
 _SMALL_HELPERS = """- `llm_classify(records, labels)`: one of the labels (or "unknown") per record; `labels` is a list, or a dict of label -> what it means (give the query's meanings); `llm_filter(condition, records)`: the records for which the condition holds; `llm_map(instruction, records)`: one answer per record. `records` is a list of str, a str (one record per line) or the corpus. A helper model reads the records, many per call;
 - `llm_query(prompt)`: asks the helper model about a short text (under {sub_window_chars} characters) and returns its answer as a str; `llm_query_batched(prompts)`: many at once.
 
-To find a fact (a code, a name, a number), search the text with re or str.find and print short parts. To count or pick records by their meaning (a label, a topic, a sentiment, what a record asks or reports), the query's words are not in the records: never use a regex, `in` or str.count for that. Make the list of records, call llm_classify with the query's labels and their meanings, keep the labels of the records that have an exact field the query names (a user, a date, a site), and count them with collections.Counter."""
+To find a fact (a code, a name, a number), search the text with re or str.find and print short parts. To count or pick records by their meaning (a topic, a sentiment, a label, what a record asks or reports), the query's words are not in the records: never use a regex, `in` or str.count for that, and a search that finds nothing does not mean 0. Make the list of records; for one condition ("how many complain about X", "which mention Y") call llm_filter(condition, records) and count what it returns; for labels call llm_classify with the query's labels and their meanings, keep the labels of the records that have an exact field the query names (a user, a date, a site), and count them with collections.Counter."""
 _SMALL_NO_HELPERS = """- no helper model: llm_query, llm_map, llm_filter and llm_classify are not for this task; decide everything with code.
 
 To find a fact (a code, a name, a number), search the text with re or str.find and print short parts."""
@@ -261,11 +262,16 @@ SMALL_CODE_SYSTEM = _SMALL_INTRO + _SMALL_NO_HELPERS + _SMALL_END
 # first turn reads like the examples' and the model sees what a record looks like.
 SMALL_FIRST_TURN = (
     "{context_description}\n{context_preview}\nQuery: {query}\n"
-    "(A fact to find: search the text with re. Records to count or pick by their meaning: "
-    "llm_classify.) Your first ```repl block:"
+    "(A fact to find: search the text with re. Records to count or pick by what they say: "
+    "llm_filter for one condition, llm_classify for labels.) Your first ```repl block:"
 )
 SMALL_NEXT_TURN = (
     "Your next ```repl block, or FINAL(answer) if the output above answers the query: {query}"
+)
+SMALL_EMPTY_TURN = (
+    "Your code printed nothing, so nothing is known yet (a search that finds nothing does not "
+    "mean 0: the query's words may not be in the records). Write a ```repl block that prints "
+    "what answers the query: {query}"
 )
 SMALL_ERROR_TURN = (
     "Your code failed with the error above: nothing is known yet. Write a corrected ```repl "
@@ -304,6 +310,31 @@ _SMALL_EXAMPLE_COUNT_DONE = (
     + SMALL_NEXT_TURN.format(query=_COUNT_QUERY),
     "FINAL(20)",
 )
+_FILTER_QUERY = "How many of these reviews mention noise at night?"
+_SMALL_EXAMPLE_FILTER = (
+    SMALL_FIRST_TURN.format(
+        context_description=(
+            "Your context is a list of 412 chunks with 30,118 total characters; chunk "
+            "lengths: [71, 64, 80, ...]."
+        ),
+        context_preview=(
+            "The first items:\n[0] 'Room 12, 2 nights: breakfast was cold but staff were kind'\n"
+            "[1] 'Room 31, 1 night: could not sleep, the bar downstairs played music till 3'"
+        ),
+        query=_FILTER_QUERY,
+    ),
+    """```repl
+records = context.splitlines() if isinstance(context, str) else list(context)
+hits = llm_filter("mentions noise at night", records)
+print(len(hits), "of", len(records), "records. First ones:", hits[:2])
+```""",
+)
+_SMALL_EXAMPLE_FILTER_DONE = (
+    "Output of code block 1:\n38 of 412 records. First ones: ['Room 31, 1 night: could not "
+    "sleep, the bar downstairs played music till 3', 'Room 7, 3 nights: lovely view, but the "
+    "trucks outside woke us at 4']\n\n" + SMALL_NEXT_TURN.format(query=_FILTER_QUERY),
+    "FINAL(38)",
+)
 _SEARCH_QUERY = "What is the access code of the vault?"
 _SMALL_EXAMPLE_SEARCH = (
     SMALL_FIRST_TURN.format(
@@ -332,11 +363,13 @@ _SMALL_EXAMPLE_SEARCH_DONE = (
 
 SMALL = PromptVariant(
     name="small",
-    version=4,
+    version=5,
     system=SMALL_SYSTEM,
     few_shot=(
         _SMALL_EXAMPLE_SEARCH,
         _SMALL_EXAMPLE_SEARCH_DONE,
+        _SMALL_EXAMPLE_FILTER,
+        _SMALL_EXAMPLE_FILTER_DONE,
         _SMALL_EXAMPLE_COUNT,
         _SMALL_EXAMPLE_COUNT_DONE,
     ),
@@ -345,18 +378,20 @@ SMALL = PromptVariant(
     first_turn=SMALL_FIRST_TURN,
     next_turn=SMALL_NEXT_TURN,
     error_turn=SMALL_ERROR_TURN,
+    empty_turn=SMALL_EMPTY_TURN,
 )
 
 # "small" without sub-calls: the model has only code (the benchmark's "RLM without sub-calls").
 SMALL_CODE = PromptVariant(
     name="small-code",
-    version=4,
+    version=5,
     system=SMALL_CODE_SYSTEM,
     few_shot=(_SMALL_EXAMPLE_SEARCH, _SMALL_EXAMPLE_SEARCH_DONE),
     stop=SMALL.stop,
     first_turn=SMALL_FIRST_TURN,
     next_turn=SMALL_NEXT_TURN,
     error_turn=SMALL_ERROR_TURN,
+    empty_turn=SMALL_EMPTY_TURN,
 )
 
 PROMPTS: dict[str, PromptVariant] = {p.name: p for p in (PAPER, SMALL, SMALL_CODE)}

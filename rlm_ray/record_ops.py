@@ -44,6 +44,10 @@ CHARS_PER_TOKEN = 3  # a high token estimate, as the loop's: a batch errs on the
 WINDOW_SHARE = 0.75  # of the sub-model's window a batch may use (prompt and answers)
 ITEM_OVERHEAD_TOKENS = 6  # the "[k] " marker and line breaks
 
+FILTER_QUESTION = (
+    "\n\nQuestion: does the item above meet this condition: {}? Answer yes only if it clearly "
+    "does. Answer with one word, yes or no."
+)
 _MARK = re.compile(r"^\s*(?:\*\*)?(?:\[(\d+)\]|(\d+)[.):])(?:\*\*)?\s*(.*)$")
 _YES = {"yes", "y", "true"}
 _NO = {"no", "n", "false"}
@@ -99,11 +103,6 @@ class Operator:
         """`task` for a prompt of one item: the same words, about "the item below"."""
         if self.kind == "map":
             return f"Instruction: {self.instruction}\nApply the instruction to the item below."
-        if self.kind == "filter":
-            return (
-                f"Condition: {self.instruction}\nAnswer yes if the condition holds for the item "
-                "below, no if it does not."
-            )
         return (
             self.task()
             .replace("For each item below, answer", "Answer")
@@ -117,12 +116,16 @@ class Operator:
         """The batch's prompt: a str, or parts (str and views) that `corpus.render` joins.
 
         One item is asked in a short form that ends with the item and a cue ("Label:"): a
-        small model answers it more often right than a numbered list of one (57/60 against
-        40/60 at ten a call, measured in docs/benchmarks.md), and a server that caches prompt
-        prefixes (llama.cpp) reads only the item for every call after the first."""
+        small model answers it more often right than in a numbered list (57/60 against 40/60
+        at ten a call, measured in docs/benchmarks.md), and a server that caches prompt
+        prefixes (llama.cpp) reads only the item for every call after the first. A filter's
+        single item comes first and the question after it (`FILTER_QUESTION`): with the
+        condition first, the 1.5B model said yes to most items whatever the condition."""
         n = len(items)
+        if n == 1 and self.kind == "filter":
+            return _merge_text(["Item: ", items[0], FILTER_QUESTION.format(self.instruction)])
         if n == 1:
-            cue = {"map": "Answer", "filter": "Answer (yes or no)", "classify": "Label"}[self.kind]
+            cue = {"map": "Answer", "classify": "Label"}[self.kind]
             return _merge_text([f"{self.single_task()}\n\nItem: ", items[0], f"\n{cue}:"])
         parts: list[Any] = [f"{self.task()}\n\nItems:\n"]
         for k, item in enumerate(items, 1):

@@ -23,7 +23,8 @@ class FakeREPL:
         if source == "ready":
             self.ready = "from answer dict"
         error = "ValueError: boom" if "raise" in source else None
-        return CellReport(CellTrace(source, f"ran {source}", error=error))
+        output = "" if "silent" in source else f"ran {source}"
+        return CellReport(CellTrace(source, output, error=error))
 
     def lookup(self, name):
         return self.variables.get(name)
@@ -168,6 +169,15 @@ def test_after_failed_code_the_error_turn_asks_for_a_fix():
     assert fake.requests[1].last_user.endswith("FIX IT: What is it?")
     assert "ValueError: boom" in fake.requests[1].last_user
     assert fake.requests[2].last_user.endswith("GO ON: What is it?")
+
+
+def test_after_code_that_printed_nothing_the_empty_turn_says_nothing_is_known():
+    fake = FakeLLM(turns(code("silent search"), code("fine"), code("silent raise"), "FINAL(ok)"))
+    run(fake, next_turn="GO ON: {query}", error_turn="FIX IT: {query}", empty_turn="EMPTY: {query}")
+    assert "(no output)" in fake.requests[1].last_user
+    assert fake.requests[1].last_user.endswith("EMPTY: What is it?")
+    assert fake.requests[2].last_user.endswith("GO ON: What is it?")
+    assert fake.requests[3].last_user.endswith("FIX IT: What is it?")  # an error comes first
 
 
 def test_without_an_error_turn_a_failed_turn_gets_the_next_turn():

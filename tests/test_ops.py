@@ -141,6 +141,23 @@ def test_ops_classify_filter_map(ray_session, model_server):
 
 
 @pytest.mark.ray
+def test_ops_one_item_a_call_over_http(ray_session, model_server):
+    """The small models' mode (`max_batch_items=1`): one short prompt per distinct item, sent
+    in parallel through the gateways, answers parsed bare."""
+    model_server.reply = records(kind)
+    items = sightings(12, 6)
+    before = len(model_server.requests)
+    kinds = ops.classify(items, LABELS, **settings(model_server, max_batch_items=1))
+    assert kinds.values == ["BIRD" if kind("Labels", r) == "bird" else "FISH" for r in items]
+    assert kinds.usage.calls == 6  # identical items asked once
+    sent = [r.first_user for r in model_server.requests[before:]]
+    assert all(p.count("Item: ") == 1 and p.endswith("\nLabel:") for p in sent)
+    kept = ops.filter("Is it a bird?", items, **settings(model_server, max_batch_items=1))
+    assert kept.values == [r for r in items if kind("Condition", r) == "Yes"]
+    assert all(r.first_user.startswith("Item: ") for r in model_server.requests[-6:])
+
+
+@pytest.mark.ray
 def test_ops_classify_gives_unknown_for_answers_outside_the_labels(ray_session, model_server):
     model_server.reply = records(lambda task, item: "dolphin" if "pike" in item else "bird")
     with warnings.catch_warnings(record=True) as caught:

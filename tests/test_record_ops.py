@@ -125,7 +125,10 @@ def test_one_item_is_asked_in_a_short_form_that_ends_with_it():
     # everything before the item is the same for every item: a server's prompt cache reuses it
     assert first.split("Item: ")[0] == second.split("Item: ")[0]
     assert "- complaint: unhappy" in first and "[1]" not in first
-    assert filter_op("mentions tea").prompt(["x"]).endswith("Item: x\nAnswer (yes or no):")
+    # a filter's item comes first, its question last
+    assert filter_op("mentions tea").prompt(["x"]) == "Item: x" + record_ops.FILTER_QUESTION.format(
+        "mentions tea"
+    )
     assert map_op("Summarise").prompt(["x"]).startswith("Instruction: Summarise\nApply")
     assert filter_op("c").parse("Yes, it does.", 1) == {1: True}
     assert op.parse("praise", 1) == {1: "praise"}

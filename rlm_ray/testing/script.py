@@ -177,7 +177,8 @@ def records(
 
     A batch prompt numbers its items ``[1] ...``; each is answered by ``answer(task, item)``
     (`task`: the prompt's first line, e.g. ``"Condition: ..."``) on a line ``[k] answer``. A
-    prompt of one item (``Item: ...`` and a cue such as ``Label:``) gets the bare answer. A
+    prompt of one item (``Item: ...`` and a cue such as ``Label:``, or a filter's ``Item: ...``
+    and its question) gets the bare answer. A
     batch of more than `garble_above` items gets a reply with no numbers (a model that lost
     count). Any other request goes to `default` (e.g. the root's `turns`).
     """
@@ -187,7 +188,8 @@ def records(
 _RECORDS_HEAD = "\n\nItems:\n"
 _RECORDS_TAIL = "\n\nReply with exactly "
 _ITEM_HEAD = "\n\nItem: "
-_ITEM_CUES = ("Answer:", "Answer (yes or no):", "Label:")
+_ITEM_CUES = ("Answer:", "Label:")
+_FILTER_QUESTION = "\n\nQuestion: does the item above meet this condition: "
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,10 @@ class _Records:
 
     def __call__(self, request: Request) -> str | Reply:
         prompt = request.first_user
+        if prompt.startswith("Item: ") and _FILTER_QUESTION in prompt:  # a filter's one item
+            item, question = prompt[len("Item: ") :].split(_FILTER_QUESTION, 1)
+            condition = question.split("? Answer yes only", 1)[0]
+            return self.answer(f"Condition: {condition}", item)
         if _ITEM_HEAD in prompt and prompt.rsplit("\n", 1)[-1] in _ITEM_CUES:
             task, item = prompt.split(_ITEM_HEAD, 1)
             return self.answer(task.splitlines()[0], item.rsplit("\n", 1)[0])
