@@ -368,10 +368,10 @@ SMALL = PromptVariant(
     few_shot=(
         _SMALL_EXAMPLE_SEARCH,
         _SMALL_EXAMPLE_SEARCH_DONE,
-        _SMALL_EXAMPLE_FILTER,
-        _SMALL_EXAMPLE_FILTER_DONE,
         _SMALL_EXAMPLE_COUNT,
         _SMALL_EXAMPLE_COUNT_DONE,
+        _SMALL_EXAMPLE_FILTER,
+        _SMALL_EXAMPLE_FILTER_DONE,
     ),
     # Without these, small models write the "output" of their code themselves and trust it.
     stop=("Output of code block", "\nUser:", "\n```\n"),
