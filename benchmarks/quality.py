@@ -93,6 +93,8 @@ def build_tasks(args: argparse.Namespace) -> list[qt.Task]:
         sizes = args.needle_chars if family == "needle" else args.records
         for size in sizes:
             tasks += qt.make_tasks(family, parse_size(size), args.split, args.n, args.inputs)
+    if args.only:
+        tasks = [t for t in tasks if any(part in t.id for part in args.only)]
     return tasks
 
 
@@ -370,6 +372,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rlm-prompt", default=None, help="prompt of rlm (default: by model)")
     p.add_argument("--out", default=None, help="JSONL file of every (task, system) run")
     p.add_argument("--list", action="store_true", help="print the tasks and exit")
+    p.add_argument(
+        "--only", nargs="+", default=None, help="keep the tasks whose id contains one of these"
+    )
     return p
 
 
