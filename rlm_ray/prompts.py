@@ -250,7 +250,7 @@ Each reply of yours is exactly one ```repl code block; then stop. The user runs 
 _SMALL_HELPERS = """- `llm_classify(records, labels)`: one of the labels (or "unknown") per record; `labels` is a list, or a dict of label -> what it means (give the query's meanings); `llm_filter(condition, records)`: the records for which the condition holds; `llm_map(instruction, records)`: one answer per record. `records` is a list of str, a str (one record per line) or the corpus. A helper model reads the records, many per call;
 - `llm_query(prompt)`: asks the helper model about a short text (under {sub_window_chars} characters) and returns its answer as a str; `llm_query_batched(prompts)`: many at once.
 
-To find a fact (a code, a name, a number), search the text with re or str.find and print short parts. To count or pick records by their meaning (a topic, a sentiment, a label, what a record asks or reports), the query's words are not in the records: never use a regex, `in` or str.count for that, and a search that finds nothing does not mean 0. Make the list of records; for one condition ("how many complain about X", "which mention Y") call llm_filter(condition, records) and count what it returns; for labels, first keep only the records that have an exact field the query names (a user, a date, a site), if it names one, then call llm_classify on them with the query's labels and their meanings and count the labels with collections.Counter."""
+To find a fact (a code, a name, a number), search the text with re or str.find and print short parts. To count or pick records by their meaning (a label, a topic, a sentiment, what a record asks or reports), the query's words are not in the records: never use a regex, `in` or str.count for that. Make the list of records, call llm_classify with the query's labels and their meanings, keep the labels of the records that have an exact field the query names (a user, a date, a site), and count them with collections.Counter."""
 _SMALL_NO_HELPERS = """- no helper model: llm_query, llm_map, llm_filter and llm_classify are not for this task; decide everything with code.
 
 To find a fact (a code, a name, a number), search the text with re or str.find and print short parts."""
@@ -262,8 +262,8 @@ SMALL_CODE_SYSTEM = _SMALL_INTRO + _SMALL_NO_HELPERS + _SMALL_END
 # first turn reads like the examples' and the model sees what a record looks like.
 SMALL_FIRST_TURN = (
     "{context_description}\n{context_preview}\nQuery: {query}\n"
-    "(A fact to find: search the text with re. Records to count or pick by what they say: "
-    "llm_filter for one condition, llm_classify for labels.) Your first ```repl block:"
+    "(A fact to find: search the text with re. Records to count or pick by their meaning: "
+    "llm_classify.) Your first ```repl block:"
 )
 SMALL_NEXT_TURN = (
     "Your next ```repl block, or FINAL(answer) if the output above answers the query: {query}"
@@ -299,9 +299,9 @@ _SMALL_EXAMPLE_COUNT = (
     """```repl
 import collections
 records = context.splitlines() if isinstance(context, str) else list(context)
-oslo = [record for record in records if "(site Oslo)" in record]
-labels = llm_classify(oslo, {"BROKEN": "something does not work", "THANKS": "praise", "REQUEST": "asks for something new"})
-print(len(oslo), "tickets of site Oslo:", collections.Counter(labels))
+labels = llm_classify(records, {"BROKEN": "something does not work", "THANKS": "praise", "REQUEST": "asks for something new"})
+oslo = [label for record, label in zip(records, labels) if "(site Oslo)" in record]
+print(len(oslo), "tickets of site Oslo:", collections.Counter(oslo))
 ```""",
 )
 _SMALL_EXAMPLE_COUNT_DONE = (
@@ -310,38 +310,16 @@ _SMALL_EXAMPLE_COUNT_DONE = (
     + SMALL_NEXT_TURN.format(query=_COUNT_QUERY),
     "FINAL(20)",
 )
-_FILTER_QUERY = "How many of these reviews mention noise at night?"
-_SMALL_EXAMPLE_FILTER = (
-    SMALL_FIRST_TURN.format(
-        context_description=(
-            "Your context is a list of 412 chunks with 30,118 total characters; chunk "
-            "lengths: [71, 64, 80, ...]."
-        ),
-        context_preview=(
-            "The first items:\n[0] 'Room 12, 2 nights: breakfast was cold but staff were kind'\n"
-            "[1] 'Room 31, 1 night: could not sleep, the bar downstairs played music till 3'"
-        ),
-        query=_FILTER_QUERY,
-    ),
-    """```repl
-records = context.splitlines() if isinstance(context, str) else list(context)
-hits = llm_filter("mentions noise at night", records)
-print(len(hits), "of", len(records), "records. First ones:", hits[:2])
-```""",
-)
-_SMALL_EXAMPLE_FILTER_DONE = (
-    "Output of code block 1:\n38 of 412 records. First ones: ['Room 31, 1 night: could not "
-    "sleep, the bar downstairs played music till 3', 'Room 7, 3 nights: lovely view, but the "
-    "trucks outside woke us at 4']\n\n" + SMALL_NEXT_TURN.format(query=_FILTER_QUERY),
-    "FINAL(38)",
-)
 _SEARCH_QUERY = "What is the access code of the vault?"
 _SMALL_EXAMPLE_SEARCH = (
     SMALL_FIRST_TURN.format(
-        context_description="Your context is a str with 52,000 total characters.",
+        context_description=(
+            "Your context is a list of 1,204 chunks with 52,000 total characters; chunk "
+            "lengths: [38, 51, 40, ...]."
+        ),
         context_preview=(
-            "It begins:\nLog 0001: guard shift began at the east door\n"
-            "Log 0002: delivery of paper, two boxes, signed by Ines"
+            "The first items:\n[0] 'Log 0001: guard shift began at the east door'\n"
+            "[1] 'Log 0002: delivery of paper, two boxes, signed by Ines'"
         ),
         query=_SEARCH_QUERY,
     ),
@@ -367,8 +345,6 @@ SMALL = PromptVariant(
         _SMALL_EXAMPLE_SEARCH_DONE,
         _SMALL_EXAMPLE_COUNT,
         _SMALL_EXAMPLE_COUNT_DONE,
-        _SMALL_EXAMPLE_FILTER,
-        _SMALL_EXAMPLE_FILTER_DONE,
     ),
     # Without these, small models write the "output" of their code themselves and trust it.
     stop=("Output of code block", "\nUser:", "\n```\n"),

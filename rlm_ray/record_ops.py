@@ -28,11 +28,14 @@ from typing import Any
 
 UNKNOWN = "unknown"  # what llm_classify gives an item that fits no label (or never parsed)
 MAX_BATCH_ITEMS = 40  # small models lose count in longer numbered lists
-SMALL_MODEL_BATCH_ITEMS = 1
-"""Items per call for rlm-ray's own small local models: one, in `Operator.prompt`'s short form.
-Measured with Qwen2.5-Coder-1.5B on 60 distinct customer messages, five labels: 26/60 right at
-40 a call, 40/60 at 10, 57/60 one at a time, in the same time as at 10 (llama.cpp reuses the
-cached instruction, so each call reads only its item)."""
+SMALL_MODEL_BATCH_ITEMS = 10
+"""Items per call for rlm-ray's own small local models. Measured with Qwen2.5-Coder-1.5B
+(docs/benchmarks.md, "Record operators with the 1.5B model"): on 60 distinct customer messages,
+five labels with their meanings, 26/60 right at 40 a call, 40/60 at 10, 57/60 one at a time in
+`Operator.prompt`'s short form, in the same time; but on tests/test_real_model.py's 14 messages
+with two labels (COMPLAINT / OTHER: "praise, thanks, a question") one at a time gave 7/14 (12
+called complaints) against 8/14 at 10. Not one setting wins both; `max_batch_items=1`
+(`rlm_ray.ops`) asks one item a call."""
 
 
 def batch_items_for(model: str) -> int:

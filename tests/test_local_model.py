@@ -180,8 +180,7 @@ def test_the_small_prompt_reaches_the_model_with_examples_and_stop_sequences(
     assert first.messages[-1]["content"] == (
         "Your context is a str with 7 total characters.\nIt begins:\nabcdefg\n"
         "Query: How long is it?\n(A fact to find: search the text with re. Records to count or "
-        "pick by what they say: llm_filter for one condition, llm_classify for labels.) Your "
-        "first ```repl block:"
+        "pick by their meaning: llm_classify.) Your first ```repl block:"
     )
     assert result.trace.iterations[0].response == "```repl\nprint(len(context))"
 

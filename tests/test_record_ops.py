@@ -141,9 +141,10 @@ def test_one_view_stays_a_view_in_the_short_form():
     assert render(prompt).endswith("Item: alpha doc\nAnswer:")
 
 
-def test_small_local_models_get_one_item_a_call():
-    assert record_ops.batch_items_for("local") == record_ops.batch_items_for("local-small") == 1
-    assert record_ops.batch_items_for("openai/gpt-4o-mini") == record_ops.MAX_BATCH_ITEMS
+def test_small_local_models_get_smaller_batches():
+    small = record_ops.SMALL_MODEL_BATCH_ITEMS
+    assert record_ops.batch_items_for("local") == record_ops.batch_items_for("local-small") == small
+    assert record_ops.batch_items_for("openai/gpt-4o-mini") == record_ops.MAX_BATCH_ITEMS > small
 
 
 # -- the rounds ----------------------------------------------------------------------------------
