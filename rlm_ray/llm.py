@@ -11,21 +11,26 @@ on a shared aiohttp pool, instead of `litellm.acompletion` (~0.3 ms of CPU again
 litellm still prices it (`cost_per_token` on the reply's usage: `completion_cost`'s number).
 The retry loop, the failure kinds and the `LLMError` fields are the same on both paths.
 
-litellm is imported lazily (it costs ~2 s per process): importing this module is cheap, so the
-CLI and the REPL processes never pay for it; the gateway actors do, once.
+litellm is imported lazily (it costs 2-6 s of CPU per process): importing this module is cheap,
+so the CLI and the REPL processes never pay for it, and a gateway pays it only when a call needs
+it (`needs_litellm`), in a thread of its own while its event loop goes on serving the calls that
+do not. A call to a model litellm's map does not know (`model_names.surely_unmapped`), on the
+lean path, has nothing for litellm to do: no mapping, no price (0, as litellm says for it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import os
 import random
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from rlm_ray import openai_http
+from rlm_ray import model_names, openai_http
 from rlm_ray.errors import ConfigError, LLMError
 from rlm_ray.redact import redact, secret_values
 from rlm_ray.types import LLMReply
@@ -74,6 +79,45 @@ def _litellm():
     return litellm
 
 
+_LOADING: concurrent.futures.Future | None = None  # litellm, imported by a thread of its own
+_LOADING_LOCK = threading.Lock()
+
+
+async def litellm_loaded() -> Any:
+    """litellm, imported by a thread the first time it is asked for, so that the event loop
+    of the process (a gateway's) goes on serving calls that do not need it while it loads."""
+    global _LOADING
+    with _LOADING_LOCK:
+        if _LOADING is None:
+            _LOADING = concurrent.futures.Future()
+            threading.Thread(
+                target=_load_litellm, args=(_LOADING,), name="litellm-import", daemon=True
+            ).start()
+        loading = _LOADING
+    return await asyncio.wrap_future(loading)
+
+
+def _load_litellm(loading: concurrent.futures.Future) -> None:
+    try:
+        loading.set_result(_litellm())
+    except BaseException as exc:  # every call that needs it will say why
+        loading.set_exception(exc)
+
+
+def preload_lean_path() -> None:
+    """Import the lean path's HTTP client and read litellm's model map (~0.2 s of CPU, no
+    litellm): a gateway does it in a thread as it starts."""
+    openai_http.preload()
+    model_names.surely_unmapped("openai/preload")
+
+
+def needs_litellm(model: str, api_base: str | None, kwargs: dict[str, Any]) -> bool:
+    """Whether a call of `model` needs litellm: every call but one on the lean path to a model
+    litellm's map does not hold (it would neither map the request nor price the reply)."""
+    lean = openai_http.is_lean(model, api_base, kwargs)
+    return not (lean and model_names.surely_unmapped(model))
+
+
 def check_model(model: str) -> None:
     """Raise `ConfigError` if litellm cannot tell which provider serves `model`."""
     if not isinstance(model, str) or not model.strip():
@@ -89,7 +133,10 @@ def check_model(model: str) -> None:
 
 
 def context_window(model: str) -> int:
-    """The model's input window from litellm's model map, or a conservative default."""
+    """The model's input window from litellm's model map, or a conservative default (also for a
+    model of an OpenAI-compatible server that the map surely does not hold: litellm not loaded)."""
+    if not window_needs_litellm(model):
+        return DEFAULT_CONTEXT_WINDOW
     try:
         info = _litellm().get_model_info(model)
         return int(info.get("max_input_tokens") or info.get("max_tokens") or DEFAULT_CONTEXT_WINDOW)
@@ -97,19 +144,28 @@ def context_window(model: str) -> int:
         return DEFAULT_CONTEXT_WINDOW
 
 
+def window_needs_litellm(model: str) -> bool:
+    """False for a model of an OpenAI-compatible server that litellm's map surely does not hold
+    (its window is the default); litellm is asked about every other model."""
+    return not (model.startswith(openai_http.LEAN_PROVIDERS) and model_names.surely_unmapped(model))
+
+
 async def acomplete(request: LLMRequest) -> LLMReply:
     """One model call, retried on transient failures; raises `LLMError` when retries run out.
 
     An OpenAI-compatible server at an `api_base` is called directly (`openai_http.py`, the lean
     path: no litellm work per call but the price); every other call goes through litellm."""
-    litellm = _litellm()
     lean = openai_http.is_lean(request.model, request.api_base, request.kwargs)
+    litellm = None
+    if not lean or not model_names.surely_unmapped(request.model):  # `needs_litellm`
+        litellm = await litellm_loaded()
     started = time.monotonic()
     for attempt in range(1, request.max_retries + 2):
         try:
             if lean:
                 chat = await _lean_chat(request)
             else:
+                assert litellm is not None
                 response = await litellm.acompletion(**_call_args(request))
         except Exception as exc:
             if attempt > request.max_retries or not _transient(exc):
@@ -139,7 +195,7 @@ def _lean_chat(request: LLMRequest) -> Any:
 
 
 def _lean_reply(
-    litellm, chat: openai_http.ChatReply, request: LLMRequest, attempts: int, latency_s: float
+    litellm: Any, chat: openai_http.ChatReply, request: LLMRequest, attempts: int, latency_s: float
 ) -> LLMReply:
     usage = chat.usage
     input_tokens = int(usage.get("prompt_tokens") or 0)
@@ -149,7 +205,7 @@ def _lean_reply(
         model=request.model,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        cost_usd=_cost_of_usage(litellm, request.model, usage),
+        cost_usd=0.0 if litellm is None else _cost_of_usage(litellm, request.model, usage),
         latency_s=latency_s,
         attempts=attempts,
     )
@@ -316,12 +372,13 @@ def _as_llm_error(exc: BaseException, request: LLMRequest, attempts: int) -> LLM
 
 
 async def warm_up() -> None:
-    """Pay litellm's first-call costs (lazy imports, its per-call set-up: ~0.15 s of CPU) now,
-    offline: one mocked call, which sends nothing. A gateway does it as it starts, so the first
-    fan-out does not pay it on every gateway at once."""
-    litellm = _litellm()
+    """Import litellm (in a thread) and pay its first-call costs (lazy imports, its per-call
+    set-up: ~0.15 s of CPU) now, offline: one mocked call, which sends nothing. A gateway does
+    it when a run begins whose models need litellm, so that neither the first turn nor the
+    first fan-out pays it on every gateway at once."""
     messages = [{"role": "user", "content": "warm-up"}]
     try:
+        litellm = await litellm_loaded()
         await litellm.acompletion(model="openai/warm-up", messages=messages, mock_response="ok")
-    except Exception:  # only ever an optimisation
+    except Exception:  # only ever an optimisation: a call that needs litellm will say why
         pass

@@ -138,6 +138,11 @@ class _Response:
 _SESSION: tuple[Any, Any] | None = None  # (event loop, its aiohttp session)
 
 
+def preload() -> None:
+    """Import aiohttp now (~0.15 s of CPU), e.g. in a thread while nothing is asked yet."""
+    import aiohttp  # noqa: F401
+
+
 def _session() -> Any:
     """The shared session of this process's event loop (a gateway has one, for its life): one
     connection pool for every call, kept alive between calls.

@@ -134,6 +134,7 @@ def _on_ray(op: record_ops.Operator, records: list, rlm: RLM, max_items: int) ->
 
     runtime.ensure_ray(rlm.address)
     rt = runtime.get_runtime(rlm.config)
+    asyncio.run(rlm._prepare_gateways(rt))  # the sub-model's window, asked of a gateway
     servers = asyncio.run(rlm._start_local_servers()) if records else None
     models = rlm.models
     if servers is not None:

@@ -125,9 +125,20 @@ class RLM:
             self._windows[model] = _context_window(model)
         return self._windows[model]
 
-    async def _learn_windows(self, rt: Any) -> None:
-        """The context windows this run needs, asked of a gateway (which has litellm loaded)
-        unless known already: the root's first turn needs a gateway up anyway."""
+    async def _prepare_gateways(self, rt: Any) -> None:
+        """Before a run: the gateways import litellm now (while the root's first turn runs) if
+        this run's models need it, and the context windows it needs are asked of a gateway
+        unless known already (the root's first turn needs a gateway up anyway). A run whose
+        models are served by an OpenAI-compatible server and unknown to litellm's map never
+        loads litellm (`llm.needs_litellm`)."""
+        m = self.models
+        models = [(m.model, m.llm_kwargs), (m.sub_model, m.sub_llm_kwargs)]
+        if any(
+            not is_local(model) and llm.needs_litellm(model, m.api_base, kwargs)
+            for model, kwargs in models
+        ):
+            for gateway in rt.gateways:
+                gateway.warm_up.remote()
         if self.config.context_window_tokens:
             return
         wanted = {self.models.model, self.models.sub_model} - set(self._windows)
@@ -216,7 +227,7 @@ class RLM:
         servers = await self._start_local_servers()
         secrets = self._secrets()
         try:
-            await self._learn_windows(rt)
+            await self._prepare_gateways(rt)
             ready = time.time()
             models = self.models
             if servers is not None:

@@ -161,7 +161,7 @@ class Session:
         models = rlm.models
         if self._servers is not None:
             models = _with_servers(models, self._servers)
-        await rlm._learn_windows(self._runtime)  # from a gateway: no litellm in the driver
+        await rlm._prepare_gateways(self._runtime)  # windows from a gateway: no litellm here
         spec = rlm._root_spec(query, self._context, models, self._context_ref)
         turn = SessionTurn(
             session_id=self.session_id,

@@ -14,7 +14,7 @@ import pytest
 import ray
 from helpers import run_python, start_cli, wait_for
 
-from rlm_ray.model_names import PROVIDERS, has_known_provider
+from rlm_ray.model_names import PROVIDERS, has_known_provider, surely_unmapped
 from rlm_ray.testing import Reply, by_marker, code, turns
 
 HEAVY = ("litellm", "ray", "pyarrow")
@@ -69,6 +69,80 @@ def test_every_known_provider_is_one_litellm_resolves():
     for provider in sorted(PROVIDERS):
         _, resolved, _, _ = litellm.get_llm_provider(f"{provider}/some-model")
         assert resolved == provider, provider
+
+
+@pytest.mark.parametrize(
+    "model, unmapped",
+    [
+        ("openai/scripted", True),
+        ("hosted_vllm/Qwen/Qwen2.5-7B", True),
+        ("openai/gpt-4o-mini-2099", True),
+        ("openai/gpt-4o-mini", False),
+        ("openai/GPT-4o-mini", False),
+        ("gpt-4o-mini", False),
+        ("openai/o1", False),
+        ("openai/ft:gpt-4o-mini-2024-07-18:my-org::abc123", False),
+    ],
+)
+def test_surely_unmapped_agrees_with_litellm(model, unmapped):
+    """A model said to be unmapped has no price and no window in litellm (so a gateway may skip
+    litellm for it); every model litellm prices is said to be mapped."""
+    from rlm_ray import llm
+
+    litellm = llm._litellm()
+    assert surely_unmapped(model) is unmapped
+    try:
+        litellm.cost_per_token(model=model, prompt_tokens=1000, completion_tokens=10)
+        priced = True
+    except Exception:
+        priced = False
+    assert priced is not unmapped, model
+    if unmapped:
+        with pytest.raises(litellm.exceptions.ModelNotMappedError):
+            litellm.get_model_info(model)
+
+
+def test_a_cost_map_fetched_over_the_network_leaves_nothing_surely_unmapped():
+    snippet = (
+        "import os\nos.environ['LITELLM_LOCAL_MODEL_COST_MAP'] = 'False'\n"
+        "from rlm_ray.model_names import surely_unmapped\n"
+        "print(surely_unmapped('openai/scripted'))"
+    )
+    out = run_python("-c", snippet, timeout_s=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False"]
+
+
+GATEWAY_LITELLM = """
+import sys
+import ray
+from rlm_ray import RLM, runtime
+
+def gateways_with_litellm(rlm):
+    gateways = runtime.get_runtime(rlm.config).gateways
+    probe = lambda gateway: "litellm" in sys.modules
+    return sum(ray.get([g.__ray_call__.remote(probe) for g in gateways]))
+
+url = sys.argv[1]
+lean = RLM("openai/scripted", api_base=url, api_key="sk-t", max_retries=0)
+result = lean.completion("q", "ctx")
+print(result.answer, result.usage.cost_usd, gateways_with_litellm(lean), "litellm" in sys.modules)
+mapped = RLM("openai/gpt-4o-mini", api_base=url, api_key="sk-t", max_retries=0)
+result = mapped.completion("q", "ctx")
+print(result.answer, result.usage.cost_usd > 0, gateways_with_litellm(mapped) > 0)
+"""
+
+
+@pytest.mark.ray
+def test_a_run_on_an_unmapped_server_model_never_loads_litellm(model_server):
+    """A fresh process and Ray of its own: the gateways of a run whose model litellm's map does
+    not hold serve it without ever importing litellm; a model it prices still gets its price."""
+    model_server.reply = lambda request: "FINAL(ok)"
+    out = run_python("-c", GATEWAY_LITELLM, model_server.url, timeout_s=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lean, mapped = out.stdout.splitlines()[-2:]
+    assert lean.split() == ["ok", "0.0", "0", "False"]
+    assert mapped.split() == ["ok", "True", "True"]
 
 
 @pytest.mark.ray

@@ -132,8 +132,8 @@ def _forget_runtime(runtime: Runtime) -> None:
 def _start_runtime(config: RLMConfig) -> Runtime:
     """Start the gateways, the pool and the root's first REPL worker, all at once, and return
     without waiting for any of them: the first run's calls queue on them while they start, so
-    the root's first turn waits only for one gateway and its worker, and the other gateways
-    warm up (litellm's first-call costs, `LLMGateway.warm_up`) while that turn runs."""
+    the root's first turn waits only for one gateway and its worker. A run whose models need
+    litellm has the gateways import it while that turn runs (`RLM._prepare_gateways`)."""
     # The pool holds the run's bookkeeping (slots, checkpoints): it lives beside the driver,
     # whose loss ends the run anyway, never on a worker node that may go. Its first worker is
     # started here, beside it, not by the pool once its own process is up.
@@ -159,8 +159,6 @@ def _start_runtime(config: RLMConfig) -> Runtime:
         for _ in range(config.num_gateways)
         for node in nodes
     ]
-    for gateway in gateways:
-        gateway.warm_up.remote()
     return Runtime(gateways, pool)
 
 

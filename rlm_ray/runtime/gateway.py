@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -32,7 +33,11 @@ class LLMGateway:
     def __init__(self) -> None:
         from rlm_ray import llm
 
-        llm._litellm()  # pay the import once, at start-up
+        # subtle: litellm is not imported here (2-6 s of CPU, which the root's first turn would
+        # wait for): only when a call needs it, or a run whose models need it begins (`warm_up`).
+        # What every call needs (the lean path's HTTP client, litellm's model map) loads in a
+        # thread now, so that the first fan-out on this gateway does not pay for it.
+        threading.Thread(target=llm.preload_lean_path, name="lean-preload", daemon=True).start()
         self._acomplete = llm.acomplete
         self._node_id = ray.get_runtime_context().get_node_id()
         self._limits: dict[str, asyncio.Semaphore] = {}
@@ -45,15 +50,19 @@ class LLMGateway:
         return True
 
     async def warm_up(self) -> None:
-        """litellm's first-call costs paid now, offline, while the root's first turn runs."""
+        """litellm imported and its first-call costs paid now, offline, while the root's first
+        turn runs (asked by a run whose models need litellm)."""
         from rlm_ray import llm
 
         await llm.warm_up()
 
-    def context_window(self, model: str) -> int:
-        """`model`'s context window from litellm's model map (the driver does not load litellm)."""
+    async def context_window(self, model: str) -> int:
+        """`model`'s context window from litellm's model map (the driver does not load litellm;
+        a model the map surely does not hold is answered without it)."""
         from rlm_ray import llm
 
+        if llm.window_needs_litellm(model):
+            await llm.litellm_loaded()  # imported in a thread: the event loop goes on
         return llm.context_window(model)
 
     async def complete(
