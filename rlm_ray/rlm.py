@@ -126,19 +126,20 @@ class RLM:
         return self._windows[model]
 
     async def _prepare_gateways(self, rt: Any) -> None:
-        """Before a run: the gateways import litellm now (while the root's first turn runs) if
-        this run's models need it, and the context windows it needs are asked of a gateway
-        unless known already (the root's first turn needs a gateway up anyway). A run whose
-        models are served by an OpenAI-compatible server and unknown to litellm's map never
-        loads litellm (`llm.needs_litellm`)."""
+        """Before a run: every gateway is told the run's models, and imports litellm now (while
+        the root's first turn runs) if a call of theirs will need it (`LLMGateway.warm_up`: a
+        model an OpenAI-compatible server serves and litellm's map does not hold never loads
+        it); the context windows the run needs are asked of a gateway unless known already
+        (the root's first turn needs a gateway up anyway)."""
         m = self.models
-        models = [(m.model, m.llm_kwargs), (m.sub_model, m.sub_llm_kwargs)]
-        if any(
-            not is_local(model) and llm.needs_litellm(model, m.api_base, kwargs)
-            for model, kwargs in models
-        ):
+        calls = [
+            (model, m.api_base, dict(kwargs))
+            for model, kwargs in ((m.model, m.llm_kwargs), (m.sub_model, m.sub_llm_kwargs))
+            if not is_local(model)
+        ]
+        if calls:
             for gateway in rt.gateways:
-                gateway.warm_up.remote()
+                gateway.warm_up.remote(calls)
         if self.config.context_window_tokens:
             return
         wanted = {self.models.model, self.models.sub_model} - set(self._windows)
