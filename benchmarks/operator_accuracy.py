@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[7])
     parser.add_argument("--batch", type=int, nargs="+", default=[10, 1])
     parser.add_argument("--ops", nargs="+", default=["classify", "filter"])
+    parser.add_argument("--slots", type=int, default=1, help="server slots of a local model")
     args = parser.parse_args(argv)
     from rlm_ray import ops
 
@@ -62,12 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         settings["api_base"] = args.api_base
     if args.api_key:
         settings["api_key"] = args.api_key
+    if args.slots != 1:
+        settings["local_server_slots"] = args.slots
     for seed in args.seeds:
         rng = random.Random(seed)
         data = qt.make_records(rng, args.records, max(5, args.records // 8), qt._dates())
         items = [r.line() for r in data]
         for batch in args.batch:
-            row = {"records": len(items), "seed": seed, "batch": batch}
+            row = {"records": len(items), "seed": seed, "batch": batch, "slots": args.slots}
             if "classify" in args.ops:
                 started = time.time()
                 got = ops.classify(items, MEANINGS, max_batch_items=batch, **settings)

@@ -77,6 +77,15 @@ class Outcome:
     output_tokens: int = 0
     calls: int = 0
     error: str | None = None
+    code: list[str] = dataclasses.field(default_factory=list)
+    """The root call's code blocks, in order (what the model did, for reading the JSONL)."""
+
+
+def root_code(trace: Any) -> list[str]:
+    """The code blocks the root call ran (none if there is no trace)."""
+    if trace is None:
+        return []
+    return [cell.code for turn in trace.iterations for cell in turn.cells]
 
 
 # -- sizes and tasks ------------------------------------------------------------------------------
@@ -153,9 +162,12 @@ def run_rlm(system: str, task: qt.Task, context: Any, settings: Settings) -> Out
         result = RLM(settings.model, **rlm_kwargs(system, settings)).completion(task.query, context)
     except LimitExceededError as exc:
         answer = exc.partial_answer or ""
-        return Outcome(answer, time.time() - started, error=f"limit {exc.limit}")
+        code = root_code(getattr(exc, "trace", None))
+        return Outcome(answer, time.time() - started, error=f"limit {exc.limit}", code=code)
     except RLMError as exc:
-        return Outcome("", time.time() - started, error=f"{type(exc).__name__}: {exc}"[:300])
+        error = f"{type(exc).__name__}: {exc}"[:300]
+        code = root_code(getattr(exc, "trace", None))
+        return Outcome("", time.time() - started, error=error, code=code)
     usage = result.usage
     return Outcome(
         result.answer,
@@ -163,6 +175,7 @@ def run_rlm(system: str, task: qt.Task, context: Any, settings: Settings) -> Out
         usage.input_tokens,
         usage.output_tokens,
         usage.calls,
+        code=root_code(result.trace),
     )
 
 
@@ -310,6 +323,7 @@ def make_row(task: qt.Task, system: str, outcome: Outcome, max_time_s: float) ->
         "output_tokens": outcome.output_tokens,
         "calls": outcome.calls,
         "error": error,
+        "code": outcome.code,
     }
 
 

@@ -253,7 +253,7 @@ def _loop_settings(
         reserve_output_tokens=min(reserve, spec.context_window_tokens // 4),
         check_limits=check,
         few_shot=tuple(variant.few_shot_messages()),
-        first_turn=prompts.first_turn(variant, context),
+        first_turn=prompts.first_turn(variant, context, spec.query),
         next_turn=variant.next_turn,
         error_turn=variant.error_turn,
         empty_turn=variant.empty_turn,

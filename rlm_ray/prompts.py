@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rlm_ray import narrowing
 from rlm_ray.errors import ConfigError
 from rlm_ray.tools import ToolSpec, prompt_section
 
@@ -244,7 +245,7 @@ PAPER = PromptVariant(name="paper", version=2, system=SYSTEM_PROMPT)
 _SMALL_INTRO = """You answer a query about a large input stored in the Python variable `context`. It is too long to read: work on it with code. {context_description}
 
 Each reply of yours is exactly one ```repl code block; then stop. The user runs it and shows you what it printed. In the code you can use:
-- `context` and the modules re, json, math, collections (import them first);
+- `context` and the modules re, json, math, collections (already imported);
 - `print(...)`: only printed values are shown (at most {max_output_chars} characters);
 """
 _SMALL_HELPERS = """- `llm_classify(records, labels)`: one of the labels (or "unknown") per record; `labels` is a list, or a dict of label -> what it means (give the query's meanings); `llm_filter(condition, records)`: the records for which the condition holds; `llm_map(instruction, records)`: one answer per record. `records` is a list of str, a str (one record per line) or the corpus. A helper model reads the records, many per call;
@@ -261,7 +262,7 @@ SMALL_CODE_SYSTEM = _SMALL_INTRO + _SMALL_NO_HELPERS + _SMALL_END
 # {context_description} and {context_preview} are filled per call (`first_turn`), so the real
 # first turn reads like the examples' and the model sees what a record looks like.
 SMALL_FIRST_TURN = (
-    "{context_description}\n{context_preview}\nQuery: {query}\n"
+    "{context_description}\n{context_preview}\nQuery: {query}\n{narrowing}"
     "(A fact to find: search the text with re. Records to count or pick by their meaning: "
     "llm_classify.) Your first ```repl block:"
 )
@@ -293,6 +294,7 @@ _SMALL_EXAMPLE_COUNT = (
             "Ticket 3 (site Oslo): Could we get a second printer on floor 2?"
         ),
         query=_COUNT_QUERY,
+        narrowing="",
     ),
     # The first line turns any context (a str of lines, a list, a corpus) into records, so the
     # model does not copy code that only works for one type.
@@ -322,6 +324,7 @@ _SMALL_EXAMPLE_SEARCH = (
             "[1] 'Log 0002: delivery of paper, two boxes, signed by Ines'"
         ),
         query=_SEARCH_QUERY,
+        narrowing="",
     ),
     """```repl
 import re
@@ -338,7 +341,7 @@ _SMALL_EXAMPLE_SEARCH_DONE = (
 
 SMALL = PromptVariant(
     name="small",
-    version=5,
+    version=6,
     system=SMALL_SYSTEM,
     few_shot=(
         _SMALL_EXAMPLE_SEARCH,
@@ -357,7 +360,7 @@ SMALL = PromptVariant(
 # "small" without sub-calls: the model has only code (the benchmark's "RLM without sub-calls").
 SMALL_CODE = PromptVariant(
     name="small-code",
-    version=5,
+    version=6,
     system=SMALL_CODE_SYSTEM,
     few_shot=(_SMALL_EXAMPLE_SEARCH, _SMALL_EXAMPLE_SEARCH_DONE),
     stop=SMALL.stop,
@@ -370,11 +373,16 @@ SMALL_CODE = PromptVariant(
 PROMPTS: dict[str, PromptVariant] = {p.name: p for p in (PAPER, SMALL, SMALL_CODE)}
 
 
-def first_turn(variant: PromptVariant, context: Any) -> str:
-    """The variant's first-turn template with the context described (and previewed, if the
-    template asks), `{query}` still to fill."""
+def first_turn(variant: PromptVariant, context: Any, query: str = "") -> str:
+    """The variant's first-turn template with the context described (and previewed, and the
+    records the query names pointed out, if the template asks), `{query}` still to fill."""
     text = variant.first_turn
-    for name, fill in (("context_description", describe_context), ("context_preview", preview)):
+    fills = (
+        ("context_description", describe_context),
+        ("context_preview", preview),
+        ("narrowing", lambda context: narrowing.hint(query, context)),
+    )
+    for name, fill in fills:
         if "{" + name + "}" in text:
             text = text.replace(
                 "{" + name + "}", fill(context).replace("{", "{{").replace("}", "}}")

@@ -28,14 +28,15 @@ from typing import Any
 
 UNKNOWN = "unknown"  # what llm_classify gives an item that fits no label (or never parsed)
 MAX_BATCH_ITEMS = 40  # small models lose count in longer numbered lists
-SMALL_MODEL_BATCH_ITEMS = 10
-"""Items per call for rlm-ray's own small local models. Measured with Qwen2.5-Coder-1.5B
-(docs/benchmarks.md, "Record operators with the 1.5B model"): on 60 distinct customer messages,
-five labels with their meanings, 26/60 right at 40 a call, 40/60 at 10, 57/60 one at a time in
-`Operator.prompt`'s short form, in the same time; but on tests/test_real_model.py's 14 messages
-with two labels (COMPLAINT / OTHER: "praise, thanks, a question") one at a time gave 7/14 (12
-called complaints) against 8/14 at 10. Not one setting wins both; `max_batch_items=1`
-(`rlm_ray.ops`) asks one item a call."""
+SMALL_MODEL_BATCH_ITEMS = 1
+"""Items per call for rlm-ray's own small local models: one, in `Operator.prompt`'s short form.
+Measured with Qwen2.5-Coder-1.5B (docs/benchmarks.md, "One item a call"): on 60 distinct
+customer messages, five labels with their meanings, 40/60 right at ten a call (seed 7) against
+59/60 one at a time (seeds 7 and 11, and held-out seed 100007, each), in less time (a server
+that caches the prompt's prefix reads only the item); on tests/test_real_model.py's 14 messages
+with two labels, 8/14 at ten a call against 12/14 one at a time. A filter one item a call kept
+49 of 60 true items and 21 others over five conditions (seed 7); at ten a call, 39 of 48 and
+109 others over the first four."""
 
 
 def batch_items_for(model: str) -> int:
@@ -47,6 +48,7 @@ CHARS_PER_TOKEN = 3  # a high token estimate, as the loop's: a batch errs on the
 WINDOW_SHARE = 0.75  # of the sub-model's window a batch may use (prompt and answers)
 ITEM_OVERHEAD_TOKENS = 6  # the "[k] " marker and line breaks
 
+CLASSIFY_CUE = "\nAnswer with the label only.\nLabel:"
 FILTER_QUESTION = (
     "\n\nQuestion: does the item above meet this condition: {}? Answer yes only if it clearly "
     "does. Answer with one word, yes or no."
@@ -112,6 +114,16 @@ class Operator:
             .replace("fits it best", "fits the item below best")
         )
 
+    def single_classify_task(self) -> str:
+        """The labels in one sentence, each with its meaning in brackets, for one item: the
+        1.5B model labels more items right this way than from `task`'s list (docs/benchmarks.md,
+        "One item a call")."""
+        listed = "; ".join(
+            f"{label} ({text})" if text else label
+            for label, text in zip(self.labels, self.descriptions or ("",) * len(self.labels))
+        )
+        return f"Classify the text below as one of: {listed}."
+
     def answer_form(self) -> str:
         return {"map": "answer", "filter": "yes or no", "classify": "label"}[self.kind]
 
@@ -127,9 +139,10 @@ class Operator:
         n = len(items)
         if n == 1 and self.kind == "filter":
             return _merge_text(["Item: ", items[0], FILTER_QUESTION.format(self.instruction)])
+        if n == 1 and self.kind == "classify":
+            return _merge_text([f"{self.single_classify_task()}\n\nText: ", items[0], CLASSIFY_CUE])
         if n == 1:
-            cue = {"map": "Answer", "classify": "Label"}[self.kind]
-            return _merge_text([f"{self.single_task()}\n\nItem: ", items[0], f"\n{cue}:"])
+            return _merge_text([f"{self.single_task()}\n\nItem: ", items[0], "\nAnswer:"])
         parts: list[Any] = [f"{self.task()}\n\nItems:\n"]
         for k, item in enumerate(items, 1):
             parts += [f"[{k}] ", item, "\n"]
@@ -156,7 +169,7 @@ class Operator:
             return text.strip()
         if self.kind == "filter":
             return yes_no(text)
-        return normalise_label(text, self.labels)
+        return normalise_label(text, self.labels, self.descriptions)
 
 
 def map_op(instruction: str) -> Operator:
@@ -218,9 +231,11 @@ def yes_no(text: str) -> Any:
     return _UNPARSED
 
 
-def normalise_label(text: str, labels: Sequence[str]) -> Any:
+def normalise_label(text: str, labels: Sequence[str], descriptions: Sequence[str] = ()) -> Any:
     """The label `text` names: exact, then ignoring case, quotes and a "label:" prefix, then
-    the one label named as a whole word; `UNKNOWN` if the model said so; else unparsed."""
+    the one label named as a whole word, then the one label whose meaning holds the answer as a
+    whole word (a small model answers "praise" for `other: praise, thanks, a question`);
+    `UNKNOWN` if the model said so; else unparsed."""
     first = text.strip().splitlines()[0] if text.strip() else ""
     bare = re.sub(r"^(label|answer)\s*:\s*", "", first.strip(" \t*`'\".:;,"), flags=re.I)
     bare = bare.strip(" \t*`'\".:;,")
@@ -237,6 +252,12 @@ def normalise_label(text: str, labels: Sequence[str]) -> Any:
         for label in labels
         if re.search(rf"(?<!\w){re.escape(label.casefold())}(?!\w)", first.casefold())
     ]
+    if not named and len(bare) >= 3:
+        named = [
+            label
+            for label, meaning in zip(labels, descriptions)
+            if re.search(rf"(?<!\w){re.escape(bare.casefold())}(?!\w)", meaning.casefold())
+        ]
     return named[0] if len(named) == 1 else _UNPARSED
 
 

@@ -151,7 +151,7 @@ def test_ops_one_item_a_call_over_http(ray_session, model_server):
     assert kinds.values == ["BIRD" if kind("Labels", r) == "bird" else "FISH" for r in items]
     assert kinds.usage.calls == 6  # identical items asked once
     sent = [r.first_user for r in model_server.requests[before:]]
-    assert all(p.count("Item: ") == 1 and p.endswith("\nLabel:") for p in sent)
+    assert all(p.count("Text: ") == 1 and p.endswith("\nLabel:") for p in sent)
     kept = ops.filter("Is it a bird?", items, **settings(model_server, max_batch_items=1))
     assert kept.values == [r for r in items if kind("Condition", r) == "Yes"]
     assert all(r.first_user.startswith("Item: ") for r in model_server.requests[-6:])

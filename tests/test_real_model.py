@@ -97,18 +97,23 @@ def test_a_count_fans_out_over_the_records(local_rlm):
     result = local_rlm.completion(query, messages())
     show(result)
     subcalls = [sub for cell in code_cells(result) for sub in cell.subcalls]
-    assert subcalls  # small v3: llm_classify batches the distinct messages, a few per call
+    assert subcalls  # llm_classify asks the distinct messages, one a call for a local model
     assert all(sub.error is None for sub in subcalls)
     assert result.usage.calls == len(result.trace.iterations) + len(subcalls)
     assert result.trace.finished_by in ("FINAL", "FINAL_VAR")
-    assert result.answer.strip() == str(len(COMPLAINTS))
+    # The count comes from the 1.5B sub-model's labels, one message a call: 12 to 13 of these
+    # 14 right when asked straight (docs/benchmarks.md, "One item a call"), so one "other"
+    # message taken for a complaint is within what the model does; a grep, a lost batch or a
+    # mis-parsed label is not.
+    count = int(result.answer.strip())
+    assert abs(count - len(COMPLAINTS)) <= 1, count
     # Issue 11: the run's program on new data of the same shape (every message twice: the
-    # operator asks identical records once, so the sub-model sees the very same batches) gives
+    # operator asks identical records once, so the sub-model sees the very same prompts) gives
     # the answer a run on that data would give, with no root-model turn.
     print(result.program.describe())
     replayed = result.program.run(messages() * 2)
     print(f"=== replayed {replayed.answer!r}")
-    assert replayed.answer.strip() == str(2 * len(COMPLAINTS))
+    assert replayed.answer.strip() == str(2 * count)
     assert all(it.input_tokens == 0 for it in replayed.trace.iterations)
     replay_subcalls = [s for it in replayed.trace.iterations for c in it.cells for s in c.subcalls]
     assert replayed.usage.calls == len(replay_subcalls)

@@ -91,6 +91,26 @@ def test_normalise_label(text, expected):
     assert (got if isinstance(got, str) else None) == expected
 
 
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("praise", "other"),  # a word of one label's meaning: that label
+        ("Praise.", "other"),
+        ("a problem", "complaint"),
+        ("thanks, a question", "other"),
+        ("a", None),  # too short to mean anything
+        ("weather", None),
+        ("complaint", "complaint"),  # a label itself still wins
+    ],
+)
+def test_an_answer_that_names_a_labels_meaning_is_that_label(text, expected):
+    meanings = ("the writer is unhappy about a problem", "praise, thanks, a question")
+    got = normalise_label(text, ("complaint", "other"), meanings)
+    assert (got if isinstance(got, str) else None) == expected
+    op = classify_op(["complaint", "other"], meanings)
+    assert op.parse(text, 1) == ({1: expected} if expected else {})
+
+
 def test_filter_answers_are_yes_or_no_only():
     op = filter_op("c")
     assert op.parse("[1] Yes.\n[2] no\n[3] maybe", 3) == {1: True, 2: False}
@@ -121,10 +141,14 @@ def test_prompt_keeps_views_as_parts_and_numbers_items():
 def test_one_item_is_asked_in_a_short_form_that_ends_with_it():
     op = classify_op(["complaint", "praise"], ["unhappy", "happy"])
     first, second = op.prompt(["The kettle broke."]), op.prompt(["Lovely scarf!"])
-    assert first.endswith("\n\nItem: The kettle broke.\nLabel:")
+    assert first.startswith("Classify the text below as one of: complaint (unhappy); praise ")
+    assert first.endswith("\n\nText: The kettle broke.\nAnswer with the label only.\nLabel:")
     # everything before the item is the same for every item: a server's prompt cache reuses it
-    assert first.split("Item: ")[0] == second.split("Item: ")[0]
-    assert "- complaint: unhappy" in first and "[1]" not in first
+    assert first.split("Text: ")[0] == second.split("Text: ")[0]
+    assert "[1]" not in first
+    assert (
+        classify_op(["a", "b"]).prompt(["x"]).startswith("Classify the text below as one of: a; b.")
+    )
     # a filter's item comes first, its question last
     assert filter_op("mentions tea").prompt(["x"]) == "Item: x" + record_ops.FILTER_QUESTION.format(
         "mentions tea"
@@ -278,7 +302,9 @@ def test_classify_labels_may_carry_their_meanings():
 
     labels, meanings = labels_arg({"BROKEN": "something does not work", "THANKS": "praise"})
     assert labels == ("BROKEN", "THANKS") and meanings == ("something does not work", "praise")
-    prompt = record_ops.classify_op(labels, meanings).prompt(["the tap drips"])
+    prompt = record_ops.classify_op(labels, meanings).prompt(["the tap drips", "thanks!"])
     assert "- BROKEN: something does not work" in prompt and "- THANKS: praise" in prompt
+    one = record_ops.classify_op(labels, meanings).prompt(["the tap drips"])
+    assert "BROKEN (something does not work); THANKS (praise)." in one
     assert labels_arg(["a", "b"]) == (("a", "b"), ("", ""))
-    assert "Labels: a, b" in record_ops.classify_op(("a", "b")).prompt(["x"])
+    assert "Labels: a, b" in record_ops.classify_op(("a", "b")).prompt(["x", "y"])

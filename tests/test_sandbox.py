@@ -332,14 +332,38 @@ def test_variables_describes_user_names_only():
         sb,
         "import re\nwords = context.split()\nn = 3\ndef f():\n    pass\nclass K:\n    pass\nk = K()",
     )
-    assert sb.variables() == {
-        "re": "module",
+    assert sb.variables() == {  # `re` is there from the start: not the model's
         "words": "list (5 items)",
         "n": "int",
         "f": "function",
         "K": "class",
         "k": "K",
     }
+    ok(sb, "json = 'mine'")
+    assert sb.variables()["json"] == "str (4 chars)"
+
+
+def test_common_modules_are_there_without_an_import():
+    sb, _ = make()
+    code = "c = collections.Counter(context.split())\nprint(c['a'], re.findall('d', context))"
+    assert ok(sb, code) == "1 ['d']\n"
+    assert ok(sb, "print(json.dumps([math.floor(2.5)]))") == "[2]\n"
+    assert "os" not in sb.namespace and "itertools" not in sb.namespace
+
+
+@pytest.mark.parametrize(
+    "code, fix",
+    [
+        ("print(Counter('aab'))", "from collections import Counter"),
+        ("print(heapq.nlargest(1, [3, 1]))", "import heapq"),
+        ("print(defaultdict(int))", "from collections import defaultdict"),
+    ],
+)
+def test_a_name_an_allowed_module_defines_gets_the_import_that_fixes_it(code, fix):
+    sb, _ = make()
+    error = sb.run(code).error
+    assert "NameError" in error and f"Fix: put `{fix}` at the top of the block." in error
+    assert "Fix:" not in sb.run("print(no_such_name)").error
 
 
 def test_outcome_pickles_with_the_no_final_sentinel():

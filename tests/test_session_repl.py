@@ -57,7 +57,7 @@ def test_a_cell_with_subcalls_is_skipped_and_what_it_touched_is_lost():
     restored = replay(repl, cells, expected, subcalls=False)
     assert (restored.rerun, restored.skipped) == (2, 3)
     assert set(restored.lost) == {"xs", "found", "total", "ask"}  # not `reply`: a local
-    assert set(variables(repl)) == {"re", "keep", "other"}
+    assert set(variables(repl)) == {"keep", "other"}  # `re`: there from the start
     assert "LOST" in restored.notice() and fake.calls == 0
 
 

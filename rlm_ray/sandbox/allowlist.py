@@ -268,6 +268,26 @@ for _label, _names in _MUTATING.items():
         _members[_name] = _refusing_read_only(_label, _name, _members[_name])
 
 
+PRELOADED = ("re", "json", "math", "collections")
+"""Modules every REPL starts with, as if imported (a model that forgets `import collections`
+otherwise loses turns to a NameError)."""
+
+
+def preloaded_modules() -> dict[str, ModuleProxy]:
+    return {label: _PROXIES[label] for label in PRELOADED}
+
+
+def import_hint(name: str) -> str | None:
+    """The import that defines `name`, if an allowed module is or holds it ("import heapq",
+    "from collections import Counter"); None otherwise."""
+    if name in _PROXIES:
+        return f"import {name}"
+    for label, proxy in _PROXIES.items():
+        if name in object.__getattribute__(proxy, "_members"):
+            return f"from {label} import {name}"
+    return None
+
+
 def _import(
     name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0
 ) -> Any:

@@ -19,7 +19,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from rlm_ray.sandbox.allowlist import ModuleProxy
+from rlm_ray.sandbox.allowlist import ModuleProxy, import_hint
 from rlm_ray.subcalls import SubCallFuture, resolve
 
 # -- printed text ------------------------------------------------------------------------------
@@ -94,6 +94,9 @@ def error_text(exc: BaseException, sources: dict[str, list[str]]) -> str:
         )
     else:
         lines.append(_exception_text(exc))
+        hint = import_hint(exc.name) if isinstance(exc, NameError) and exc.name else None
+        if hint is not None:  # a small model repeats the failing block unless told the fix
+            lines.append(f"Fix: put `{hint}` at the top of the block.")
     return "\n".join(lines)
 
 

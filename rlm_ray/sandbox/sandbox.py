@@ -96,6 +96,7 @@ from rlm_ray.sandbox.allowlist import (
     forget_read_only,
     guard_read_only,
     make_builtins,
+    preloaded_modules,
     tame_mro,
 )
 from rlm_ray.sandbox.boundary import CELL_MODULE, exact_str, refuse_pickling
@@ -401,7 +402,8 @@ class Sandbox:
         self._guards = _Guards(self._protected_ids)
         guard_read_only(self._guards.is_read_only)
         self._runtime = self._runtime_globals(self._guards)
-        self.namespace: dict[str, Any] = dict(self._runtime)
+        self._preloaded = preloaded_modules()  # ordinary names: a cell may rebind them
+        self.namespace: dict[str, Any] = {**self._runtime, **self._preloaded}
 
     def _runtime_globals(self, guards: _Guards) -> dict[str, Any]:
         printer = Printer(self._output)
@@ -501,7 +503,9 @@ class Sandbox:
         return {
             name: describe(value)
             for name, value in self.namespace.items()
-            if not name.startswith("_") and name not in self._injected
+            if not name.startswith("_")
+            and name not in self._injected
+            and self._preloaded.get(name) is not value
         }
 
     # -- running a cell -----------------------------------------------------------------------

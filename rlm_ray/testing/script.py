@@ -176,9 +176,10 @@ def records(
     """A reply function for record-operator batches (rlm_ray/record_ops.py).
 
     A batch prompt numbers its items ``[1] ...``; each is answered by ``answer(task, item)``
-    (`task`: the prompt's first line, e.g. ``"Condition: ..."``) on a line ``[k] answer``. A
-    prompt of one item (``Item: ...`` and a cue such as ``Label:``, or a filter's ``Item: ...``
-    and its question) gets the bare answer. A
+    (`task`: the prompt's first line, e.g. ``"Condition: ..."`` or ``"Labels: ..."``) on a line
+    ``[k] answer``. A prompt of one item (``Item: ...`` and a cue such as ``Answer:``, a
+    classification's ``Text: ...`` and ``Label:``, a filter's ``Item: ...`` and its question)
+    gets the bare answer, with the same kind of `task`. A
     batch of more than `garble_above` items gets a reply with no numbers (a model that lost
     count). Any other request goes to `default` (e.g. the root's `turns`).
     """
@@ -190,6 +191,9 @@ _RECORDS_TAIL = "\n\nReply with exactly "
 _ITEM_HEAD = "\n\nItem: "
 _ITEM_CUES = ("Answer:", "Label:")
 _FILTER_QUESTION = "\n\nQuestion: does the item above meet this condition: "
+_CLASSIFY_HEAD = "Classify the text below as one of: "
+_TEXT_HEAD = "\n\nText: "
+_CLASSIFY_CUE = "\nAnswer with the label only.\nLabel:"
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,9 @@ class _Records:
             item, question = prompt[len("Item: ") :].split(_FILTER_QUESTION, 1)
             condition = question.split("? Answer yes only", 1)[0]
             return self.answer(f"Condition: {condition}", item)
+        if prompt.startswith(_CLASSIFY_HEAD) and _TEXT_HEAD in prompt:  # a classify's one item
+            labels, text = prompt[len(_CLASSIFY_HEAD) :].split(_TEXT_HEAD, 1)
+            return self.answer(f"Labels: {labels.rstrip('.')}", text.removesuffix(_CLASSIFY_CUE))
         if _ITEM_HEAD in prompt and prompt.rsplit("\n", 1)[-1] in _ITEM_CUES:
             task, item = prompt.split(_ITEM_HEAD, 1)
             return self.answer(task.splitlines()[0], item.rsplit("\n", 1)[0])
