@@ -246,22 +246,26 @@ rlm.completion("q", "ctx")
 """
 
 
-def test_a_killed_driver_leaves_no_actor_of_its_run_alive(cluster, model_server):
+def test_a_killed_driver_leaves_no_actor_of_its_run_alive(cluster, model_server, tmp_path):
     from ray.util.state import list_actors
 
     model_server.reply = by_marker(
         {"LEAF": Reply("1", delay_s=60.0), "CHILD": turns(code("FINAL(llm_query('LEAF'))"))},
         default=turns(code("rs = [recursive_llm(f'CHILD {i}', 'c') for i in range(3)]\nFINAL(rs)")),
     )
+    log = tmp_path / "driver.log"
     driver = subprocess.Popen(
         [sys.executable, "-c", DRIVER, cluster.address, model_server.url],
         env=cli_env(),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log.open("w"),
     )
     try:
         leaves = lambda: sum(r.first_user == "LEAF" for r in model_server.requests)  # noqa: E731
-        wait_for(lambda: leaves() >= 3, timeout_s=120, what="the driver's run to reach its leaves")
+        try:
+            wait_for(lambda: leaves() >= 3, timeout_s=120, what="the driver's run's leaves")
+        except AssertionError as exc:  # say what the driver was doing
+            raise AssertionError(f"{exc}; driver stderr:\n{log.read_text()[-3000:]}") from None
         mine = _ray().get_runtime_context().get_job_id()
         rlm_classes = {"LLMGateway", "REPLPool", "REPLWorker"}
 
