@@ -68,7 +68,30 @@ def with_unknown(item: str, meanings: dict[str, str]) -> str:
     )
 
 
-FORMS = {"runtime": runtime, "label-list": label_list, "message": message, "unknown": with_unknown}
+def cue_first(item: str, meanings: dict[str, str]) -> str:
+    """The answer's form said before the text, so a caching server reads only the text."""
+    return (
+        f"Classify the text below as one of: {_sentence(meanings)}. Answer with the label "
+        f"only.\n\nText: {item}\nLabel:"
+    )
+
+
+def no_cue(item: str, meanings: dict[str, str]) -> str:
+    """Nothing after the text: the fewest tokens a call for the server to read."""
+    return (
+        f"Classify the text below as one of: {_sentence(meanings)}. Answer with the label "
+        f"only.\n\nText: {item}"
+    )
+
+
+FORMS = {
+    "runtime": runtime,
+    "cue-first": cue_first,
+    "no-cue": no_cue,
+    "label-list": label_list,
+    "message": message,
+    "unknown": with_unknown,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

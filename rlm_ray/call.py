@@ -79,8 +79,11 @@ class Restart:
 class CallBackend(Backend, Protocol):
     """A `subcalls.Backend` that also makes the call's own model turns."""
 
-    def root_llm(self, messages: list, stop: tuple[str, ...] = ()) -> LLMReply:
-        """A turn of this call's own model; `stop`: the prompt's stop sequences."""
+    def root_llm(
+        self, messages: list, stop: tuple[str, ...] = (), overrides: dict | None = None
+    ) -> LLMReply:
+        """A turn of this call's own model; `stop`: the prompt's stop sequences; `overrides`:
+        model keywords for this turn only (a resampled turn's temperature)."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,7 @@ def run_call(
     settings = dataclasses.replace(
         _loop_settings(spec, context, variant, lambda: check_limits(spec, session)),
         checkpoint=save,
+        resample_llm=_resampler(spec, backend, variant),
     )
     if first_turn is not None:
         settings = dataclasses.replace(settings, first_turn=first_turn)
@@ -163,6 +167,22 @@ def run_call(
         trace.duration_s = time.time() - trace.started_s
         _record_usage(trace, usage)
     return CallResult(answer, usage, trace)
+
+
+RESAMPLE_TEMPERATURE = 0.7
+
+
+def _resampler(
+    spec: CallSpec, backend: CallBackend, variant: prompts.PromptVariant
+) -> Callable[[Messages], LLMReply] | None:
+    """The call's model at `RESAMPLE_TEMPERATURE`, for the turn after a STUCK notice, when the
+    call asks at temperature 0 (the local models' default); None otherwise: a model that
+    samples already writes other code when asked again."""
+    kwargs = spec.models.llm_kwargs if spec.depth == 0 else spec.models.sub_llm_kwargs
+    if kwargs.get("temperature") != 0:
+        return None
+    hot = {"temperature": RESAMPLE_TEMPERATURE}
+    return lambda messages: backend.root_llm(messages, stop=variant.stop, overrides=hot)
 
 
 def _start_trace(

@@ -68,6 +68,10 @@ class LoopSettings:
     # The user message after a turn whose code ran but printed nothing (None: `next_turn`):
     # small models read an empty search as "the answer is 0".
     empty_turn: str | None = None
+    # The model asked with sampling (temperature above 0), for the turn after a STUCK notice:
+    # at temperature 0 a small model given nearly the same conversation writes the same failing
+    # code again, however plainly the notice says so. None: the same `llm`.
+    resample_llm: LLM | None = None
     checkpoint: Callable[[Messages, int], None] = lambda messages, index: None
     """Called after each model reply, before its code runs, with the conversation so far (the
     reply included) and the reply's turn index: what a `Resume` needs if the REPL is lost."""
@@ -100,11 +104,12 @@ def run_loop(
     if resume is not None:
         messages, start, feedback = list(resume.messages), resume.next_index, resume.notice
         turn_prompt = _next_prompt(feedback, start - 1, settings)
-    guard = StuckGuard()
+    guard, stuck = StuckGuard(), False
     for index in range(start, settings.max_iterations):
         settings.check_limits()
         messages.append({"role": "user", "content": turn_prompt})
-        reply, iteration = _ask(llm, messages, settings, index, usage)
+        asked = settings.resample_llm if stuck and settings.resample_llm is not None else llm
+        reply, iteration = _ask(asked, messages, settings, index, usage)
         trace.iterations.append(iteration)
         settings.checkpoint(messages, index)
         answer, feedback = _take_turn(reply.text, repl, iteration)
@@ -113,7 +118,8 @@ def run_loop(
             return answer[0]
         failed = any(cell.error is not None for cell in iteration.cells)
         empty = bool(iteration.cells) and not any(cell.output.strip() for cell in iteration.cells)
-        feedback += guard.notice(iteration.cells, repl)
+        notice = guard.notice(iteration.cells, repl)
+        feedback, stuck = feedback + notice, bool(notice)
         turn_prompt = _next_prompt(feedback, index, settings, failed, empty)
     return _last_word(llm, repl, messages, feedback, settings, trace, usage)
 
@@ -218,12 +224,28 @@ class StuckGuard:
         for name in ["context", *_names(source)]:
             kind = repl.describe(name)
             if kind is not None and kind not in ("function", "module", "class"):
-                described.append(f"`{name}` is a {kind}")
+                described.append(f"`{name}` is a {kind}" + self._start(name, repl))
             if len(described) == self._MAX_VALUES:
                 break
         if not described:
             return ""
         return "The values involved: " + "; ".join(described) + ". "
+
+    _SHOWN_CHARS = 80
+
+    def _start(self, name: str, repl: REPL) -> str:
+        """The start of a variable's value (not the context's): a small model that takes a list
+        of labels for a dict sees what the list holds."""
+        if name == "context":
+            return ""
+        try:
+            text = repl.lookup(name)
+        except AnswerError:
+            return ""
+        if not text:
+            return ""
+        more = "..." if len(text) > self._SHOWN_CHARS else ""
+        return f", starting {text[: self._SHOWN_CHARS]}{more}"
 
 
 def _error_line(error: str) -> str:

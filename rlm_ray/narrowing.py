@@ -82,7 +82,12 @@ def hint(query: str, context: Any) -> str:
         return ""
     term, count = found
     source = "context.splitlines()" if isinstance(context, str) else "context"
+    return hint_text(term, count, len(records), source)
+
+
+def hint_text(term: str, count: int, total: int, source: str) -> str:
+    """The hint's sentence (also the prompt's worked example's, so the two read alike)."""
     return (
-        f"The query names {term!r}: {count} of {len(records)} records hold it. Keep only those "
+        f"The query names {term!r}: {count} of {total} records hold it. Keep only those "
         f"records first, then work on them: records = [r for r in {source} if {term!r} in r]\n"
     )

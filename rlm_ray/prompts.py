@@ -242,16 +242,16 @@ class PromptVariant:
 
 PAPER = PromptVariant(name="paper", version=2, system=SYSTEM_PROMPT)
 
-_SMALL_INTRO = """You answer a query about a large input stored in the Python variable `context`. It is too long to read: work on it with code. {context_description}
+_SMALL_INTRO = """You answer a query about a large input stored in the Python variable `context`. It is too long to read: work on it with code.
 
 Each reply of yours is exactly one ```repl code block; then stop. The user runs it and shows you what it printed. In the code you can use:
 - `context` and the modules re, json, math, collections (already imported);
 - `print(...)`: only printed values are shown (at most {max_output_chars} characters);
 """
-_SMALL_HELPERS = """- `llm_classify(records, labels)`: one of the labels (or "unknown") per record; `labels` is a list, or a dict of label -> what it means (give the query's meanings); `llm_filter(condition, records)`: the records for which the condition holds; `llm_map(instruction, records)`: one answer per record. `records` is a list of str, a str (one record per line) or the corpus. A helper model reads the records, many per call;
+_SMALL_HELPERS = """- `llm_classify(records, labels)` returns a list of str: the label (or "unknown") of each record, in order; `labels` is a list, or a dict of label -> what it means (give the query's meanings); `llm_filter(condition, records)`: the records for which the condition holds; `llm_map(instruction, records)`: one answer per record. `records` is a list of str, a str (one record per line) or the corpus. A helper model reads the records, many per call;
 - `llm_query(prompt)`: asks the helper model about a short text (under {sub_window_chars} characters) and returns its answer as a str; `llm_query_batched(prompts)`: many at once.
 
-To find a fact (a code, a name, a number), search the text with re or str.find and print short parts. To count or pick records by their meaning (a label, a topic, a sentiment, what a record asks or reports), the query's words are not in the records: never use a regex, `in` or str.count for that. Make the list of records, call llm_classify with the query's labels and their meanings, keep the labels of the records that have an exact field the query names (a user, a date, a site), and count them with collections.Counter."""
+To find a fact (a code, a name, a number), search the text with re or str.find and print short parts. To count or pick records by their meaning (a label, a topic, a sentiment, what a record asks or reports), the query's words are not in the records: never use a regex, `in` or str.count for that. Make the list of records; if the query names an exact field (a user, a date, a site), keep only the records that hold it first. Call llm_classify on the records with the query's labels and their meanings, and count the labels with collections.Counter."""
 _SMALL_NO_HELPERS = """- no helper model: llm_query, llm_map, llm_filter and llm_classify are not for this task; decide everything with code.
 
 To find a fact (a code, a name, a number), search the text with re or str.find and print short parts."""
@@ -260,7 +260,9 @@ SMALL_SYSTEM = _SMALL_INTRO + _SMALL_HELPERS + _SMALL_END
 SMALL_CODE_SYSTEM = _SMALL_INTRO + _SMALL_NO_HELPERS + _SMALL_END
 
 # {context_description} and {context_preview} are filled per call (`first_turn`), so the real
-# first turn reads like the examples' and the model sees what a record looks like.
+# first turn reads like the examples' and the model sees what a record looks like. The system
+# text and the examples hold nothing of the run's context: they are the same for every run, and
+# a server that caches prompts (llama.cpp) reads their ~1,100 tokens once, not once a run.
 SMALL_FIRST_TURN = (
     "{context_description}\n{context_preview}\nQuery: {query}\n{narrowing}"
     "(A fact to find: search the text with re. Records to count or pick by their meaning: "
@@ -282,35 +284,65 @@ SMALL_ERROR_TURN = (
 # The examples' data are made up for them (maintenance tickets, a vault log): no benchmark's
 # records, and a different record shape from the quality benchmark's.
 _COUNT_QUERY = (
-    "How many tickets from site Oslo report something broken? Each ticket is BROKEN (something "
+    "How many tickets from site 31 report something broken? Each ticket is BROKEN (something "
     "does not work), THANKS (praise) or REQUEST (asks for something new)."
 )
 _SMALL_EXAMPLE_COUNT = (
     SMALL_FIRST_TURN.format(
         context_description="Your context is a str with 18,240 total characters.",
         context_preview=(
-            "It begins:\nTicket 1 (site Lyon): The tap in room 4 drips all night.\n"
-            "Ticket 2 (site Oslo): Thanks for fixing the heating so fast!\n"
-            "Ticket 3 (site Oslo): Could we get a second printer on floor 2?"
+            "It begins:\nTicket 1 (site 17): The tap in room 4 drips all night.\n"
+            "Ticket 2 (site 31): Thanks for fixing the heating so fast!\n"
+            "Ticket 3 (site 31): Could we get a second printer on floor 2?"
         ),
         query=_COUNT_QUERY,
-        narrowing="",
+        narrowing=narrowing.hint_text("site 31", 57, 412, "context.splitlines()"),
     ),
-    # The first line turns any context (a str of lines, a list, a corpus) into records, so the
-    # model does not copy code that only works for one type.
+    # The example keeps the records its hint names before it asks about any (a 1.5B model
+    # copies the example's code more readily than it follows the hint).
     """```repl
 import collections
-records = context.splitlines() if isinstance(context, str) else list(context)
+records = [r for r in context.splitlines() if 'site 31' in r]
 labels = llm_classify(records, {"BROKEN": "something does not work", "THANKS": "praise", "REQUEST": "asks for something new"})
-oslo = [label for record, label in zip(records, labels) if "(site Oslo)" in record]
-print(len(oslo), "tickets of site Oslo:", collections.Counter(oslo))
+print(len(records), "tickets of site 31:", collections.Counter(labels))
 ```""",
 )
 _SMALL_EXAMPLE_COUNT_DONE = (
     "Output of code block 1:\n"
-    "57 tickets of site Oslo: Counter({'REQUEST': 25, 'BROKEN': 20, 'THANKS': 12})\n\n"
+    "57 tickets of site 31: Counter({'REQUEST': 25, 'BROKEN': 20, 'THANKS': 12})\n\n"
     + SMALL_NEXT_TURN.format(query=_COUNT_QUERY),
     "FINAL(20)",
+)
+# A count over every record (no field named, so no hint): without it the model searched for the
+# query's words when no value narrowed the records (tests/test_real_model.py's count).
+_ALL_QUERY = (
+    "How many reviews are negative? Each review is NEGATIVE (the writer is disappointed) or "
+    "POSITIVE (the writer is pleased)."
+)
+_SMALL_EXAMPLE_ALL = (
+    SMALL_FIRST_TURN.format(
+        context_description=(
+            "Your context is a list of 212 chunks with 9,800 total characters; chunk lengths: "
+            "[44, 52, 39, ...]."
+        ),
+        context_preview=(
+            "The first items:\n[0] 'Review: the lamp flickers and the seller never replied'\n"
+            "[1] 'Review: lovely colour, fast delivery'"
+        ),
+        query=_ALL_QUERY,
+        narrowing="",
+    ),
+    """```repl
+import collections
+records = context.splitlines() if isinstance(context, str) else list(context)
+labels = llm_classify(records, {"NEGATIVE": "the writer is disappointed", "POSITIVE": "the writer is pleased"})
+print(len(records), "reviews:", collections.Counter(labels))
+```""",
+)
+_SMALL_EXAMPLE_ALL_DONE = (
+    "Output of code block 1:\n212 reviews: Counter({'POSITIVE': 131, 'NEGATIVE': 81})\n\n"
+    + SMALL_NEXT_TURN.format(query=_ALL_QUERY),
+    "FINAL(81)",
 )
 _SEARCH_QUERY = "What is the access code of the vault?"
 _SMALL_EXAMPLE_SEARCH = (
@@ -341,11 +373,13 @@ _SMALL_EXAMPLE_SEARCH_DONE = (
 
 SMALL = PromptVariant(
     name="small",
-    version=6,
+    version=7,
     system=SMALL_SYSTEM,
     few_shot=(
         _SMALL_EXAMPLE_SEARCH,
         _SMALL_EXAMPLE_SEARCH_DONE,
+        _SMALL_EXAMPLE_ALL,
+        _SMALL_EXAMPLE_ALL_DONE,
         _SMALL_EXAMPLE_COUNT,
         _SMALL_EXAMPLE_COUNT_DONE,
     ),
@@ -360,7 +394,7 @@ SMALL = PromptVariant(
 # "small" without sub-calls: the model has only code (the benchmark's "RLM without sub-calls").
 SMALL_CODE = PromptVariant(
     name="small-code",
-    version=6,
+    version=7,
     system=SMALL_CODE_SYSTEM,
     few_shot=(_SMALL_EXAMPLE_SEARCH, _SMALL_EXAMPLE_SEARCH_DONE),
     stop=SMALL.stop,

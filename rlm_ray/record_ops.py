@@ -48,7 +48,7 @@ CHARS_PER_TOKEN = 3  # a high token estimate, as the loop's: a batch errs on the
 WINDOW_SHARE = 0.75  # of the sub-model's window a batch may use (prompt and answers)
 ITEM_OVERHEAD_TOKENS = 6  # the "[k] " marker and line breaks
 
-CLASSIFY_CUE = "\nAnswer with the label only.\nLabel:"
+CLASSIFY_CUE = "\nLabel:"
 FILTER_QUESTION = (
     "\n\nQuestion: does the item above meet this condition: {}? Answer yes only if it clearly "
     "does. Answer with one word, yes or no."
@@ -122,7 +122,7 @@ class Operator:
             f"{label} ({text})" if text else label
             for label, text in zip(self.labels, self.descriptions or ("",) * len(self.labels))
         )
-        return f"Classify the text below as one of: {listed}."
+        return f"Classify the text below as one of: {listed}. Answer with the label only."
 
     def answer_form(self) -> str:
         return {"map": "answer", "filter": "yes or no", "classify": "label"}[self.kind]

@@ -506,12 +506,13 @@ class ThreadBackend:
         self._tools, self._allow_effects, self._approve = tools or {}, allow_effects, approve
         self._pool = ThreadPoolExecutor(max_workers=max_workers)
 
-    def root_llm(self, messages: list, stop: tuple[str, ...] = ()) -> LLMReply:
+    def root_llm(
+        self, messages: list, stop: tuple[str, ...] = (), overrides: dict | None = None
+    ) -> LLMReply:
         """A turn of the call's own model (`call.run_call` in-process); `llm` gets `stop=` only
-        when the prompt has stop sequences."""
-        if stop:
-            return self._llm(messages, self._model, stop=list(stop))  # type: ignore[call-arg]
-        return self._llm(messages, self._model)
+        when the prompt has stop sequences, and `overrides` as keywords when there are any."""
+        kwargs = {**({"stop": list(stop)} if stop else {}), **(overrides or {})}
+        return self._llm(messages, self._model, **kwargs)  # type: ignore[call-arg]
 
     def start_llm(self, prompt: str | list, model: str | None) -> Future:
         return self._pool.submit(self._llm_call, prompt, model or self._model)

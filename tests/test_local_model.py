@@ -143,19 +143,27 @@ def test_an_unknown_prompt_fails_at_construction():
 
 
 def test_every_variant_formats_and_keeps_its_examples_in_the_protocol():
-    for variant in prompts.PROMPTS.values():
-        text = prompts.system_prompt(
-            "x" * 100,
+    def system(context, variant):
+        return prompts.system_prompt(
+            context,
             can_recurse=False,
             sub_window_chars=1000,
             max_output_chars=500,
             cell_timeout_s=5,
             variant=variant,
         )
+
+    for variant in prompts.PROMPTS.values():
+        text = system("x" * 100, variant)
         assert "{" not in text.replace("{{", "").replace("{chunk}", "")
-        assert "100 total characters" in text
+        # the model is told the context's size: in the system text, or in the first turn
+        assert "100 total characters" in text + prompts.first_turn(variant, "x" * 100)
         roles = [m["role"] for m in variant.few_shot_messages()]
         assert roles == ["user", "assistant"] * len(variant.few_shot)
+    for variant in (prompts.SMALL, prompts.SMALL_CODE):
+        # nothing of the context before the first turn: a prompt-caching server reads the
+        # system text and the examples once for every run
+        assert system("x" * 100, variant) == system(["y"] * 7, variant)
 
 
 @pytest.mark.ray

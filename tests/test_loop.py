@@ -205,13 +205,35 @@ STUCK_CODE = "import re\nfor m in re.finditer('x', context):\n    print(lines, m
 
 def test_the_same_failing_code_twice_gets_a_plain_notice_with_the_types():
     fake = FakeLLM(turns(code(STUCK_CODE), code(STUCK_CODE), code("final:ok")))
-    answer, _, _, _ = run(fake, repl=TypedREPL())
+    repl = TypedREPL()
+    repl.variables["lines"] = str(["a line of the log"] * 3)
+    answer, _, _, _ = run(fake, repl=repl)
     assert answer == "ok"
     assert "STUCK" not in fake.requests[1].last_user  # the first failure is an ordinary error
     notice = fake.requests[2].last_user
     assert "STUCK: The same code failed again with the same error as before: TypeError" in notice
-    assert "`context` is a list (60 items) of str; `lines` is a list (3 items) of str." in notice
+    # the start of each value but the context's
+    start = "['a line of the log', 'a line of the log', 'a line of the log']"
+    assert (
+        f"`context` is a list (60 items) of str; `lines` is a list (3 items) of str, starting {start}."
+        in notice
+    )
     assert "`re`" not in notice and "`m`" not in notice  # only values the REPL holds
+
+
+def test_the_turn_after_a_stuck_notice_is_asked_with_sampling_and_the_next_is_not():
+    fake = FakeLLM(turns(code(STUCK_CODE), code(STUCK_CODE), code("x = 1"), code("final:ok")))
+    hot = []
+
+    def resample(messages):
+        hot.append(len(fake.requests))
+        return fake(messages, temperature=0.7)
+
+    answer, trace, _, _ = run(fake, repl=TypedREPL(), resample_llm=resample)
+    assert answer == "ok" and len(trace.iterations) == 4
+    assert hot == [2]  # only the turn that reads the STUCK notice
+    assert "STUCK" in fake.requests[2].last_user
+    assert [r.body.get("temperature") for r in fake.requests] == [None, None, 0.7, None]
 
 
 def test_other_code_with_the_same_error_is_noticed_too_and_other_errors_are_not():

@@ -142,7 +142,7 @@ def test_one_item_is_asked_in_a_short_form_that_ends_with_it():
     op = classify_op(["complaint", "praise"], ["unhappy", "happy"])
     first, second = op.prompt(["The kettle broke."]), op.prompt(["Lovely scarf!"])
     assert first.startswith("Classify the text below as one of: complaint (unhappy); praise ")
-    assert first.endswith("\n\nText: The kettle broke.\nAnswer with the label only.\nLabel:")
+    assert first.endswith(" Answer with the label only.\n\nText: The kettle broke.\nLabel:")
     # everything before the item is the same for every item: a server's prompt cache reuses it
     assert first.split("Text: ")[0] == second.split("Text: ")[0]
     assert "[1]" not in first

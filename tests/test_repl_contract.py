@@ -298,3 +298,27 @@ def test_transient_faults_on_root_turns_and_leaves_are_retried(make_rlm, model_s
     assert result.answer == "16"
     assert model_server.faults_injected > 0
     assert model_server.request_count == result.usage.calls + model_server.faults_injected
+
+
+@pytest.mark.ray
+def test_a_stuck_model_at_temperature_0_is_asked_once_more_with_sampling(make_rlm, model_server):
+    """The same failing code twice (a small model at temperature 0 would write it forever): the
+    turn that reads the STUCK notice goes to the server with a temperature above 0, once."""
+    stuck = code("labels = ['a', 'b']\nprint(labels['a'])")
+
+    def reply(request):
+        if "STUCK" in request.last_user:
+            return code("labels = ['a', 'b']\nprint(labels.count('a'))")
+        done = "Output" in request.last_user and "Error" not in request.last_user
+        return "FINAL(1)" if done else stuck
+
+    model_server.reply = reply
+    result = make_rlm(llm_kwargs={"temperature": 0}).completion("q", "ctx")
+    assert result.answer == "1"
+    temperatures = [r.body.get("temperature") for r in model_server.requests]
+    assert temperatures == [0, 0, 0.7, 0]
+    # a model asked without temperature 0 is not resampled: it samples already
+    model_server.reset()
+    model_server.reply = reply
+    assert make_rlm().completion("q", "ctx").answer == "1"
+    assert [r.body.get("temperature") for r in model_server.requests] == [None] * 4

@@ -366,6 +366,16 @@ def test_a_name_an_allowed_module_defines_gets_the_import_that_fixes_it(code, fi
     assert "Fix:" not in sb.run("print(no_such_name)").error
 
 
+def test_a_list_or_str_read_by_a_str_key_gets_how_to_read_it():
+    sb, _ = make()
+    error = sb.run("labels = ['a', 'b']\nprint(labels['a'])").error
+    assert "TypeError: list indices must be integers or slices, not str" in error
+    assert "Fix: a list is read by position (an int), not by a str." in error
+    assert "collections.Counter(labels)" in error
+    assert "Fix: this value is a str" in sb.run("print(context['x'])").error
+    assert "Fix:" not in sb.run("print(len(3))").error  # other TypeErrors: no guess
+
+
 def test_outcome_pickles_with_the_no_final_sentinel():
     outcome = make()[0].run("x = 1")
     assert pickle.loads(pickle.dumps(outcome)).final is NO_FINAL

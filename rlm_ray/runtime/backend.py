@@ -99,14 +99,18 @@ class RayBackend:
             sub_call,
         )
 
-    def root_llm(self, messages: list, stop: tuple[str, ...] = ()) -> LLMReply:
+    def root_llm(
+        self, messages: list, stop: tuple[str, ...] = (), overrides: dict | None = None
+    ) -> LLMReply:
         """A turn of this call's own model (the root model at depth 0, else the sub-model);
-        `stop` (the prompt's stop sequences) applies unless the caller's kwargs set their own."""
+        `stop` (the prompt's stop sequences) applies unless the caller's kwargs set their own;
+        `overrides` replace kwargs for this turn."""
         kwargs = (
             self.spec.models.llm_kwargs if self.spec.depth == 0 else self.spec.models.sub_llm_kwargs
         )
         if stop and "stop" not in kwargs:
             kwargs = {**kwargs, "stop": list(stop)}
+        kwargs = {**kwargs, **(overrides or {})}
         ref = self._complete(self._request(self.spec.model, messages, kwargs), self.spec.depth)
         try:
             return ray.get(ref, timeout=remaining_s(self.spec))

@@ -97,7 +97,26 @@ def error_text(exc: BaseException, sources: dict[str, list[str]]) -> str:
         hint = import_hint(exc.name) if isinstance(exc, NameError) and exc.name else None
         if hint is not None:  # a small model repeats the failing block unless told the fix
             lines.append(f"Fix: put `{hint}` at the top of the block.")
+        elif isinstance(exc, TypeError):
+            lines += [fix for start, fix in _TYPE_FIXES if str(exc).startswith(start)]
     return "\n".join(lines)
+
+
+# A small model that takes a list for a dict writes `labels[record]` turn after turn; told how a
+# list is read, it changes the line (tests/test_sandbox.py has the messages these start with).
+_TYPE_FIXES = (
+    (
+        "list indices must be integers or slices, not str",
+        "Fix: a list is read by position (an int), not by a str. Loop over it (`for x in "
+        "items:`), pair two lists in the same order with `zip(records, labels)`, or count its "
+        "values with `collections.Counter(labels)`.",
+    ),
+    (
+        "string indices must be integers",
+        "Fix: this value is a str, read by position (an int), not by a str key. Print "
+        "`type()` and a short part of it to see what it holds.",
+    ),
+)
 
 
 def _frame_text(frame: traceback.FrameSummary, sources: dict[str, list[str]]) -> str:

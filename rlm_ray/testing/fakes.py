@@ -30,10 +30,10 @@ class FakeLLM:
         self._lock = threading.Lock()
 
     def __call__(
-        self, messages: list[dict[str, Any]], model: str = "fake", *, stop: object = None
+        self, messages: list[dict[str, Any]], model: str = "fake", *, stop: object = None, **kw: Any
     ) -> LLMReply:
         started = time.perf_counter()
-        body = {"model": model, "messages": messages, **({"stop": stop} if stop else {})}
+        body = {"model": model, "messages": messages, **({"stop": stop} if stop else {}), **kw}
         request = Request.from_body(body)
         with self._lock:
             self.calls += 1

@@ -193,7 +193,8 @@ _ITEM_CUES = ("Answer:", "Label:")
 _FILTER_QUESTION = "\n\nQuestion: does the item above meet this condition: "
 _CLASSIFY_HEAD = "Classify the text below as one of: "
 _TEXT_HEAD = "\n\nText: "
-_CLASSIFY_CUE = "\nAnswer with the label only.\nLabel:"
+_CLASSIFY_CUE = "\nLabel:"
+_CLASSIFY_ANSWER = " Answer with the label only."
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,8 @@ class _Records:
             return self.answer(f"Condition: {condition}", item)
         if prompt.startswith(_CLASSIFY_HEAD) and _TEXT_HEAD in prompt:  # a classify's one item
             labels, text = prompt[len(_CLASSIFY_HEAD) :].split(_TEXT_HEAD, 1)
-            return self.answer(f"Labels: {labels.rstrip('.')}", text.removesuffix(_CLASSIFY_CUE))
+            labels = labels.removesuffix(_CLASSIFY_ANSWER).rstrip(".")
+            return self.answer(f"Labels: {labels}", text.removesuffix(_CLASSIFY_CUE))
         if _ITEM_HEAD in prompt and prompt.rsplit("\n", 1)[-1] in _ITEM_CUES:
             task, item = prompt.split(_ITEM_HEAD, 1)
             return self.answer(task.splitlines()[0], item.rsplit("\n", 1)[0])
