@@ -68,25 +68,22 @@ def with_unknown(item: str, meanings: dict[str, str]) -> str:
     )
 
 
-def cue_first(item: str, meanings: dict[str, str]) -> str:
-    """The answer's form said before the text, so a caching server reads only the text."""
+def cue_last(item: str, meanings: dict[str, str]) -> str:
+    """The form of the morning of 2026-12-03: the answer's form said after the text."""
     return (
-        f"Classify the text below as one of: {_sentence(meanings)}. Answer with the label "
-        f"only.\n\nText: {item}\nLabel:"
+        f"Classify the text below as one of: {_sentence(meanings)}.\n\nText: {item}\n"
+        "Answer with the label only.\nLabel:"
     )
 
 
 def no_cue(item: str, meanings: dict[str, str]) -> str:
     """Nothing after the text: the fewest tokens a call for the server to read."""
-    return (
-        f"Classify the text below as one of: {_sentence(meanings)}. Answer with the label "
-        f"only.\n\nText: {item}"
-    )
+    return runtime(item, meanings).removesuffix("\nLabel:")
 
 
 FORMS = {
     "runtime": runtime,
-    "cue-first": cue_first,
+    "cue-last": cue_last,
     "no-cue": no_cue,
     "label-list": label_list,
     "message": message,
