@@ -9,6 +9,7 @@ paper's prompt (arXiv:2512.24601, App. D) adapted to rlm-ray's REPL (parallel fa
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -251,7 +252,7 @@ Each reply of yours is exactly one ```repl code block; then stop. The user runs 
 _SMALL_HELPERS = """- `llm_classify(records, labels)` returns a list of str: the label (or "unknown") of each record, in order; `labels` is a list, or a dict of label -> what it means (give the query's meanings); `llm_filter(condition, records)`: the records for which the condition holds; `llm_map(instruction, records)`: one answer per record. `records` is a list of str, a str (one record per line) or the corpus. A helper model reads the records, many per call;
 - `llm_query(prompt)`: asks the helper model about a short text (under {sub_window_chars} characters) and returns its answer as a str; `llm_query_batched(prompts)`: many at once.
 
-To find a fact (a code, a name, a number), search the text with re or str.find and print short parts. To count or pick records by their meaning (a label, a topic, a sentiment, what a record asks or reports), the query's words are not in the records: never use a regex, `in` or str.count for that. Make the list of records; if the query names an exact field (a user, a date, a site), keep only the records that hold it first. Call llm_classify on the records with the query's labels and their meanings, and count the labels with collections.Counter."""
+To find a fact (a code, a name, a number), search the text with re or str.find and print short parts. To count or pick records by their meaning (a label, a topic, a sentiment, what a record asks or reports), the query's words are not in the records: never use a regex, `in` or str.count for that. Make the list of records; if the query names an exact field (a user, a date, a site), keep only the records that hold it first. Call llm_classify on the records with the query's labels and their meanings and count the labels with collections.Counter; when the query names no labels, call llm_filter with its condition and count the records it returns."""
 _SMALL_NO_HELPERS = """- no helper model: llm_query, llm_map, llm_filter and llm_classify are not for this task; decide everything with code.
 
 To find a fact (a code, a name, a number), search the text with re or str.find and print short parts."""
@@ -264,10 +265,35 @@ SMALL_CODE_SYSTEM = _SMALL_INTRO + _SMALL_NO_HELPERS + _SMALL_END
 # text and the examples hold nothing of the run's context: they are the same for every run, and
 # a server that caches prompts (llama.cpp) reads their ~1,100 tokens once, not once a run.
 SMALL_FIRST_TURN = (
-    "{context_description}\n{context_preview}\nQuery: {query}\n{narrowing}"
-    "(A fact to find: search the text with re. Records to count or pick by their meaning: "
-    "llm_classify.) Your first ```repl block:"
+    "{context_description}\n{context_preview}\nQuery: {query}\n{narrowing}{approach} "
+    "Your first ```repl block:"
 )
+# `{approach}`: what the query asks for, told in the first turn (`approach`). A 1.5B root model
+# picks the example whose query looks most like the run's; "How many reviews complain about
+# waiting?" looked like neither example's words and got the search example's regex (3 of 4 dev
+# runs, docs/prompts.md). A query that counts records or asks which label is most or least
+# common is told so; any other query gets the general rule.
+APPROACH_ANY = (
+    "(A fact to find: search the text with re. Records to count or pick by their meaning: "
+    "llm_classify.)"
+)
+APPROACH_COUNT = (
+    "(This query counts records by their meaning, which no regex can find: make the list of "
+    "records and call llm_classify with the query's labels, or llm_filter with its condition "
+    "if it names no labels.)"
+)
+_COUNTING = re.compile(
+    r"\b(how many|number of|count|how often|(most|least) (common|frequent)|"
+    r"(fraction|share|percentage|proportion) of)\b",
+    re.IGNORECASE,
+)
+
+
+def approach(query: str) -> str:
+    """The first turn's advice for `query`: `APPROACH_COUNT` for a query that counts records,
+    else `APPROACH_ANY`."""
+    return APPROACH_COUNT if _COUNTING.search(query) else APPROACH_ANY
+
 SMALL_NEXT_TURN = (
     "Your next ```repl block, or FINAL(answer) if the output above answers the query: {query}"
 )
@@ -297,6 +323,7 @@ _SMALL_EXAMPLE_COUNT = (
         ),
         query=_COUNT_QUERY,
         narrowing=narrowing.hint_text("site 31", 57, 412, "context.splitlines()"),
+        approach=APPROACH_COUNT,
     ),
     # The example keeps the records its hint names before it asks about any (a 1.5B model
     # copies the example's code more readily than it follows the hint).
@@ -314,11 +341,12 @@ _SMALL_EXAMPLE_COUNT_DONE = (
     "FINAL(20)",
 )
 # A count over every record (no field named, so no hint): without it the model searched for the
-# query's words when no value narrowed the records (tests/test_real_model.py's count).
-_ALL_QUERY = (
-    "How many reviews are negative? Each review is NEGATIVE (the writer is disappointed) or "
-    "POSITIVE (the writer is pleased)."
-)
+# query's words when no value narrowed the records (tests/test_real_model.py's count). Its query
+# names no labels, so the example filters: with labels in every example, the model searched for
+# the words of a query that had none, or made up labels from them; and the sub-model answers a
+# condition after the item (llm_filter's form) far better than a YES/NO pair of labels before it
+# (12 of 13 against all 40 "YES", docs/prompts.md).
+_ALL_QUERY = "How many reviews say the product stopped working?"
 _SMALL_EXAMPLE_ALL = (
     SMALL_FIRST_TURN.format(
         context_description=(
@@ -331,18 +359,18 @@ _SMALL_EXAMPLE_ALL = (
         ),
         query=_ALL_QUERY,
         narrowing="",
+        approach=APPROACH_COUNT,
     ),
     """```repl
-import collections
 records = context.splitlines() if isinstance(context, str) else list(context)
-labels = llm_classify(records, {"NEGATIVE": "the writer is disappointed", "POSITIVE": "the writer is pleased"})
-print(len(records), "reviews:", collections.Counter(labels))
+hits = llm_filter("the review says the product stopped working", records)
+print(len(hits), "of", len(records), "reviews say the product stopped working")
 ```""",
 )
 _SMALL_EXAMPLE_ALL_DONE = (
-    "Output of code block 1:\n212 reviews: Counter({'POSITIVE': 131, 'NEGATIVE': 81})\n\n"
+    "Output of code block 1:\n38 of 212 reviews say the product stopped working\n\n"
     + SMALL_NEXT_TURN.format(query=_ALL_QUERY),
-    "FINAL(81)",
+    "FINAL(38)",
 )
 _SEARCH_QUERY = "What is the access code of the vault?"
 _SMALL_EXAMPLE_SEARCH = (
@@ -357,6 +385,7 @@ _SMALL_EXAMPLE_SEARCH = (
         ),
         query=_SEARCH_QUERY,
         narrowing="",
+        approach=APPROACH_ANY,
     ),
     """```repl
 import re
@@ -398,7 +427,7 @@ SMALL_CODE = PromptVariant(
     system=SMALL_CODE_SYSTEM,
     few_shot=(_SMALL_EXAMPLE_SEARCH, _SMALL_EXAMPLE_SEARCH_DONE),
     stop=SMALL.stop,
-    first_turn=SMALL_FIRST_TURN,
+    first_turn=SMALL_FIRST_TURN.replace("{approach}", APPROACH_ANY),  # v7's: no helpers
     next_turn=SMALL_NEXT_TURN,
     error_turn=SMALL_ERROR_TURN,
     empty_turn=SMALL_EMPTY_TURN,
@@ -415,6 +444,7 @@ def first_turn(variant: PromptVariant, context: Any, query: str = "") -> str:
         ("context_description", describe_context),
         ("context_preview", preview),
         ("narrowing", lambda context: narrowing.hint(query, context)),
+        ("approach", lambda context: approach(query)),
     )
     for name, fill in fills:
         if "{" + name + "}" in text:

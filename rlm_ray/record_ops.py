@@ -172,6 +172,37 @@ class Operator:
         return normalise_label(text, self.labels, self.descriptions)
 
 
+class RecordAnswers(list):
+    """An operator's answers in record order (a plain list) that can also be read by record:
+    `labels[record]` is the answer of that record's text.
+
+    A 1.5B root model writes ``[r for r in records if labels[r] == "x"]`` more often than
+    `zip`, and repeated it through every retry (docs/prompts.md); identical records get one
+    answer (the operator asks them once), so reading by record is well defined. Only str
+    records can be read this way; any other key reads the list as usual. It pickles as a plain
+    list, and `sandbox.boundary.plain` copies it as one."""
+
+    __slots__ = ("_by_record",)
+
+    def __init__(self, values: Sequence[Any], records: Sequence[Any]) -> None:
+        super().__init__(values)
+        self._by_record = {r: v for r, v in zip(records, values) if type(r) is str}
+
+    def __getitem__(self, index: Any) -> Any:
+        if type(index) is str:
+            try:
+                return self._by_record[index]
+            except KeyError:
+                raise KeyError(
+                    f"{index[:60]!r} is not one of the records these answers are for; read "
+                    "the list by position, or pair it with its records: zip(records, answers)"
+                ) from None
+        return super().__getitem__(index)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (list, (list(self),))
+
+
 def map_op(instruction: str) -> Operator:
     return Operator("map", instruction)
 

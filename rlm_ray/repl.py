@@ -266,7 +266,9 @@ class REPLSession:
         )
         for warning in outcome.warnings:
             self.sandbox.print(f"[{op.fn} warning] {warning}")
-        return outcome.values
+        if op.kind == "filter":
+            return outcome.values
+        return record_ops.RecordAnswers(outcome.values, records)
 
     def _final(self, value: Any) -> None:
         # str() here, inside the cell, so a failure is an ordinary error the model sees

@@ -166,6 +166,25 @@ def test_every_variant_formats_and_keeps_its_examples_in_the_protocol():
         assert system("x" * 100, variant) == system(["y"] * 7, variant)
 
 
+@pytest.mark.parametrize(
+    "query, counts",
+    [
+        ("How many of these messages complain about shipping or delivery?", True),
+        ("Which label is the most common among the reviews?", True),
+        ("What is the number of records from user 7 that are questions?", True),
+        ("Summarise what the complaints are about.", False),
+        ("What percentage of the messages are complaints?", True),
+        ("What is the access code of the vault?", False),
+    ],
+)
+def test_the_small_first_turn_tells_a_counting_query_to_use_the_operators(query, counts):
+    turn = prompts.first_turn(prompts.SMALL, ["a", "b"], query)
+    assert (prompts.APPROACH_COUNT in turn) is counts
+    assert (prompts.APPROACH_ANY in turn) is not counts
+    # small-code has no operators to point at: it always gets the general advice
+    assert prompts.APPROACH_ANY in prompts.first_turn(prompts.SMALL_CODE, ["a"], query)
+
+
 @pytest.mark.ray
 def test_the_small_prompt_reaches_the_model_with_examples_and_stop_sequences(
     make_rlm, model_server

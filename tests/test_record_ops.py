@@ -4,6 +4,7 @@ REPL's `llm_map` / `llm_filter` / `llm_classify` over in-process threads (`Threa
 from __future__ import annotations
 
 import math
+import pickle
 
 import pyarrow as pa
 import pytest
@@ -256,6 +257,33 @@ def test_repl_operators_over_a_str_of_lines():
     # one batch per operator: a str gives its 4 non-empty lines, 3 distinct; the list 5 items,
     # 4 distinct ("" is a record too)
     assert len(out.trace.subcalls) == 2
+
+
+def test_repl_answers_can_be_read_by_record():
+    # The 1.5B model's habit: `labels[r] for r in records`. It works, and the answers stay a list.
+    def answer(task, item):
+        if task.startswith("Instruction"):
+            return item.lower()
+        return "BIRD" if "owl" in item else "OTHER"
+
+    fake, make = repl_with(answer)
+    out = make(["the owl hoots", "a cat naps", "the owl hoots"]).run(
+        "labels = llm_classify(context, ['BIRD', 'OTHER'])\n"
+        "birds = [r for r in context if labels[r] == 'BIRD']\n"
+        "print(len(birds), labels[0], labels[-1:], collections.Counter(labels)['OTHER'])\n"
+        "print(llm_map('lower it', labels))\n"  # crosses the boundary as a plain list
+        "labels['a dog barks']"
+    )
+    assert out.trace.output.splitlines()[0] == "2 BIRD ['BIRD'] 1"
+    assert out.trace.output.splitlines()[1] == "['bird', 'other', 'bird']"
+    assert "KeyError" in out.trace.error and "is not one of the records" in out.trace.error
+
+
+def test_record_answers_pickle_as_a_plain_list():
+    answers = record_ops.RecordAnswers(["A", "B"], ["x", "y"])
+    assert answers["y"] == "B" and answers[0] == "A" and answers == ["A", "B"]
+    copied = pickle.loads(pickle.dumps(answers))
+    assert type(copied) is list and copied == ["A", "B"]
 
 
 @pytest.mark.parametrize(

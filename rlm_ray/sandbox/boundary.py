@@ -8,7 +8,8 @@ So every value that leaves a cell (sub-call prompts and model names, child conte
 items, the final answer) goes through `plain`, which:
 
 * checks ``type(x) is ...`` — never `isinstance`, which can call model code — for str, int,
-  float, bool, None, and list/tuple/dict of those, and copies them (so a value the model keeps
+  float, bool, None, and list/tuple/dict of those (and an operator's `RecordAnswers`, copied as
+  the list it is), and copies them (so a value the model keeps
   cannot change under the host); the project's own views (`corpus.Corpus`, `corpus.Document`)
   are rebuilt from their plain fields, and a sub-call result is its text;
 * bounds the size and nesting, so a copy cannot exhaust the host;
@@ -30,6 +31,7 @@ import types
 from typing import Any
 
 from rlm_ray import corpus
+from rlm_ray.record_ops import RecordAnswers
 from rlm_ray.subcalls import SubCallFuture
 
 MAX_ITEMS = 1_000_000
@@ -72,10 +74,10 @@ def _copy(value: Any, what: str, views: bool, depth: int, budget: _Budget) -> An
         return value
     if depth >= MAX_DEPTH:
         raise ValueError(f"{what}: nested deeper than {MAX_DEPTH} levels")
-    if kind is list or kind is tuple:
-        _count(budget, list.__len__(value) if kind is list else tuple.__len__(value), what)
+    if kind is list or kind is tuple or kind is RecordAnswers:
+        _count(budget, tuple.__len__(value) if kind is tuple else list.__len__(value), what)
         items = [_copy(v, what, views, depth + 1, budget) for v in value]
-        return items if kind is list else tuple(items)
+        return tuple(items) if kind is tuple else items
     if kind is dict:
         _count(budget, dict.__len__(value), what)
         copied = {}
