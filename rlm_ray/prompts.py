@@ -252,7 +252,7 @@ Each reply of yours is exactly one ```repl code block; then stop. The user runs 
 _SMALL_HELPERS = """- `llm_classify(records, labels)` returns a list of str: the label (or "unknown") of each record, in order; `labels` is a list, or a dict of label -> what it means (give the query's meanings); `llm_filter(condition, records)`: the records for which the condition holds; `llm_map(instruction, records)`: one answer per record. `records` is a list of str, a str (one record per line) or the corpus. A helper model reads the records, many per call;
 - `llm_query(prompt)`: asks the helper model about a short text (under {sub_window_chars} characters) and returns its answer as a str; `llm_query_batched(prompts)`: many at once.
 
-To find a fact (a code, a name, a number), search the text with re or str.find and print short parts. To count or pick records by their meaning (a label, a topic, a sentiment, what a record asks or reports), the query's words are not in the records: never use a regex, `in` or str.count for that. Make the list of records; if the query names an exact field (a user, a date, a site), keep only the records that hold it first. Call llm_classify on the records with the query's labels and their meanings and count the labels with collections.Counter; when the query names no labels, call llm_filter with its condition and count the records it returns."""
+To find a fact (a code, a name, a number), search the text with re or str.find and print short parts. To count or pick records by their meaning (a label, a topic, a sentiment, what a record asks or reports), the query's words are not in the records: never use a regex, `in` or str.count for that. Make the list of records; if the query names an exact field (a user, a date, a site), keep only the records that hold it first. Call llm_classify on the records with the query's labels and their meanings and count the labels with collections.Counter; when the query names no labels, call llm_filter with the query's condition in its own words and count the records it returns."""
 _SMALL_NO_HELPERS = """- no helper model: llm_query, llm_map, llm_filter and llm_classify are not for this task; decide everything with code.
 
 To find a fact (a code, a name, a number), search the text with re or str.find and print short parts."""
@@ -293,6 +293,7 @@ def approach(query: str) -> str:
     """The first turn's advice for `query`: `APPROACH_COUNT` for a query that counts records,
     else `APPROACH_ANY`."""
     return APPROACH_COUNT if _COUNTING.search(query) else APPROACH_ANY
+
 
 SMALL_NEXT_TURN = (
     "Your next ```repl block, or FINAL(answer) if the output above answers the query: {query}"
@@ -402,7 +403,7 @@ _SMALL_EXAMPLE_SEARCH_DONE = (
 
 SMALL = PromptVariant(
     name="small",
-    version=7,
+    version=8,
     system=SMALL_SYSTEM,
     few_shot=(
         _SMALL_EXAMPLE_SEARCH,

@@ -124,6 +124,20 @@ class Operator:
         )
         return f"Classify the text below as one of: {listed}. Answer with the label only."
 
+    @property
+    def one_label(self) -> bool:
+        """A classify with one label: whether each item fits it, asked as a filter is (with the
+        label before the item, the 1.5B model gave every item the one label: 60 of 60,
+        docs/prompts.md); "no" is `UNKNOWN`."""
+        return self.kind == "classify" and len(self.labels) == 1
+
+    @property
+    def condition(self) -> str:
+        """What a filter asks of an item: the condition, or a single label's meaning."""
+        if self.one_label:
+            return (self.descriptions or ("",))[0] or f"it is {self.labels[0]}"
+        return self.instruction
+
     def answer_form(self) -> str:
         return {"map": "answer", "filter": "yes or no", "classify": "label"}[self.kind]
 
@@ -137,8 +151,8 @@ class Operator:
         single item comes first and the question after it (`FILTER_QUESTION`): with the
         condition first, the 1.5B model said yes to most items whatever the condition."""
         n = len(items)
-        if n == 1 and self.kind == "filter":
-            return _merge_text(["Item: ", items[0], FILTER_QUESTION.format(self.instruction)])
+        if n == 1 and (self.kind == "filter" or self.one_label):
+            return _merge_text(["Item: ", items[0], FILTER_QUESTION.format(self.condition)])
         if n == 1 and self.kind == "classify":
             return _merge_text([f"{self.single_classify_task()}\n\nText: ", items[0], CLASSIFY_CUE])
         if n == 1:
@@ -169,6 +183,8 @@ class Operator:
             return text.strip()
         if self.kind == "filter":
             return yes_no(text)
+        if self.one_label and yes_no(text) is not _UNPARSED:
+            return self.labels[0] if yes_no(text) else UNKNOWN
         return normalise_label(text, self.labels, self.descriptions)
 
 

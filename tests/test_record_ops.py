@@ -159,6 +159,28 @@ def test_one_item_is_asked_in_a_short_form_that_ends_with_it():
     assert op.parse("praise", 1) == {1: "praise"}
 
 
+def test_a_single_label_is_asked_as_a_yes_or_no_condition():
+    # with one label before the item, the 1.5B model gave all 60 items that label
+    op = classify_op(["COMPLAIN"], ["complains about shipping"])
+    assert op.prompt(["x"]) == "Item: x" + record_ops.FILTER_QUESTION.format(
+        "complains about shipping"
+    )
+    assert (
+        classify_op(["late"])
+        .prompt(["x"])
+        .endswith(
+            "condition: it is late? "
+            + "Answer yes only if it clearly does. Answer with one word, yes or no."
+        )
+    )
+    assert op.parse("Yes.", 1) == {1: "COMPLAIN"} and op.parse("no", 1) == {1: UNKNOWN}
+    assert op.parse("COMPLAIN", 1) == {1: "COMPLAIN"}  # a model answering with the label
+    items = ["late box", "nice scarf", "late again", "nice scarf"]
+    ask, fake, _ = answering(lambda task, item: "yes" if "late" in item else "no")
+    out = record_ops.run(op, items, items, ask, window_tokens=100_000, max_items=1)
+    assert out.values == ["COMPLAIN", UNKNOWN, "COMPLAIN", UNKNOWN] and fake.calls == 3
+
+
 def test_one_view_stays_a_view_in_the_short_form():
     doc = next(iter(local_corpus(pa.table({"text": ["alpha doc"]})).documents))
     prompt = map_op("Summarise").prompt([doc])
