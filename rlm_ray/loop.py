@@ -118,8 +118,8 @@ def run_loop(
             return answer[0]
         failed = any(cell.error is not None for cell in iteration.cells)
         empty = bool(iteration.cells) and not any(cell.output.strip() for cell in iteration.cells)
-        notice = guard.notice(iteration.cells, repl)
-        feedback, stuck = feedback + notice, bool(notice)
+        notice, stuck = guard.notice(iteration.cells, repl)
+        feedback += notice
         turn_prompt = _next_prompt(feedback, index, settings, failed, empty)
     return _last_word(llm, repl, messages, feedback, settings, trace, usage)
 
@@ -203,7 +203,9 @@ class StuckGuard:
     def __init__(self) -> None:
         self._seen: dict[str, set[str]] = {}  # error line -> the code blocks that raised it
 
-    def notice(self, cells: list[CellTrace], repl: REPL) -> str:
+    def notice(self, cells: list[CellTrace], repl: REPL) -> tuple[str, bool]:
+        """What to add to the turn's output, and whether the model is stuck (repeating an
+        error): a repeat gets the STUCK notice; a first type error on `context` its type."""
         for cell in cells:
             if cell.error is None:
                 continue
@@ -212,12 +214,18 @@ class StuckGuard:
             repeated, same_code = bool(codes), source in codes
             codes.add(source)
             if repeated:
-                return "\n\n" + prompts.STUCK.format(
+                stuck = prompts.STUCK.format(
                     what="The same code" if same_code else "Your code",
                     error=error,
                     values=self._values(source, repl),
                 )
-        return ""
+                return "\n\n" + stuck, True
+            if error.startswith(_TYPE_ERRORS) and re.search(r"\bcontext\b", source):
+                # a first type error on the input: name its type at once (a 1.5B model that
+                # called `context.splitlines()` on a list wrote two records of its own next)
+                kind = repl.describe("context")
+                return ("", False) if kind is None else (f"\n\n(`context` is a {kind}.)", False)
+        return "", False
 
     def _values(self, source: str, repl: REPL) -> str:
         described = []
@@ -246,6 +254,9 @@ class StuckGuard:
             return ""
         more = "..." if len(text) > self._SHOWN_CHARS else ""
         return f", starting {text[: self._SHOWN_CHARS]}{more}"
+
+
+_TYPE_ERRORS = ("AttributeError", "TypeError")
 
 
 def _error_line(error: str) -> str:

@@ -167,20 +167,26 @@ def test_every_variant_formats_and_keeps_its_examples_in_the_protocol():
 
 
 @pytest.mark.parametrize(
-    "query, counts",
+    "query, advice",
     [
-        ("How many of these messages complain about shipping or delivery?", True),
-        ("Which label is the most common among the reviews?", True),
-        ("What is the number of records from user 7 that are questions?", True),
-        ("Summarise what the complaints are about.", False),
-        ("What percentage of the messages are complaints?", True),
-        ("What is the access code of the vault?", False),
+        ("How many of these messages complain about shipping or delivery?", "count"),
+        ("What is the number of records from user 7 that are questions?", "count"),
+        ("Summarise what the complaints are about.", "any"),
+        ("What percentage of the messages are complaints?", "count"),
+        ("What is the access code of the vault?", "any"),
+        ("Which label is the most common among the reviews?", "most"),
+        ("Which label occurs least often? Answer with the label.", "least"),
+        ("Which category shows up MOST frequently?", "most"),
     ],
 )
-def test_the_small_first_turn_tells_a_counting_query_to_use_the_operators(query, counts):
+def test_the_small_first_turn_tells_a_counting_query_to_use_the_operators(query, advice):
     turn = prompts.first_turn(prompts.SMALL, ["a", "b"], query)
-    assert (prompts.APPROACH_COUNT in turn) is counts
-    assert (prompts.APPROACH_ANY in turn) is not counts
+    assert (prompts.APPROACH_COUNT in turn) is (advice == "count")
+    assert (prompts.APPROACH_ANY in turn) is (advice == "any")
+    if advice in ("most", "least"):  # the one line that prints the label asked for
+        pick = "[0]" if advice == "most" else "[-1]"
+        line = f'collections.Counter(x for x in labels if x != "unknown").most_common(){pick}'
+        assert f"the {advice} common label" in turn and line in turn
     # small-code has no operators to point at: it always gets the general advice
     assert prompts.APPROACH_ANY in prompts.first_turn(prompts.SMALL_CODE, ["a"], query)
 

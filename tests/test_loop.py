@@ -209,7 +209,9 @@ def test_the_same_failing_code_twice_gets_a_plain_notice_with_the_types():
     repl.variables["lines"] = str(["a line of the log"] * 3)
     answer, _, _, _ = run(fake, repl=repl)
     assert answer == "ok"
-    assert "STUCK" not in fake.requests[1].last_user  # the first failure is an ordinary error
+    # the first failure is an ordinary error, with the type of the context it tripped on
+    assert "STUCK" not in fake.requests[1].last_user
+    assert "(`context` is a list (60 items) of str.)" in fake.requests[1].last_user
     notice = fake.requests[2].last_user
     assert "STUCK: The same code failed again with the same error as before: TypeError" in notice
     # the start of each value but the context's

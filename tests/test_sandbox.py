@@ -307,8 +307,8 @@ def test_leaving_a_finally_block_early_is_rejected():
 def test_injected_names_are_restored_and_read_only():
     sb, _ = make()
     sb.inject(items=["x"], config={"k": 1})
-    ok(sb, "llm_query = None\ndel FINAL\ncontext = 'mine'")
-    assert ok(sb, "print(context[:3], llm_query is None)") == "a b False\n"
+    ok(sb, "llm_query = print\ndel FINAL\ncontext = context.upper()")
+    assert ok(sb, "print(context[:3], llm_query is print)") == "a b False\n"
     for code in [
         "items[0] = 'y'",
         "config['k'] = 2",
@@ -318,6 +318,27 @@ def test_injected_names_are_restored_and_read_only():
     ]:
         assert sb.run(code).error is not None, code
     assert sb.namespace["items"] == ["x"] and sb.namespace["config"] == {"k": 1}
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "context = 'a b c: the records I think are there'\nprint(context)",
+        "context = ['2026-03-06 | user 1 | Please cancel my order']",
+        "context: str = 'made up'",
+        "records = context.split()\nif not records:\n    context = {'n': 1}",
+        "for x in [1]:\n    llm_query = 'yes'",
+    ],
+)
+def test_a_value_typed_into_the_code_cannot_replace_an_injected_name(code):
+    sb, _ = make()
+    outcome = sb.run(code)
+    assert outcome.error is not None and "made-up data" in outcome.error, code
+    assert outcome.stdout == ""  # refused before anything ran
+    assert "own str (9 chars)" in outcome.error or "own function" in outcome.error
+    assert ok(sb, "print(context[:3])") == "a b\n"
+    # a local of the same name, or a computed value, is no made-up input
+    assert ok(sb, "def f():\n    context = 'x'\n    return context\nprint(f())") == "x\n"
 
 
 def test_injected_functions_print_into_the_cell():

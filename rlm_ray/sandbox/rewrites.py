@@ -132,3 +132,41 @@ def scope_nodes(node: ast.AST) -> Iterator[ast.AST]:
     for child in ast.iter_child_nodes(node):
         if not isinstance(child, (ast.FunctionDef, ast.Lambda, ast.ClassDef)):
             yield from scope_nodes(child)
+
+
+def literal_rebinding(tree: ast.Module, names: Iterable[str]) -> str | None:
+    """The first of `names` that `tree` assigns a value written out in the code (a constant, or
+    a list, tuple, dict or set of them), if any.
+
+    The injected names hold the run's input and the runtime's functions; a value typed into the
+    code in their place is made-up data (a 1.5B model that failed on `context` wrote two records
+    of its own into `context` and answered from them). Rebinding to a computed value is left
+    alone: the name is restored after the cell anyway."""
+    protected = set(names)
+    for node in _module_level(tree):
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
+        hit = [t.id for t in targets if isinstance(t, ast.Name) and t.id in protected]
+        if hit and _is_literal(value):
+            return hit[0]
+    return None
+
+
+def _module_level(tree: ast.AST) -> Iterator[ast.AST]:
+    """The nodes of `tree` outside function and class bodies (where a name is a local)."""
+    for child in ast.iter_child_nodes(tree):
+        yield child
+        if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            yield from _module_level(child)
+
+
+def _is_literal(node: ast.expr) -> bool:
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True

@@ -115,6 +115,7 @@ from rlm_ray.sandbox.output import CellOutput, Printer, describe, error_text
 from rlm_ray.sandbox.rewrites import (
     finally_escape,
     helper_call,
+    literal_rebinding,
     located,
     plan_fanout,
     scope_nodes,
@@ -514,6 +515,8 @@ class Sandbox:
         filename = f"<cell {self._cells}>"
         try:
             tree = ast.parse(code, filename)
+            if (name := literal_rebinding(tree, self._injected)) is not None:
+                return self._made_up(name)
             names = subcall_functions(tree, self._fanout_names) | self._subcall_names
             compiled = compile_restricted_exec(tree, filename, policy=_policy_for(frozenset(names)))
         except SyntaxError as exc:  # parse errors, and `return` outside a function from compile()
@@ -527,6 +530,18 @@ class Sandbox:
         self._fanout_names = names
         self._sources[filename] = code.splitlines()
         return compiled.code  # type: ignore[return-value]
+
+    def _made_up(self, name: str) -> str:
+        """The error for a cell that types a value into an injected name (`literal_rebinding`)."""
+        value = self._injected[name]
+        held = describe(value) if isinstance(value, (str, list, tuple, dict)) else "value"
+        if callable(value):
+            held = "function"
+        return (
+            f"ValueError: `{name}` holds the run's own {held}; the cell assigns it a value "
+            "written in the code, which would answer from made-up data. Nothing ran: use "
+            f"`{name}` as it is, and give a value of your own a new name."
+        )
 
     def _within(
         self,
