@@ -282,6 +282,15 @@ APPROACH_COUNT = (
     "records and call llm_classify with the query's labels, or llm_filter with its condition "
     "if it names no labels.)"
 )
+# A count that names no labels ("How many reviews complain about noise?") gets its own advice:
+# with `APPROACH_COUNT` the 1.5B model made up labels from the ticket example's (COMPLAIN,
+# THANKS, REQUEST: 32 for 10) or searched for the query's word, and when it did filter it kept
+# only the topic ("shipping or delivery", dropping "complain about": 22 and 26 for 10).
+APPROACH_FILTER = (
+    "(This query counts the records that meet one condition, which no regex can find. It "
+    "names no labels, so make none up: make the list of records, call llm_filter with the "
+    "query's condition in its own words, verb included, and print how many records it returns.)"
+)
 # A query that asks which label is most or least common gets the counting advice with the
 # last step spelled out. With v8 the 1.5B model printed every record's label and picked one by
 # eye, which fails once the list is longer than the printed output (held-out s100020, 300
@@ -300,16 +309,25 @@ _COUNTING = re.compile(
 )
 
 
+# A query names its labels when it says "label" or "category", says what each record is
+# ("Each ticket is BROKEN ..."), or gives two meanings in brackets ("complaint (unhappy ...)").
+_NAMES_LABELS = re.compile(
+    r"\b(label(s|led|ed)?|categor(y|ies)|each \w+ (is|has))\b|\([^)]+\)[^(]*\([^)]+\)", re.I
+)
+
+
 def approach(query: str) -> str:
     """The first turn's advice for `query`: `APPROACH_RANK` for a query that asks which label
-    is most or least common, `APPROACH_COUNT` for one that counts records, else
-    `APPROACH_ANY`."""
+    is most or least common, `APPROACH_COUNT` for one that counts records by labels it names,
+    `APPROACH_FILTER` for a count that names none, else `APPROACH_ANY`."""
     if ranking := _RANKING.search(query):
         least = ranking[1].lower() == "least"
         return APPROACH_RANK.format(
             which="least" if least else "most", pick="[-1]" if least else "[0]"
         )
-    return APPROACH_COUNT if _COUNTING.search(query) else APPROACH_ANY
+    if not _COUNTING.search(query):
+        return APPROACH_ANY
+    return APPROACH_COUNT if _NAMES_LABELS.search(query) else APPROACH_FILTER
 
 
 SMALL_NEXT_TURN = (
@@ -377,7 +395,7 @@ _SMALL_EXAMPLE_ALL = (
         ),
         query=_ALL_QUERY,
         narrowing="",
-        approach=APPROACH_COUNT,
+        approach=APPROACH_FILTER,
     ),
     """```repl
 records = context.splitlines() if isinstance(context, str) else list(context)
@@ -420,7 +438,7 @@ _SMALL_EXAMPLE_SEARCH_DONE = (
 
 SMALL = PromptVariant(
     name="small",
-    version=9,
+    version=10,
     system=SMALL_SYSTEM,
     few_shot=(
         _SMALL_EXAMPLE_SEARCH,

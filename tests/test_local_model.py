@@ -169,19 +169,24 @@ def test_every_variant_formats_and_keeps_its_examples_in_the_protocol():
 @pytest.mark.parametrize(
     "query, advice",
     [
-        ("How many of these messages complain about shipping or delivery?", "count"),
-        ("What is the number of records from user 7 that are questions?", "count"),
+        ("How many of these messages complain about shipping or delivery?", "filter"),
+        ("What is the number of records from user 7 that are questions?", "filter"),
+        ("How many messages from user 7 have the label question?", "count"),
+        ("Count the tickets that are BROKEN. Each ticket is BROKEN or THANKS.", "count"),
+        ("How many are complaints? A complaint (unhappy) or other (praise, thanks).", "count"),
         ("Summarise what the complaints are about.", "any"),
-        ("What percentage of the messages are complaints?", "count"),
+        ("What percentage of the messages are complaints?", "filter"),
+        ("What share of the records falls in the category 'refund'?", "count"),
         ("What is the access code of the vault?", "any"),
         ("Which label is the most common among the reviews?", "most"),
         ("Which label occurs least often? Answer with the label.", "least"),
         ("Which category shows up MOST frequently?", "most"),
     ],
 )
-def test_the_small_first_turn_tells_a_counting_query_to_use_the_operators(query, advice):
+def test_the_small_first_turn_tells_a_counting_query_which_operator_to_use(query, advice):
     turn = prompts.first_turn(prompts.SMALL, ["a", "b"], query)
     assert (prompts.APPROACH_COUNT in turn) is (advice == "count")
+    assert (prompts.APPROACH_FILTER in turn) is (advice == "filter")  # names no labels
     assert (prompts.APPROACH_ANY in turn) is (advice == "any")
     if advice in ("most", "least"):  # the one line that prints the label asked for
         pick = "[0]" if advice == "most" else "[-1]"
