@@ -410,7 +410,9 @@ class SubCalls:
             _record_where(trace, value)
         error = value if not ok else getattr(value, "error", None)
         if error is None:
-            future._settle(value.answer if isinstance(value, CallResult) else value.text)
+            answer = value.answer if isinstance(value, CallResult) else value.text
+            trace.result_preview = str(answer)[:_PREVIEW]
+            future._settle(answer)
         else:  # a failed child still spent tokens: accounted above, then the code sees the error
             trace.error = f"{type(error).__name__}: {error}"
             if isinstance(error, LimitExceededError):

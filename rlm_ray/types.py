@@ -104,13 +104,14 @@ class SubCallTrace:
     cost_usd: float = 0.0
     error: str | None = None
     child: CallTrace | None = None
-    # A tool call (kind "tool"; "" otherwise): its name, declared effects, the arguments and the
-    # result as JSON (cut to 1,000 characters), and how it was let run ("none", "read",
-    # "allow_effects", "approved"; "" if it was refused or never ran).
+    # What the code got back: a model call's answer or a child's (cut to 200 characters), or a
+    # tool's result as JSON (cut to 1,000); "" if the sub-call failed.
+    result_preview: str = ""
+    # A tool call (kind "tool"; "" otherwise): its name, declared effects, the arguments, and
+    # how it was let run ("none", "read", "allow_effects", "approved"; "" if refused or not run).
     tool: str = ""
     effects: str = ""
     arguments: str = ""
-    result_preview: str = ""
     decision: str = ""
 
 

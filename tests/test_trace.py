@@ -109,6 +109,9 @@ def test_the_tree_has_every_level_with_times_places_and_usage(run, records):
     assert len(leaves) == FANOUT and rlm_sub["child_id"] == kid["call_id"]
     assert "denied:" in first["output"] and "Incorrect API key provided: ***" in first["output"]
     assert "ZeroDivisionError" in root["iterations"][1]["cells"][0]["error"]
+    # What each sub-call gave the code: the model's answer, the child's, nothing for a failure.
+    assert sorted(s["result_preview"] for s in leaves) == [str(i) for i in range(FANOUT)]
+    assert rlm_sub["result_preview"] == "kid:g" and denied["result_preview"] == ""
     # Where: REPL workers for calls, gateways (other processes) for leaf calls.
     for call in records:
         assert call["node_id"] and call["actor_id"] and call["pid"] > 0
@@ -231,6 +234,7 @@ def test_cli_run_writes_parquet_and_trace_shows_it(model_server, ray_session, tm
     assert "root call" in text and "child call" in text and "recursive_llm" in text
     assert text.count("llm_query") >= FANOUT + 2 and "ZeroDivisionError" in text
     assert INJECT in text and API_KEY not in text
+    assert "answer: g" in text  # the grandchild leaf's answer, under its prompt
     assert f"2 RLM call(s), {FANOUT + 3} sub-call(s)" in text
     page = tmp_path / "page.html"
     made = run_cli("trace", str(trace), "--html", str(page))

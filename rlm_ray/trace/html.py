@@ -150,7 +150,7 @@ def _subcall(sub: Record, calls: dict[str, Record]) -> str:
         f'<span class="label">{_e(ts.subcall_label(sub))}</span>',
         f'<div class="prompt">{_e(sub.get("prompt_preview") or "")}</div>',
     ]
-    if sub.get("result_preview"):  # a tool call's result
+    if sub.get("result_preview"):  # what the code got back: an answer, a tool's result
         parts.append(f'<div class="prompt">= {_e(sub["result_preview"])}</div>')
     if sub.get("error"):
         parts.append(f'<pre class="error">{_e(sub["error"])}</pre>')

@@ -64,6 +64,8 @@ def _add_cell(
                 leaf.add(Text("result: " + _clip(sub["result_preview"]), style="dim"))
         else:
             leaf.add(Text("prompt: " + _clip(sub.get("prompt_preview") or ""), style="dim"))
+            if sub.get("result_preview"):
+                leaf.add(Text("answer: " + _clip(sub["result_preview"]), style="dim"))
 
 
 def _lines(code: str) -> str:
