@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from types import SimpleNamespace
 
 import pyarrow as pa
 import pytest
@@ -212,3 +213,43 @@ def test_ops_usage_mistakes_are_config_errors(model_server, call, message):
         call(settings(model_server))
     assert message in str(info.value)
     assert model_server.requests == []
+
+
+@pytest.mark.ray
+def test_ops_hold_the_fan_out_at_the_gateways_for_rlm_rays_own_server(
+    ray_session, model_server, monkeypatch
+):
+    """rlm-ray's own model server answers one request per slot at a time: sent a whole scan at
+    once, the later requests outwait the request timeout and are sent again (300 records: 147
+    answered, then none for 450 s). The gateways keep two calls per slot in flight and hold
+    the rest. The scripted server stands in for the local model's server here."""
+    import ray
+
+    from rlm_ray import model_servers
+    from rlm_ray import rlm as rlm_module
+    from rlm_ray.config import RLMConfig
+    from rlm_ray.runtime.backend import LOCAL_IN_FLIGHT_PER_SLOT
+
+    node = ray.get_runtime_context().get_node_id()
+    served = SimpleNamespace(api_bases={"local": {node: model_server.url}})
+    monkeypatch.setattr(rlm_module, "find_parts", lambda spec: None)  # no model files
+    monkeypatch.setattr(rlm_module, "check_xllamacpp", lambda spec: None)
+    monkeypatch.setattr(
+        rlm_module.RLM,
+        "_local_servers",
+        lambda self: served if self.models.model == "local" else None,
+    )
+    monkeypatch.setattr(model_servers, "stop_servers", lambda servers: None)
+    model_server.reply = records(kind)
+    model_server.latency_s = 0.5  # slower than sending the scan: every call would be in flight
+    model_server.reset_stats()
+    items = sightings(40, 40)
+    kept = ops.filter("Is it a bird?", items, model="local", local_server_slots=1)
+    assert kept.values == [r for r in items if kind("Condition", r) == "Yes"]
+    assert kept.usage.calls == model_server.request_count == 40  # one item a call, no retry
+    cap = LOCAL_IN_FLIGHT_PER_SLOT * RLMConfig().num_gateways  # one slot
+    assert 2 <= model_server.peak_concurrency <= cap
+    # the same scan sent to a server of the user's own is not held back
+    model_server.reset_stats()
+    ops.filter("Is it a bird?", items, **settings(model_server, max_batch_items=1))
+    assert model_server.peak_concurrency > cap

@@ -45,6 +45,9 @@ def whereabouts() -> tuple[str, str, int]:
     return ctx.get_node_id(), ctx.get_actor_id() or "", os.getpid()
 
 
+LOCAL_IN_FLIGHT_PER_SLOT = 2  # model calls in flight per server slot, per gateway
+
+
 class RayBackend:
     """Starts a call's sub-calls as Ray work (`repl.Backend`)."""
 
@@ -58,6 +61,14 @@ class RayBackend:
         self.all_gateways = gateways
         self.gateways = gateways[: max(1, min(len(gateways), cap))]
         self._per_gateway_cap = cap // len(self.gateways)
+        if spec.models.local_servers:
+            # rlm-ray's own model server answers one request per slot at a time. Handed a
+            # whole fan-out, it queues hundreds, the later ones outwait the request timeout
+            # and are sent again, and the scan thrashes (300 records at ~1 s each: 147
+            # answered, then none for 450 s). Two per slot per gateway keep it busy; the rest
+            # wait here, where no timeout runs.
+            slots = spec.config.local_server_slots
+            self._per_gateway_cap = min(self._per_gateway_cap, LOCAL_IN_FLIGHT_PER_SLOT * slots)
         # Each call starts its round robin at a random gateway: calls that make one model call
         # each would otherwise all queue on the same one.
         self._next = random.randrange(len(self.gateways))
