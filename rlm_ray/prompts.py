@@ -303,6 +303,21 @@ APPROACH_RANK = (
     '`collections.Counter(x for x in labels if x != "unknown").most_common(){pick}`.)'
 )
 _RANKING = re.compile(r"\b(most|least)\s+(common|commonly|frequent|frequently|often)\b", re.I)
+# Other ways to ask for the most or least common label; only in a query that says "label",
+# "category", "class", "type" or "kind", since "who wrote the largest number of tickets" asks
+# for a user, which a regex finds (such a query gets `APPROACH_ANY`).
+_RANKING_MORE = {
+    "most": re.compile(
+        r"\b(most (popular|prevalent)|commonest"
+        r"|(largest|greatest|highest|biggest) (number|count|share))\b",
+        re.I,
+    ),
+    "least": re.compile(
+        r"\b(least (popular|prevalent)|rarest|fewest|(smallest|lowest) (number|count|share))\b",
+        re.I,
+    ),
+}
+_LABEL_WORD = re.compile(r"\b(label|categor(y|ies)|class|type|kind)s?\b", re.I)
 _COUNTING = re.compile(
     r"\b(how many|number of|count|how often|(fraction|share|percentage|proportion) of)\b",
     re.IGNORECASE,
@@ -320,14 +335,26 @@ def approach(query: str) -> str:
     """The first turn's advice for `query`: `APPROACH_RANK` for a query that asks which label
     is most or least common, `APPROACH_COUNT` for one that counts records by labels it names,
     `APPROACH_FILTER` for a count that names none, else `APPROACH_ANY`."""
-    if ranking := _RANKING.search(query):
-        least = ranking[1].lower() == "least"
+    if which := _ranking(query):
+        least = which == "least"
         return APPROACH_RANK.format(
             which="least" if least else "most", pick="[-1]" if least else "[0]"
         )
-    if not _COUNTING.search(query):
-        return APPROACH_ANY
+    if not _COUNTING.search(query) or any(p.search(query) for p in _RANKING_MORE.values()):
+        return APPROACH_ANY  # "who wrote the largest number of tickets" counts no records
     return APPROACH_COUNT if _NAMES_LABELS.search(query) else APPROACH_FILTER
+
+
+def _ranking(query: str) -> str | None:
+    """Which end a query asks for ("most" or "least") if it asks for the most or least common
+    label, else None."""
+    if ranking := _RANKING.search(query):
+        return ranking[1].lower()
+    if _LABEL_WORD.search(query):
+        for which, phrase in _RANKING_MORE.items():
+            if phrase.search(query):
+                return which
+    return None
 
 
 SMALL_NEXT_TURN = (
@@ -438,7 +465,7 @@ _SMALL_EXAMPLE_SEARCH_DONE = (
 
 SMALL = PromptVariant(
     name="small",
-    version=10,
+    version=11,
     system=SMALL_SYSTEM,
     few_shot=(
         _SMALL_EXAMPLE_SEARCH,

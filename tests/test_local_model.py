@@ -181,6 +181,12 @@ def test_every_variant_formats_and_keeps_its_examples_in_the_protocol():
         ("Which label is the most common among the reviews?", "most"),
         ("Which label occurs least often? Answer with the label.", "least"),
         ("Which category shows up MOST frequently?", "most"),
+        ("Name the label that the largest number of messages have.", "most"),
+        ("Which type of ticket is the commonest?", "most"),
+        ("What is the rarest label in the data?", "least"),
+        ("Which category has the fewest reviews?", "least"),
+        ("Give the class with the smallest number of records.", "least"),
+        ("Who wrote the largest number of tickets (give the user number)?", "any"),
     ],
 )
 def test_the_small_first_turn_tells_a_counting_query_which_operator_to_use(query, advice):
