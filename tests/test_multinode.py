@@ -86,6 +86,12 @@ def driver_node_id() -> str:
     return _ray().get_runtime_context().get_node_id()
 
 
+def actor_node(cluster, handle) -> str:
+    from ray.util.state import get_actor
+
+    return get_actor(handle._actor_id.hex(), address=cluster.address).node_id
+
+
 def leaf_nodes(trace) -> set[str]:
     return {
         sub.node_id
@@ -119,6 +125,8 @@ def test_calls_spread_over_nodes_and_read_the_drivers_context_across_nodes(
     assert {c.context_id for c in calls} == {result.trace.context_id} != {""}
     home = driver_node_id()
     assert result.trace.node_id == home  # the root runs where its context is
+    # The pool (the run's bookkeeping) lives beside the driver, never on a node that may go.
+    assert actor_node(cluster, _pool(rlm)) == home
     # That node has 3 slots for 7 calls: the others run elsewhere (a node that has read the
     # context holds a copy too, so it is preferred next: not every node need be used).
     remote = [c for c in calls[1:] if c.node_id != home]
@@ -214,6 +222,9 @@ def test_removing_a_worker_node_mid_run_still_gives_the_right_answer(cluster, rl
     cluster.remove_node(doomed, allow_graceful=False)
     thread.join(180)
     recovered_s = time.monotonic() - started
+    # The tests after this one must not meet a node the cluster still believes alive.
+    gone = lambda: not any(n["Alive"] for n in ray.nodes() if n["NodeID"] == doomed.node_id)  # noqa: E731
+    wait_for(gone, timeout_s=60, what="the cluster to see the removed node dead")
     assert "result" in box, "the run did not finish"
     result = box["result"]
     assert result.answer == "12"

@@ -137,9 +137,12 @@ def _start_runtime(config: RLMConfig) -> Runtime:
     # The pool holds the run's bookkeeping (slots, checkpoints): it lives beside the driver,
     # whose loss ends the run anyway, never on a worker node that may go. Its first worker is
     # started here, beside it, not by the pool once its own process is up.
+    # subtle: hard affinity (the driver's node is alive: we are attached to it). A soft one let
+    # Ray 2.60 put this zero-CPU actor on any node, even one just killed that the cluster had not
+    # yet seen die: the next run then failed with "the actor never ran".
     node = ray.get_runtime_context().get_node_id()
     warm = [(node, new_worker(node, config.repl_memory_mb))]
-    here = NodeAffinitySchedulingStrategy(node, soft=True)
+    here = NodeAffinitySchedulingStrategy(node, soft=False)
     pool = RemotePool.options(num_cpus=0, max_concurrency=100_000, scheduling_strategy=here).remote(
         config.max_repl_actors_per_node, config.repl_memory_mb, warm=warm
     )
