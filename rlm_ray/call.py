@@ -254,15 +254,7 @@ def _loop_settings(
     spec: CallSpec, context: Any, variant: prompts.PromptVariant, check: Callable[[], None]
 ) -> LoopSettings:
     cfg = spec.config
-    system = prompts.system_prompt(
-        context,
-        can_recurse=spec.depth + 1 < cfg.max_depth,
-        sub_window_chars=spec.sub_context_window_tokens * 3,
-        max_output_chars=cfg.max_output_chars,
-        cell_timeout_s=cfg.cell_timeout_s,
-        variant=variant,
-        tools=spec.tools.specs if spec.tools is not None else (),
-    )
+    system = _system_prompt(spec, context, variant)
     kwargs = spec.models.llm_kwargs if spec.depth == 0 else spec.models.sub_llm_kwargs
     reserve = int(kwargs.get("max_tokens") or 4096)
     return LoopSettings(
@@ -278,6 +270,30 @@ def _loop_settings(
         error_turn=variant.error_turn,
         empty_turn=variant.empty_turn,
     )
+
+
+def _system_prompt(spec: CallSpec, context: Any, variant: prompts.PromptVariant) -> str:
+    cfg = spec.config
+    return prompts.system_prompt(
+        context,
+        can_recurse=spec.depth + 1 < cfg.max_depth,
+        sub_window_chars=spec.sub_context_window_tokens * 3,
+        max_output_chars=cfg.max_output_chars,
+        cell_timeout_s=cfg.cell_timeout_s,
+        variant=variant,
+        tools=spec.tools.specs if spec.tools is not None else (),
+    )
+
+
+def shared_prefix(spec: CallSpec) -> list[dict[str, str]] | None:
+    """The messages this call's every first request starts with (system text and examples), if
+    they hold nothing of its context, so another run with the same settings sends the same
+    ones (a local server keeps them read: `prompt_cache.py`); None if they do."""
+    variant = prompts.choose(spec.model, spec.models.prompt)
+    probes = [_system_prompt(spec, probe, variant) for probe in ("a", ["b", "c"])]
+    if probes[0] != probes[1]:  # the system text describes the context
+        return None
+    return [{"role": "system", "content": probes[0]}, *variant.few_shot_messages()]
 
 
 def check_deadline(spec: CallSpec) -> None:

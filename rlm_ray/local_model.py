@@ -173,6 +173,7 @@ class LocalServer:
         ctx_per_slot: int = DEFAULT_CTX_PER_SLOT,
         threads: int = 2,
         start_timeout_s: float = 120.0,
+        prompt_cache: Path | None = None,
     ) -> None:
         if slots < 1 or ctx_per_slot < 512 or threads < 1:
             raise ConfigError(
@@ -182,6 +183,8 @@ class LocalServer:
         self.spec = spec
         self.slots, self.ctx_per_slot, self.threads = slots, ctx_per_slot, threads
         self.start_timeout_s = start_timeout_s
+        # Where saved prompt prefixes live (`prompt_cache.py`); the server reads and writes there.
+        self.prompt_cache = prompt_cache or cache_dir() / "prompt-cache"
         self.port = 0
         self._process: subprocess.Popen | None = None
         self._log: Any = None
@@ -198,6 +201,8 @@ class LocalServer:
         command += ["--name", self.spec.served_name, "--port", str(self.port)]
         command += ["--slots", str(self.slots), "--ctx-per-slot", str(self.ctx_per_slot)]
         command += ["--threads", str(self.threads), "--parent", str(os.getpid())]
+        self.prompt_cache.mkdir(parents=True, exist_ok=True)
+        command += ["--slot-save-path", str(self.prompt_cache)]
         # subtle: llama.cpp logs every request; a pipe nobody reads would fill and stall the
         # server, so its log goes to an unnamed temporary file, read only if it fails to start.
         self._log = tempfile.TemporaryFile()
@@ -242,6 +247,21 @@ class LocalServer:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    def warm_prefix(self, messages: list[dict]) -> str:
+        """Have the server hold `messages` (a prompt's fixed start) read, from a saved state
+        if there is one (`prompt_cache.warm`); returns what happened, never raises."""
+        from importlib.metadata import version
+
+        from rlm_ray import prompt_cache
+
+        if self._process is None:
+            return "not saved: the server is not running"
+        key = prompt_cache.key(
+            model_path(self.spec), version("xllamacpp"), self.ctx_per_slot, messages
+        )
+        url = self.api_base.removesuffix("/v1")
+        return prompt_cache.warm(url, self.spec.served_name, self.prompt_cache, key, messages)
+
     def __enter__(self) -> LocalServer:
         return self.start()
 
@@ -274,6 +294,7 @@ def _serve(argv: list[str]) -> None:
     parser.add_argument("--ctx-per-slot", type=int, default=DEFAULT_CTX_PER_SLOT)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--parent", type=int, required=True)
+    parser.add_argument("--slot-save-path", default="")
     args = parser.parse_args(argv)
     _unnice()
     import xllamacpp  # the only import of it
@@ -289,6 +310,8 @@ def _serve(argv: list[str]) -> None:
     params.cpuparams_batch.n_threads = args.threads
     params.sampling.seed = 0
     params.ui = False
+    # subtle: llama.cpp joins this path and a file name without a separator (its CLI adds one).
+    params.slot_save_path = os.path.join(args.slot_save_path, "") if args.slot_save_path else ""
     server = xllamacpp.Server(params)
     # subtle: the server runs in this process's threads; we only have to stay alive, and must not
     # outlive the parent (a killed Ray actor never runs its cleanup).

@@ -11,7 +11,7 @@ driver: stop_servers(...) when the run ends; if the driver dies, Ray ends its ac
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ray
@@ -47,6 +47,9 @@ class ModelServer:
     def pid(self) -> int | None:
         return self._server.pid
 
+    def warm_prefix(self, messages: list[dict]) -> str:
+        return self._server.warm_prefix(messages)
+
     def stop(self) -> None:
         self._server.stop()
 
@@ -60,6 +63,7 @@ class Servers:
 
     api_bases: dict[str, dict[str, str]]
     actors: list
+    names: list[str] = field(default_factory=list)  # the model of each actor
 
 
 def start_servers(names: set[str], settings: ServerSettings) -> Servers:
@@ -76,7 +80,7 @@ def start_servers(names: set[str], settings: ServerSettings) -> Servers:
             actors.append(actor)
             starts.append(actor.start.remote())
             keys.append((name, node_id))
-    servers = Servers({}, actors)
+    servers = Servers({}, actors, [name for name, _ in keys])
     try:
         for (name, node_id), api_base in zip(keys, ray.get(starts)):
             servers.api_bases.setdefault(name, {})[node_id] = api_base
@@ -88,6 +92,18 @@ def start_servers(names: set[str], settings: ServerSettings) -> Servers:
         stop_servers(servers)
         raise
     return servers
+
+
+def warm_prefix(servers: Servers, name: str, messages: list[dict]) -> list[str]:
+    """Have every server of model `name` hold `messages` read (`prompt_cache.py`): restored
+    from a saved state, or read once and saved. What happened on each node; never raises."""
+    warming = [
+        a.warm_prefix.remote(messages) for a, n in zip(servers.actors, servers.names) if n == name
+    ]
+    try:
+        return list(ray.get(warming))
+    except Exception as exc:  # a lost server: the run reports it on its first call
+        return [f"not saved: {type(exc).__name__}"]
 
 
 def stop_servers(servers: Servers) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 import sys
 import threading
@@ -32,6 +33,8 @@ from rlm_ray.progress import ProgressCallback
 from rlm_ray.redact import redact_error, redact_tree, secret_values
 from rlm_ray.tools import ToolCall, ToolSettings, freeze, tool_settings
 from rlm_ray.types import Result
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from rlm_ray.corpus.view import Corpus
@@ -229,11 +232,13 @@ class RLM:
         secrets = self._secrets()
         try:
             await self._prepare_gateways(rt)
-            ready = time.time()
             models = self.models
             if servers is not None:
                 models = dataclasses.replace(models, local_servers=servers.api_bases)
             spec = self._root_spec(query, context, models)
+            if servers is not None and program is None:
+                await asyncio.to_thread(_warm_root_prefix, servers, spec)
+            ready = time.time()
             approve = self.approve
             if program is not None:
                 from rlm_ray.program.replay import replay_tools
@@ -325,6 +330,18 @@ class RLM:
 
         frozen_ref = ray.put(freeze(self._tool_functions))
         return dataclasses.replace(self.tools, functions_ref=frozen_ref, hosts=tuple(tool_hosts()))
+
+
+def _warm_root_prefix(servers: Any, spec: Any) -> None:
+    """A local root model's servers hold the root's fixed prompt start read before it asks
+    (`prompt_cache.py`): restored from a saved state in milliseconds, or read now and saved."""
+    from rlm_ray import model_servers
+    from rlm_ray.call import shared_prefix
+
+    prefix = shared_prefix(spec) if is_local(spec.model) else None
+    if prefix is not None:
+        outcomes = model_servers.warm_prefix(servers, spec.model, prefix)
+        logger.info("root prompt prefix on the local servers: %s", ", ".join(outcomes))
 
 
 # Small local models: greedy decoding, and a cap on a runaway reply (~13 tokens/s on 2 cores).

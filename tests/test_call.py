@@ -6,11 +6,12 @@ milliseconds; tests/test_repl_contract.py runs the same kinds of calls over Ray 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
 
-from rlm_ray.call import CallSpec, Checkpoint, Restart, Whereabouts, run_call
+from rlm_ray.call import CallSpec, Checkpoint, Restart, Whereabouts, run_call, shared_prefix
 from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.errors import LimitExceededError
 from rlm_ray.loop import Resume
@@ -167,3 +168,23 @@ def test_recursive_llm_is_a_child_call_only_below_max_depth(max_depth):
         assert result.answer == "from child" and child_calls == ["CHILD"]
         assert result.usage.calls == 2
         assert isinstance(result.usage, Usage)
+
+
+@pytest.mark.parametrize("context", ["one\ntwo\nthree", ["a", "b"]])
+def test_the_shared_prefix_is_what_every_small_first_request_starts_with(context):
+    """A local server keeps `shared_prefix` read between runs (prompt_cache.py): it must be the
+    first messages of the root's real first request, whatever the context."""
+
+    small = dataclasses.replace(
+        spec(), models=ModelSettings(model="fake", sub_model="fake", prompt="small")
+    )
+    prefix = shared_prefix(small)
+    assert prefix is not None and prefix[0]["role"] == "system" and len(prefix) > 1
+    _, fake = call(turns(code("FINAL(1)")), context=context, spec=small)
+    assert fake.requests[0].messages[: len(prefix)] == prefix
+    assert fake.requests[0].messages[len(prefix)]["role"] == "user"  # the run's own turn
+
+
+def test_a_prompt_that_describes_the_context_has_no_shared_prefix():
+
+    assert shared_prefix(spec()) is None  # the paper prompt: the system text names the context

@@ -143,6 +143,41 @@ def test_a_server_exits_when_its_owner_dies(tmp_path: Path):
     assert not _alive(pid)
 
 
+def test_a_saved_prompt_prefix_is_read_by_the_next_server_from_its_file(tmp_path: Path):
+    """prompt_cache.py with llama.cpp over HTTP: a server reads a prompt's fixed start and saves
+    its state; a new server restores it and reads only what follows; a file it cannot read is
+    replaced by a good one."""
+    from rlm_ray.local_model import LOCAL_MODELS, LocalServer
+
+    spec = LOCAL_MODELS["local"]
+    prefix = [{"role": "system", "content": " ".join(f"Rule {i}: be brief." for i in range(80))}]
+    with LocalServer(spec, prompt_cache=tmp_path) as first:
+        assert first.warm_prefix(prefix) == "saved"
+    [saved] = tmp_path.glob("prefix-*.bin")
+    with LocalServer(spec, prompt_cache=tmp_path) as second:
+        assert second.warm_prefix(prefix) == "restored"
+        timings = _chat(second, [*prefix, {"role": "user", "content": "Say hi."}])["timings"]
+    assert timings["cache_n"] >= 400 and timings["prompt_n"] < 40, timings  # the prefix: ~560
+    saved.write_bytes(b"not a slot state")
+    with LocalServer(spec, prompt_cache=tmp_path) as third:
+        assert third.warm_prefix(prefix) == "saved"  # the restore failed: read and saved anew
+    assert saved.stat().st_size > 1_000_000 and len(list(tmp_path.glob("prefix-*"))) == 1
+
+
+def _chat(server, messages: list[dict]) -> dict:
+    import json
+    import urllib.request
+
+    body = {"model": server.spec.served_name, "messages": messages, "max_tokens": 1}
+    request = urllib.request.Request(
+        f"{server.api_base}/chat/completions",
+        json.dumps(body).encode(),
+        {"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.loads(response.read())
+
+
 def _alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
