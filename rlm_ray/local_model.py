@@ -186,6 +186,7 @@ class LocalServer:
         # Where saved prompt prefixes live (`prompt_cache.py`); the server reads and writes there.
         self.prompt_cache = prompt_cache or cache_dir() / "prompt-cache"
         self.port = 0
+        self._can_save = False
         self._process: subprocess.Popen | None = None
         self._log: Any = None
 
@@ -201,8 +202,12 @@ class LocalServer:
         command += ["--name", self.spec.served_name, "--port", str(self.port)]
         command += ["--slots", str(self.slots), "--ctx-per-slot", str(self.ctx_per_slot)]
         command += ["--threads", str(self.threads), "--parent", str(os.getpid())]
-        self.prompt_cache.mkdir(parents=True, exist_ok=True)
-        command += ["--slot-save-path", str(self.prompt_cache)]
+        try:  # a place to save prompt states is an optimisation: without one, none are saved
+            self.prompt_cache.mkdir(parents=True, exist_ok=True)
+            command += ["--slot-save-path", str(self.prompt_cache)]
+            self._can_save = True
+        except OSError:
+            self._can_save = False
         # subtle: llama.cpp logs every request; a pipe nobody reads would fill and stall the
         # server, so its log goes to an unnamed temporary file, read only if it fails to start.
         self._log = tempfile.TemporaryFile()
@@ -256,6 +261,8 @@ class LocalServer:
 
         if self._process is None:
             return "not saved: the server is not running"
+        if not self._can_save:
+            return f"not saved: cannot create {self.prompt_cache}"
         key = prompt_cache.key(
             model_path(self.spec), version("xllamacpp"), self.ctx_per_slot, messages
         )

@@ -146,7 +146,7 @@ def test_a_server_exits_when_its_owner_dies(tmp_path: Path):
 def test_a_saved_prompt_prefix_is_read_by_the_next_server_from_its_file(tmp_path: Path):
     """prompt_cache.py with llama.cpp over HTTP: a server reads a prompt's fixed start and saves
     its state; a new server restores it and reads only what follows; a file it cannot read is
-    replaced by a good one."""
+    replaced by a good one; a directory it cannot create saves nothing and fails nothing."""
     from rlm_ray.local_model import LOCAL_MODELS, LocalServer
 
     spec = LOCAL_MODELS["local"]
@@ -162,6 +162,9 @@ def test_a_saved_prompt_prefix_is_read_by_the_next_server_from_its_file(tmp_path
     with LocalServer(spec, prompt_cache=tmp_path) as third:
         assert third.warm_prefix(prefix) == "saved"  # the restore failed: read and saved anew
     assert saved.stat().st_size > 1_000_000 and len(list(tmp_path.glob("prefix-*"))) == 1
+    (tmp_path / "a-file").write_text("")
+    with LocalServer(spec, prompt_cache=tmp_path / "a-file" / "cache") as unwritable:
+        assert unwritable.warm_prefix(prefix).startswith("not saved: cannot create")
 
 
 def _chat(server, messages: list[dict]) -> dict:
