@@ -66,6 +66,7 @@ class Session:
         self._variables: dict[str, str] = {}
         self._busy = threading.Lock()
         self._closed = True  # until it is open
+        self._warmed = False  # the root prompt's fixed start, on the local servers (first question)
         runtime.ensure_ray(rlm.address)
         self._runtime = runtime.get_runtime(rlm.config)
         if _is_arrow_table(context):
@@ -163,6 +164,11 @@ class Session:
             models = _with_servers(models, self._servers)
         await rlm._prepare_gateways(self._runtime)  # windows from a gateway: no litellm here
         spec = rlm._root_spec(query, self._context, models, self._context_ref)
+        if self._servers is not None and not self._warmed:  # the servers live for the session
+            from rlm_ray.rlm import _warm_root_prefix
+
+            await asyncio.to_thread(_warm_root_prefix, self._servers, spec)
+            self._warmed = True
         turn = SessionTurn(
             session_id=self.session_id,
             history=tuple(Exchange(q, a) for q, a in self.history),
