@@ -3,13 +3,14 @@
 A run with `model="local"` starts its own llama.cpp server (`model_servers.py`), so every run's
 first root turn used to read the `small` prompt's system text and examples (~1,100 tokens,
 ~17-25 s on two cores) before its own turn. llama.cpp can save a slot's state (its tokens and
-KV cache, ~50 MB) to a file and restore it in milliseconds. `warm` restores the saved state of a
+KV cache, 42 MB for this prefix) to a file and restore it in milliseconds. `warm` restores the saved state of a
 prefix if there is one; else it has the server read the prefix once and saves the state. The
 root's first request then shares that prefix, and the server reads only the rest.
 
-    driver, before the root call:  servers.warm(prefix)  ──>  ModelServer.warm_prefix (each node)
-                                   ──>  POST /slots/0?action=restore   (a file for this key)
-                                   or   POST /v1/chat/completions (prefix + ".") ; /slots/0?action=save
+    driver, before the root call:  model_servers.warm_prefix(servers, model, prefix)
+      ──> ModelServer.warm_prefix (one per node) ──> LocalServer.warm_prefix ──> warm():
+          POST /slots/0?action=restore                      (a file for this key), or
+          POST /v1/chat/completions (prefix + "."), then POST /slots/0?action=save
 
 Files: `<dir>/prefix-<key>.bin`, the key a hash of all the state depends on (model file, server
 build, slot size, messages); the newest `KEEP` files stay. Only prefixes that hold nothing of a
@@ -19,6 +20,7 @@ Everything here is an optimisation: a failure is reported in the outcome, never 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -63,24 +65,31 @@ def warm(
             reason = f"restore failed ({_why(exc)})"
     else:
         reason = ""
+    temp = directory / f"prefix-{prefix_key}.{os.getpid()}.tmp"
     try:
         tokens = _read(server_url, served_name, messages, timeout_s)
-        temp = f"prefix-{prefix_key}.{os.getpid()}.tmp"
-        saved = _post(f"{server_url}/slots/0?action=save", {"filename": temp}, timeout_s)
+        saved = _post(f"{server_url}/slots/0?action=save", {"filename": temp.name}, timeout_s)
+        if int(saved.get("n_saved", 0)) < tokens:  # the slot held something else: keep nothing
+            temp.unlink(missing_ok=True)
+            return f"not saved: the slot held {saved.get('n_saved')} tokens, the prefix {tokens}"
+        os.replace(temp, path)  # atomic: a concurrent restore reads a whole file
+        prune(directory)
     except (OSError, ValueError) as exc:
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)
         return f"not saved: {reason + '; ' if reason else ''}{_why(exc)}"
-    if int(saved.get("n_saved", 0)) < tokens:  # the slot held something else: keep nothing
-        (directory / temp).unlink(missing_ok=True)
-        return f"not saved: the slot held {saved.get('n_saved')} tokens, the prefix {tokens}"
-    os.replace(directory / temp, path)  # atomic: a concurrent restore reads a whole file
-    prune(directory)
     return "saved"
 
 
 def prune(directory: Path, keep: int = KEEP) -> None:
     """Delete all but the `keep` most recently used saved prefixes."""
-    files = sorted(directory.glob(PREFIX_GLOB), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in files[keep:]:
+    used = []
+    for file in directory.glob(PREFIX_GLOB):
+        try:
+            used.append((file.stat().st_mtime, file))
+        except FileNotFoundError:  # pruned by another run's server meanwhile
+            pass
+    for _, old in sorted(used, reverse=True)[keep:]:
         old.unlink(missing_ok=True)
 
 
