@@ -27,6 +27,7 @@ from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.errors import LimitExceededError, RLMError
 from rlm_ray.loop import LoopSettings, Messages, Resume, run_loop
 from rlm_ray.program.cells import run_program
+from rlm_ray.redact import process_secrets
 from rlm_ray.repl import REPLSession, REPLSettings
 from rlm_ray.sandbox.kill_switch import KillSwitch
 from rlm_ray.subcalls import Backend
@@ -53,6 +54,14 @@ class CallSpec:
     admission: Any = None  # the driver's Admission actor, when the run has a budget or rate limit
     program: Any = None  # a `program.Program` to replay instead of the turn loop (root only)
     tools: ToolSettings | None = None  # the run's tools and who may let `write` ones run
+    # the context window of each model the run may call (`ModelSettings.allowed`), in tokens
+    model_windows: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def window_of(self, model: str | None) -> int:
+        """The context window of `model` (None: the sub-model), in tokens."""
+        if model is None:
+            return self.sub_context_window_tokens
+        return self.model_windows.get(model, self.sub_context_window_tokens)
 
 
 @dataclass
@@ -207,7 +216,7 @@ def new_repl(
     hard_kill: Callable[[], None] | None,
     kill_switch: KillSwitch | None,
 ) -> REPLSession:
-    cfg = spec.config
+    cfg, m = spec.config, spec.models
     settings = REPLSettings(
         can_recurse=spec.depth + 1 < cfg.max_depth,
         cell_timeout_s=cfg.cell_timeout_s,
@@ -217,6 +226,9 @@ def new_repl(
         kill_switch=kill_switch,
         sub_context_window_tokens=spec.sub_context_window_tokens,
         tools=spec.tools.specs if spec.tools is not None else (),
+        allowed_models=spec.models.allowed(),
+        model_windows=dict(spec.model_windows),
+        secrets=tuple(process_secrets(m.api_key, m.llm_kwargs, m.sub_llm_kwargs)),
     )
     return REPLSession(context, backend, default_model=spec.models.sub_model, settings=settings)
 

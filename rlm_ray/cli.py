@@ -26,6 +26,7 @@ from typing import Any
 from rlm_ray.config import RLMConfig
 from rlm_ray.errors import ConfigError, LimitExceededError, RLMError
 from rlm_ray.prompts import PROMPTS
+from rlm_ray.terminal import json_text, printable
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -91,7 +92,8 @@ _REPLAY_CONTEXT_HELP = "the new data, read as by `run --context` (file, .json, -
 
 
 def _add_model_options(run: argparse.ArgumentParser, *, required: bool) -> None:
-    """--model, --sub-model, --api-base, --api-key (a replay defaults to the recorded models)."""
+    """--model, --sub-model, --models, --api-base, --api-key (a replay defaults to the recorded
+    model and sub-model; it never allows a model the command line does not name)."""
     run.add_argument(
         "--model",
         required=required,
@@ -99,6 +101,12 @@ def _add_model_options(run: argparse.ArgumentParser, *, required: bool) -> None:
         'served by rlm-ray itself, offline (pip install "rlm-ray[local]")',
     )
     run.add_argument("--sub-model", help="model for llm_query and child calls (default: --model)")
+    run.add_argument(
+        "--models",
+        metavar="M1,M2",
+        help="further models the model's code may name in llm_query(..., model=...) (comma "
+        "separated; --model and --sub-model always may, any other is refused)",
+    )
     run.add_argument("--api-base", help="base URL of the model server (local servers, proxies)")
     run.add_argument("--api-key", help="API key (default: the provider's environment variable)")
 
@@ -229,7 +237,7 @@ def _dispatch_work(work: Any) -> int:
         print(f"rlm-ray: error: {_one_line(exc)}", file=sys.stderr)
         if isinstance(exc, LimitExceededError) and exc.partial_answer:
             # a limit stopped the run: show what it had (not on stdout: not the answer)
-            print(f"rlm-ray: partial answer: {exc.partial_answer}", file=sys.stderr)
+            print(f"rlm-ray: partial answer: {printable(exc.partial_answer)}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as exc:  # a machinery failure (Ray, network): still one line, not a traceback
         print(f"rlm-ray: error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
@@ -258,6 +266,7 @@ def _rlm(args: argparse.Namespace, **recorded: Any) -> Any:
     return RLM(
         model,
         sub_model=sub_model,
+        models=[m.strip() for m in args.models.split(",") if m.strip()] if args.models else None,
         api_base=args.api_base,
         api_key=args.api_key,
         max_depth=max_depth,
@@ -300,9 +309,9 @@ def _answer(args: argparse.Namespace, answer_out: Any, rlm: Any, work: Any) -> i
 def _print_answer(result: Any, args: argparse.Namespace, answer_out: Any) -> None:
     if args.json:
         out = {"answer": result.answer, "usage": result.usage.to_dict(), "timings": result.timings}
-        print(json.dumps(out, ensure_ascii=False), file=answer_out)
-    else:
-        print(result.answer, file=answer_out)
+        print(json_text(out), file=answer_out)
+    else:  # model-made text: no escape sequence of it reaches the terminal
+        print(printable(result.answer), file=answer_out)
     answer_out.flush()
 
 
@@ -362,7 +371,7 @@ def _run_program(program: Any, args: argparse.Namespace, answer_out: Any) -> int
     if args.trace:
         check_trace_path(args.trace)
     if not args.quiet:
-        print(f"rlm-ray: {program.describe()}", file=sys.stderr)
+        print(f"rlm-ray: {printable(program.describe())}", file=sys.stderr)
     recorded = {
         "model": program.model,
         "sub_model": program.sub_model,
@@ -458,7 +467,7 @@ def _report(report: Any) -> None:
         file=sys.stderr,
     )
     for name in report.skipped_binary[:20]:
-        print(f"rlm-ray: skipped binary file {name}", file=sys.stderr)
+        print(f"rlm-ray: skipped binary file {printable(name)}", file=sys.stderr)
 
 
 _CORPUS_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".parquet")
@@ -502,7 +511,8 @@ def read_context(source: str, *, quiet: bool = False) -> Any:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    """An error on one line, for the terminal: its text may quote model output or a reply."""
+    text = printable(" ".join(str(exc).split()))
     return text if len(text) <= 500 else text[:497] + "..."
 
 

@@ -214,5 +214,16 @@ class ModelSettings:
     sub_llm_kwargs: dict[str, Any] = field(default_factory=dict, repr=False)
     prompt: str | None = None
     """The prompt variant's name (`prompts.PROMPTS`); `None` picks one by model."""
+    allowed_models: tuple[str, ...] = ()
+    """Further models the REPL's `model=` arguments may name (`RLM(models=[...])`); `model`
+    and `sub_model` always may, any other model string is refused (see `allowed`)."""
     local_servers: dict[str, dict[str, str]] = field(default_factory=dict)
     """Models rlm-ray serves itself in this run: name -> {node id: api_base} (set per run)."""
+
+    def allowed(self) -> tuple[str, ...]:
+        """Every model this run may call: `model`, `sub_model`, then `allowed_models`.
+
+        subtle: litellm takes a provider's key from its environment variable for any model
+        string it is handed (`groq/...` reads GROQ_API_KEY) and sends it to `api_base`; only
+        the models the user configured may therefore be called, never one model code names."""
+        return tuple(dict.fromkeys((self.model, self.sub_model, *self.allowed_models)))

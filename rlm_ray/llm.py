@@ -32,7 +32,7 @@ from typing import Any
 
 from rlm_ray import model_names, openai_http
 from rlm_ray.errors import ConfigError, LLMError
-from rlm_ray.redact import redact, secret_values
+from rlm_ray.redact import process_secrets, redact
 from rlm_ray.types import LLMReply
 
 DEFAULT_CONTEXT_WINDOW = 32_768
@@ -55,6 +55,12 @@ class LLMRequest:
     # A model rlm-ray serves itself (`model="local"`) has a server on each node: node id -> URL;
     # the gateway that makes the call picks its own node's (see `for_node`).
     api_base_by_node: dict[str, str] | None = None
+    # The models the run may call (as requests name them): a gateway refuses any other, so
+    # that litellm never takes the key of a provider the user did not configure.
+    allowed_models: tuple[str, ...] = ()
+    # The longest prompt the model's window allows (`corpus.max_prompt_chars`): a gateway
+    # refuses a longer one before any corpus slice in it is read.
+    max_prompt_chars: int | None = None
 
     def for_node(self, node_id: str) -> LLMRequest:
         """This request aimed at the local model server of `node_id` (itself if not local)."""
@@ -356,10 +362,11 @@ def _as_llm_error(exc: BaseException, request: LLMRequest, attempts: int) -> LLM
     kind = failure_kind(exc)
     # No HTTP status without an HTTP error response, whatever the client library pinned on it.
     status = _status(exc) if "HTTP" in kind else None
-    detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    # A provider may echo the key it refused ("Incorrect API key provided: sk-..."): mask it,
+    # and every credential of this process litellm could have sent, before the text is cut.
+    text = redact(str(exc).strip(), process_secrets(request.api_key, request.kwargs))
+    detail = text.splitlines()[0][:300] if text else type(exc).__name__
     tries = f"after {attempts} attempts" if attempts > 1 else "on the first attempt"
-    # A provider may echo the key it refused ("Incorrect API key provided: sk-..."): mask it.
-    detail = redact(detail, secret_values(request.api_key, request.kwargs))
     return LLMError(
         f"model call to {request.model!r}{where} failed {tries}: {kind}: "
         f"{type(exc).__name__}: {detail}",

@@ -109,7 +109,16 @@ def _run(op: record_ops.Operator, items: Any, model: str, settings: dict[str, An
 
 
 # RLM arguments that mean nothing for an operator (its batches are plain model calls).
-_RLM_ONLY = {"sub_model", "sub_llm_kwargs", "prompt", "on_progress", "max_depth", "max_iterations"}
+# (`models`: an operator's batches all go to `model`; no model code names one.)
+_RLM_ONLY = {
+    "sub_model",
+    "sub_llm_kwargs",
+    "models",
+    "prompt",
+    "on_progress",
+    "max_depth",
+    "max_iterations",
+}
 
 
 def _records(items: Any, op: record_ops.Operator, rlm: RLM) -> list:

@@ -1,16 +1,20 @@
-"""Keeping secrets out of traces and error messages.
+"""Keeping secrets out of traces, cell output and error messages.
 
 The secrets of a run are its `api_key` and every litellm argument whose name says it is one
 (`*key*`, `*token*`, `*secret*`, `*password*`, `*auth*`, `*credential*`), including such headers in
-`headers` / `extra_headers`. `redact` replaces each occurrence of them by `***`. Errors are
-scrubbed where they are made (`llm.py`), and the whole trace once more before it leaves `RLM`,
-so a key a provider echoes into an error message, or one pasted into the context, stays out of
-trace files.
+`headers` / `extra_headers`. A process's secrets (`process_secrets`) add every credential its
+environment holds (`environment_secrets`: `*_API_KEY`, `*_TOKEN`, `*SECRET*`, `*PASSWORD*`,
+`*CREDENTIALS*`, AWS/Azure/GCP credential variables): litellm reads those for a provider's model,
+so an endpoint may echo one back. `redact` replaces each occurrence of them by `***`. Errors
+are scrubbed where they are made (`llm.py`), a cell's output and error in the REPL before the
+model reads them (`repl.py`), and the whole trace once more before it leaves `RLM`, so a key a
+provider echoes into an error message, or one pasted into the context, stays out of trace files.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -18,6 +22,16 @@ from typing import Any
 MASK = "***"
 _SECRET_NAME = re.compile(r"key|token|secret|passw|auth|credential|cookie", re.IGNORECASE)
 _MIN_SECRET_CHARS = 4  # shorter values would mask ordinary text; no real key is that short
+# Environment variables that hold credentials, by the parts of their names (split at "_"):
+# OPENAI_API_KEY, HF_TOKEN, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AZURE_CLIENT_SECRET,
+# GOOGLE_APPLICATION_CREDENTIALS, WATSONX_APIKEY, PGPASSWORD. Not AUTH (GIT_AUTHOR_EMAIL,
+# SSH_AUTH_SOCK) nor PWD (the working directory): those hold ordinary text.
+_ENV_SECRET_PARTS = frozenset({"KEY", "APIKEY", "TOKEN", "SECRET", "PAT"})
+_ENV_SECRET_WORDS = ("SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
+_ENV_SECRET_ENDINGS = ("KEY", "TOKEN")
+# subtle: an environment holds ordinary short values under such names (RAY_AUTH_MODE=token,
+# TOKENIZERS_PARALLELISM=false): only values of this length, without spaces, are masked.
+_MIN_ENV_SECRET_CHARS = 8
 
 
 def secret_values(api_key: str | None, *kwargs: Mapping[str, Any]) -> list[str]:
@@ -32,6 +46,34 @@ def secret_values(api_key: str | None, *kwargs: Mapping[str, Any]) -> list[str]:
         if token and scheme.lower() in ("bearer", "basic", "token"):
             found.add(token)
     return sorted((v for v in found if len(v) >= _MIN_SECRET_CHARS), key=len, reverse=True)
+
+
+def environment_secrets(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The values of the credential variables in `environ` (default: this process's), which
+    litellm may send for a provider's model, longest first."""
+    environ = os.environ if environ is None else environ
+    found = {
+        value
+        for name, value in environ.items()
+        if _is_credential_variable(name)
+        and len(value) >= _MIN_ENV_SECRET_CHARS
+        and not any(c.isspace() for c in value)
+    }
+    return sorted(found, key=len, reverse=True)
+
+
+def process_secrets(api_key: str | None, *kwargs: Mapping[str, Any]) -> list[str]:
+    """Every secret this process could send: the run's own (`secret_values`) and the
+    credentials of its environment (`environment_secrets`), longest first."""
+    found = set(secret_values(api_key, *kwargs)) | set(environment_secrets())
+    return sorted(found, key=len, reverse=True)
+
+
+def _is_credential_variable(name: str) -> bool:
+    upper = name.upper()
+    if any(word in upper for word in _ENV_SECRET_WORDS) or upper.endswith(_ENV_SECRET_ENDINGS):
+        return True
+    return not _ENV_SECRET_PARTS.isdisjoint(upper.split("_"))
 
 
 def _collect(value: Any, found: set[str], *, inside_secret: bool) -> None:

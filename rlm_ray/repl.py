@@ -11,14 +11,15 @@ Sub-calls start at once and return `SubCallFuture`s, which `subcalls.SubCalls` s
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from rlm_ray import corpus, prompts, record_ops, tools
 from rlm_ray.errors import SubCallError
 from rlm_ray.loop import AnswerError, CellReport
 from rlm_ray.parsing import truncate
+from rlm_ray.redact import redact
 from rlm_ray.sandbox import output
 from rlm_ray.sandbox.allowlist import allow_class
 from rlm_ray.sandbox.boundary import exact_str, plain
@@ -47,6 +48,12 @@ class REPLSettings:
     kill_switch: KillSwitch | None = None
     sub_context_window_tokens: int = 128_000  # sizes the record operators' batches
     tools: tuple[tools.ToolSpec, ...] = ()  # the run's tools (rlm_ray/tools.py), by spec only
+    # The models `model=` may name (`ModelSettings.allowed`); empty: only the default model.
+    allowed_models: tuple[str, ...] = ()
+    # Context windows of those models, in tokens (a model not here: the sub-model's window).
+    model_windows: Mapping[str, int] = field(default_factory=dict)
+    # Masked in a cell's output and error before the model reads them (`redact.py`).
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
 class REPLSession:
@@ -96,17 +103,18 @@ class REPLSession:
         self.subcalls.cell = cell
         outcome = self.sandbox.run(code, after=self._probe_answer)
         self.subcalls.cell = None
-        cell.output = truncate(outcome.stdout, self.settings.max_output_chars)
-        error = (
-            None
-            if outcome.error is None
-            else truncate(outcome.error, self.settings.max_output_chars)
-        )
+        cell.output = self._shown(outcome.stdout)
+        error = None if outcome.error is None else self._shown(outcome.error)
         cell.error, cell.timed_out, cell.duration_s = error, outcome.timed_out, outcome.duration_s
         if outcome.final is NO_FINAL:
             return CellReport(cell)
         cell.final = True
         return CellReport(cell, final=exact_str(outcome.final), finished_by=outcome.final_kind)
+
+    def _shown(self, text: str) -> str:
+        """A cell's output or error as the model reads it: credentials an endpoint echoed into
+        a reply or an error masked (before the cut, so no part of one is left), then cut."""
+        return truncate(redact(text, self.settings.secrets), self.settings.max_output_chars)
 
     def lookup(self, name: str) -> str | None:
         def read() -> str | None:
@@ -196,8 +204,10 @@ class REPLSession:
         `prompt` may be a corpus slice, or a list of str and slices (joined by a blank line):
         slices travel as handles and become text only where the model call is made.
         """
+        model = self._chosen_model(model)
         parts = corpus.prompt_parts(plain(prompt, "llm_query: `prompt`"), "llm_query")
-        return self.subcalls.llm(parts, _model_arg(model))
+        corpus.check_prompt_size(parts, self._window(model), "llm_query")
+        return self.subcalls.llm(parts, model)
 
     def _llm_query_batched(self, prompts_: Sequence[Any], model: str | None = None) -> list:
         """Many `llm_query` calls at once, in order."""
@@ -211,16 +221,18 @@ class REPLSession:
     def _rlm_query(
         self, prompt: Any, context: Any = None, model: str | None = None
     ) -> SubCallFuture:
+        model = self._chosen_model(model)
         prompt = _text_arg("rlm_query", "prompt", prompt)
         context = None if context is None else plain(context, "rlm_query: `context`")
         if self.settings.can_recurse:  # a child RLM; with no context, its context is the prompt
-            return self.subcalls.rlm(
-                prompt, prompt if context is None else context, _model_arg(model)
-            )
-        if isinstance(context, corpus.Corpus):  # one plain call; the slice travels as a handle
-            parts = [prompts.plain_call_prompt(prompt, ""), context]
-            return self.subcalls.llm(parts, _model_arg(model))
-        return self.subcalls.llm(prompts.plain_call_prompt(prompt, context), _model_arg(model))
+            return self.subcalls.rlm(prompt, prompt if context is None else context, model)
+        parts: str | list = (  # one plain call; a slice travels as a handle
+            [prompts.plain_call_prompt(prompt, ""), context]
+            if isinstance(context, corpus.Corpus)
+            else prompts.plain_call_prompt(prompt, context)
+        )
+        corpus.check_prompt_size(parts, self._window(model), "rlm_query")
+        return self.subcalls.llm(parts, model)
 
     def _rlm_query_batched(
         self,
@@ -254,21 +266,40 @@ class REPLSession:
         return self._record_op(record_ops.classify_op(*labels_arg(labels)), items, model)
 
     def _record_op(self, op: record_ops.Operator, items: Any, model: str | None) -> list:
+        model = self._chosen_model(model)
         records = corpus.record_items(resolve(items), op.fn)
         records = plain(records, f"{op.fn}: `items`")  # what leaves the cell: exact data only
         outcome = run_record_op(
             op,
             records,
             self.subcalls,
-            _model_arg(model),
-            window_tokens=self.settings.sub_context_window_tokens,
-            max_items=record_ops.batch_items_for(_model_arg(model) or self.subcalls.default_model),
+            model,
+            window_tokens=self._window(model),
+            max_items=record_ops.batch_items_for(model or self.subcalls.default_model),
         )
         for warning in outcome.warnings:
             self.sandbox.print(f"[{op.fn} warning] {warning}")
         if op.kind == "filter":
             return outcome.values
         return record_ops.RecordAnswers(outcome.values, records)
+
+    def _chosen_model(self, model: Any) -> str | None:
+        """A sub-call's `model=`: None (the sub-model) or one of the models the user configured
+        for the run. Any other name is refused here, in the cell: litellm would send that
+        provider's key from the environment to the run's `api_base`."""
+        name = _model_arg(model)
+        allowed = self.settings.allowed_models or (self.subcalls.default_model,)
+        if name is not None and name not in allowed:
+            raise ValueError(
+                f"`model`: {name!r} is not one of this run's models; allowed: "
+                f"{', '.join(map(repr, allowed))} (or leave `model` out for the sub-model)"
+            )
+        return name
+
+    def _window(self, model: str | None) -> int:
+        """The context window of `model` (None: the sub-model), in tokens."""
+        window = self.settings.sub_context_window_tokens
+        return window if model is None else self.settings.model_windows.get(model, window)
 
     def _final(self, value: Any) -> None:
         # str() here, inside the cell, so a failure is an ordinary error the model sees

@@ -30,7 +30,7 @@ from rlm_ray.local_model import (
     is_local,
 )
 from rlm_ray.progress import ProgressCallback
-from rlm_ray.redact import redact_error, redact_tree, secret_values
+from rlm_ray.redact import process_secrets, redact_error, redact_tree
 from rlm_ray.tools import ToolCall, ToolSettings, freeze, tool_settings
 from rlm_ray.types import Result
 
@@ -48,6 +48,8 @@ class RLM:
     `model` and `sub_model` are litellm model strings (`sub_model` serves `llm_query` and child
     calls; default: `model`), or "local" / "local-small": a small model rlm-ray serves itself on
     every node, offline (`pip install "rlm-ray[local]"`; see rlm_ray/local_model.py).
+    `models` lists further models the model's code may name in `llm_query(..., model=...)` and
+    the other sub-call functions; `model` and `sub_model` always may, any other name is refused.
     `prompt` names a prompt variant (`rlm_ray.prompts.PROMPTS`; default: by model). `api_base`/`api_key` and `llm_kwargs`/`sub_llm_kwargs`
     (temperature, stop, max_tokens, seed, timeout, headers, ...) are passed to litellm.
     `address` names a Ray cluster (default: RAY_ADDRESS, else a local Ray started on demand).
@@ -79,6 +81,7 @@ class RLM:
         tools: Iterable[Callable[..., Any]] | None = None,
         allow_effects: bool = False,
         approve: Callable[[ToolCall], Any] | None = None,
+        models: Iterable[str] | None = None,
         **limits: Any,
     ) -> None:
         self.config = _config(max_depth=max_depth, max_iterations=max_iterations, **limits)
@@ -90,7 +93,8 @@ class RLM:
         if on_progress is not None and not callable(on_progress):
             raise ConfigError(f"`on_progress` must be callable, got {on_progress!r}")
         self.on_progress = on_progress
-        for name in (model, sub_model):
+        allowed = _allowed_models(models)
+        for name in (model, sub_model, *allowed):
             if name is not None:
                 _check_model(name, api_base)
         _check_api_base(api_base)
@@ -105,6 +109,7 @@ class RLM:
                 sub_model or model, _kwargs("sub_llm_kwargs", sub_llm_kwargs)
             ),
             prompt=prompt,
+            allowed_models=allowed,
         )
         self.address = address
         # model -> its context window; found when first needed, by a gateway in a run (the
@@ -136,8 +141,8 @@ class RLM:
         (the root's first turn needs a gateway up anyway)."""
         m = self.models
         calls = [
-            (model, m.api_base, dict(kwargs))
-            for model, kwargs in ((m.model, m.llm_kwargs), (m.sub_model, m.sub_llm_kwargs))
+            (model, m.api_base, dict(m.llm_kwargs if model == m.model else m.sub_llm_kwargs))
+            for model in m.allowed()
             if not is_local(model)
         ]
         if calls:
@@ -145,7 +150,7 @@ class RLM:
                 gateway.warm_up.remote(calls)
         if self.config.context_window_tokens:
             return
-        wanted = {self.models.model, self.models.sub_model} - set(self._windows)
+        wanted = set(self.models.allowed()) - set(self._windows)
         for model in wanted:
             if is_local(model):
                 self._windows[model] = DEFAULT_CTX_PER_SLOT
@@ -266,14 +271,14 @@ class RLM:
 
     def _secrets(self) -> list[str]:
         m = self.models
-        return secret_values(m.api_key, m.llm_kwargs, m.sub_llm_kwargs)
+        return process_secrets(m.api_key, m.llm_kwargs, m.sub_llm_kwargs)
 
     async def _start_local_servers(self) -> Any:
         """One server per node for each local model of this run (None if there is none)."""
         return await asyncio.to_thread(self._local_servers)
 
     def _local_servers(self) -> Any:
-        names = {m for m in (self.models.model, self.models.sub_model) if is_local(m)}
+        names = {m for m in self.models.allowed() if is_local(m)}
         if not names:
             return None
         from rlm_ray import model_servers
@@ -317,6 +322,7 @@ class RLM:
             context_ref=None if corpus else context_ref,
             context_value=context if corpus else None,
             tools=self._run_tools(),
+            model_windows={model: self._window_of(model) for model in models.allowed()},
         )
 
     def _run_tools(self) -> ToolSettings | None:
@@ -361,6 +367,19 @@ def _check_model(model: str, api_base: str | None) -> None:
     spec = LOCAL_MODELS[model]
     find_parts(spec)
     check_xllamacpp(spec)
+
+
+def _allowed_models(models: Iterable[str] | None) -> tuple[str, ...]:
+    """`RLM(models=...)`: the further models model code may name, as a tuple."""
+    if models is None:
+        return ()
+    if isinstance(models, str) or not isinstance(models, Iterable):
+        raise ConfigError(f"`models` must be a list of model strings, got {models!r}")
+    names = tuple(models)
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"`models` must hold model strings, got {name!r} in {names!r}")
+    return names
 
 
 def _local_defaults(model: str, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ This package re-exports the view's names (pyarrow only). `ingest` (pyarrow's fil
 
 from rlm_ray.corpus.view import (
     MAX_MATERIALISE_CHARS,
+    PROMPT_CHARS_PER_TOKEN,
     ChunkSource,
     Corpus,
     CorpusShape,
@@ -18,9 +19,12 @@ from rlm_ray.corpus.view import (
     Documents,
     LocalChunks,
     Match,
+    check_prompt_size,
     check_read_size,
     local_corpus,
+    max_prompt_chars,
     preview,
+    prompt_chars,
     prompt_parts,
     rebuild_view,
     record_items,
@@ -31,6 +35,7 @@ from rlm_ray.corpus.view import (
 
 __all__ = [
     "MAX_MATERIALISE_CHARS",
+    "PROMPT_CHARS_PER_TOKEN",
     "ChunkSource",
     "Corpus",
     "CorpusShape",
@@ -38,9 +43,12 @@ __all__ = [
     "Documents",
     "LocalChunks",
     "Match",
+    "check_prompt_size",
     "check_read_size",
     "local_corpus",
+    "max_prompt_chars",
     "preview",
+    "prompt_chars",
     "prompt_parts",
     "rebuild_view",
     "record_items",

@@ -429,6 +429,36 @@ def prompt_parts(value: Any, fn: str) -> str | list[str | Corpus]:
     )
 
 
+PROMPT_CHARS_PER_TOKEN = 8
+"""The most characters a prompt may hold per token of its model's window: twice the ~4 of
+English text, so no prompt the model could read is refused, and none far larger is ever made."""
+
+
+def prompt_chars(prompt: Any) -> int:
+    """The length of a prompt's text (a str, or parts made by `prompt_parts`), read from the
+    views' offsets: nothing is read or joined."""
+    if isinstance(prompt, str):
+        return len(prompt)
+    return sum(len(part) for part in prompt)
+
+
+def max_prompt_chars(window_tokens: int) -> int:
+    """The longest prompt a model with this context window is sent."""
+    return window_tokens * PROMPT_CHARS_PER_TOKEN
+
+
+def check_prompt_size(prompt: Any, window_tokens: int, fn: str) -> None:
+    """Refuse a prompt longer than the model's window allows, before its text is made: views
+    are counted by their offsets (`[context] * 2000` is 2000 times its length, read never)."""
+    size, limit = prompt_chars(prompt), max_prompt_chars(window_tokens)
+    if size > limit:
+        raise ValueError(
+            f"{fn}: the prompt is {size:,} characters, more than the model's window of "
+            f"{window_tokens:,} tokens takes (at most {limit:,} characters): pass a smaller "
+            "slice, or split the text over several calls (e.g. context.chunks(size))"
+        )
+
+
 def render(prompt: Any) -> str:
     """The text of a prompt made by `prompt_parts` (reads the views' chunks here)."""
     if isinstance(prompt, str):

@@ -22,7 +22,7 @@ from rlm_ray.call import CallSpec, remaining_s
 from rlm_ray.errors import LimitExceededError
 from rlm_ray.llm import LLMRequest
 from rlm_ray.local_model import LOCAL_MODELS
-from rlm_ray.redact import secret_values
+from rlm_ray.redact import process_secrets
 from rlm_ray.tools import ToolCall
 from rlm_ray.types import LLMReply
 
@@ -77,22 +77,30 @@ class RayBackend:
         self._next = (self._next + 1) % len(self.gateways)
         return self.gateways[self._next]
 
-    def _request(self, model: str, messages: list, kwargs: dict) -> LLMRequest:
+    def _request(self, model: str, messages: list, kwargs: dict, window: int) -> LLMRequest:
+        """A call of `model`, whose context window is `window` tokens."""
         m, cfg = self.spec.models, self.spec.config
         request = LLMRequest(
-            model=model,
+            model=self._served_name(model),
             messages=messages,
             api_base=m.api_base,
             api_key=m.api_key,
             kwargs=kwargs,
             timeout_s=cfg.request_timeout_s,
             max_retries=cfg.max_retries,
+            allowed_models=tuple(self._served_name(name) for name in m.allowed()),
+            max_prompt_chars=corpus.max_prompt_chars(window),
         )
         if model in m.local_servers:  # rlm-ray's own server: the gateway picks its node's
-            request.model = f"openai/{LOCAL_MODELS[model].served_name}"
             request.api_base, request.api_key = None, "local"
             request.api_base_by_node = m.local_servers[model]
         return request
+
+    def _served_name(self, model: str) -> str:
+        """The model string a request names: rlm-ray's own server's for a local model."""
+        if model in self.spec.models.local_servers:
+            return f"openai/{LOCAL_MODELS[model].served_name}"
+        return model
 
     def _complete(self, request: LLMRequest, depth: int, sub_call: bool = False) -> Any:
         spec = self.spec
@@ -122,7 +130,8 @@ class RayBackend:
         if stop and "stop" not in kwargs:
             kwargs = {**kwargs, "stop": list(stop)}
         kwargs = {**kwargs, **(overrides or {})}
-        ref = self._complete(self._request(self.spec.model, messages, kwargs), self.spec.depth)
+        request = self._request(self.spec.model, messages, kwargs, self.spec.context_window_tokens)
+        ref = self._complete(request, self.spec.depth)
         try:
             return ray.get(ref, timeout=remaining_s(self.spec))
         except GetTimeoutError:
@@ -135,7 +144,9 @@ class RayBackend:
         # a list prompt holds corpus views: handles and offsets, turned into text by the gateway
         messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
         models = self.spec.models
-        request = self._request(model or models.sub_model, messages, models.sub_llm_kwargs)
+        request = self._request(
+            model or models.sub_model, messages, models.sub_llm_kwargs, self.spec.window_of(model)
+        )
         return self._complete(request, self.spec.depth + 1, sub_call=True)
 
     def start_rlm(self, query: str, context: Any, model: str | None) -> Any:
@@ -148,11 +159,12 @@ class RayBackend:
             model=model or spec.models.sub_model,
             models=spec.models,
             config=spec.config,
-            context_window_tokens=spec.sub_context_window_tokens,
+            context_window_tokens=spec.window_of(model),
             sub_context_window_tokens=spec.sub_context_window_tokens,
             deadline=spec.deadline,
             admission=spec.admission,
             tools=spec.tools,
+            model_windows=spec.model_windows,
         )
         if context is self.context and spec.context_ref is not None:
             child.context_ref = spec.context_ref  # the same input: pass the handle on
@@ -180,7 +192,7 @@ class RayBackend:
             settings.allow_effects and not settings.ask,  # with approve(), it alone decides
             spec.admission,
             settings.approvals,
-            secret_values(m.api_key, m.llm_kwargs, m.sub_llm_kwargs),
+            process_secrets(m.api_key, m.llm_kwargs, m.sub_llm_kwargs),
         )
 
     def cancel(self, handles: list) -> None:

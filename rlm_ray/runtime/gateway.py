@@ -1,7 +1,8 @@
 """`LLMGateway`: the async actor that makes every model call of a node, as coroutines.
 
-A call's turns and its `llm_query` sub-calls all come here: the gateway renders corpus slices in
-the prompt into text (the REPL sent handles and offsets), points `model="local"` at its node's
+A call's turns and its `llm_query` sub-calls all come here: the gateway refuses a model the run
+was not configured with and a prompt its window cannot take, renders corpus slices in the
+prompt into text (the REPL sent handles and offsets), points `model="local"` at its node's
 server, asks the admission actor when the run has a budget or a rate limit, reads and writes the
 opt-in cache, bumps the run's progress counters and stamps the reply with where it ran.
 """
@@ -19,9 +20,10 @@ from typing import Any
 import ray
 from ray.exceptions import RayTaskError
 
-from rlm_ray import progress
+from rlm_ray import corpus, progress
 from rlm_ray.budget import estimate_input_tokens
 from rlm_ray.corpus import store
+from rlm_ray.errors import LLMError
 from rlm_ray.llm import LLMRequest
 from rlm_ray.runtime.backend import unwrap, whereabouts
 from rlm_ray.types import LLMReply
@@ -79,6 +81,7 @@ class LLMGateway:
         admission: Any = None,
         sub_call: bool = False,
     ) -> LLMReply:
+        check_request(request)  # before a semaphore, a cache key or a rendered slice
         limit = self._limits.setdefault(run_id, asyncio.Semaphore(max_in_flight))
         tasks = self._tasks.setdefault(run_id, set())
         task = asyncio.current_task()
@@ -172,6 +175,28 @@ class LLMGateway:
         for task in tasks:
             task.cancel()
         return len(tasks)
+
+
+def check_request(request: LLMRequest) -> None:
+    """Refuse a call of a model the run was not configured with (litellm would send that
+    provider's key from the environment to the run's `api_base`), and a prompt longer than
+    the model's window allows, counted from its slices' offsets before any is read."""
+    if request.model not in request.allowed_models:
+        raise LLMError(
+            f"model call to {request.model!r} refused: not one of this run's models "
+            f"({', '.join(map(repr, request.allowed_models)) or 'none'})",
+            model=request.model,
+            kind="model not allowed",
+        )
+    limit = request.max_prompt_chars or corpus.MAX_MATERIALISE_CHARS
+    size = sum(corpus.prompt_chars(m["content"]) for m in request.messages)
+    if size > limit:
+        raise LLMError(
+            f"model call to {request.model!r} refused: its prompt is {size:,} characters, more "
+            f"than its window allows ({limit:,}; `context_window_tokens` sets the window)",
+            model=request.model,
+            kind="prompt too long",
+        )
 
 
 async def _rendered(request: LLMRequest) -> LLMRequest:

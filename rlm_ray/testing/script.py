@@ -20,21 +20,26 @@ class Request:
     """One chat-completions request, as a reply function sees it.
 
     `messages` are normalized to ``{"role": ..., "content": str}`` (content parts joined, ``None``
-    as ``""``); `body` is the full JSON body as sent.
+    as ``""``); `body` is the full JSON body as sent; `headers` the HTTP headers it came with
+    (``{}`` in-process), e.g. to play an endpoint that echoes its ``Authorization`` header.
     """
 
     messages: list[dict[str, str]]
     model: str = ""
     body: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> Request:
-        """Build a `Request` from an OpenAI chat-completions JSON body."""
+    def from_body(
+        cls, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    ) -> Request:
+        """Build a `Request` from an OpenAI chat-completions JSON body (and its HTTP headers)."""
         raw = body.get("messages")
         if not isinstance(raw, list):
             raise ValueError("`messages` must be a list of {role, content} objects")
         messages = [_normalize_message(m) for m in raw]
-        return cls(messages=messages, model=str(body.get("model", "")), body=dict(body))
+        model = str(body.get("model", ""))
+        return cls(messages=messages, model=model, body=dict(body), headers=dict(headers or {}))
 
     @property
     def system(self) -> str:

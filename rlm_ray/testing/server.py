@@ -115,6 +115,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # quiet: tests read the recorded requests instead
 
     def do_GET(self) -> None:
+        self.server.scripted._saw(self)
         path = self.path.split("?", 1)[0].rstrip("/")
         if path in ("/v1/models", "/models"):
             model = {"id": "scripted", "object": "model", "created": 0, "owned_by": "rlm-ray"}
@@ -126,6 +127,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.scripted._saw(self)
         path = self.path.split("?", 1)[0].rstrip("/")
         if path not in ("/v1/chat/completions", "/chat/completions"):
             self.send_json(404, _error_body(404, f"no route for POST {path}"))
@@ -171,7 +173,9 @@ class ScriptedServer:
     Counters: `request_count` counts chat-completion requests (faults included), `in_flight` /
     `peak_concurrency` count requests between body read and response written, `requests` holds
     every parsed `Request`, `errors` the traceback of every exception the reply function raised
-    (each also answered as HTTP 500 with the traceback in the error message).
+    (each also answered as HTTP 500 with the traceback in the error message), `http_log` every
+    HTTP request of any method and path as (method, path, headers): what a client sent, even
+    where no chat route answers (a provider's own path under `url`).
     """
 
     def __init__(
@@ -287,12 +291,23 @@ class ScriptedServer:
             self._fault_log: list[tuple[str, Request]] = []
             self._requests: list[Request] = []
             self._errors: list[str] = []
+            self._http_log: list[tuple[str, str, dict[str, str]]] = []
 
     @property
     def requests(self) -> list[Request]:
         """The parsed requests received so far, in arrival order (a copy)."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def http_log(self) -> list[tuple[str, str, dict[str, str]]]:
+        """Every HTTP request received, any path: (method, path, headers), in order (a copy)."""
+        with self._lock:
+            return list(self._http_log)
+
+    def _saw(self, handler: _Handler) -> None:
+        with self._lock:
+            self._http_log.append((handler.command, handler.path, dict(handler.headers)))
 
     @property
     def fault_log(self) -> list[tuple[str, Request]]:
@@ -326,7 +341,7 @@ class ScriptedServer:
             self.in_flight += 1
             self.peak_concurrency = max(self.peak_concurrency, self.in_flight)
         try:
-            status, body, headers, reply = self._respond(raw, ordinal)
+            status, body, headers, reply = self._respond(raw, ordinal, dict(handler.headers))
             delay = self.latency_s + (reply.delay_s if reply else 0.0)
             stopped = delay > 0 and self._stopping.wait(delay)  # True: stop() woke us up
         finally:
@@ -340,10 +355,13 @@ class ScriptedServer:
         else:
             handler.send_body(status, body, headers)
 
-    def _respond(self, raw: bytes, ordinal: int) -> tuple[int, bytes, dict[str, str], Reply | None]:
-        """Status, body and headers for one chat request, and the `Reply` behind them."""
+    def _respond(
+        self, raw: bytes, ordinal: int, received: dict[str, str]
+    ) -> tuple[int, bytes, dict[str, str], Reply | None]:
+        """Status, body and headers for one chat request (sent with the `received` headers),
+        and the `Reply` behind them."""
         try:
-            request = Request.from_body(json.loads(raw))
+            request = Request.from_body(json.loads(raw), received)
         except (ValueError, AttributeError) as exc:  # bad JSON, or not an object
             return _json_response(400, _error_body(400, f"invalid request body: {exc}"))
         with self._lock:
