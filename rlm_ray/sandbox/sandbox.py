@@ -49,6 +49,21 @@ Guaranteed at the cell's boundary (see `rlm_ray.sandbox.boundary`):
   in-process stop; a watcher process outside the REPL (`kill_switch`) kills it a little after
   the grace period, and the runtime goes on in a new REPL from the call's checkpoint with the
   model told. A crash (a segfault from C recursion) ends the same way.
+* A sub-call's `model=` names one of the models the user configured (`model`, `sub_model`,
+  `RLM(models=[...])`), or the cell gets an error naming them: litellm takes a provider's key
+  from the environment for any model string (`groq/...` reads GROQ_API_KEY) and would send it
+  to the run's `api_base`. The gateway refuses any other model again (defence in depth), before
+  litellm or a socket sees the request.
+* Credentials the gateway process could read are masked (`redact.py`): the configured key and
+  secret-named arguments, and every credential variable of the environment (`*_API_KEY`,
+  `*_TOKEN`, `*SECRET*`, AWS/Azure/GCP ones), in model-call errors, in a cell's output and
+  error before the model reads them, and in the trace.
+* A prompt whose text (corpus slices counted by their offsets) is longer than its model's
+  window allows is refused before it is made: in the cell, and again in the gateway before any
+  slice is read, so `llm_query([context] * 2000)` costs the gateway nothing.
+* Model-made text printed by the CLI (answers, errors, the trace's code, outputs and prompts)
+  has its control characters written as escapes (`rlm_ray/terminal.py`): no escape sequence
+  of the model's reaches the user's terminal; `--json` stays exact, JSON-escaped.
 
 NOT protected, plainly:
 * RestrictedPython is not a security boundary against a determined adversary. Its own README
@@ -61,6 +76,9 @@ NOT protected, plainly:
   the caller's tools (`RLM(tools=...)`, rlm_ray/tools.py) above all: they run outside the
   sandbox with whatever rights the caller's code has; only plain data crosses to and from them,
   and a tool declared ``effects="write"`` runs only if the caller allowed it.
+* Masking finds credentials by their exact text: one an endpoint returns transformed (split,
+  encoded) is not masked, and the processes of a node (REPLs included) hold the provider keys
+  of its environment, which an escape from the sandbox would read.
 * Objects nested inside injected values (e.g. dicts inside an injected list) are writable; the
   injected values themselves are guarded against their methods, unbound methods and the
   allowlisted in-place functions (``heapq``, ``bisect``), not against every C function.
