@@ -117,7 +117,9 @@ def test_the_model_is_told_in_its_cell(make_rlm, model_server, loaded):
         {"SUB": "sub answer"},
         default=turns(
             code("r = llm_query(['SUB'] + [context] * 2000)\nprint(r)"),
-            lambda r: "FINAL(told)" if "more than the model's window" in r.last_user else "FINAL(no)",
+            lambda r: (
+                "FINAL(told)" if "more than the model's window" in r.last_user else "FINAL(no)"
+            ),
         ),
     )
     result = make_rlm().completion("q", loaded)  # 2000 x 20,000 characters, 32,768 tokens

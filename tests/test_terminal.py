@@ -34,7 +34,9 @@ CONTROLS = [chr(c) for c in (*range(0, 9), *range(11, 32), *range(0x7F, 0xA0))] 
 SCRIPT = by_marker(
     {"SUB": "sub reply " + EVIL},
     default=turns(
-        code(f"print('out {EVIL}')\nx = llm_query('SUB {EVIL}')\nFINAL('safe{EVIL}\\tend\\nline2\\r!')")
+        code(
+            f"print('out {EVIL}')\nx = llm_query('SUB {EVIL}')\nFINAL('safe{EVIL}\\tend\\nline2\\r!')"
+        )
     ),
 )
 
