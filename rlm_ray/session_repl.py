@@ -8,9 +8,13 @@ seen. A worker that has no REPL for the session (the first question, or its proc
 builds one and `replay`s the cells:
 
     a cell that made no sub-call          re-run: it is pure with respect to the outside world
-    a cell that made sub-calls            re-run only when the call cache is on (its calls are
+    a cell that made model sub-calls      re-run only when the call cache is on (its calls are
                                           answered from the cache, nothing is spent again);
                                           else skipped
+    a cell's own tool calls               answered from what they returned the first time
+                                          (`ToolReplay`): no tool runs again, no `approve` is
+                                          asked again; a call the cell did not make then fails
+    a cell whose child RLM called a tool  skipped: the child's calls cannot be answered here
     a cell touching what a skipped or     skipped too, so no value is silently rebuilt from
       failed cell assigned or mutated       stale inputs
 
@@ -20,11 +24,17 @@ Whatever could not be rebuilt is deleted and named in the question's first turn 
 from __future__ import annotations
 
 import ast
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from rlm_ray.parsing import truncate
 from rlm_ray.repl import REPLSession, describe_value
-from rlm_ray.types import CallResult, CallTrace
+from rlm_ray.subcalls import Backend
+from rlm_ray.tools import ToolCall, ToolResult
+from rlm_ray.types import CallResult, CallTrace, CellTrace
 
 MAX_HISTORY = 5  # earlier exchanges shown at a new question
 MAX_QUERY_CHARS = 300
@@ -46,7 +56,9 @@ class RecordedCell:
     """A cell of the session that ran without error, as recorded in its question's trace."""
 
     code: str
-    made_subcalls: bool
+    made_subcalls: bool  # model sub-calls: llm_query, recursive_llm, the record operators
+    tool_calls: tuple[tuple[ToolCall, ToolResult], ...] = ()  # its tool calls, what they got
+    tools_answerable: bool = True  # every tool call under it is in `tool_calls` (no child's)
 
 
 @dataclass(frozen=True)
@@ -101,16 +113,89 @@ class Restored:
         return text + "."
 
 
+class ToolReplay:
+    """The backend of a REPL being rebuilt (a `subcalls.Backend`): every sub-call goes to
+    `backend`, except the tool calls of a cell being replayed (`answering`), which get what
+    the same calls got the first time. A call that matches no record (another tool, other
+    arguments, one call too many) fails without running: a tool never runs twice."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self._records: list[tuple[ToolCall, ToolResult]] | None = None
+
+    @contextmanager
+    def answering(self, records: tuple[tuple[ToolCall, ToolResult], ...]) -> Iterator[None]:
+        self._records = list(records)
+        try:
+            yield
+        finally:
+            self._records = None
+
+    def start_tool(self, call: ToolCall) -> Any:
+        if self._records is None:
+            return self._backend.start_tool(call)
+        for i, (made, result) in enumerate(self._records):
+            if (made.name, made.arguments) == (call.name, call.arguments):
+                del self._records[i]
+                return _Recorded(dataclasses.replace(result, ran=False))  # no new tool call
+        error = (
+            f"tool `{call.name}` was not run: the REPL is being rebuilt, and this cell made no "
+            "such call the first time (a rebuild answers tool calls only from what they got)"
+        )
+        return _Recorded(ToolResult(error=error, refused=True))
+
+    def start_llm(self, prompt: str | list, model: str | None) -> Any:
+        return self._backend.start_llm(prompt, model)
+
+    def start_rlm(self, query: str, context: Any, model: str | None) -> Any:
+        return self._backend.start_rlm(query, context, model)
+
+    def fetch(self, handles: list[Any]) -> list[tuple[bool, Any]]:
+        live = [h for h in handles if not isinstance(h, _Recorded)]
+        fetched = iter(self._backend.fetch(live) if live else [])
+        return [(True, h.result) if isinstance(h, _Recorded) else next(fetched) for h in handles]
+
+    def cancel(self, handles: list[Any]) -> None:
+        self._backend.cancel([h for h in handles if not isinstance(h, _Recorded)])
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    result: ToolResult
+
+
 def record_cells(trace: CallTrace | None) -> list[RecordedCell]:
     """The cells of a question's root call that ran without error, in order."""
     if trace is None:
         return []
     return [
-        RecordedCell(cell.code, bool(cell.subcalls))
+        _recorded(cell)
         for iteration in trace.iterations
         for cell in iteration.cells
         if cell.error is None and not cell.timed_out
     ]
+
+
+def _recorded(cell: CellTrace) -> RecordedCell:
+    tools = [sub for sub in cell.subcalls if sub.kind == "tool"]
+    records = tuple(sub.tool_record for sub in tools if sub.tool_record is not None)
+    children = [sub for sub in cell.subcalls if sub.kind == "rlm"]
+    # subtle: a child RLM with no trace (it failed before it could send one) may have called
+    # tools too: the cell is not answerable either
+    in_children = any(sub.child is None or _called_tools(sub.child) for sub in children)
+    answerable = len(records) == len(tools) and not in_children
+    model_calls = len(tools) < len(cell.subcalls)
+    return RecordedCell(cell.code, model_calls, records, answerable)
+
+
+def _called_tools(call: CallTrace) -> bool:
+    return any(
+        sub.kind == "tool"
+        for node in call.walk()
+        for iteration in node.iterations
+        for cell in iteration.cells
+        for sub in cell.subcalls
+    )
 
 
 def variables(repl: REPLSession) -> dict[str, str]:
@@ -127,19 +212,30 @@ def variables(repl: REPLSession) -> dict[str, str]:
 
 
 def replay(
-    repl: REPLSession, cells: tuple[RecordedCell, ...], expected: dict[str, str], *, subcalls: bool
+    repl: REPLSession,
+    cells: tuple[RecordedCell, ...],
+    expected: dict[str, str],
+    *,
+    subcalls: bool,
+    tools: ToolReplay | None = None,
 ) -> Restored:
     """Re-run a lost REPL's recorded cells in `repl` (see the module docstring); delete what
-    could not be rebuilt and name it, with what `expected` (the variables last seen) lacks."""
+    could not be rebuilt and name it, with what `expected` (the variables last seen) lacks.
+    `tools`: the backend `repl` was built on, which answers the cells' tool calls (without
+    it, a cell that called a tool is skipped)."""
     tainted: set[str] = set()
     rerun = skipped = failed = 0
     for cell in cells:
         touched = _touched(cell.code, repl)
-        if (cell.made_subcalls and not subcalls) or (_names(cell.code) & tainted):
+        if not _may_rerun(cell, subcalls, tools) or (_names(cell.code) & tainted):
             tainted |= touched
             skipped += 1
             continue
-        report = repl.run(cell.code)
+        if tools is None:
+            report = repl.run(cell.code)
+        else:
+            with tools.answering(cell.tool_calls):
+                report = repl.run(cell.code)
         if report.trace.error is not None or report.trace.timed_out:
             tainted |= touched
             failed += 1
@@ -158,6 +254,12 @@ def replay(
     for name in lost:  # present but not as it was: stale
         repl.sandbox.namespace.pop(name, None)
     return Restored(rerun, skipped, failed, tuple(lost))
+
+
+def _may_rerun(cell: RecordedCell, subcalls: bool, tools: ToolReplay | None) -> bool:
+    if cell.made_subcalls and not subcalls:
+        return False
+    return cell.tools_answerable and (tools is not None or not cell.tool_calls)
 
 
 def _names(code: str) -> set[str]:

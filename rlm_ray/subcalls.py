@@ -316,6 +316,7 @@ class _Pending:
     trace: SubCallTrace
     done: threading.Event = field(default_factory=threading.Event)
     claimed: bool = False
+    call: ToolCall | None = None  # a tool call's own
 
 
 class SubCalls:
@@ -330,6 +331,9 @@ class SubCalls:
         self.usage = Usage()
         self.cell: CellTrace | None = None
         self.limit_hit: LimitExceededError | None = None  # a run limit refused a sub-call
+        self.record_tools = False
+        """Keep each tool call and its full outcome on its trace (`SubCallTrace.tool_record`):
+        a session's REPL does, so that a rebuild answers them from there (`session_repl`)."""
 
     @property
     def default_model(self) -> str:
@@ -351,6 +355,7 @@ class SubCalls:
         started = time.time()
         handle = self._backend.start_tool(call)
         future = self._track(handle, "tool", "", f"{call.name}(...)", started)
+        future._handle.call = call
         trace = future._handle.trace
         trace.tool, trace.effects = call.name, call.effects
         trace.arguments = tools.preview(call.arguments)
@@ -426,6 +431,8 @@ class SubCalls:
         trace = pending.trace
         _record_where(trace, result)
         trace.decision = result.decision
+        if self.record_tools:
+            trace.tool_record = (pending.call, result)
         if result.ran:
             with self._lock:
                 self.usage.tool_calls += 1

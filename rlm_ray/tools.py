@@ -16,7 +16,13 @@ refused. A refused call is an error inside the model's code; the run goes on.
 
 `authorize` is the one gate every tool call goes through, right before the function runs
 (`run_tool`): a replay of a run's cells goes through it too, with the replay's own settings, so
-a ``write`` tool never runs again unless it is allowed again.
+a ``write`` tool never runs again unless it is allowed again. The gate reads a call's effects
+from the registered function's own mark, never from the message the REPL sent. A session whose
+REPL is rebuilt answers the tool calls of the cells it re-runs from their recorded outcomes
+(`session_repl`): a rebuild runs no tool and asks no `approve` again.
+
+Tool calls run on threads of their own (`tool_threads.ToolThreads`): at most a fixed number
+per process, stuck ones included.
 
 Tools run outside the sandbox, on tool-host actors (`rlm_ray/runtime/tool_host.py`), never in
 the REPL's process: the REPL holds only each tool's `ToolSpec` (name, effects, signature, doc). Only
@@ -28,7 +34,6 @@ No Ray here (the pickling check imports Ray's cloudpickle only when an `RLM` get
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import dataclasses
 import hashlib
@@ -37,13 +42,13 @@ import json
 import keyword
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from rlm_ray.errors import ConfigError
+from rlm_ray.tool_threads import PROCESS_THREADS, ToolBusy, ToolThreads
 
 EFFECTS = ("none", "read", "write")
 _MARK = "__rlm_tool__"
@@ -384,61 +389,45 @@ def run_tool(
     allow_effects: bool,
     approve: Callable[[ToolCall], Any] | None,
     plain: Callable[[Any, str], Any],
+    threads: ToolThreads | None = None,
 ) -> ToolResult:
-    """Authorize `call`, run its function and return its result as plain data (`plain`: the
-    boundary's copy). A refusal or an exception in the tool is a `ToolResult` with `error`."""
+    """Authorize `call`, run its function on one of `threads` (default: the process's) and
+    return its result as plain data (`plain`: the boundary's copy). A refusal or an exception
+    in the tool is a `ToolResult` with `error`."""
     result = ToolResult(started_s=time.time(), pid=os.getpid())
+    fn = functions.get(call.name)
+    if fn is None:
+        result.error, result.ended_s = f"tool `{call.name}` is not available here", time.time()
+        return result
+    mark = _mark_of(fn)
+    # subtle: the effects are the registered function's own, not the ones the REPL sent: a
+    # REPL process is where model code runs, and it must not be able to call a `write` tool
+    # a "read" one (approve() sees the real effects too).
+    call = dataclasses.replace(call, effects=mark.effects)
     try:
         result.decision = authorize(call, allow_effects, approve)
     except ToolRefused as exc:
         result.error, result.refused, result.ended_s = str(exc), True, time.time()
-        return result
-    fn = functions.get(call.name)
-    if fn is None:
-        result.error, result.ended_s = f"tool `{call.name}` is not available here", time.time()
         return result
     try:
         real = inspect.signature(fn)
         given = inspect.BoundArguments(real, dict(call.arguments))  # type: ignore[arg-type]
         bound = real.bind(*given.args, **given.kwargs)  # checked again, on the real signature
         result.ran = True
-        value = _call(fn, bound, getattr(fn, _MARK, ToolMark("none")).timeout_s)
+        value = (threads or PROCESS_THREADS).call(fn, bound, mark.timeout_s)
         result.value = plain(value, f"tool `{call.name}`: its result")
+    except ToolBusy as exc:  # it never started
+        result.ran, result.error = False, str(exc)
     except (Exception, SystemExit) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     result.ended_s = time.time()
     return result
 
 
-def _call(fn: Callable[..., Any], bound: inspect.BoundArguments, timeout_s: float | None) -> Any:
-    """`fn(*bound)` (awaited if it is a coroutine function), given at most `timeout_s`.
-
-    subtle: a thread, so the wait can end: a tool stuck past its limit keeps running in its
-    (daemon) thread until it returns, but the call, the cell and the run go on."""
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            value = fn(*bound.args, **bound.kwargs)
-            box["value"] = asyncio.run(_awaited(value)) if inspect.isawaitable(value) else value
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
-
-    if timeout_s is None:
-        target()
-    else:
-        thread = threading.Thread(target=target, name="rlm-tool", daemon=True)
-        thread.start()
-        thread.join(timeout_s)
-        if thread.is_alive():
-            raise TimeoutError(f"the tool did not return within {timeout_s:g} s")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
-async def _awaited(value: Any) -> Any:
-    return await value
+def _mark_of(fn: Callable[..., Any]) -> ToolMark:
+    mark = getattr(fn, _MARK, None)
+    # `tool_settings` takes only marked functions; anything else is taken at its most dangerous
+    return mark if isinstance(mark, ToolMark) else ToolMark("write")
 
 
 # -- what the trace and the prompt show ---------------------------------------------------------

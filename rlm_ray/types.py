@@ -113,6 +113,11 @@ class SubCallTrace:
     effects: str = ""
     arguments: str = ""
     decision: str = ""
+    # A tool call of a session's question: (its `tools.ToolCall`, its `tools.ToolResult`) in
+    # full, so that a rebuilt REPL answers the call from this record instead of running the tool
+    # again (`session_repl`). None elsewhere; never written to trace files.
+    # subtle: a tuple, so that `redact.redact_tree` leaves what the code really got as it was.
+    tool_record: tuple[Any, Any] | None = None
 
 
 @dataclass

@@ -3,12 +3,14 @@ recorded cells, and the first turn of a follow-up question."""
 
 from __future__ import annotations
 
+import rlm_ray
 from rlm_ray.repl import REPLSession, REPLSettings
 from rlm_ray.session_repl import (
     MAX_HISTORY,
     Exchange,
     RecordedCell,
     SessionTurn,
+    ToolReplay,
     follow_up_turn,
     record_cells,
     replay,
@@ -16,6 +18,7 @@ from rlm_ray.session_repl import (
 )
 from rlm_ray.subcalls import ThreadBackend
 from rlm_ray.testing import FakeLLM
+from rlm_ray.tools import ToolCall, ToolResult, tool_settings
 from rlm_ray.types import CallTrace, CellTrace, IterationTrace, SubCallTrace
 
 
@@ -106,3 +109,57 @@ def test_record_cells_keeps_the_cells_that_ran_without_error():
     trace.iterations = [IterationTrace(0, "r", cells=[ok, sub, bad])]
     assert record_cells(trace) == [pure("a = 1"), spends("b = llm_query('x')")]
     assert record_cells(None) == []
+
+
+@rlm_ray.tool(effects="write")
+def append_line(path: str, line: str) -> str:
+    with open(path, "a", encoding="utf-8") as out:
+        out.write(line + "\n")
+    return f"appended {line}"
+
+
+def test_replayed_tool_calls_get_their_record_and_no_tool_runs(tmp_path):
+    log = str(tmp_path / "log.txt")
+    settings, functions = tool_settings([append_line], allow_effects=True, approve=None)
+    backend = ThreadBackend(FakeLLM(lambda r: "7"), tools=functions, allow_effects=True)
+    tools = ToolReplay(backend)
+    repl = REPLSession(log, tools, "fake", REPLSettings(can_recurse=False, tools=settings.specs))
+    one = ToolCall("append_line", "write", {"path": log, "line": "one"})
+    record = (one, ToolResult("appended one"))
+    cells = (
+        RecordedCell("a = append_line(context, 'one')", False, (record,)),
+        RecordedCell("b = append_line(context, 'two')", False, ()),  # a call it never made
+        RecordedCell("c = len(a)", False),
+    )
+    seen = {"a": "str (12 chars)", "b": "str (12 chars)", "c": "int"}
+    restored = replay(repl, cells, seen, subcalls=False, tools=tools)
+    assert repl.lookup("a") == "appended one" and repl.lookup("c") == "12"
+    assert restored.failed == 1 and restored.lost == ("b",)
+    assert not (tmp_path / "log.txt").exists()  # neither the recorded call ran nor the new one
+    # without the recorded answers (no `tools`), a cell that called a tool is not re-run at all
+    bare = REPLSession(log, backend, "fake", REPLSettings(can_recurse=False, tools=settings.specs))
+    restored = replay(bare, cells[:1], {"a": "str (12 chars)"}, subcalls=True)
+    assert restored.skipped == 1 and restored.lost == ("a",)
+    # after the rebuild, the backend runs tool calls again as usual
+    repl.run("d = append_line(context, 'three')")
+    assert (tmp_path / "log.txt").read_text() == "three\n"
+
+
+def test_a_cell_is_answerable_only_when_every_tool_call_under_it_was_recorded():
+    call, result = ToolCall("t", "read", {}), ToolResult(1)
+    own = SubCallTrace("tool", "", "t()", tool="t", tool_record=(call, result))
+    unrecorded = SubCallTrace("tool", "", "t()", tool="t")
+    child = CallTrace("c.0", 1, "m", "kid")
+    child.iterations = [IterationTrace(0, "r", cells=[CellTrace("t()", "", subcalls=[own])])]
+    by_child = SubCallTrace("rlm", "m", "kid", child=child)
+    trace = CallTrace("c", 0, "m", "q")
+    cells = [CellTrace(f"x{i} = 1", "", subcalls=[s]) for i, s in enumerate([own, unrecorded])]
+    cells.append(CellTrace("x2 = 1", "", subcalls=[by_child]))
+    trace.iterations = [IterationTrace(0, "r", cells=cells)]
+    recorded = record_cells(trace)
+    assert [(c.made_subcalls, c.tools_answerable) for c in recorded] == [
+        (False, True),
+        (False, False),
+        (True, False),
+    ]
+    assert recorded[0].tool_calls == ((call, result),)

@@ -2,8 +2,9 @@
 
 `RayBackend.start_tool` sends each call to a host (`ToolHost.run`): it counts the call against
 the run's budget (a tool call is one sub-call of `max_sub_calls`), then `tools.run_tool`
-authorizes it (a `write` call asks the driver's `approve` through the `Approvals` actor), runs
-the function on a thread of the host and copies its result as plain data.
+authorizes it by the registered function's own effects (a `write` call asks the driver's
+`approve` through the `Approvals` actor), runs the function on one of the host's bounded tool
+threads (`tool_threads.ToolThreads`) and copies its result as plain data.
 
 `Approvals` relays `approve(call)` to the driver, which owns the callback (it may ask a human):
 tool calls wait in `ask`, the driver takes the questions with `questions` and replies with
@@ -26,6 +27,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from rlm_ray.redact import redact
 from rlm_ray.runtime.backend import unwrap, whereabouts
 from rlm_ray.sandbox.boundary import plain
+from rlm_ray.tool_threads import MAX_TOOL_THREADS, ToolThreads
 from rlm_ray.tools import ToolCall, ToolResult, run_tool, thaw
 
 
@@ -33,8 +35,9 @@ class ToolHost:
     """Runs tool calls for every REPL of its node, each on a thread of its own (a threaded actor:
     tools mostly wait on IO, so a fan-out of calls runs side by side in one process)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_threads: int = MAX_TOOL_THREADS) -> None:
         self._node_id = ray.get_runtime_context().get_node_id()
+        self._threads = ToolThreads(max_threads)  # stuck tools cannot pile up threads
 
     def ready(self) -> bool:
         return True
@@ -63,6 +66,7 @@ class ToolHost:
             allow_effects=allow_effects,
             approve=approve,
             plain=functools.partial(plain, views=False),
+            threads=self._threads,
         )
         if result.error is not None:  # a key the tool echoed stays out of the model's view
             result.error = redact(result.error, secrets)
@@ -94,7 +98,7 @@ def tool_hosts() -> list:
             _HOSTS[key] = [
                 RemoteToolHost.options(
                     num_cpus=0,
-                    max_concurrency=256,
+                    max_concurrency=MAX_TOOL_THREADS,
                     max_restarts=-1,
                     max_task_retries=0,
                     scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=True),

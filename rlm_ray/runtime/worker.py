@@ -83,16 +83,18 @@ class REPLWorker:
         if live is None:
             context = spec.context_value if spec.context_ref is None else ray.get(spec.context_ref)
             backend = RayBackend(spec, context, gateways, pool)
-            repl = new_repl(spec, context, backend, _hard_kill, self._kill_switch)
+            tools = session_repl.ToolReplay(backend)  # replayed cells get their recorded tools
+            repl = new_repl(spec, context, tools, _hard_kill, self._kill_switch)
             if turn.cells or turn.variables:
                 restored = session_repl.replay(
-                    repl, turn.cells, turn.variables, subcalls=turn.replay_subcalls
+                    repl, turn.cells, turn.variables, subcalls=turn.replay_subcalls, tools=tools
                 )
             self._sessions[turn.session_id] = live = (repl, context)
         else:
             repl, context = live
             backend = RayBackend(spec, context, gateways, pool)
             repl.rebind(backend)
+        repl.subcalls.record_tools = True  # what the next rebuild answers tool calls from
         if restored is not None and restart is not None and restart.resume is not None:
             resume = restart.resume  # lost mid-question: the notice says what came back
             notice = resume.notice + "\n\n" + restored.notice()

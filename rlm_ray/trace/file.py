@@ -46,6 +46,7 @@ def _record(call: CallTrace, parent: str | None) -> dict[str, Any]:
             cell["ended_s"] = cell["started_s"] + cell["duration_s"]
             ended = max(ended, cell["ended_s"])
             for sub in cell["subcalls"]:
+                sub.pop("tool_record", None)  # a session's own record of what a tool returned
                 child = sub.pop("child", None)
                 sub["child_id"] = child["call_id"] if child else None
                 sub["ended_s"] = sub["started_s"] + sub["duration_s"]
