@@ -10,6 +10,8 @@ how to save a checkpoint after each model reply, and what a restarted call alrea
       else REPLSession + run_loop the turn loop (loop.py) over the call's REPL (repl.py)
       spec.program                a replay: the program's cells instead (program/cells.py)
       an RLMError                 a CallResult carrying it (a limit gets the best partial answer)
+      an answer (or partial one)  refused in this process if longer than `max_answer_chars`
+        too long                  (`cap_answer`): it never crosses to the parent or the driver
       always                      sub-calls drained, usage and trace totals recorded
 """
 
@@ -128,7 +130,7 @@ def run_call(
     started = time.time() if started_s is None else started_s
     trace, usage = _start_trace(spec, where or Whereabouts(), context_id, restart, started)
     if spec.depth >= spec.config.max_depth:  # max_depth=0: no REPL, one plain model call
-        return _plain_call(spec, context, backend, trace)
+        return cap_answer(_plain_call(spec, context, backend, trace), spec.config)
     session = repl if repl is not None else new_repl(spec, context, backend, hard_kill, kill_switch)
     variant = prompts.choose(spec.model, spec.models.prompt)
 
@@ -164,7 +166,7 @@ def run_call(
         if isinstance(exc, LimitExceededError) and exc.partial_answer is None:
             exc.partial_answer = _best_partial(session, trace)
         trace.error = f"{type(exc).__name__}: {exc}"
-        return CallResult("", usage, trace, error=exc)
+        return cap_answer(CallResult("", usage, trace, error=exc), spec.config)
     except BaseException:
         session.subcalls.cancel_open()
         raise
@@ -175,7 +177,24 @@ def run_call(
             session.close()
         trace.duration_s = time.time() - trace.started_s
         _record_usage(trace, usage)
-    return CallResult(answer, usage, trace)
+    return cap_answer(CallResult(answer, usage, trace), spec.config)
+
+
+def cap_answer(result: CallResult, config: RLMConfig) -> CallResult:
+    """`result`, with no answer or partial answer longer than `max_answer_chars`: a longer
+    answer is replaced by the `LimitExceededError` (the model, told in its cell, had no turn
+    left to shorten it), a longer partial answer is dropped. Called where the answer is made,
+    so that it never crosses to another process, and by the driver on what it receives."""
+    limit = config.max_answer_chars
+    error = result.error
+    if isinstance(error, LimitExceededError) and len(error.partial_answer or "") > limit:
+        error.partial_answer = None
+    if len(result.answer) <= limit:
+        return result
+    trace = result.trace
+    trace.answer, error = None, LimitExceededError("max_answer_chars", limit)
+    trace.error = f"{type(error).__name__}: {error}"
+    return CallResult("", result.usage, trace, error=error)
 
 
 RESAMPLE_TEMPERATURE = 0.7
@@ -276,6 +295,7 @@ def _loop_settings(
         context_window_tokens=spec.context_window_tokens,
         reserve_output_tokens=min(reserve, spec.context_window_tokens // 4),
         check_limits=check,
+        max_answer_chars=cfg.max_answer_chars,
         few_shot=tuple(variant.few_shot_messages()),
         first_turn=prompts.first_turn(variant, context, spec.query),
         next_turn=variant.next_turn,

@@ -44,6 +44,12 @@ class RLMConfig:
     max_output_chars: int = 10_000
     """REPL output shown to the model per block; longer output keeps its head and tail."""
 
+    max_answer_chars: int = 10_000_000
+    """Longest answer a call may return, checked in the REPL's process before it is sent on
+    and again by the driver: a longer FINAL is refused and the model told in its cell; a
+    longer answer with no turn left (or a longer partial answer) ends the run with
+    `LimitExceededError`. A child's answer counts too: it is sent to its parent."""
+
     max_retries: int = 4
     """Retries of one model call on 429, 5xx, timeouts and dropped connections."""
 
@@ -110,6 +116,7 @@ class RLMConfig:
         _check_int(self, "max_iterations", minimum=1)
         _check_int(self, "max_concurrent_calls", minimum=1)
         _check_int(self, "max_output_chars", minimum=200)
+        _check_int(self, "max_answer_chars", minimum=100)
         _check_int(self, "max_retries", minimum=0)
         _check_int(self, "max_repl_restarts", minimum=0)
         _check_int(self, "max_repl_actors_per_node", minimum=1)

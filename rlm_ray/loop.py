@@ -75,6 +75,8 @@ class LoopSettings:
     checkpoint: Callable[[Messages, int], None] = lambda messages, index: None
     """Called after each model reply, before its code runs, with the conversation so far (the
     reply included) and the reply's turn index: what a `Resume` needs if the REPL is lost."""
+    max_answer_chars: int | None = None
+    """A longer answer is refused and the model told (None: any length)."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ def run_loop(
         reply, iteration = _ask(asked, messages, settings, index, usage)
         trace.iterations.append(iteration)
         settings.checkpoint(messages, index)
-        answer, feedback = _take_turn(reply.text, repl, iteration)
+        answer, feedback = _take_turn(reply.text, repl, iteration, settings.max_answer_chars)
         if answer is not None:
             trace.answer, trace.finished_by = answer
             return answer[0]
@@ -167,7 +169,7 @@ def _ask(
 
 
 def _take_turn(
-    text: str, repl: REPL, iteration: IterationTrace
+    text: str, repl: REPL, iteration: IterationTrace, max_answer_chars: int | None = None
 ) -> tuple[tuple[str, str] | None, str]:
     """Run the reply's blocks in order; return ((answer, how), "") or (None, feedback)."""
     blocks = code_blocks(text)
@@ -177,12 +179,19 @@ def _take_turn(
         report = repl.run(code)
         iteration.cells.append(report.trace)
         if report.final is not None:
-            return (report.final, report.finished_by), ""
+            too_long = _too_long(report.final, max_answer_chars)
+            if too_long is None:
+                return (report.final, report.finished_by), ""
+            report.trace.final = False  # an error in the cell that called it
+            report.trace.error = f"{report.finished_by}(...) was not accepted: {too_long}"
         failed = failed or report.trace.error is not None
         outputs.append(_describe_cell(number, report.trace))
     final = text_final(text)
     try:
         answer = _answer_after_code(final, failed, repl, outputs)
+        too_long = None if answer is None else _too_long(answer[0], max_answer_chars)
+        if too_long is not None:
+            raise AnswerError(too_long)
     except AnswerError as exc:
         answer = None
         outputs.append(f"Your answer was not accepted: {exc}")
@@ -191,6 +200,17 @@ def _take_turn(
     if not blocks and final is None:
         outputs.append(prompts.NO_CODE)
     return None, "\n\n".join(outputs)
+
+
+def _too_long(answer: str, max_chars: int | None) -> str | None:
+    """Why an answer is refused for its length (None: it is not)."""
+    if max_chars is None or len(answer) <= max_chars:
+        return None
+    return (
+        f"the answer is {len(answer):,} characters, over the limit of {max_chars:,} "
+        "(`max_answer_chars`); answer with less: a summary, or the first part and how much "
+        "more there is"
+    )
 
 
 class StuckGuard:

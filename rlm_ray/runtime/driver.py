@@ -26,7 +26,7 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rlm_ray import progress
-from rlm_ray.call import CallSpec
+from rlm_ray.call import CallSpec, cap_answer
 from rlm_ray.config import RLMConfig
 from rlm_ray.errors import LimitExceededError, RLMError
 from rlm_ray.rate_limit import RateLimit
@@ -294,6 +294,7 @@ async def _await_root(runtime: Runtime, spec: CallSpec, turn: Any = None) -> Cal
         # Cancelled (asyncio) or interrupted (Ctrl-C): stop the whole tree, not just the wait.
         ray.cancel(ref)
         raise
+    result = cap_answer(result, spec.config)  # before anything here copies it (redaction)
     if result.error is not None:
         result.error.trace = result.trace  # type: ignore[attr-defined]  # what the run did
         raise result.error
