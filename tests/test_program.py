@@ -275,6 +275,38 @@ def test_saved_code_reads_as_written():
     assert code_literal("print(1)").startswith("r'''")
 
 
+# Strings a query, a model's code or its typed answer may hold: each must come back exactly.
+HOSTILE = [
+    "a\x00b",  # NUL: a source file holding one does not parse
+    "x\ud800y\udfff",  # lone surrogates: not writable as UTF-8
+    "e\x1b[2Jf\x07\x08",  # terminal escapes and other control characters
+    "q\r\nz\rw\x0b\x0c",  # line ends Python and str.splitlines read differently
+    "l\u2028m\x85n\ufeff",
+    "t'''u\"\"\"v",  # triple quotes of both kinds
+    "back\\",  # a backslash at the end, and before a quote
+    "\\'\\\"",
+    "\\N{x} \\x00 {q}",  # escapes and braces, as text
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_a_saved_program_gives_back_every_string_exactly(text, tmp_path):
+    import runpy
+
+    program = Program(
+        query=f"how many {text}?",
+        cells=[ProgramCell(f"x = 1  # {text}\ny = {text!r}"), ProgramCell(text.strip("\n"))],
+        answer=AnswerRule("output", cell=0, pattern=text, literal=text),
+        model=f"openai/{text}",
+        sub_model=text,
+        prompt=text,
+        recorded_answer=text,
+        skipped=(text,),
+    )
+    path = program.save(tmp_path / "p.py")
+    assert runpy.run_path(str(path), run_name="saved")["PROGRAM"] == program
+
+
 def test_a_program_pickles_without_its_rlm():
     import pickle
 

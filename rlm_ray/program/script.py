@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import textwrap
+import unicodedata
 from typing import TYPE_CHECKING
 
 from rlm_ray.program.answer import AnswerRule
@@ -69,8 +70,10 @@ if __name__ == "__main__":
 
 
 def render(program: Program, *, api_base: str | None = None) -> str:
-    """The script's text (`Program.save`)."""
-    answer_doc = program.answer.describe()
+    """The script's text (`Program.save`). Every recorded str comes back exactly (it is a
+    literal); text shown for reading (the docstring, comments) has its control characters and
+    lone surrogates escaped, so no query or code can keep the file from parsing."""
+    answer_doc = _readable(program.answer.describe())
     head = _HEAD.format(
         query_doc=_indented(program.query),
         answer_doc=_docstring_safe(_wrap(answer_doc, " " * 12, "")[12:]),
@@ -151,6 +154,15 @@ def _docstring_safe(text: str) -> str:
     return "\n".join(line + " " if line.endswith("\\") else line for line in lines)
 
 
+def _readable(text: str) -> str:
+    """`text` with its control characters (but newlines and tabs) and lone surrogates written
+    as escapes: a NUL makes a file unparsable, a surrogate unwritable as UTF-8."""
+    return "".join(
+        repr(c)[1:-1] if c not in "\n\t" and unicodedata.category(c) in ("Cc", "Cs") else c
+        for c in text
+    )
+
+
 def _indented(text: str) -> str:
-    safe = _docstring_safe(text)
+    safe = _docstring_safe(_readable(text))
     return "\n".join("    " + line for line in safe.splitlines() or [""])
