@@ -64,6 +64,21 @@ Guaranteed at the cell's boundary (see `rlm_ray.sandbox.boundary`):
 * Model-made text printed by the CLI (answers, errors, the trace's code, outputs and prompts)
   has its control characters written as escapes (`rlm_ray/terminal.py`): no escape sequence
   of the model's reaches the user's terminal; `--json` stays exact, JSON-escaped.
+* A tool host authorizes a call by the registered function's own ``@tool`` mark: the effects a
+  REPL's message names count for nothing, so a ``write`` tool sent as ``"read"`` still needs
+  ``approve`` or ``allow_effects``. It runs tools on at most 256 threads, stuck ones included
+  (`tool_threads`): a tool past its time limit keeps its thread until it returns, and once all
+  are held a new call fails without running.
+* A session's REPL rebuilt after its process was lost answers the tool calls of the cells it
+  re-runs from what they returned the first time (`session_repl.ToolReplay`): a tool never runs
+  twice for one call of the model, and ``approve`` is asked once per real call. A cell whose
+  child RLM called a tool is not re-run; its variables are reported lost.
+* An answer longer than `max_answer_chars` (10 M characters by default) never leaves the REPL's
+  process: a FINAL over it is an error in its cell, with no turn left the run stops with
+  `LimitExceededError`; the driver refuses a longer one too, before it copies it.
+* A saved program (`program.save`) writes every recorded string as a literal and escapes control
+  characters and lone surrogates in its comments and docstring: no query or code keeps the
+  script from parsing.
 
 NOT protected, plainly:
 * RestrictedPython is not a security boundary against a determined adversary. Its own README
@@ -79,6 +94,12 @@ NOT protected, plainly:
 * Masking finds credentials by their exact text: one an endpoint returns transformed (split,
   encoded) is not masked, and the processes of a node (REPLs included) hold the provider keys
   of its environment, which an escape from the sandbox would read.
+* A REPL process that escaped the sandbox holds a Ray client: the tool host still takes its
+  word for the run's permission flag and approvals actor, and Ray does not stop it from calling
+  any actor. The effects check and the bounds above guard the paths model code reaches through
+  the REPL, not a compromised process.
+* A session keeps its tool calls' full results in the driver's memory (and sends them with each
+  question) for as long as it is open, so that a rebuild can answer from them.
 * Objects nested inside injected values (e.g. dicts inside an injected list) are writable; the
   injected values themselves are guarded against their methods, unbound methods and the
   allowlisted in-place functions (``heapq``, ``bisect``), not against every C function.
