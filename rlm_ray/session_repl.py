@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -122,6 +123,7 @@ class ToolReplay:
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
         self._records: list[tuple[ToolCall, ToolResult]] | None = None
+        self._lock = threading.Lock()  # a fan-out starts its tool calls from many threads
 
     @contextmanager
     def answering(self, records: tuple[tuple[ToolCall, ToolResult], ...]) -> Iterator[None]:
@@ -134,10 +136,13 @@ class ToolReplay:
     def start_tool(self, call: ToolCall) -> Any:
         if self._records is None:
             return self._backend.start_tool(call)
-        for i, (made, result) in enumerate(self._records):
-            if (made.name, made.arguments) == (call.name, call.arguments):
-                del self._records[i]
-                return _Recorded(dataclasses.replace(result, ran=False))  # no new tool call
+        # subtle: matched by tool and arguments, not by position: a fan-out's calls start in
+        # any order (equal calls of one fan-out may get each other's results)
+        with self._lock:
+            for i, (made, result) in enumerate(self._records):
+                if (made.name, made.arguments) == (call.name, call.arguments):
+                    del self._records[i]
+                    return _Recorded(dataclasses.replace(result, ran=False))  # not run again
         error = (
             f"tool `{call.name}` was not run: the REPL is being rebuilt, and this cell made no "
             "such call the first time (a rebuild answers tool calls only from what they got)"

@@ -126,14 +126,21 @@ def test_replayed_tool_calls_get_their_record_and_no_tool_runs(tmp_path):
     repl = REPLSession(log, tools, "fake", REPLSettings(can_recurse=False, tools=settings.specs))
     one = ToolCall("append_line", "write", {"path": log, "line": "one"})
     record = (one, ToolResult("appended one"))
+    fan = tuple(
+        (ToolCall("append_line", "write", {"path": log, "line": str(i)}), ToolResult(f"got {i}"))
+        for i in range(8)
+    )
     cells = (
         RecordedCell("a = append_line(context, 'one')", False, (record,)),
         RecordedCell("b = append_line(context, 'two')", False, ()),  # a call it never made
         RecordedCell("c = len(a)", False),
+        RecordedCell("fan = [append_line(context, str(i)) for i in range(8)]", False, fan),
     )
     seen = {"a": "str (12 chars)", "b": "str (12 chars)", "c": "int"}
+    seen["fan"] = "list (8 items) of str"
     restored = replay(repl, cells, seen, subcalls=False, tools=tools)
     assert repl.lookup("a") == "appended one" and repl.lookup("c") == "12"
+    assert repl.lookup("fan") == str([f"got {i}" for i in range(8)])  # a fan-out, in order
     assert restored.failed == 1 and restored.lost == ("b",)
     assert not (tmp_path / "log.txt").exists()  # neither the recorded call ran nor the new one
     # without the recorded answers (no `tools`), a cell that called a tool is not re-run at all
