@@ -28,18 +28,18 @@ import count_check  # noqa: E402
 
 
 def run(mode: str, records: int) -> dict:
-    import rlm_ray.rlm as rlm_module
     from rlm_ray import RLM
+    from rlm_ray.runtime import Launcher
 
     texts, truth = count_check.messages(records, 7, "noise")
-    warm = rlm_module._warm_root_prefix
+    warm = Launcher.warm_prefix
     if mode == "off":
-        rlm_module._warm_root_prefix = lambda servers, spec: None
+        Launcher.warm_prefix = staticmethod(lambda servers, spec: None)  # type: ignore[method-assign]
     try:
         started = time.time()
         result = RLM("local").completion(count_check.TOPICS["noise"].query, "\n".join(texts))
     finally:
-        rlm_module._warm_root_prefix = warm
+        Launcher.warm_prefix = warm  # type: ignore[method-assign]
     first = result.trace.iterations[0]
     return {
         "mode": mode,

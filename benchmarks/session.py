@@ -71,7 +71,7 @@ def main() -> None:
             second = s.completion("Q2")
             q2_total = time.time() - asked
             q2_first_turn = model.arrivals["Q2"][0] - asked
-            corpus = s._context  # the session's loaded corpus, for the comparison below
+            corpus = s.context  # the session's loaded corpus, for the comparison below
             asked = time.time()
             plain = rlm.completion("PLAIN", corpus)
             plain_first_turn = model.arrivals["PLAIN"][0] - asked

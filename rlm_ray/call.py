@@ -2,13 +2,13 @@
 
 `run_call(spec, context, backend)` is what a REPL worker does for one call. The backend starts
 the call's model turns and sub-calls somewhere (`runtime.RayBackend` on Ray; tests pass a
-`subcalls.ThreadBackend` with a `root_llm`); the worker passes in where it runs (for the trace),
+`testing.thread_backend.ThreadBackend`, which has a `root_llm`); the worker passes in where it runs (for the trace),
 how to save a checkpoint after each model reply, and what a restarted call already did.
 
     run_call(spec, context, backend)
       depth >= max_depth          one plain model call over query and context, no REPL
       else REPLSession + run_loop the turn loop (loop.py) over the call's REPL (repl.py)
-      spec.program                a replay: the program's cells instead (program/cells.py)
+      spec.program                a replay: the program's cells instead (program_mode.py)
       an RLMError                 a CallResult carrying it (a limit gets the best partial answer)
       an answer (or partial one)  refused in this process if longer than `max_answer_chars`
         too long                  (`cap_answer`): it never crosses to the parent or the driver
@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,7 +29,7 @@ from rlm_ray import corpus, prompts
 from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.errors import LimitExceededError, RLMError
 from rlm_ray.loop import LoopSettings, Messages, Resume, run_loop
-from rlm_ray.program.cells import run_program
+from rlm_ray.program_mode import run_program
 from rlm_ray.redact import process_secrets
 from rlm_ray.repl import REPLSession, REPLSettings
 from rlm_ray.sandbox.kill_switch import KillSwitch
@@ -64,6 +65,66 @@ class CallSpec:
         if model is None:
             return self.sub_context_window_tokens
         return self.model_windows.get(model, self.sub_context_window_tokens)
+
+    @classmethod
+    def root(
+        cls,
+        query: str,
+        *,
+        models: ModelSettings,
+        config: RLMConfig,
+        windows: tuple[int, int],
+        context_ref: Any = None,
+        context_value: Any = None,
+        tools: ToolSettings | None = None,
+        model_windows: dict[str, int] | None = None,
+    ) -> CallSpec:
+        """The spec of a run's root call: a new run id, the deadline from `max_time_s` counted
+        from now, `windows` = (root model's, sub-model's) context windows in tokens,
+        `model_windows` = the window of each model the run may call. The context goes as a
+        handle (`context_ref`) or, for a corpus view or no context, as `context_value`."""
+        run_id = new_run_id()
+        deadline = None if config.max_time_s is None else time.time() + config.max_time_s
+        return cls(
+            run_id=run_id,
+            call_id=run_id,
+            depth=0,
+            query=query,
+            model=models.model,
+            models=models,
+            config=config,
+            context_window_tokens=windows[0],
+            sub_context_window_tokens=windows[1],
+            deadline=deadline,
+            context_ref=context_ref,
+            context_value=context_value,
+            tools=tools,
+            model_windows=dict(model_windows or {}),
+        )
+
+    def child(self, number: int, query: str, model: str | None) -> CallSpec:
+        """The spec of this call's `number`th child RLM (`recursive_llm`): one level deeper,
+        its model's window, the same run, deadline, admission and tools; no context yet (the
+        backend decides how it travels)."""
+        return CallSpec(
+            run_id=self.run_id,
+            call_id=f"{self.call_id}.{number}",
+            depth=self.depth + 1,
+            query=query,
+            model=model or self.models.sub_model,
+            models=self.models,
+            config=self.config,
+            context_window_tokens=self.window_of(model),
+            sub_context_window_tokens=self.sub_context_window_tokens,
+            deadline=self.deadline,
+            admission=self.admission,
+            tools=self.tools,
+            model_windows=self.model_windows,
+        )
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
 
 
 @dataclass

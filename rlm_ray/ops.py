@@ -18,20 +18,18 @@ handles and are read where the model call is made).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import dataclasses
 import os
-import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from rlm_ray import record_ops
-from rlm_ray.errors import ConfigError, LimitExceededError, RLMError, SubCallError
-from rlm_ray.redact import redact_error
-from rlm_ray.rlm import RLM, check_context, load
+from rlm_ray.blocking import run_blocking
+from rlm_ray.errors import ConfigError
+from rlm_ray.inputs import check_context
+from rlm_ray.rlm import load
+from rlm_ray.settings import RunSettings, run_settings
 from rlm_ray.types import Usage
 
 __all__ = ["OpResult", "classify", "filter", "map"]
@@ -99,13 +97,15 @@ def _run(op: record_ops.Operator, items: Any, model: str, settings: dict[str, An
     foreign = sorted(_RLM_ONLY & set(settings))
     if foreign:
         raise _config_error(f"{foreign} are settings of an RLM, not of rlm_ray.ops.{op.kind}")
-    rlm = RLM(model, sub_llm_kwargs=llm_kwargs, llm_kwargs=llm_kwargs, **settings)
-    records = _records(items, op, rlm)
-    try:
-        return _on_ray(op, records, rlm, max_items)
-    except RLMError as exc:
-        redact_error(exc, rlm._secrets())
-        raise
+    checked = run_settings(model, sub_llm_kwargs=llm_kwargs, llm_kwargs=llm_kwargs, **settings)
+    records = _records(items, op, checked)
+    from rlm_ray.runtime import Launcher
+
+    launcher = Launcher(checked)
+    outcome, usage = run_blocking(lambda: launcher.run_operator(op, records, max_items))
+    for warning in outcome.warnings:
+        warnings.warn(f"rlm_ray.ops.{op.kind}: {warning}", RuntimeWarning, stacklevel=3)
+    return OpResult(outcome.values, usage, outcome.warnings)
 
 
 # RLM arguments that mean nothing for an operator (its batches are plain model calls).
@@ -121,97 +121,21 @@ _RLM_ONLY = {
 }
 
 
-def _records(items: Any, op: record_ops.Operator, rlm: RLM) -> list:
+def _records(items: Any, op: record_ops.Operator, settings: RunSettings) -> list:
     from rlm_ray import corpus  # pyarrow: only when an operator runs
 
     fn = f"ops.{op.kind}"
     if isinstance(items, (os.PathLike, corpus.Corpus)) or _is_table(items):
         items = check_context(items)
         if not isinstance(items, corpus.Corpus):
-            cfg = rlm.config
+            cfg = settings.config
             items = load(
-                items, chunk_by=cfg.chunk_by, chunk_size=cfg.chunk_size, address=rlm.address
+                items, chunk_by=cfg.chunk_by, chunk_size=cfg.chunk_size, address=settings.address
             )
     try:
         return corpus.record_items(items, fn)
     except TypeError as exc:
         raise _config_error(str(exc)) from None
-
-
-def _on_ray(op: record_ops.Operator, records: list, rlm: RLM, max_items: int) -> OpResult:
-    from rlm_ray import repl, runtime, subcalls
-
-    runtime.ensure_ray(rlm.address)
-    rt = runtime.get_runtime(rlm.config)
-    asyncio.run(rlm._prepare_gateways(rt))  # the sub-model's window, asked of a gateway
-    servers = asyncio.run(rlm._start_local_servers()) if records else None
-    models = rlm.models
-    if servers is not None:
-        models = dataclasses.replace(models, local_servers=servers.api_bases)
-    spec = _spec(op, rlm, models)
-    backend = runtime.RayBackend(spec, None, rt.gateways, rt.pool)
-    calls = subcalls.SubCalls(
-        backend, default_model=models.sub_model, waiting=contextlib.nullcontext
-    )
-    try:
-        with _admitted(rt, spec):
-            outcome = repl.run_record_op(
-                op, records, calls, None, window_tokens=rlm._sub_window, max_items=max_items
-            )
-    except SubCallError:
-        if calls.limit_hit is not None:
-            raise LimitExceededError(calls.limit_hit.limit, calls.limit_hit.value) from None
-        raise
-    finally:
-        calls.drain()
-        if servers is not None:
-            from rlm_ray import model_servers
-
-            model_servers.stop_servers(servers)
-    for warning in outcome.warnings:
-        warnings.warn(f"rlm_ray.ops.{op.kind}: {warning}", RuntimeWarning, stacklevel=4)
-    return OpResult(outcome.values, calls.usage, outcome.warnings)
-
-
-def _spec(op: record_ops.Operator, rlm: RLM, models: Any) -> Any:
-    """A call spec with no context and no turns of its own: its sub-calls are the batches."""
-    from rlm_ray.call import CallSpec
-    from rlm_ray.runtime import new_run_id
-
-    cfg = rlm.config
-    run_id = new_run_id()
-    return CallSpec(
-        run_id=run_id,
-        call_id=run_id,
-        depth=0,
-        query=f"rlm_ray.ops.{op.kind}",
-        model=models.model,
-        models=models,
-        config=cfg,
-        context_window_tokens=rlm._window,
-        sub_context_window_tokens=rlm._sub_window,
-        deadline=None if cfg.max_time_s is None else time.time() + cfg.max_time_s,
-    )
-
-
-@contextlib.contextmanager
-def _admitted(rt: Any, spec: Any) -> Iterator[None]:
-    """Register the run's budget and rate limits with the admission actor, as `run_root` does."""
-    import ray
-
-    from rlm_ray.rate_limit import RateLimit
-
-    cfg = spec.config
-    budget, rate_limit, overrides = cfg.budget(), cfg.rate_limit(), cfg.rate_limit_overrides()
-    if not budget.is_set() and rate_limit == RateLimit() and not overrides:
-        yield
-        return
-    spec.admission = rt.admission()
-    ray.get(spec.admission.open_run.remote(spec.run_id, budget, rate_limit, overrides))
-    try:
-        yield
-    finally:
-        spec.admission.close_run.remote(spec.run_id)
 
 
 def _task(kind: str, name: str, value: Any) -> str:

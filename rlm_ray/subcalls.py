@@ -10,8 +10,8 @@ call to their waiter, so ``"\\n".join(results)`` costs one round trip, not one p
 
 `SubCalls` starts sub-calls through a `Backend` and settles their futures in batches, adds their
 usage to the call's total and their trace to the code block that made them. Where the work runs
-is the backend's business: the runtime's `RayBackend` runs it on Ray, `ThreadBackend` on local
-threads (tests, debugging). No Ray here.
+is the backend's business: the runtime's `RayBackend` runs it on Ray,
+`rlm_ray.testing.thread_backend.ThreadBackend` on local threads (tests, debugging). No Ray here.
 
 `SUBCALL_NAMES` is the one list of the model-facing functions that make sub-calls: the REPL
 injects them, the sandbox plans fan-out around them.
@@ -19,16 +19,13 @@ injects them, the sandbox plans fan-out around them.
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rlm_ray import corpus, prompts, tools
+from rlm_ray import corpus, tools
 from rlm_ray.errors import LimitExceededError, SubCallError
 from rlm_ray.tools import ToolCall
 from rlm_ray.types import CallResult, CallTrace, CellTrace, LLMReply, SubCallTrace, Usage
@@ -491,72 +488,3 @@ def _usage_of(value: LLMReply | CallResult) -> Usage:
     usage = Usage()
     usage.add_reply(value)
     return usage
-
-
-class ThreadBackend:
-    """Runs sub-calls on local threads: the REPL and the loop without Ray (tests, debugging).
-
-    `llm(messages, model) -> LLMReply`; child RLMs are answered by `rlm(query, context, model)`
-    returning a `CallResult` (by default: a plain model call over query and context).
-    """
-
-    def __init__(
-        self,
-        llm: Callable[[list[dict[str, str]], str], LLMReply],
-        *,
-        default_model: str = "fake",
-        rlm: Callable[[str, Any, str], CallResult] | None = None,
-        max_workers: int = 64,
-        tools: dict[str, Callable[..., Any]] | None = None,
-        allow_effects: bool = False,
-        approve: Callable[[ToolCall], Any] | None = None,
-    ) -> None:
-        self._llm, self._rlm, self._model = llm, rlm, default_model
-        self._tools, self._allow_effects, self._approve = tools or {}, allow_effects, approve
-        self._pool = ThreadPoolExecutor(max_workers=max_workers)
-
-    def root_llm(
-        self, messages: list, stop: tuple[str, ...] = (), overrides: dict | None = None
-    ) -> LLMReply:
-        """A turn of the call's own model (`call.run_call` in-process); `llm` gets `stop=` only
-        when the prompt has stop sequences, and `overrides` as keywords when there are any."""
-        kwargs = {**({"stop": list(stop)} if stop else {}), **(overrides or {})}
-        return self._llm(messages, self._model, **kwargs)  # type: ignore[call-arg]
-
-    def start_llm(self, prompt: str | list, model: str | None) -> Future:
-        return self._pool.submit(self._llm_call, prompt, model or self._model)
-
-    def _llm_call(self, prompt: str | list, model: str) -> LLMReply:
-        return self._llm([{"role": "user", "content": corpus.render(prompt)}], model)
-
-    def start_rlm(self, query: str, context: Any, model: str | None) -> Future:
-        if self._rlm is None:
-            return self.start_llm(prompts.plain_call_prompt(query, context), model)
-        return self._pool.submit(self._rlm, query, context, model or self._model)
-
-    def start_tool(self, call: ToolCall) -> Future:
-        from rlm_ray.sandbox.boundary import plain
-
-        return self._pool.submit(
-            tools.run_tool,
-            self._tools,
-            call,
-            allow_effects=self._allow_effects,
-            approve=self._approve,
-            plain=functools.partial(plain, views=False),
-        )
-
-    def cancel(self, handles: list[Future]) -> None:
-        for handle in handles:
-            handle.cancel()
-
-    def fetch(self, handles: list[Future]) -> list[tuple[bool, Any]]:
-        wait_futures(handles)
-        return [_thread_outcome(h) for h in handles]
-
-
-def _thread_outcome(future: Future) -> tuple[bool, Any]:
-    if future.cancelled():
-        return False, RuntimeError("sub-call cancelled")
-    error = future.exception()
-    return (False, error) if error is not None else (True, future.result())

@@ -360,6 +360,17 @@ def bind(spec: ToolSpec, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
     return dict(bound.arguments)
 
 
+def replay_settings(settings: ToolSettings | None, allow_effects: bool) -> ToolSettings | None:
+    """The tool settings of a program's replay: the RLM's tools as they are, but a replay never
+    inherits a permission for `write` tools. Only this replay's `allow_effects` (from
+    `program.run(..., allow_effects=True)` / `rlm-ray replay --allow-effects`) lets them run;
+    the RLM's `approve` callback is not asked. A refused `write` call fails its cell, and the
+    replay stops with a `ProgramError` naming that cell (`authorize` is the gate)."""
+    if settings is None:
+        return None
+    return dataclasses.replace(settings, allow_effects=allow_effects, ask=False)
+
+
 def authorize(
     call: ToolCall, allow_effects: bool, approve: Callable[[ToolCall], Any] | None
 ) -> str:

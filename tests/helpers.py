@@ -87,47 +87,27 @@ def local_completion(
 
     from rlm_ray import RLM
     from rlm_ray.call import CallSpec, run_call
-    from rlm_ray.rlm import check_context
-    from rlm_ray.subcalls import ThreadBackend
+    from rlm_ray.inputs import check_context
+    from rlm_ray.settings import context_window
     from rlm_ray.testing import FakeLLM
+    from rlm_ray.testing.thread_backend import ThreadBackend
 
     kw.setdefault("api_key", "sk-test")
     rlm = RLM(model, **kw)
     # the context as a worker gets it from the object store: a copy
     context = pickle.loads(pickle.dumps(check_context(context)))
     fake = FakeLLM(reply)
-    max_time_s = rlm.config.max_time_s
-    root = CallSpec(
-        run_id="run",
-        call_id="run",
-        depth=0,
-        query=query,
-        model=rlm.models.model,
-        models=rlm.models,
-        config=rlm.config,
-        context_window_tokens=rlm._window,
-        sub_context_window_tokens=rlm._sub_window,
-        deadline=None if max_time_s is None else time.time() + max_time_s,
-        tools=rlm.tools,
+    settings = rlm.settings
+    windows = tuple(context_window(rlm.config, m) for m in (model, rlm.models.sub_model))
+    root = CallSpec.root(
+        query, models=rlm.models, config=rlm.config, windows=windows, tools=rlm.tools
     )
 
     def backend(spec: CallSpec) -> ThreadBackend:
         ids = iter(range(1, 1_000_000))
 
         def child(query: str, context: Any, model: str) -> Any:
-            sub = CallSpec(
-                run_id=spec.run_id,
-                call_id=f"{spec.call_id}.{next(ids)}",
-                depth=spec.depth + 1,
-                query=query,
-                model=model,
-                models=spec.models,
-                config=spec.config,
-                context_window_tokens=spec.sub_context_window_tokens,
-                sub_context_window_tokens=spec.sub_context_window_tokens,
-                deadline=spec.deadline,
-                tools=spec.tools,
-            )
+            sub = spec.child(next(ids), query, model)
             # a child gets its own copy of the context, as it would from the object store
             return run_call(sub, pickle.loads(pickle.dumps(context)), backend(sub))
 
@@ -136,9 +116,9 @@ def local_completion(
             fake,
             default_model=spec.models.sub_model,
             rlm=child,
-            tools=rlm._tool_functions,  # run here, through the same gate as on Ray
+            tools=dict(settings.tool_functions),  # run here, through the same gate as on Ray
             allow_effects=tools is not None and tools.allow_effects and not tools.ask,
-            approve=rlm.approve if tools is not None and tools.ask else None,
+            approve=settings.approve if tools is not None and tools.ask else None,
         )
 
     result = run_call(root, context, backend(root))

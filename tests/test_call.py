@@ -1,4 +1,4 @@
-"""One RLM call in-process: `call.run_call` with `subcalls.ThreadBackend` and `FakeLLM`, no Ray.
+"""One RLM call in-process: `call.run_call` with `ThreadBackend` and `FakeLLM`, no Ray.
 
 What a call does with its model and its REPL (the loop's contract) is tested here in
 milliseconds; tests/test_repl_contract.py runs the same kinds of calls over Ray and HTTP.
@@ -15,24 +15,19 @@ from rlm_ray.call import CallSpec, Checkpoint, Restart, Whereabouts, run_call, s
 from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.errors import LimitExceededError
 from rlm_ray.loop import Resume
-from rlm_ray.subcalls import ThreadBackend
 from rlm_ray.testing import FakeLLM, Request, by_marker, code, turns
+from rlm_ray.testing.thread_backend import ThreadBackend
 from rlm_ray.types import Usage
 
 
 def spec(depth: int = 0, deadline: float | None = None, **config) -> CallSpec:
-    return CallSpec(
-        run_id="run",
-        call_id="run",
-        depth=depth,
-        query="What is the answer?",
-        model="fake",
+    root = CallSpec.root(
+        "What is the answer?",
         models=ModelSettings(model="fake", sub_model="fake"),
         config=RLMConfig(**{"max_depth": 1, "cell_timeout_s": 10, **config}),
-        context_window_tokens=32_000,
-        sub_context_window_tokens=32_000,
-        deadline=deadline,
+        windows=(32_000, 32_000),
     )
+    return dataclasses.replace(root, depth=depth, deadline=deadline)
 
 
 def call(reply, context="some context", **kw):

@@ -404,8 +404,8 @@ def test_public_attributes_hold_no_modules_or_arrow_objects(view):
 
 
 def test_the_facade_tells_a_view_and_a_table_by_type(table, view):
-    from rlm_ray.rlm import _is_arrow_table, _is_corpus, check_context
+    from rlm_ray.inputs import check_context, is_arrow_table, is_corpus
 
-    assert _is_corpus(view) and not _is_corpus(table) and not _is_corpus(str(view))
-    assert _is_arrow_table(table) and not _is_arrow_table(view) and not _is_arrow_table("t")
+    assert is_corpus(view) and not is_corpus(table) and not is_corpus(str(view))
+    assert is_arrow_table(table) and not is_arrow_table(view) and not is_arrow_table("t")
     assert check_context(view) is view and check_context(table) is table

@@ -226,18 +226,18 @@ def test_ops_hold_the_fan_out_at_the_gateways_for_rlm_rays_own_server(
     import ray
 
     from rlm_ray import model_servers, runtime
-    from rlm_ray import rlm as rlm_module
+    from rlm_ray import settings as settings_module
     from rlm_ray.config import RLMConfig
     from rlm_ray.runtime.backend import LOCAL_IN_FLIGHT_PER_SLOT
 
     node = ray.get_runtime_context().get_node_id()
     served = SimpleNamespace(api_bases={"local": {node: model_server.url}})
-    monkeypatch.setattr(rlm_module, "find_parts", lambda spec: None)  # no model files
-    monkeypatch.setattr(rlm_module, "check_xllamacpp", lambda spec: None)
+    monkeypatch.setattr(settings_module, "find_parts", lambda spec: None)  # no model files
+    monkeypatch.setattr(settings_module, "check_xllamacpp", lambda spec: None)
     monkeypatch.setattr(
-        rlm_module.RLM,
-        "_local_servers",
-        lambda self: served if self.models.model == "local" else None,
+        runtime.Launcher,
+        "start_servers",
+        lambda self: served if self.settings.models.model == "local" else None,
     )
     monkeypatch.setattr(model_servers, "stop_servers", lambda servers: None)
     model_server.reply = records(kind)

@@ -16,8 +16,8 @@ from helpers import run_python
 
 import rlm_ray
 from rlm_ray import AnswerRule, Program, ProgramCell, ProgramError
+from rlm_ray.answer_rule import from_output, literal_rule
 from rlm_ray.cli import main
-from rlm_ray.program.answer import from_output, literal_rule
 from rlm_ray.program.script import code_literal
 from rlm_ray.testing import by_marker, code, turns
 
@@ -361,9 +361,9 @@ def record(response: str, cells: list[dict], finished_by: str, answer: str = "6"
 
 def test_answer_rules_from_trace_records():
     cell = {"code": "x = 6\nFINAL(x)", "output": "", "error": None, "subcalls": []}
-    # a trace written before cells recorded `final`: the reply has no FINAL, so the cell's did
-    legacy = Program.from_trace(record("```repl\nx = 6\nFINAL(x)\n```", [cell], "FINAL"))
-    assert legacy.answer == AnswerRule("cell", cell=0)
+    final = dict(cell, final=True)
+    by_cell = Program.from_trace(record("```repl\nx = 6\nFINAL(x)\n```", [final], "FINAL"))
+    assert by_cell.answer == AnswerRule("cell", cell=0)
     ready = dict(cell, code="answer['content'] = 6\nanswer['ready'] = True")
     assert Program.from_trace(record("...", [ready], "answer")).answer == AnswerRule("answer")
     printed = dict(cell, code="print(6)", output="6\n", final=False)

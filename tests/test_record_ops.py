@@ -22,8 +22,8 @@ from rlm_ray.record_ops import (
     retry_groups,
 )
 from rlm_ray.repl import REPLSession, REPLSettings
-from rlm_ray.subcalls import ThreadBackend
 from rlm_ray.testing import FakeLLM, records
+from rlm_ray.testing.thread_backend import ThreadBackend
 
 # -- pure pieces -------------------------------------------------------------------------------
 

@@ -16,8 +16,8 @@ from rlm_ray.session_repl import (
     replay,
     variables,
 )
-from rlm_ray.subcalls import ThreadBackend
 from rlm_ray.testing import FakeLLM
+from rlm_ray.testing.thread_backend import ThreadBackend
 from rlm_ray.tools import ToolCall, ToolResult, tool_settings
 from rlm_ray.types import CallTrace, CellTrace, IterationTrace, SubCallTrace
 

@@ -152,12 +152,12 @@ def test_the_context_window_comes_from_a_gateway(make_rlm, model_server):
     model_server.reply = turns("FINAL(ok)")
     rlm = make_rlm(model="openai/gpt-4o-mini", sub_model="openai/unmapped-model-xyz")
     assert rlm.completion("q", "ctx").answer == "ok"
-    assert rlm._windows == {
+    assert rlm.launcher._windows == {  # asked of a gateway during the run
         "openai/gpt-4o-mini": llm.context_window("openai/gpt-4o-mini"),
         "openai/unmapped-model-xyz": llm.DEFAULT_CONTEXT_WINDOW,
     }
     fixed = make_rlm(context_window_tokens=5000)
-    assert fixed._window == fixed._sub_window == 5000
+    assert fixed.launcher.windows() == (5000, 5000)
 
 
 def _slow_first_turn(request):

@@ -19,16 +19,32 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from rlm_ray.answer_rule import AnswerRule, literal_rule
 from rlm_ray.errors import ConfigError
-from rlm_ray.parsing import code_blocks, text_final
-from rlm_ray.program.answer import AnswerRule, literal_rule
+from rlm_ray.parsing import text_final
 from rlm_ray.types import CallTrace
 
 if TYPE_CHECKING:
-    from rlm_ray.rlm import RLM
+    from rlm_ray.config import ModelSettings, RLMConfig
+    from rlm_ray.settings import RunSettings
     from rlm_ray.types import Result
+
+
+class RLM(Protocol):
+    """What a program reads of the `rlm_ray.RLM` it is bound to (no import of it: the RLM
+    imports this module)."""
+
+    @property
+    def models(self) -> ModelSettings: ...
+
+    @property
+    def config(self) -> RLMConfig: ...
+
+    def replay(self, program: Program, context: Any, *, allow_effects: bool = False) -> Result:
+        """Run `program` on `context` with this RLM's settings."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -113,27 +129,29 @@ class Program:
     ) -> Result:
         """Re-run the program on `context` on Ray, with no root-model calls; returns a `Result`
         (answer, usage, trace). The RLM: `rlm`, else the one this program was recorded with
-        (`result.program`), else one built from the recorded models and `settings` (api_base,
-        api_key, limits...). `allow_effects`: `write` tools run again only if True.
+        (`result.program`), else the recorded models with `settings` (api_base, api_key,
+        limits...). `allow_effects`: `write` tools run again only if True.
         Raises `ProgramError` if a cell fails on this data or the answer cannot be taken."""
-        if rlm is None:
-            rlm = (
-                self._rlm
-                if self._rlm is not None and not settings
-                else self.default_rlm(**settings)
-            )
-        elif settings:
+        if rlm is not None and settings:
             raise ConfigError("pass either `rlm` or settings to build one, not both")
-        return rlm.replay(self, context, allow_effects=allow_effects)
+        rlm = rlm if rlm is not None else (None if settings else self._rlm)
+        if rlm is not None:
+            return rlm.replay(self, context, allow_effects=allow_effects)
+        from rlm_ray.blocking import run_blocking
+        from rlm_ray.program.replay import replay
+        from rlm_ray.runtime import Launcher
 
-    def default_rlm(self, **settings: Any) -> RLM:
-        """An `RLM` with the recorded models, depth and prompt, and `settings` on top."""
-        from rlm_ray.rlm import RLM
+        launcher = Launcher(self.settings(**settings))
+        return run_blocking(lambda: replay(launcher, self, context, allow_effects=allow_effects))
+
+    def settings(self, **settings: Any) -> RunSettings:
+        """Run settings with the recorded models, depth and prompt, and `settings` on top."""
+        from rlm_ray.settings import run_settings
 
         settings.setdefault("sub_model", self.sub_model)
         settings.setdefault("max_depth", self.max_depth)
         settings.setdefault("prompt", self.prompt)
-        return RLM(settings.pop("model", self.model), **settings)
+        return run_settings(settings.pop("model", self.model), **settings)
 
     def save(self, path: str | Path) -> Path:
         """Write the program as a readable standalone script (run it with rlm-ray installed:
@@ -164,7 +182,6 @@ class _Recorded:
     answer: str | None
     finished_by: str
     last_response: str
-    last_cells: list[dict[str, Any]]  # the cells of the last turn, errors included
     kept: list[tuple[int, str, dict[str, Any]]]  # (turn, code, the cell as recorded)
     skipped: list[str]
 
@@ -197,7 +214,6 @@ class _Recorded:
             answer=root.get("answer"),
             finished_by=str(root.get("finished_by") or ""),
             last_response=str(iterations[-1].get("response") or "") if iterations else "",
-            last_cells=list(iterations[-1].get("cells") or []) if iterations else [],
             kept=kept,
             skipped=skipped,
         )
@@ -242,8 +258,6 @@ def _answer_rule(recorded: _Recorded) -> AnswerRule:
     final_cells = [i for i, (_, _, cell) in enumerate(kept) if cell.get("final")]
     if final_cells:
         return AnswerRule("cell", cell=final_cells[-1])
-    if kept and _legacy_cell_final(recorded):
-        return AnswerRule("cell", cell=len(kept) - 1)
     if recorded.finished_by == "answer":
         return AnswerRule("answer")
     final = text_final(recorded.last_response)
@@ -254,15 +268,6 @@ def _answer_rule(recorded: _Recorded) -> AnswerRule:
             final.value, [(i, str(c.get("output") or "")) for i, (_, _, c) in enumerate(kept)]
         )
     return AnswerRule("none", literal=recorded.answer)
-
-
-def _legacy_cell_final(recorded: _Recorded) -> bool:
-    """A trace written before cells recorded `final`: did a cell's FINAL end the run? Yes if
-    the reply has no FINAL of its own, or the loop stopped before its last block."""
-    cells, response = recorded.last_cells, recorded.last_response
-    if not cells or "final" in cells[-1] or recorded.finished_by not in ("FINAL", "FINAL_VAR"):
-        return False
-    return text_final(response) is None or len(cells) < len(code_blocks(response))
 
 
 def _last_line(text: str) -> str:

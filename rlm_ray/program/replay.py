@@ -1,45 +1,46 @@
-"""The driver's checks and settings for a replay (`RLM.replay`), before any Ray work. No Ray.
+"""A program's replay (`RLM.replay`, `Program.run`): the checks before any Ray work, then the
+run on the driver's `runtime.run.Launcher`. No Ray here.
 
 A replay runs as an ordinary root call (pool, REPL worker, sandbox, limits, budgets, trace,
 usage) whose `CallSpec.program` is set: `call.run_call` then runs the program's cells
-(`cells.run_program`) instead of the turn loop.
+(`program_mode.run_program`) instead of the turn loop.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rlm_ray.errors import ConfigError, ProgramError
-from rlm_ray.program.program import Program
-from rlm_ray.tools import ToolSettings
+from rlm_ray.inputs import check_context
+from rlm_ray.types import Result
 
 if TYPE_CHECKING:
-    from rlm_ray.rlm import RLM
+    from rlm_ray.config import RLMConfig
+    from rlm_ray.runtime import Launcher
 
 
-def check_replay(rlm: RLM, program: Program, allow_effects: bool) -> Program:
+async def replay(
+    launcher: Launcher, program: Any, context: Any, *, allow_effects: bool, owner: Any = None
+) -> Result:
+    """Run `program` (an `rlm_ray.Program`) on `context` with `launcher`'s settings; its
+    `Result.program` is the program bound to `owner` (the `RLM` that replayed it, if any)."""
+    program = check_replay(launcher.settings.config, program, allow_effects)
+    context = check_context(context)
+    result, timings = await launcher.complete(
+        program.query, context, program=program, allow_effects=allow_effects
+    )
+    bound = program.bound(owner)
+    return Result(result.answer, result.usage, result.trace, timings, program=bound)
+
+
+def check_replay(config: RLMConfig, program: Any, allow_effects: bool) -> Any:
     """Refuse what cannot replay, as `ConfigError` (or `ProgramError` for a program whose
-    answer no code computes), before anything starts."""
-    if not isinstance(program, Program):
-        raise ConfigError(
-            f"`program` must be an rlm_ray.Program (result.program), got {type(program).__name__}"
-        )
+    answer no code computes), before anything starts. (`RLM.replay` has checked that it is an
+    `rlm_ray.Program`; `Program.run` passes itself.)"""
     if not isinstance(allow_effects, bool):
         raise ConfigError(f"`allow_effects` must be True or False, got {allow_effects!r}")
     if not program.answer.computed:
         raise ProgramError(program.answer.describe(), error="answer not computed by code")
-    if rlm.config.max_depth < 1:
+    if config.max_depth < 1:
         raise ConfigError("a program runs in a REPL: `max_depth` must be >= 1 to replay it")
     return program
-
-
-def replay_tools(tools: ToolSettings | None, allow_effects: bool) -> ToolSettings | None:
-    """The tool settings of a replay's root call: the RLM's tools as they are, but a replay
-    never inherits a permission for `write` tools. Only this replay's `allow_effects` (from
-    `program.run(..., allow_effects=True)` / `rlm-ray replay --allow-effects`) lets them run;
-    the RLM's `approve` callback is not asked. A refused `write` call fails its cell, and the
-    replay stops with a `ProgramError` naming that cell (`tools.authorize` is the gate)."""
-    if tools is None:
-        return None
-    return dataclasses.replace(tools, allow_effects=allow_effects, ask=False)

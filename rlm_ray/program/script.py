@@ -12,12 +12,9 @@ import ast
 import dataclasses
 import textwrap
 import unicodedata
-from typing import TYPE_CHECKING
+from typing import Any
 
-from rlm_ray.program.answer import AnswerRule
-
-if TYPE_CHECKING:
-    from rlm_ray.program.program import Program
+from rlm_ray.answer_rule import AnswerRule
 
 _HEAD = '''#!/usr/bin/env python3
 r"""An rlm-ray program, recorded from a run of the query
@@ -33,7 +30,8 @@ gone. The answer: {answer_doc}
 (the options of `rlm-ray replay`; --allow-effects lets `write` tools run again). Needs rlm-ray.
 """
 
-from rlm_ray.program import AnswerRule, Program, ProgramCell, script_main
+from rlm_ray.cli import program_main
+from rlm_ray.program import AnswerRule, Program, ProgramCell
 
 # -- the recorded run's settings (the command line overrides each) ------------------------------
 MODEL = {model!r}  # --model: builds the RLM; a replay never calls it
@@ -65,11 +63,11 @@ PROGRAM = Program(
 )
 
 if __name__ == "__main__":
-    raise SystemExit(script_main(PROGRAM, context=CONTEXT, api_base=API_BASE))
+    raise SystemExit(program_main(PROGRAM, context=CONTEXT, api_base=API_BASE))
 """
 
 
-def render(program: Program, *, api_base: str | None = None) -> str:
+def render(program: Any, *, api_base: str | None = None) -> str:
     """The script's text (`Program.save`). Every recorded str comes back exactly (it is a
     literal); text shown for reading (the docstring, comments) has its control characters and
     lone surrogates escaped, so no query or code can keep the file from parsing."""

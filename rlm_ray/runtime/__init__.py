@@ -1,5 +1,7 @@
 """All the Ray wiring: gateways for model calls, REPL workers for RLM calls, the pool that admits them.
 
+    RLM / Session / ops ──> Launcher: Ray, servers, spec, tools, secrets      (run.py,
+                                      a session's pinned worker              pinned_session.py)
     driver ──put context once──> object store                                   (driver.py)
        │ pool.run_call(spec)                                   (REPLPool: async actor, num_cpus=0)
        ▼
@@ -17,34 +19,8 @@ Tool calls (`RLM(tools=...)`) go from `RayBackend` to a `ToolHost` actor per nod
 `model_servers`.
 """
 
-from rlm_ray.call import CallSpec, Checkpoint, Restart
-from rlm_ray.runtime.backend import RayBackend, unwrap, whereabouts
-from rlm_ray.runtime.driver import (
-    Runtime,
-    ensure_ray,
-    forget_runtimes,
-    get_runtime,
-    new_run_id,
-    run_root,
-)
-from rlm_ray.runtime.gateway import LLMGateway
-from rlm_ray.runtime.pool import REPLPool
-from rlm_ray.runtime.worker import REPLWorker
+from rlm_ray.runtime.driver import Runtime, ensure_ray, forget_runtimes, get_runtime
+from rlm_ray.runtime.pinned_session import PinnedSession
+from rlm_ray.runtime.run import Launcher
 
-__all__ = [
-    "CallSpec",
-    "Checkpoint",
-    "LLMGateway",
-    "REPLPool",
-    "REPLWorker",
-    "RayBackend",
-    "Restart",
-    "Runtime",
-    "ensure_ray",
-    "forget_runtimes",
-    "get_runtime",
-    "new_run_id",
-    "run_root",
-    "unwrap",
-    "whereabouts",
-]
+__all__ = ["Launcher", "PinnedSession", "Runtime", "ensure_ray", "forget_runtimes", "get_runtime"]

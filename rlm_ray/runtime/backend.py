@@ -8,7 +8,6 @@ the pool. Waits go in short slices, so a cell timeout raised into the waiting th
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 import time
 from itertools import count
@@ -23,6 +22,7 @@ from rlm_ray.errors import LimitExceededError
 from rlm_ray.llm import LLMRequest
 from rlm_ray.local_model import LOCAL_MODELS
 from rlm_ray.redact import process_secrets
+from rlm_ray.runtime.ray_basics import unwrap
 from rlm_ray.tools import ToolCall
 from rlm_ray.types import LLMReply
 
@@ -30,19 +30,6 @@ from rlm_ray.types import LLMReply
 # pool and the child read them by handle instead of carrying a copy in each message.
 _INLINE_CONTEXT_BYTES = 100 * 1024
 _WAIT_SLICE_S = 0.2
-
-
-def unwrap(exc: BaseException) -> BaseException:
-    """The rlm-ray error inside a Ray task error, if there is one."""
-    while isinstance(exc, RayTaskError) and exc.cause is not None:
-        exc = exc.cause
-    return exc
-
-
-def whereabouts() -> tuple[str, str, int]:
-    """(node id, actor id, pid) of this process, for the trace."""
-    ctx = ray.get_runtime_context()
-    return ctx.get_node_id(), ctx.get_actor_id() or "", os.getpid()
 
 
 LOCAL_IN_FLIGHT_PER_SLOT = 2  # model calls in flight per server slot, per gateway
@@ -151,21 +138,7 @@ class RayBackend:
 
     def start_rlm(self, query: str, context: Any, model: str | None) -> Any:
         spec = self.spec
-        child = CallSpec(
-            run_id=spec.run_id,
-            call_id=f"{spec.call_id}.{next(self._ids)}",
-            depth=spec.depth + 1,
-            query=query,
-            model=model or spec.models.sub_model,
-            models=spec.models,
-            config=spec.config,
-            context_window_tokens=spec.window_of(model),
-            sub_context_window_tokens=spec.sub_context_window_tokens,
-            deadline=spec.deadline,
-            admission=spec.admission,
-            tools=spec.tools,
-            model_windows=spec.model_windows,
-        )
+        child = spec.child(next(self._ids), query, model)
         if context is self.context and spec.context_ref is not None:
             child.context_ref = spec.context_ref  # the same input: pass the handle on
         elif isinstance(context, corpus.Corpus):

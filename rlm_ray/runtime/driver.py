@@ -15,9 +15,8 @@ import logging
 import os
 import threading
 import time
-import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,9 +29,9 @@ from rlm_ray.call import CallSpec, cap_answer
 from rlm_ray.config import RLMConfig
 from rlm_ray.errors import LimitExceededError, RLMError
 from rlm_ray.rate_limit import RateLimit
-from rlm_ray.runtime.backend import unwrap
 from rlm_ray.runtime.gateway import RemoteGateway
 from rlm_ray.runtime.pool import RemotePool, new_worker
+from rlm_ray.runtime.ray_basics import unwrap, watched
 from rlm_ray.trace.totals import final_progress
 from rlm_ray.types import CallResult
 
@@ -165,10 +164,6 @@ def _start_runtime(config: RLMConfig) -> Runtime:
     return Runtime(gateways, pool)
 
 
-def new_run_id() -> str:
-    return uuid.uuid4().hex[:12]
-
-
 async def run_root(
     runtime: Runtime,
     spec: CallSpec,
@@ -190,15 +185,24 @@ async def run_root(
         return await tool_host.serve(
             actor, spec.run_id, approve, lambda: run_root(runtime, spec, on_progress, None, turn)
         )
+    async with admitted(runtime, spec):
+        return await _run_with_progress(runtime, spec, on_progress, turn)
+
+
+@contextlib.asynccontextmanager
+async def admitted(runtime: Runtime, spec: CallSpec) -> AsyncIterator[None]:
+    """The run registered with the driver's admission actor (`spec.admission` set) while it
+    runs, if it has a budget or a rate limit; runs with neither never call it."""
     cfg = spec.config
     budget, rate_limit, overrides = cfg.budget(), cfg.rate_limit(), cfg.rate_limit_overrides()
     if not budget.is_set() and rate_limit == RateLimit() and not overrides:
-        return await _run_with_progress(runtime, spec, on_progress, turn)
+        yield
+        return
     spec.admission = runtime.admission()
     opened = spec.admission.open_run.remote(spec.run_id, budget, rate_limit, overrides)
     await asyncio.wrap_future(opened.future())
     try:
-        return await _run_with_progress(runtime, spec, on_progress, turn)
+        yield
     finally:
         spec.admission.close_run.remote(spec.run_id)
 
@@ -239,18 +243,6 @@ def _trace_of(root: asyncio.Future) -> Any:
         return None
     error = root.exception()
     return root.result().trace if error is None else getattr(error, "trace", None)
-
-
-async def watched(root: asyncio.Future, watcher: asyncio.Future) -> Any:
-    """The root call's result, while `watcher` (a loop calling the user's callback: progress,
-    tool approvals) runs beside it. A watcher ends only by raising: then the tree is stopped
-    and the callback's error propagates."""
-    await asyncio.wait({root, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    if not root.done():  # the callback raised: stop the tree, then raise its error
-        root.cancel()
-        await asyncio.gather(root, return_exceptions=True)
-        watcher.result()
-    return root.result()
 
 
 async def _poll_progress(

@@ -25,7 +25,7 @@ from rlm_ray.budget import estimate_input_tokens
 from rlm_ray.corpus import store
 from rlm_ray.errors import LLMError
 from rlm_ray.llm import LLMRequest
-from rlm_ray.runtime.backend import unwrap, whereabouts
+from rlm_ray.runtime.ray_basics import unwrap, whereabouts
 from rlm_ray.types import LLMReply
 
 

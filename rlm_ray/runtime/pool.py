@@ -31,7 +31,7 @@ from rlm_ray import progress, prompts
 from rlm_ray.call import CallSpec, Checkpoint, Restart
 from rlm_ray.errors import SandboxError
 from rlm_ray.loop import Resume
-from rlm_ray.runtime.backend import unwrap
+from rlm_ray.runtime.ray_basics import unwrap
 from rlm_ray.runtime.worker import RemoteWorker
 from rlm_ray.slots import Slots
 from rlm_ray.types import CallResult, Usage

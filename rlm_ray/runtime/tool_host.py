@@ -25,7 +25,7 @@ from ray.exceptions import RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rlm_ray.redact import redact
-from rlm_ray.runtime.backend import unwrap, whereabouts
+from rlm_ray.runtime.ray_basics import unwrap, watched, whereabouts
 from rlm_ray.sandbox.boundary import plain
 from rlm_ray.tool_threads import MAX_TOOL_THREADS, ToolThreads
 from rlm_ray.tools import ToolCall, ToolResult, run_tool, thaw
@@ -181,8 +181,6 @@ async def serve(
 ) -> Any:
     """Await `run()` while answering its approval questions with `approve` (in a thread: it may
     block on a human). If `approve` raises, the run is cancelled and its error propagates."""
-    from rlm_ray.runtime.driver import watched
-
     await asyncio.wrap_future(actor.open_run.remote(run_id).future())
     root = asyncio.ensure_future(run())
     answering = asyncio.ensure_future(_answer(actor, run_id, approve))

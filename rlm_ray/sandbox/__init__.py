@@ -13,6 +13,7 @@ boundary.py       what may leave a cell: exact builtin data, views rebuilt, no c
 memory_cap.py     `limit_memory`, the REPL process's memory cap
 """
 
+from rlm_ray.sandbox.memory_cap import limit_memory
 from rlm_ray.sandbox.sandbox import (
     NO_FINAL,
     CellOutcome,
@@ -20,7 +21,6 @@ from rlm_ray.sandbox.sandbox import (
     FinalAnswer,
     Sandbox,
     default_grace_s,
-    limit_memory,
 )
 
 __all__ = [

@@ -149,7 +149,6 @@ from rlm_ray.sandbox.future_guards import (
     unwrap_future,
 )
 from rlm_ray.sandbox.kill_switch import KillSwitch
-from rlm_ray.sandbox.memory_cap import limit_memory
 from rlm_ray.sandbox.output import CellOutput, Printer, describe, error_text
 from rlm_ray.sandbox.rewrites import (
     finally_escape,
@@ -162,7 +161,7 @@ from rlm_ray.sandbox.rewrites import (
 )
 from rlm_ray.subcalls import SUBCALL_NAMES, SubCallFuture, resolve
 
-__all__ = ["NO_FINAL", "CellOutcome", "CellTimeout", "FinalAnswer", "Sandbox", "limit_memory"]
+__all__ = ["NO_FINAL", "CellOutcome", "CellTimeout", "FinalAnswer", "Sandbox"]
 
 
 # -- what a cell produces ---------------------------------------------------------------------

@@ -75,13 +75,6 @@ def write_trace(root: CallTrace, path: str | Path) -> int:
     return len(records)
 
 
-def write_jsonl(root: CallTrace, path: str | Path) -> int:
-    """Write the trace of `root` as JSONL; returns the number of calls written."""
-    records = list(trace_records(root))
-    write_jsonl_records(records, path)
-    return len(records)
-
-
 def write_jsonl_records(records: list[dict[str, Any]], path: str | Path) -> None:
     with open(path, "w", encoding="utf-8") as out:
         for record in records:

@@ -11,17 +11,29 @@ stops the program with a `ProgramError` naming it: later cells build on what it 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from itertools import groupby
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from rlm_ray.answer_rule import AnswerRule, from_output
 from rlm_ray.errors import ProgramError
 from rlm_ray.loop import REPL, AnswerError
-from rlm_ray.program.answer import from_output
 from rlm_ray.types import CallTrace, CellTrace, IterationTrace
 
-if TYPE_CHECKING:
-    from rlm_ray.program.program import Program
+
+class Cell(Protocol):
+    code: str
+    turn: int
+
+
+class Program(Protocol):
+    """What program mode reads of a `rlm_ray.program.Program`: its cells and answer rule."""
+
+    @property
+    def cells(self) -> Sequence[Cell]: ...
+
+    @property
+    def answer(self) -> AnswerRule: ...
 
 
 def run_program(
