@@ -387,7 +387,7 @@ def _run_program(program: Any, args: argparse.Namespace, answer_out: Any) -> int
 def program_main(
     program: Any, *, context: Any = None, api_base: str | None = None, argv: Any = None
 ) -> int:
-    """A saved program's script (`rlm_ray.program.script_main`): `rlm-ray replay`'s options,
+    """What a saved program's script (`Program.save`) runs: `rlm-ray replay`'s options,
     the context as `--context PATH` or the first argument (default: the script's CONTEXT)."""
     parser = argparse.ArgumentParser(description="Re-run a recorded rlm-ray program on new data.")
     parser.add_argument("context_path", nargs="?", metavar="CONTEXT", help=_REPLAY_CONTEXT_HELP)
