@@ -160,6 +160,15 @@ def _session() -> Any:
     return _SESSION[1]
 
 
+async def aclose() -> None:
+    """Close this process's session (a gateway never needs to; a script that runs several
+    event loops one after another closes it before its loop ends)."""
+    global _SESSION
+    if _SESSION is not None:
+        session, _SESSION = _SESSION[1], None
+        await session.close()
+
+
 async def chat(
     model: str,
     messages: list[dict[str, Any]],

@@ -520,7 +520,7 @@ def test_fan_out_keeps_order_and_raises_the_earliest_failure():
     assert "'bad2'" in outcome.error and "'bad4'" not in outcome.error
     assert "line 2" in outcome.error
     assert all(c.ready <= time.monotonic() for c in fake.calls)  # in-flight elements finished
-    assert threading.active_count() == before
+    assert threading.active_count() <= before  # another test's thread may end meanwhile
 
 
 def test_fan_out_filters_without_sub_calls_stay_inline():
