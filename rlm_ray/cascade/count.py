@@ -91,14 +91,14 @@ def draw(strata: Strata, n: int, rng: np.random.Generator) -> Draws:
 
 def planned_draws(strata: Strata, scores: np.ndarray, error: float, confidence: float) -> int:
     """Draws for a half-width of `error` (share of records) if the proxy's scores were the
-    oracle's probabilities: the variance of w O, times the betting test's 2 ln(2/δ) / error²,
-    doubled for what the proxy gets wrong."""
+    oracle's probabilities: the variance of w O times the betting test's 2 ln(2/δ) / error².
+    What the proxy gets wrong, the rounds of `TOP_UP` make up."""
     p = np.clip(np.bincount(strata.of, weights=scores) / strata.sizes, 0.05, 0.95)
     w = strata.weights()
     mean = float((strata.shares * w * p).sum())
     variance = float((strata.shares * w * w * p).sum()) - mean**2
     need = 2 * math.log(2 / (1 - confidence)) * max(variance, 1e-4) / error**2
-    return max(MIN_DRAWS, math.ceil(2 * need))
+    return max(MIN_DRAWS, math.ceil(need))
 
 
 def interval(
