@@ -56,8 +56,8 @@ class Setting:
         return self.answers[indices].tolist()
 
 
-def real_setting(records: int, classes: int, seed: int) -> Setting:
-    data = cd.make_records(records, classes=classes, seed=seed)
+def real_setting(records: int, classes: int, seed: int, signal: float) -> Setting:
+    data = cd.make_records(records, classes=classes, signal=signal, seed=seed)
     texts = data.texts
 
     def fit(indices: np.ndarray, labels: list) -> proxy.Proxy:
@@ -75,26 +75,26 @@ class SyntheticProxy:
     scores: np.ndarray
 
 
-_POOLS: dict[int, tuple[tuple, dict]] = {}
+_POOLS: dict[tuple, tuple[tuple, dict]] = {}
 
 
-def score_pool(classes: int) -> tuple[tuple, dict]:
-    """The real proxy's scores on `POOL` records it was not trained on, by oracle answer."""
-    if classes not in _POOLS:
-        data = cd.make_records(POOL + cascade_plan.TRAIN_SIZE, classes=classes, seed=999_999)
-        train = slice(0, cascade_plan.TRAIN_SIZE)
-        p = proxy.train(data.texts[train], data.answers[train].tolist())
-        rest = slice(cascade_plan.TRAIN_SIZE, None)
-        scores, answers = proxy.score(p, data.texts[rest]), data.answers[rest]
-        _POOLS[classes] = (p.classes, {a: scores[answers == a] for a in p.classes})
-    return _POOLS[classes]
+def score_pool(classes: int, trained_on: int, signal: float) -> tuple[tuple, dict]:
+    """The real proxy's scores on `POOL` records it was not trained on, by oracle answer,
+    trained on as many records as the cascade would train it on."""
+    key = (classes, trained_on, signal)
+    if key not in _POOLS:
+        data = cd.make_records(POOL + trained_on, classes=classes, signal=signal, seed=999_999)
+        p = proxy.train(data.texts[:trained_on], data.answers[:trained_on].tolist())
+        scores, answers = proxy.score(p, data.texts[trained_on:]), data.answers[trained_on:]
+        _POOLS[key] = (p.classes, {a: scores[answers == a] for a in p.classes})
+    return _POOLS[key]
 
 
-def synthetic_setting(records: int, classes: int, seed: int) -> Setting:
+def synthetic_setting(records: int, classes: int, seed: int, signal: float) -> Setting:
     rng = np.random.default_rng(seed)
     said = cd.noisy(cd.true_classes(records, classes, rng), classes, cd.ORACLE_NOISE, rng)
     answers = cd.answer_values(said, classes)
-    labels, pool = score_pool(classes)
+    labels, pool = score_pool(classes, cascade_plan.train_size_for(records), signal)
     scores = np.empty((records,) + pool[labels[0]].shape[1:])
     for label in labels:
         where = np.flatnonzero(answers == label)
@@ -103,16 +103,16 @@ def synthetic_setting(records: int, classes: int, seed: int) -> Setting:
     return Setting(answers, lambda indices, got: synthetic, lambda p, indices: p.scores[indices])
 
 
-def setting(records: int, classes: int, seed: int) -> Setting:
+def setting(records: int, classes: int, seed: int, args: argparse.Namespace) -> Setting:
     build = real_setting if records <= REAL_PROXY_MAX else synthetic_setting
-    return build(records, classes, seed)
+    return build(records, classes, seed, args.signal)
 
 
 # -- the checks ------------------------------------------------------------------------------------
 
 
 def filter_trial(records: int, seed: int, args: argparse.Namespace) -> dict:
-    s = setting(records, 2, seed)
+    s = setting(records, 2, seed, args)
     result = plan_filter(
         records,
         s.oracle,
@@ -136,7 +136,7 @@ def filter_trial(records: int, seed: int, args: argparse.Namespace) -> dict:
 
 
 def classify_trial(records: int, seed: int, args: argparse.Namespace) -> dict:
-    s = setting(records, len(cd.LABELS), seed)
+    s = setting(records, len(cd.LABELS), seed, args)
     result = plan_classify(
         records,
         s.oracle,
@@ -152,7 +152,7 @@ def classify_trial(records: int, seed: int, args: argparse.Namespace) -> dict:
 
 
 def count_trial(records: int, seed: int, args: argparse.Namespace) -> dict:
-    s = setting(records, 2, seed)
+    s = setting(records, 2, seed, args)
     result = plan_count(
         records,
         s.oracle,
@@ -173,7 +173,11 @@ def count_trial(records: int, seed: int, args: argparse.Namespace) -> dict:
 
 
 def _costs(report: Any) -> dict:
-    return {"oracle_share": report.oracle_share, "exact": report.exact, "calls": report.oracle_calls}
+    return {
+        "oracle_share": report.oracle_share,
+        "exact": report.exact,
+        "calls": report.oracle_calls,
+    }
 
 
 TRIALS = {"filter": filter_trial, "classify": classify_trial, "count": count_trial}
@@ -181,10 +185,14 @@ TRIALS = {"filter": filter_trial, "classify": classify_trial, "count": count_tri
 
 def run_trials(kind: str, records: int, args: argparse.Namespace) -> dict:
     started = time.perf_counter()
-    rows = [TRIALS[kind](records, seed, args) for seed in range(args.first_seed, args.first_seed + args.trials)]
+    rows = [
+        TRIALS[kind](records, seed, args)
+        for seed in range(args.first_seed, args.first_seed + args.trials)
+    ]
     summary = {
         "check": kind,
         "records": records,
+        "signal": args.signal,
         "trials": len(rows),
         "met_share": float(np.mean([r["met"] for r in rows])),
         "oracle_share_mean": float(np.mean([r["oracle_share"] for r in rows])),
@@ -200,7 +208,10 @@ def run_trials(kind: str, records: int, args: argparse.Namespace) -> dict:
             summary[f"{key}_min" if key != "half_width_share" else f"{key}_max"] = float(
                 np.min(values) if key != "half_width_share" else np.max(values)
             )
-    stages = {k: float(np.mean([r["calls"].get(k, 0) for r in rows])) for k in ("train", "validate", "band", "exact")}
+    stages = {
+        k: float(np.mean([r["calls"].get(k, 0) for r in rows]))
+        for k in ("train", "validate", "band", "exact")
+    }
     summary["oracle_calls_mean"] = stages
     return summary
 
@@ -225,11 +236,20 @@ def proxy_check(args: argparse.Namespace) -> None:
             else:
                 picked = np.array(p.classes, dtype=object)[scores.argmax(axis=1)]
                 quality = {"accuracy": float((picked == truth).mean())}
-            print(json.dumps({
-                "check": "proxy", "classes": classes, "train_records": n,
-                "train_s": round(train_s, 3), "score_10k_s": round(score_s, 3),
-                "pickle_bytes": len(pickle.dumps(p)), **quality,
-            }), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "check": "proxy",
+                        "classes": classes,
+                        "train_records": n,
+                        "train_s": round(train_s, 3),
+                        "score_10k_s": round(score_s, 3),
+                        "pickle_bytes": len(pickle.dumps(p)),
+                        **quality,
+                    }
+                ),
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -243,6 +263,9 @@ def main() -> None:
     parser.add_argument("--accuracy", type=float, default=0.9)
     parser.add_argument("--error", type=float, default=0.02)
     parser.add_argument("--confidence", type=float, default=0.95)
+    parser.add_argument(
+        "--signal", type=float, default=cd.SIGNAL, help="share of class words (lower: harder)"
+    )
     parser.add_argument("--min-records", type=int, default=cascade_plan.MIN_RECORDS)
     args = parser.parse_args()
     if args.check == "proxy":

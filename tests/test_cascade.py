@@ -14,11 +14,11 @@ import pytest
 
 from rlm_ray.cascade import (
     CannotTrain,
+    betting,
     plan_classify,
     plan_count,
     plan_filter,
 )
-from rlm_ray.cascade import betting
 
 LABELS = ("billing", "access", "hardware")
 
@@ -110,9 +110,7 @@ def test_classify_meets_accuracy_in_most_trials():
     met = 0
     for seed in range(20):
         s = Scripted(2_000, seed, classes=3)
-        result = plan_classify(
-            2_000, s.oracle, s.fit, s.score, accuracy=0.9, seed=seed, **SMALL
-        )
+        result = plan_classify(2_000, s.oracle, s.fit, s.score, accuracy=0.9, seed=seed, **SMALL)
         met += (result.values == s.answers).mean() >= 0.9
         assert not result.report.exact
     assert met >= 17

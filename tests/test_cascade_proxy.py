@@ -55,7 +55,9 @@ def test_proxy_pickles_small_and_scores_the_same(records):
     blob = pickle.dumps(p)
     assert len(blob) < 200_000
     again = pickle.loads(blob)
-    assert np.array_equal(proxy.score(again, records.texts[:50]), proxy.score(p, records.texts[:50]))
+    assert np.array_equal(
+        proxy.score(again, records.texts[:50]), proxy.score(p, records.texts[:50])
+    )
 
 
 def test_one_answer_only_cannot_train():
