@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import cascade_data as cd  # noqa: E402
 
-from rlm_ray.cascade import plan as cascade_plan  # noqa: E402
+from rlm_ray.cascade import stages as cascade_plan  # noqa: E402
 from rlm_ray.cascade import plan_classify, plan_count, plan_filter, proxy  # noqa: E402
 
 REAL_PROXY_MAX = 100_000
