@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import run_python
 
 from rlm_ray.cascade import (
     CannotTrain,
@@ -226,3 +227,13 @@ def test_betting_certifies_only_what_the_draws_show():
     assert betting.certify_below(low_mean, 0.4, 1.0, 0.05)[0]
     assert not betting.certify_below(low_mean, 0.29, 1.0, 0.05)[0]
     assert not betting.certify_below(low_mean[:3], 0.4, 1.0, 0.05)[0]  # too few draws
+
+
+def test_the_statistics_load_without_scikit_learn_ray_or_litellm():
+    probe = (
+        "import sys, rlm_ray.cascade\n"
+        "print(*(m for m in ('sklearn', 'ray', 'litellm') if m in sys.modules))"
+    )
+    out = run_python("-c", probe, timeout_s=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == []
