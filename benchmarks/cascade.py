@@ -7,6 +7,7 @@ does the oracle see? A scripted oracle of known noise (cascade_data.py), no mode
     python benchmarks/cascade.py count --records 10000 --error 0.03 --trials 100
     python benchmarks/cascade.py sizes                                    # where a cascade pays
     python benchmarks/cascade.py proxy                                    # the proxy itself
+    python benchmarks/cascade.py floor           # the least the oracle could see, per signal
 
 Each trial draws new records (seed = trial) and runs the cascade with that seed. Up to
 `REAL_PROXY_MAX` records the real proxy (rlm_ray/cascade/proxy.py) is trained and scores every
@@ -293,9 +294,39 @@ def solver_check() -> None:
     )
 
 
+def floor_check() -> None:
+    """The least the oracle could see between the thresholds if they were set knowing every
+    oracle answer: `reject_below` at the positives' 10 % score quantile (recall 0.9),
+    `accept_from` at the lowest score that keeps precision at 0.9; on `POOL` records scored by a
+    proxy trained on 2,000 others (what the cascade trains on at a million records)."""
+    for signal in (0.3, 0.2, 0.15):
+        data = cd.make_records(POOL + 2_000, signal=signal, seed=999_999)
+        p = proxy.train(data.texts[:2_000], data.answers[:2_000].tolist())
+        scores, answers = proxy.score(p, data.texts[2_000:]), data.answers[2_000:]
+        positives = np.sort(scores[answers])
+        low = positives[int(0.1 * len(positives))]
+        found = int((scores[answers] >= low).sum())
+        negatives = np.sort(scores[~answers])[::-1]
+        allowed = int(found * (1 - 0.9) / 0.9)  # false positives precision 0.9 allows
+        high = np.nextafter(negatives[allowed], 2.0) if allowed < len(negatives) else low
+        band = float(((scores >= low) & (scores < high)).mean())
+        no_class_word = (1 - signal) ** cd.WORDS
+        print(
+            json.dumps(
+                {
+                    "check": "floor",
+                    "signal": signal,
+                    "band_share": round(band, 4),
+                    "no_class_word_share": round(no_class_word, 4),
+                }
+            ),
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("check", choices=[*TRIALS, "sizes", "proxy"])
+    parser.add_argument("check", choices=[*TRIALS, "sizes", "proxy", "floor"])
     parser.add_argument("--records", type=int, nargs="+", default=[10_000])
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--first-seed", type=int, default=0)
@@ -309,6 +340,8 @@ def main() -> None:
     )
     parser.add_argument("--min-records", type=int, default=stages.MIN_RECORDS)
     args = parser.parse_args()
+    if args.check == "floor":
+        return floor_check()
     if args.check == "proxy":
         solver_check()
         return proxy_check(args)
