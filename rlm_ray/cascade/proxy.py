@@ -6,8 +6,8 @@ and character n-grams (the package's only scikit-learn import).
 
 `train` raises `CannotTrain` when the sample holds one answer only: the caller then asks the
 oracle about every record, never guesses. The hashing vectorizer keeps no vocabulary, so a
-`Proxy` is the classifier's weights and its classes: it pickles small and scores the same in
-any process. It never sees the question the oracle answered, only records and answers.
+`Proxy` is the classifier's weights and its classes: it pickles small (tens or hundreds of kB)
+and scores the same in any process. It never sees the question the oracle answered, only records and answers.
 
 Scores: a filter's proxy (answers True/False) gives one column, the probability of True; a
 classifier's proxy gives one column per class, in `proxy.classes` order. The probabilities
@@ -33,14 +33,14 @@ from rlm_ray.cascade.inputs import CannotTrain
 N_FEATURES = 2**18
 """Hash buckets per n-gram family. With a few hundred training records the n-grams seen number
 in the thousands, so collisions are rare; the weights are stored as float32 sparse (only the
-buckets a training text hit are non-zero), so a proxy pickles to tens of kB."""
+buckets a training text hit are non-zero): 61 kB for a filter trained on 500 records, 655 kB
+for four labels on 2,000 (docs/benchmarks.md, "Cascades")."""
 MAX_CHARS = 2_000
 """Characters of a record the proxy reads: the head of a long document is what it can learn
 from cheaply, and it bounds the cost of scoring a million records."""
 REGULARISATION = 1e-3
-"""The linear model's L2 penalty (SGDClassifier's alpha). Measured on the cascade benchmark's
-records (docs/cascades.md, "The proxy"): 1e-3 ranked best of 1e-5..1e-3 at 200 and 500
-training records."""
+"""The linear model's L2 penalty (SGDClassifier's alpha): in an ad-hoc sweep on the cascade
+benchmark's records, 1e-3 ranked best of 1e-5, 1e-4 and 1e-3 at 200 and 500 training records."""
 EPOCHS = 50
 
 _WORDS = HashingVectorizer(
