@@ -19,6 +19,10 @@ line is made a pattern: up to 40 characters of text before the literal (from a w
 the characters up to the next space after it, with digit runs generalized to ``\\d+`` and the
 literal itself a capture group of its own kind (digits, a number, or any text). Exactly one
 distinct match in the new output is the answer; none, or several, is a `ProgramError`.
+
+Both searches read text a model made (a trace file may be crafted), outside any clock, so each
+is bounded by construction: the literal is found with `str.find` (`whole_token`), and the
+pattern reads each line of the new output up to its first 4,000 characters.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from rlm_ray.errors import ProgramError
 KINDS = ("cell", "answer", "FINAL_VAR", "output", "none")
 _PREFIX_CHARS = 40
 _SUFFIX_CHARS = 10
+_MAX_LINE_CHARS = 4_000  # of each line of a replayed output that `from_output` reads
 
 
 @dataclass(frozen=True)
@@ -85,16 +90,37 @@ def literal_rule(literal: str, outputs: Sequence[tuple[int, str]]) -> AnswerRule
     value = literal.strip()
     if not value:
         return AnswerRule("none", literal=literal)
-    token = re.compile(rf"(?<!\w){re.escape(value)}(?!\w)")
     for cell, output in reversed(outputs):
         if output.strip() == value:
             return AnswerRule("output", cell=cell, literal=value)
         for line in output.splitlines():
-            found = token.search(line)
-            if found is not None:
-                pattern = _template(line, found.start(), found.end(), value)
+            start = whole_token(line, value)
+            if start is not None:
+                pattern = _template(line, start, start + len(value), value)
                 return AnswerRule("output", cell=cell, pattern=pattern, literal=value)
     return AnswerRule("none", literal=value)
+
+
+_WORD = re.compile(r"\w")
+
+
+def whole_token(line: str, value: str) -> int | None:
+    """Where `value` first stands in `line` with no word character just before or after it
+    (the regex ``(?<!\w)VALUE(?!\w)``), or None.
+
+    subtle: linear by construction. The regex tries the whole value at every position (a
+    trace file's 1 MB output line and 1 MB literal: 167 s); `str.find` is linear, and the
+    occurrences tried after the first are cut off once they cost twice the line."""
+    start, spent = line.find(value), 0
+    while start >= 0 and spent <= 2 * len(line):
+        end = start + len(value)
+        before = start > 0 and _WORD.match(line, start - 1) is not None
+        after = end < len(line) and _WORD.match(line, end) is not None
+        if not (before or after):
+            return start
+        spent += len(value)
+        start = line.find(value, start + 1)
+    return None
 
 
 def _template(line: str, start: int, end: int, value: str) -> str:
@@ -147,7 +173,11 @@ def from_output(rule: AnswerRule, output: str) -> str:
                 error="answer not found",
             )
         return lines[0].strip()
-    found = list(dict.fromkeys(m.group(1) for m in re.finditer(rule.pattern, output, re.M)))
+    # subtle: a lazy group before a tail (``(.+?)x``) is tried from every position of a line
+    # that lacks the tail; lines are cut to `_MAX_LINE_CHARS`, so the search stays bounded
+    lines = "\n".join(line[:_MAX_LINE_CHARS] for line in output.split("\n"))
+    matches = re.finditer(rule.pattern, lines, re.M)
+    found = list(dict.fromkeys(m.group(1) for m in matches))
     if len(found) != 1:
         what = "no match" if not found else f"{len(found)} different matches {found[:5]!r}"
         raise ProgramError(

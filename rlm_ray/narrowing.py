@@ -20,6 +20,11 @@ from typing import Any
 
 MIN_RECORDS = 20  # fewer records are cheap to ask about one by one
 MAX_SCAN_CHARS = 20_000_000  # the scan is linear in the context; past this, no hint
+MAX_QUERY_CHARS = 2_000
+"""How much of a query is read for routing (here and `prompts.approach`). subtle: a child's
+query is its parent model's text, read outside any clock: each term is looked for in the
+query's sentences and in every record, so the work grows with terms x length."""
+MAX_TERMS = 10  # values tried, most specific first: each costs a scan of the records
 # words after which the records holding a value may not be the ones the query is about
 _WIDENING = re.compile(
     r"\b(or|not|no|nor|except|excluding|other|besides|without|before|after|since|until|"
@@ -45,6 +50,7 @@ def records_of(context: Any) -> list[str] | None:
 def literal_terms(query: str) -> list[str]:
     """The query's quoted phrases, then its tokens holding a digit, each with the word before it
     as a second candidate ("user 2013" before "2013"): most specific first, no repeats."""
+    query = query[:MAX_QUERY_CHARS]
     terms = [m.group(1).strip() for m in _QUOTED.finditer(query)]
     words = [w.strip(_STRIP) for w in _TOKEN.findall(query)]
     for i, word in enumerate(words):
@@ -64,8 +70,10 @@ def narrowing_term(query: str, records: list[str]) -> tuple[str, int] | None:
     of them, with how many hold it; None if there is none or the query may mean others."""
     if len(records) < MIN_RECORDS:
         return None
-    for term in literal_terms(query):
-        if any(_WIDENING.search(s) for s in _SENTENCE.split(query) if term in s):
+    query = query[:MAX_QUERY_CHARS]
+    sentences = _SENTENCE.split(query)
+    for term in literal_terms(query)[:MAX_TERMS]:
+        if any(_WIDENING.search(s) for s in sentences if term in s):
             return None
         count = sum(term in r for r in records)
         if 0 < count <= len(records) // 2:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rlm_ray import narrowing
+from rlm_ray import measure, narrowing
 from rlm_ray.errors import ConfigError
 from rlm_ray.tools import ToolSpec, prompt_section
 
@@ -108,25 +108,55 @@ STUCK = (
 
 
 def describe_context(context: Any) -> str:
-    """The context's type, total length and chunk lengths, as the paper's prompt states them."""
+    """The context's type, total length and chunk lengths, as the paper's prompt states them.
+
+    subtle: a child's context is the parent model's choice, described here outside any clock,
+    so its items are measured (`measure.text_length`), never printed, within one budget; a
+    context too big for it is described by the items measured, and says so."""
     if hasattr(type(context), "corpus_shape"):  # a corpus view (rlm_ray.corpus): never read here
         return describe_corpus(context.corpus_shape())
     if isinstance(context, str):
         return f"Your context is a str with {len(context):,} total characters."
+    budget = measure.Budget()
     if isinstance(context, dict):
-        lengths = [len(str(v)) for v in context.values()]
-        keys = ", ".join(repr(k) for k in list(context)[:20])
+        lengths = _measured(context.values(), budget)
+        keys = ", ".join(_key(k) for k in _first(context, 20))
         more = f", ... ({len(context)} keys)" if len(context) > 20 else ""
         return (
             f"Your context is a dict with {len(context):,} keys ({keys}{more}) and "
-            f"{sum(lengths):,} total characters in its values; value lengths: "
-            f"{_lengths(lengths)}."
+            f"{sum(lengths):,} total characters in {_which(lengths, len(context), 'values')}; "
+            f"value lengths: {_lengths(lengths)}."
         )
-    lengths = [len(str(item)) for item in context]
+    lengths = _measured(context, budget)
+    count = len(context) if hasattr(context, "__len__") else len(lengths)
     return (
-        f"Your context is a {type(context).__name__} of {len(lengths):,} chunks with "
-        f"{sum(lengths):,} total characters; chunk lengths: {_lengths(lengths)}."
+        f"Your context is a {type(context).__name__} of {count:,} chunks with "
+        f"{sum(lengths):,} total characters"
+        f"{'' if len(lengths) == count else ' in ' + _which(lengths, count, 'chunks')}; "
+        f"chunk lengths: {_lengths(lengths)}."
     )
+
+
+def _measured(items: Any, budget: measure.Budget) -> list[int]:
+    """The text lengths of `items` in order, as far as `budget` lasts."""
+    lengths = []
+    for item in items:
+        size = measure.text_length(item, budget)
+        if size is None:
+            break
+        lengths.append(size)
+    return lengths
+
+
+def _which(lengths: list[int], count: int, what: str) -> str:
+    if len(lengths) == count:
+        return f"its {what}"
+    return f"its first {len(lengths):,} {what} (the rest too many to measure here)"
+
+
+def _first(items: Any, n: int) -> list[Any]:
+    """The first `n` of `items` (keys of a dict), without listing them all."""
+    return [item for item, _ in zip(items, range(n))]
 
 
 CORPUS_API = """\
@@ -335,6 +365,9 @@ def approach(query: str) -> str:
     """The first turn's advice for `query`: `APPROACH_RANK` for a query that asks which label
     is most or least common, `APPROACH_COUNT` for one that counts records by labels it names,
     `APPROACH_FILTER` for a count that names none, else `APPROACH_ANY`."""
+    # subtle: `_NAMES_LABELS` backtracks quadratically in the query, a child's query is its
+    # parent model's text and this runs outside any clock ('(' * 400_000: minutes)
+    query = query[: narrowing.MAX_QUERY_CHARS]
     if which := _ranking(query):
         least = which == "least"
         return APPROACH_RANK.format(
@@ -528,11 +561,21 @@ def preview(context: Any, chars: int = 300) -> str:
             lines = lines[:-1]  # a whole line or none
         head = "\n".join(lines[:4])
         return "It begins:\n" + (head if len(head) < len(context) else head.rstrip())
-    if isinstance(context, dict):
-        items = [f"{k!r}: {str(v)[:100]!r}" for k, v in list(context.items())[:3]]
+    if isinstance(context, dict):  # each item's start only: it may be huge (`measure`)
+        entries = _first(context.items(), 3)
+        items = [f"{_key(k)}: {_head(v)!r}" for k, v in entries]
         return "The first entries:\n" + "\n".join(items)
-    items = [f"[{i}] {str(item)[:100]!r}" for i, item in enumerate(list(context[:3]))]
+    items = [f"[{i}] {_head(item)!r}" for i, item in enumerate(_first(context, 3))]
     return "The first items:\n" + "\n".join(items)
+
+
+def _head(value: Any) -> str:
+    return measure.text_head(value, 100)
+
+
+def _key(key: Any) -> str:
+    """A dict key as the prompt shows it: its repr, cut to 100 characters."""
+    return repr(key[:100]) if type(key) is str else measure.text_head(key, 100)
 
 
 def choose(model: str, name: str | None = None) -> PromptVariant:

@@ -10,6 +10,7 @@ Sub-calls start at once and return `SubCallFuture`s, which `subcalls.SubCalls` s
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -353,9 +354,15 @@ def describe_value(value: Any) -> str:
         return f"a corpus view ({len(value):,} characters, {len(value.documents):,} documents)"
     text = output.describe(value)
     if isinstance(value, (list, tuple, set, frozenset)) and value:
-        kinds = sorted({type(item).__name__ for item in value})
+        # the element types of the first items only: a model's list may hold 20 M of them
+        kinds = sorted({type(item).__name__ for item in itertools.islice(value, _TYPED_ITEMS)})
         text += f" of {kinds[0]}" if len(kinds) == 1 else f" of mixed types ({', '.join(kinds)})"
+        if len(value) > _TYPED_ITEMS:
+            text += f" (in the first {_TYPED_ITEMS:,})"
     return text
+
+
+_TYPED_ITEMS = 10_000
 
 
 def _task_arg(fn: str, name: str, value: Any) -> str:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import threading
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from typing import Any
 
 from rlm_ray.parsing import truncate
 from rlm_ray.repl import REPLSession, describe_value
+from rlm_ray.sandbox.allowlist import ModuleProxy
 from rlm_ray.subcalls import Backend
 from rlm_ray.tools import ToolCall, ToolResult
 from rlm_ray.types import CallResult, CallTrace, CellTrace
@@ -296,12 +298,23 @@ def _touched(code: str, repl: REPLSession) -> set[str]:
             names.update(node.names)
         elif isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(node.value, ast.Name):
             base = node.value.id
-            if base in namespace and describe_value(namespace[base]) not in _NOT_MUTATED:
+            if base in namespace and not _never_mutated(namespace[base]):
                 names.add(base)
     return names
 
 
-_NOT_MUTATED = ("module", "function", "class")
+def _never_mutated(value: Any) -> bool:
+    """A module, function or class (as SHOW_VARS calls them), told by its exact type alone.
+
+    subtle: this runs outside any cell's clock, once per ``name.attr`` or ``name[k]`` of every
+    replayed cell, on values the model made: describing them (`describe_value` walks a list)
+    cost minutes on a 20 M-item list, and could run a method of a class the model defined."""
+    kind = type(value)
+    return (
+        issubclass(kind, (ModuleProxy, type))
+        or kind is types.FunctionType
+        or kind is types.BuiltinFunctionType
+    )
 
 
 def follow_up_turn(turn: SessionTurn, now: dict[str, str], restored: Restored | None) -> str | None:

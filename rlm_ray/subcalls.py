@@ -455,9 +455,10 @@ class SubCalls:
             trace.node_id = value.node_id
 
     def cancel_open(self) -> None:
-        """Cancel every sub-call not yet claimed by a waiter (the call is failing)."""
+        """Cancel every sub-call whose outcome has not arrived (the call is failing), also one
+        another thread waits for: that wait then ends with the cancellation, not never."""
         with self._lock:
-            still_open = [f for f in self._open if not f.done and not f._handle.claimed]
+            still_open = [f for f in self._open if not f.done]
         if still_open:
             self._backend.cancel([f._handle.handle for f in still_open])
 

@@ -16,7 +16,7 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayTaskError
 
-from rlm_ray import corpus
+from rlm_ray import corpus, measure
 from rlm_ray.call import CallSpec, remaining_s
 from rlm_ray.errors import LimitExceededError
 from rlm_ray.llm import LLMRequest
@@ -180,6 +180,10 @@ class RayBackend:
             except Exception:
                 pass  # some failed: sort them out one by one below
         ready_set = set(ready)
+        late = [h for h in handles if h not in ready_set]
+        # Past the run's deadline: nobody will read these, and a child call may be busy in its
+        # host code (describing a huge context) where no clock of its own stops it.
+        self.cancel(late)
         return [
             self._outcome(h) if h in ready_set else _deadline_outcome(self.spec) for h in handles
         ]
@@ -218,11 +222,10 @@ def _deadline_outcome(spec: CallSpec) -> tuple[bool, Any]:
 
 
 def _size(value: Any) -> int:
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, (list, tuple)):
-        return sum(len(str(v)) for v in value[:1000]) * max(1, len(value) // 1000)
-    if isinstance(value, dict):
-        values = list(value.values())
-        return sum(len(str(v)) for v in values[:1000]) * max(1, len(values) // 1000)
-    return 0
+    """About the text size of a child's context, measured in bounded work (`measure`): the
+    model chose it, and printing it could cost far more than shipping it."""
+    size = measure.text_length(value, measure.Budget(_SIZE_NODES))
+    return _INLINE_CONTEXT_BYTES + 1 if size is None else size
+
+
+_SIZE_NODES = 100_000  # a context with more parts than this is put in the object store anyway

@@ -158,6 +158,9 @@ class REPLPool:
             self._cancel_below(spec, gateways)
             raise
         finally:
+            # No call outlives its parent: a parent that stopped at the run's deadline left its
+            # children running (one may be busy in host code, where no clock of its own runs).
+            self._cancel_calls_below(spec)
             self._running.pop(spec.call_id, None)
             self._checkpoints.pop(spec.call_id, None)
             self._workers.pop(spec.call_id, None)
