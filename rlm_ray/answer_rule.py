@@ -105,7 +105,7 @@ _WORD = re.compile(r"\w")
 
 
 def whole_token(line: str, value: str) -> int | None:
-    """Where `value` first stands in `line` with no word character just before or after it
+    r"""Where `value` first stands in `line` with no word character just before or after it
     (the regex ``(?<!\w)VALUE(?!\w)``), or None.
 
     subtle: linear by construction. The regex tries the whole value at every position (a

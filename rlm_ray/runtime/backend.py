@@ -8,6 +8,7 @@ the pool. Waits go in short slices, so a cell timeout raised into the waiting th
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import random
 import time
 from itertools import count
@@ -222,10 +223,22 @@ def _deadline_outcome(spec: CallSpec) -> tuple[bool, Any]:
 
 
 def _size(value: Any) -> int:
-    """About the text size of a child's context, measured in bounded work (`measure`): the
-    model chose it, and printing it could cost far more than shipping it."""
-    size = measure.text_length(value, measure.Budget(_SIZE_NODES))
-    return _INLINE_CONTEXT_BYTES + 1 if size is None else size
+    """About the text size of a child's context, from its first 1,000 items, each measured in
+    bounded work (`measure`): the model chose it, and printing it could cost far more than
+    shipping it."""
+    if isinstance(value, str):
+        return len(value)
+    if not isinstance(value, (list, tuple, dict)):
+        return 0
+    items = value.values() if isinstance(value, dict) else value
+    budget, total = measure.Budget(_SIZE_NODES), 0
+    for item in itertools.islice(items, _SIZE_ITEMS):
+        size = measure.text_length(item, budget)
+        if size is None:  # too many parts to count: large enough
+            return _INLINE_CONTEXT_BYTES + 1
+        total += size
+    return total * max(1, len(value) // _SIZE_ITEMS)
 
 
-_SIZE_NODES = 100_000  # a context with more parts than this is put in the object store anyway
+_SIZE_ITEMS = 1000
+_SIZE_NODES = 100_000

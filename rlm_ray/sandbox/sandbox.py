@@ -79,6 +79,12 @@ Guaranteed at the cell's boundary (see `rlm_ray.sandbox.boundary`):
 * A saved program (`program.save`) writes every recorded string as a literal and escapes control
   characters and lone surrogates in its comments and docstring: no query or code keeps the
   script from parsing.
+* Host code that reads model-made data outside any cell's clock does bounded work by
+  construction: a child's context is measured, never printed, for its first turn
+  (`rlm_ray.measure`); routing reads a capped prefix of the query; a session's rebuild tells
+  the kind of a variable by its type; trace files and replayed outputs are searched in linear
+  or capped work. No call outlives its parent: at the run's deadline, or when the parent ends,
+  its children are cancelled and their REPL processes killed.
 
 NOT protected, plainly:
 * RestrictedPython is not a security boundary against a determined adversary. Its own README
