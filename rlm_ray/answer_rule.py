@@ -175,8 +175,8 @@ def from_output(rule: AnswerRule, output: str) -> str:
         return lines[0].strip()
     # subtle: a lazy group before a tail (``(.+?)x``) is tried from every position of a line
     # that lacks the tail; lines are cut to `_MAX_LINE_CHARS`, so the search stays bounded
-    lines = "\n".join(line[:_MAX_LINE_CHARS] for line in output.split("\n"))
-    matches = re.finditer(rule.pattern, lines, re.M)
+    capped = "\n".join(line[:_MAX_LINE_CHARS] for line in output.split("\n"))
+    matches = re.finditer(rule.pattern, capped, re.M)
     found = list(dict.fromkeys(m.group(1) for m in matches))
     if len(found) != 1:
         what = "no match" if not found else f"{len(found)} different matches {found[:5]!r}"

@@ -9,7 +9,8 @@ times, a few MB to hold and ship, and 98 GB to print. So nothing here prints a v
   give or take the escapes of nested strings), visiting at most `Budget.nodes` parts;
 * `text_head` writes the start of a value's ``str()``, stopping after `chars` characters.
 
-Both cost at most a fixed amount of work, whatever the value holds. No Ray here.
+Both cost at most a fixed amount of work, whatever plain data (str, numbers, lists, tuples,
+dicts, corpus views) the value holds. No Ray here.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from typing import Any
 MAX_NODES = 1_000_000
 """Parts (items, keys, values, at every level) one `Budget` lets `text_length` visit."""
 
-_SCALAR_CHARS = 24  # what a number, bool or None of unknown size is counted as
+# _OTHER: a value of any other class is printed as it is. Only a caller's own context holds
+# one: what a model hands on (a child's context) is plain data and corpus views
+# (`sandbox.boundary.plain`), so this runs the caller's code, never the model's.
 
 
 class Budget:
@@ -38,9 +41,9 @@ class Budget:
 
 def text_length(value: Any, budget: Budget | None = None) -> int | None:
     """About ``len(str(value))`` — exact for a str, counted from the parts of lists, tuples and
-    dicts — or None when `budget` ran out before the value was measured. Calls no method of the
-    value but ``len`` (of a str, or of a corpus view: its character count, read without its
-    text) and ``repr`` of small scalars."""
+    dicts — or None when `budget` ran out before the value was measured. Of plain data it calls
+    no method but ``len`` (of a str, or of a corpus view: its character count, read without its
+    text) and ``repr`` of numbers."""
     budget = budget if budget is not None else Budget()
     if type(value) is str:
         return len(value) if budget.spend() else None
@@ -59,7 +62,7 @@ def _length(value: Any, budget: Budget, nested: bool) -> int | None:
         return _scalar_length(value)
     if hasattr(kind, "corpus_shape"):  # a corpus view: its length is known without reading it
         return len(value)
-    return _SCALAR_CHARS  # anything else: a plain-data context holds none
+    return len(repr(value) if nested else str(value))  # see `_OTHER`
 
 
 def _container_length(value: Any, budget: Budget) -> int | None:
@@ -118,7 +121,7 @@ def _write(value: Any, chars: int, out: list[str], nested: bool) -> int:
     elif hasattr(kind, "corpus_shape"):
         text = f"<corpus view, {len(value):,} chars>"
     else:
-        text = f"<{kind.__name__}>"
+        text = (repr(value) if nested else str(value))[:chars]  # see `_OTHER`
     out.append(text[:chars])
     return chars - min(len(text), chars)
 

@@ -153,12 +153,29 @@ def test_timeline_rows_are_still_first_fit():
 
     spans = [(0, 2), (0, 5), (1, 3), (2, 4), (3, 9), (5, 6)]
     subcalls = [
-        {"kind": "llm", "started_s": a, "ended_s": b, "duration_s": b - a, "input_tokens": 1,
-         "output_tokens": 1, "pid": 7, "actor_id": "g", "node_id": "n"}
+        {
+            "kind": "llm",
+            "started_s": a,
+            "ended_s": b,
+            "duration_s": b - a,
+            "input_tokens": 1,
+            "output_tokens": 1,
+            "pid": 7,
+            "actor_id": "g",
+            "node_id": "n",
+        }
         for a, b in spans
-    ]  # fmt: skip
-    root = {"call_id": "run", "depth": 0, "started_s": 0.0, "ended_s": 9.0, "node_id": "n",
-            "actor_id": "w", "pid": 6, "iterations": [{"cells": [{"subcalls": subcalls}]}]}  # fmt: skip
+    ]
+    root = {
+        "call_id": "run",
+        "depth": 0,
+        "started_s": 0.0,
+        "ended_s": 9.0,
+        "node_id": "n",
+        "actor_id": "w",
+        "pid": 6,
+        "iterations": [{"cells": [{"subcalls": subcalls}]}],
+    }
     (node,) = summary.timeline([root]).nodes
     gateway = next(lane for lane in node.lanes if lane.key == "g")
     rows = {(bar.start, bar.end): bar.row for bar in gateway.bars}

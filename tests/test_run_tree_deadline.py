@@ -31,7 +31,7 @@ BUSY_CPU_S = 0.5  # CPU seconds within SAMPLE_S that count as busy
 # cheap to ship (one 1 MB string, shared) and small from its start, 50 GB to print
 HUGE_CHILD = """
 big = 'x' * 10**6
-ctx = [['x']] * 1000 + [[big] * 100] * 500
+ctx = [['x']] * 1000 + [[big] * 10] * 5000
 rs = [recursive_llm('CHILD summarise', ctx), llm_query('SLOW')]
 print(rs)
 """
@@ -49,6 +49,8 @@ def tree_reply(root_code: str):
             return Reply(content="1", delay_s=30.0)  # SLOW
         if "CHILD" in request.last_user:  # a child's first turn (its query is in it)
             return Reply(content=code("FINAL('child')"), delay_s=30.0)
+        if "Query: WARM" in request.last_user:  # a first run: Ray, gateways, pool started
+            return code("FINAL('warm')")
         return code(root_code)
 
     return reply
@@ -87,37 +89,64 @@ def busy_processes() -> list[str]:
     return busy
 
 
+def leaf_asked(server) -> bool:
+    return any(not r.system for r in server.requests)
+
+
 def child_asked(server) -> bool:
     return any(r.system and "CHILD" in r.last_user for r in server.requests)
 
 
 @pytest.mark.parametrize(
-    ("root_code", "prompt"),
-    [(HUGE_CHILD, None), (BRACKETS_CHILD, "small")],
+    ("root_code", "settings"),
+    [
+        (HUGE_CHILD, {}),
+        # a window that holds the child's 400,000-character query: its first turn is sent
+        (BRACKETS_CHILD, {"prompt": "small", "context_window_tokens": 1_000_000}),
+    ],
     ids=["context-huge-to-print", "quadratic-query"],
 )
 def test_no_process_of_the_run_is_busy_after_its_deadline(
-    make_rlm, model_server, root_code, prompt
+    make_rlm, model_server, root_code, settings
 ):
     model_server.reply = tree_reply(root_code)
-    rlm = make_rlm(max_depth=2, max_time_s=12, cell_timeout_s=5, prompt=prompt)
+    rlm = make_rlm(max_depth=2, max_time_s=12, cell_timeout_s=5, **settings)
+    assert rlm.completion("WARM", "c").answer == "warm"  # the deadline is not spent starting
     with pytest.raises(LimitExceededError) as stopped:
         rlm.completion("the root query", "some context")
     assert stopped.value.limit == "max_time_s"
     time.sleep(SETTLE_S)
     assert busy_processes() == []
-    # the attack reached the child, whose first turn came (its host code was bounded), or
-    # the child failed on its own (a query too long for the window) well before the deadline
-    assert child_asked(model_server) or prompt == "small"
+    assert child_asked(model_server)  # its host code was done in time for its first turn
+
+
+def test_without_a_deadline_a_child_given_a_context_huge_to_print_answers(make_rlm, model_server):
+    root = HUGE_CHILD.replace("print(rs)", "FINAL(rs[0])")
+    model_server.reply = lambda request: (
+        "1"
+        if not request.system
+        else code("FINAL('child')")
+        if "CHILD" in request.last_user
+        else code(root)
+    )
+    rlm = make_rlm(max_depth=2, max_time_s=None, cell_timeout_s=5)
+
+    async def answer():
+        return await asyncio.wait_for(rlm.acompletion("the root query", "some context"), 60)
+
+    assert asyncio.run(answer()).answer == "child"
 
 
 def test_cancelling_a_run_without_deadline_stops_its_busy_child(make_rlm, model_server):
+    # (cancellation reached children before this issue too: this guards that it still does)
     model_server.reply = tree_reply(HUGE_CHILD)
     rlm = make_rlm(max_depth=2, max_time_s=None, cell_timeout_s=5)
 
     async def cancel_once_the_child_runs():
         task = asyncio.ensure_future(rlm.acompletion("the root query", "some context"))
-        await asyncio.to_thread(wait_for, lambda: child_asked(model_server), 60, "the child")
+        # the SLOW leaf starts right after the child: then give the child time to start
+        await asyncio.to_thread(wait_for, lambda: leaf_asked(model_server), 60, "the leaf")
+        await asyncio.sleep(3.0)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -132,7 +161,8 @@ def test_a_rebuilt_session_repl_answers_on_time_after_a_kill(make_rlm, model_ser
 
     def reply(request):
         if request.first_user.rsplit("Query:", 1)[-1].strip() == "Q-ONE":
-            return code(f"x = [0] * 20_000_000\ny = {references}\nFINAL('made')")
+            # two cells: the rebuild reads the second one's names with `x` already there
+            return code("x = [0] * 20_000_000") + "\n" + code(f"y = {references}\nFINAL('made')")
         return code("FINAL(len(x))")
 
     model_server.reply = reply
