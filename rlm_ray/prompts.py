@@ -9,6 +9,7 @@ paper's prompt (arXiv:2512.24601, App. D) adapted to rlm-ray's REPL (parallel fa
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -156,7 +157,7 @@ def _which(lengths: list[int], count: int, what: str) -> str:
 
 def _first(items: Any, n: int) -> list[Any]:
     """The first `n` of `items` (keys of a dict), without listing them all."""
-    return [item for item, _ in zip(items, range(n))]
+    return list(itertools.islice(items, n))
 
 
 CORPUS_API = """\
