@@ -5,7 +5,7 @@
 Times, in this process, the pieces that read a child's context and query for its first turn, a
 trace file's typed answer and a session rebuild's variables: `prompts.describe_context` of
 ``[['x']] * 1000 + [['x' * 10**6] * 10] * ITEMS`` (one 1 MB string, shared), `prompts.approach`
-of ``'how many ' + '(' * BRACKETS``, `program.answer.literal_rule` of a LINE-character output
+of ``'how many ' + '(' * BRACKETS``, `answer_rule.literal_rule` of a LINE-character output
 line and a literal half as long, and `repl.describe_value` of a 20 M-item list. Run it from
 another checkout (``PYTHONPATH=OTHER``) to compare; give smaller sizes there, as the old code is
 quadratic in them.
@@ -21,7 +21,7 @@ from collections.abc import Callable
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from rlm_ray import prompts  # noqa: E402
-from rlm_ray.program.answer import literal_rule  # noqa: E402
+from rlm_ray.answer_rule import literal_rule  # noqa: E402
 from rlm_ray.repl import describe_value  # noqa: E402
 
 

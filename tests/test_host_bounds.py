@@ -105,7 +105,7 @@ def test_a_crafted_trace_file_becomes_a_program_in_bounded_work(tmp_path):
 
 
 def test_a_whole_token_is_still_found_after_many_that_are_not():
-    from rlm_ray.program.answer import literal_rule, whole_token
+    from rlm_ray.answer_rule import literal_rule, whole_token
 
     assert whole_token("a42 42b 42", "42") == 8
     assert whole_token("x-42-y", "42") == 2 and whole_token("_42", "42") is None
@@ -116,7 +116,7 @@ def test_an_answer_pattern_reads_a_long_replayed_line_in_bounded_work():
     out = finishes(
         """
         from rlm_ray.errors import ProgramError
-        from rlm_ray.program.answer import from_output, literal_rule
+        from rlm_ray.answer_rule import from_output, literal_rule
         rule = literal_rule("Paris", [(0, "capital: Paris! it is")])
         print(rule.pattern)
         try:
