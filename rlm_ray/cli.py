@@ -251,9 +251,18 @@ def _run(args: argparse.Namespace, answer_out: Any) -> int:
         _quiet_ray()
     if args.trace:
         check_trace_path(args.trace)  # a bad path fails now, not after the run
-    context = read_context(args.context, quiet=args.quiet)
+    context = read_context(args.context, **_context_options(args))
     rlm = _rlm(args)
     return _answer(args, answer_out, rlm, lambda: rlm.completion(args.query, context))
+
+
+def _context_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "quiet": args.quiet,
+        "chunk_by": args.chunk_by,
+        "chunk_size": args.chunk_size,
+        "address": args.address,
+    }
 
 
 def _rlm(args: argparse.Namespace, **recorded: Any) -> Any:
@@ -279,10 +288,15 @@ def _rlm(args: argparse.Namespace, **recorded: Any) -> Any:
         tokens_per_minute=args.tokens_per_minute,
         chunk_by=args.chunk_by,
         chunk_size=args.chunk_size,
-        address=args.address,
+        address=None if _ray_connected() else args.address,  # a corpus loaded joined it
         cache_dir=args.cache,
         prompt=args.prompt or recorded.get("prompt"),
     )
+
+
+def _ray_connected() -> bool:
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
 
 
 def _answer(args: argparse.Namespace, answer_out: Any, rlm: Any, work: Any) -> int:
@@ -325,7 +339,7 @@ def _chat(args: argparse.Namespace, answer_out: Any) -> int:
         raise ConfigError("chat reads its questions from stdin: give --context a file or directory")
     if args.quiet:
         _quiet_ray()
-    context = read_context(args.context, quiet=args.quiet)
+    context = read_context(args.context, **_context_options(args))
     rlm = _rlm(args)
     interactive = sys.stdin.isatty()
     with rlm.session(context) as session:
@@ -378,7 +392,7 @@ def _run_program(program: Any, args: argparse.Namespace, answer_out: Any) -> int
         "max_depth": program.max_depth,
         "prompt": program.prompt,
     }
-    context = read_context(args.context, quiet=args.quiet)
+    context = read_context(args.context, **_context_options(args))
     rlm = _rlm(args, **recorded)
     replay = lambda: rlm.replay(program, context, allow_effects=args.allow_effects)  # noqa: E731
     return _answer(args, answer_out, rlm, replay)
@@ -473,18 +487,26 @@ def _report(report: Any) -> None:
 _CORPUS_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".parquet")
 
 
-def read_context(source: str, *, quiet: bool = False) -> Any:
-    """A corpus (directory, JSONL, CSV, Parquet) as a document table, which the run turns into
-    a corpus in the object store; any other file as its text (a .json file parsed); stdin as
-    text. Binary input is refused."""
-    path = Path(source)
-    if source != "-" and (path.is_dir() or path.suffix.lower() in _CORPUS_SUFFIXES):
-        from rlm_ray.corpus.ingest import read_corpus
+def read_context(
+    source: str,
+    *,
+    quiet: bool = False,
+    chunk_by: str = "chars",
+    chunk_size: int = 200_000,
+    address: str | None = None,
+) -> Any:
+    """A corpus (directory, JSONL, CSV, Parquet, a glob of them, or a URI such as s3://...)
+    loaded into the object store (`rlm_ray.load`: on the cluster when large or remote); any
+    other file as its text (a .json file parsed); stdin as text. Binary input is refused."""
+    if _is_corpus_source(source):
+        from rlm_ray.corpus.load import load_corpus
 
-        table, report = read_corpus(path)
-        if not quiet:
+        corpus, report = load_corpus(
+            source, chunk_by=chunk_by, chunk_size=chunk_size, address=address
+        )
+        if not quiet and report is not None:
             _report(report)
-        return table
+        return corpus
     if source == "-":
         data = sys.stdin.buffer.read()
         name = "stdin"
@@ -508,6 +530,15 @@ def read_context(source: str, *, quiet: bool = False) -> Any:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"--context {name}: invalid JSON ({exc})") from None
     return text
+
+
+def _is_corpus_source(source: str) -> bool:
+    """A directory, a corpus file by its suffix, a glob or a URI (without importing pyarrow)."""
+    if source == "-":
+        return False
+    path = Path(source)
+    remote_or_glob = "://" in source or any(c in source for c in "*?[")
+    return remote_or_glob or path.is_dir() or path.suffix.lower() in _CORPUS_SUFFIXES
 
 
 def _one_line(exc: BaseException) -> str:

@@ -110,8 +110,16 @@ class RLMConfig:
     chunk_size: int = 200_000
     """Characters, tokens or documents per chunk (see `chunk_by`)."""
 
+    chunk_locality: bool = True
+    """A sub-call whose prompt holds corpus slices is rendered by a gateway on the node that
+    holds their chunks, when that gateway has room; False: round robin over the gateways."""
+
     def __post_init__(self) -> None:
         check_chunking(self.chunk_by, self.chunk_size)
+        if not isinstance(self.chunk_locality, bool):
+            raise ConfigError(
+                f"`chunk_locality` must be True or False, got {self.chunk_locality!r}"
+            )
         _check_int(self, "max_depth", minimum=0)
         _check_int(self, "max_iterations", minimum=1)
         _check_int(self, "max_concurrent_calls", minimum=1)

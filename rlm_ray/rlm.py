@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from rlm_ray.blocking import run_blocking
 from rlm_ray.errors import ConfigError
-from rlm_ray.inputs import check_context, check_query, is_arrow_table, read_path
+from rlm_ray.inputs import check_context, check_query
 from rlm_ray.progress import ProgressCallback
 from rlm_ray.settings import run_settings
 from rlm_ray.tools import ToolCall
@@ -194,25 +194,29 @@ def load(
     chunk_by: str = "chars",
     chunk_size: int = 200_000,
     address: str | None = None,
+    distributed: bool | None = None,
     **read_options: Any,
 ) -> Corpus:
     """Load a corpus into the Ray object store once; pass the result to any number of
     `completion()` calls (follow-up questions) without reloading.
 
-    `source`: a pyarrow.Table with a text column, or a path (directory, JSONL, CSV, Parquet,
-    text file; `read_options` go to `rlm_ray.corpus.ingest.read_corpus`: include, exclude,
-    text_field). `chunk_by` ("chars", "tokens" or "documents") and `chunk_size` say how it is
-    cut into chunks. Starts local Ray if none is running (or connects to `address`). The corpus
-    stays in the object store while the returned `Corpus` is alive.
+    `source`: a pyarrow.Table with a text column, a path (directory, JSONL, CSV, Parquet, text
+    file), a glob (`"shards/*.jsonl"`) or a filesystem URI pyarrow opens (`s3://`, `gs://`,
+    `hdfs://`, `abfs://`); `read_options` (include, exclude, text_field) say how files are read.
+    A large or remote corpus is read and cut on the cluster with Ray Data, a small local one by
+    the driver; `distributed` forces one or the other. `chunk_by` ("chars", "tokens" or
+    "documents") and `chunk_size` say how it is cut into chunks. Starts local Ray if none is
+    running (or connects to `address`). The corpus stays in the object store while the returned
+    `Corpus` is alive.
     """
-    from rlm_ray.config import check_chunking
+    from rlm_ray.corpus.load import load_corpus
 
-    check_chunking(chunk_by, chunk_size)
-    table = source if is_arrow_table(source) else read_path(source, read_options)
-    from rlm_ray.corpus.chunks import document_table
-    from rlm_ray.corpus.store import put_corpus
-    from rlm_ray.runtime import ensure_ray
-
-    document_table(table)  # a table without text fails before Ray starts
-    ensure_ray(address)
-    return put_corpus(table, chunk_by, chunk_size)
+    corpus, _report = load_corpus(
+        source,
+        chunk_by=chunk_by,
+        chunk_size=chunk_size,
+        address=address,
+        distributed=distributed,
+        **read_options,
+    )
+    return corpus

@@ -481,6 +481,8 @@ def _record_where(trace: SubCallTrace, value: LLMReply | CallResult | tools.Tool
     trace.run_started_s = ran.started_s
     trace.duration_s = max(0.0, ended - trace.started_s)
     trace.node_id, trace.actor_id, trace.pid = ran.node_id, ran.actor_id, ran.pid
+    if isinstance(ran, LLMReply):
+        trace.chunks_local, trace.chunk_bytes_pulled = ran.chunks_local, ran.chunk_bytes_pulled
 
 
 def _usage_of(value: LLMReply | CallResult) -> Usage:

@@ -84,6 +84,10 @@ class LLMReply:
     node_id: str = ""
     actor_id: str = ""
     pid: int = 0
+    # A prompt with corpus slices: whether the node that rendered it held all their chunks, and
+    # the bytes of those it did not (moved to it to render); None / 0 for a prompt without.
+    chunks_local: bool | None = None
+    chunk_bytes_pulled: int = 0
 
 
 @dataclass
@@ -99,6 +103,10 @@ class SubCallTrace:
     node_id: str = ""  # the node, actor and process that served it ("" / 0 if unknown)
     actor_id: str = ""
     pid: int = 0
+    # A model call whose prompt held corpus slices (rendered to text on `node_id`): whether
+    # that node held all their chunks, and the bytes of those moved to it (None / 0 otherwise).
+    chunks_local: bool | None = None
+    chunk_bytes_pulled: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0

@@ -4,9 +4,14 @@
     chunks.py   a document table cut into chunk tables; grep over a group of chunks (pure)
     view.py     `Corpus`, the view model code sees as `context`; prompts whose parts are views
     store.py    the Ray glue: chunks put once by the driver, read by handle everywhere
+    load.py     `load_corpus`, the one way in: a table, a small local corpus read by the driver,
+                a large or remote one read on the cluster
+    source.py   a path, directory, glob or URI listed into its files (pyarrow's filesystems)
+    cluster.py  a corpus read and cut on the cluster with Ray Data; the driver keeps the manifest
 
-This package re-exports the view's names (pyarrow only). `ingest` (pyarrow's file readers) and
-`store` (Ray) are imported by name, e.g. `from rlm_ray.corpus import store`, when they are needed.
+This package re-exports the view's names (pyarrow only). `ingest` (pyarrow's file readers),
+`store` (Ray) and the others are imported by name, e.g. `from rlm_ray.corpus import store`, when
+they are needed.
 """
 
 from rlm_ray.corpus.view import (

@@ -91,15 +91,21 @@ def cut_chunks(docs: pa.Table, chunk_by: str, chunk_size: int) -> tuple[pa.Table
     starts = document_starts(lengths)
     index = docs.drop_columns(["text"]).append_column("start", pa.array(starts, pa.int64()))
     bounds = chunk_bounds(lengths, chunk_by, chunk_size)
-    return index, _chunk_tables(docs.column("text"), starts, bounds)
+    return index, chunk_tables(docs.column("text"), starts, bounds)
 
 
-def _chunk_tables(texts: Any, starts: list[int], bounds: list[int]) -> Iterator[pa.Table]:
+def chunk_tables(
+    texts: Any, starts: Sequence[int], bounds: Sequence[int], more_after: bool = False
+) -> Iterator[pa.Table]:
+    """The chunks [bounds[k], bounds[k + 1]) cut from consecutive documents `texts` that start
+    at `starts` in the corpus text and cover those bounds; `more_after`: documents follow them
+    (so a separator follows the last one)."""
     for a, b in zip(bounds, bounds[1:]):
         first = bisect.bisect_right(starts, a) - 1
         last = bisect.bisect_left(starts, b)
         joined = SEPARATOR.join(texts.slice(first, last - first).to_pylist())
-        joined += SEPARATOR if last < len(starts) else ""  # the chunk may end inside it
+        if last < len(starts) or more_after:  # the chunk may end inside the separator
+            joined += SEPARATOR
         piece = joined[a - starts[first] : b - starts[first]]
         yield pa.table({"text": pa.array([piece], pa.large_string())})
 

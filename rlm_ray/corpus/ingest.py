@@ -126,12 +126,26 @@ def _read_buffer(
     buf: pa.Buffer, name: str, fmt: str, text_field: str | None
 ) -> tuple[pa.Table, IngestReport]:
     report = IngestReport(sources=1)
+    if fmt != "text" and buf.size == 0:
+        raise ConfigError(f"empty corpus: {name} is empty")
+    table = file_documents(buf, name, fmt, text_field, report)
+    if fmt != "text" and table.num_rows == 0:
+        raise ConfigError(f"empty corpus: {name} holds no records")
+    return finish_table(table, report, name)
+
+
+def file_documents(
+    buf: pa.Buffer, name: str, fmt: str, text_field: str | None, report: IngestReport
+) -> pa.Table:
+    """One file's documents (`source`, `text`, its other columns; no `id`): what both the
+    driver's reader and the cluster's read tasks make of a file, so both give the same corpus.
+    A binary text file gives no rows (listed in `report`); an empty one, no rows."""
     if fmt == "text":
         text = _decode(buf.to_pybytes(), name, report)
         texts = [] if text is None else [text]
-        return _finish(_text_table([name] * len(texts), texts), report, name)
+        return _text_table([name] * len(texts), texts)
     if buf.size == 0:
-        raise ConfigError(f"empty corpus: {name} is empty")
+        return _text_table([], [])
     if fmt in ("jsonl", "csv") and not _is_utf8(buf):
         # subtle: pyarrow's JSON reader passes invalid UTF-8 into string arrays unchecked, so
         # repair the bytes before parsing (rare, so a Python pass is fine)
@@ -144,10 +158,10 @@ def _read_buffer(
     else:
         table = _read_with(pq.read_table, buf, name, "Parquet")
         if _is_corpus(table.schema):
-            return _finish(table, report, name)
+            return table  # written by `write_corpus`: read back unchanged, its ids kept
     if table.num_rows == 0:
-        raise ConfigError(f"empty corpus: {name} holds no records")
-    return _finish(_document_table(table, name, text_field, report), report, name)
+        return table
+    return _document_table(table, name, text_field, report)
 
 
 def _read_jsonl(buf: pa.Buffer, name: str) -> pa.Table:
@@ -247,7 +261,7 @@ def _read_directory(
         if text is not None:
             sources.append(str(path))
             texts.append(text)
-    return _finish(_text_table(sources, texts), report, f"directory {str(root)!r}")
+    return finish_table(_text_table(sources, texts), report, f"directory {str(root)!r}")
 
 
 def _walk(root: Path, include: Sequence[str], exclude: Sequence[str]) -> list[Path]:
@@ -258,13 +272,13 @@ def _walk(root: Path, include: Sequence[str], exclude: Sequence[str]) -> list[Pa
         for file in sorted(files):
             path = Path(folder, file)
             rel = path.relative_to(root).as_posix()
-            wanted = _matches(rel, include) if include else path.suffix.lower() in TEXT_SUFFIXES
-            if wanted and not file.startswith(".") and not _matches(rel, exclude):
+            wanted = matches(rel, include) if include else path.suffix.lower() in TEXT_SUFFIXES
+            if wanted and not file.startswith(".") and not matches(rel, exclude):
                 found.append(path)
     return found
 
 
-def _matches(rel: str, patterns: Sequence[str]) -> bool:
+def matches(rel: str, patterns: Sequence[str]) -> bool:
     # a pattern may name the relative path, the file name or any parent folder, as in .gitignore
     parts = rel.split("/")
     candidates = [rel, parts[-1]] + ["/".join(parts[:i]) for i in range(1, len(parts))]
@@ -288,17 +302,19 @@ def _text_table(sources: list[str], texts: list[str]) -> pa.Table:
     )
 
 
-def _finish(table: pa.Table, report: IngestReport, where: str) -> tuple[pa.Table, IngestReport]:
+def finish_table(
+    table: pa.Table, report: IngestReport, where: str
+) -> tuple[pa.Table, IngestReport]:
     report.documents = table.num_rows
     report.total_chars = pc.sum(pc.utf8_length(table["text"])).as_py() or 0
     if report.total_chars == 0:
-        raise ConfigError(_empty_message(report, where))
+        raise ConfigError(empty_corpus_message(report, where))
     if "id" not in table.column_names:  # a table we wrote already has its ids
         table = table.add_column(0, "id", pa.array(range(table.num_rows), pa.int64()))
     return table.replace_schema_metadata({**(table.schema.metadata or {}), **_MARKER}), report
 
 
-def _empty_message(report: IngestReport, where: str) -> str:
+def empty_corpus_message(report: IngestReport, where: str) -> str:
     found = f"{report.documents} documents, all empty" if report.documents else "no documents"
     message = f"empty corpus: no text in {where} ({report.sources} files read, {found})"
     skipped = report.skipped_binary

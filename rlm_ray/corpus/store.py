@@ -2,18 +2,26 @@
 
     put_corpus(table)   the driver cuts the table into chunks and puts each one once (Arrow:
                         readers map it zero-copy), plus the document index and a manifest
+                        (`cluster.read_on_cluster` makes the same from tasks on the nodes)
     RayChunks           the `ChunkSource` of a `Corpus`: pickles as two handles, so a view
                         travels to sub-calls as (handles + offsets), never as text
     grep                one Ray task per group of chunks, with the chunks as top-level
                         arguments (Ray schedules a task near its arguments); only matches return
 
-The driver owns every object (it called `ray.put`), so a loaded corpus lives as long as the
-driver holds its `Corpus`, and serves any number of `completion()` calls without a reload.
+The driver owns every object (it called `ray.put`, or submitted the tasks that made them), so a
+loaded corpus lives as long as the driver holds its `Corpus`, and serves any number of
+`completion()` calls without a reload.
+
+The manifest is (object refs, chunk bounds, object starts): object j holds chunks
+object_starts[j] .. object_starts[j + 1] - 1, one row each (None: one chunk per object). Chunks
+cut by tasks are packed so no object is small enough for Ray to return it inline to the driver.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,8 +54,15 @@ def put_corpus(table: Any, chunk_by: str = "chars", chunk_size: int = 200_000) -
     index, chunks = cut_chunks(document_table(table), chunk_by, chunk_size)
     bounds = chunk_bounds(index.column("length").to_pylist(), chunk_by, chunk_size)
     chunk_refs = [ray.put(chunk) for chunk in chunks]
-    manifest_ref = ray.put((chunk_refs, bounds))
-    return Corpus(RayChunks(manifest_ref, ray.put(index), len(chunk_refs), bounds[-1]))
+    return stored_corpus(chunk_refs, bounds, None, index)
+
+
+def stored_corpus(
+    object_refs: list, bounds: Sequence[int], object_starts: Sequence[int] | None, index: pa.Table
+) -> Corpus:
+    """The `Corpus` of chunks already in the object store (the manifest and index put here)."""
+    manifest_ref = ray.put((object_refs, list(bounds), object_starts))
+    return Corpus(RayChunks(manifest_ref, ray.put(index), len(bounds) - 1, bounds[-1]))
 
 
 @trust_source
@@ -58,7 +73,7 @@ class RayChunks:
     def __init__(self, manifest_ref: Any, index_ref: Any, num_chunks: int, total: int) -> None:
         self._manifest_ref, self._index_ref = manifest_ref, index_ref
         self._num_chunks, self._total = num_chunks, total
-        self._loaded: tuple[list, tuple[int, ...]] | None = None
+        self._loaded: _Manifest | None = None
         self._index: pa.Table | None = None
         self._columns: dict[str, list[int]] = {}
 
@@ -70,28 +85,34 @@ class RayChunks:
         """The text of [lo, hi), awaited (for async actors, where `ray.get` would block)."""
         check_read_size(hi - lo)
         if self._loaded is None:
-            refs, bounds = await self._manifest_ref
-            self._loaded = (refs, tuple(bounds))
+            self._loaded = _MANIFESTS.get(self._manifest_ref.hex()) or _remember(
+                self._manifest_ref, await self._manifest_ref
+            )
         ks = list(chunks_between(self.bounds, lo, hi))
-        tables = await asyncio.gather(*self.refs(ks))
-        return read_range(self.bounds, ks, tables, lo, hi)
+        refs, rows = self._loaded.locate(ks)
+        objects = await asyncio.gather(*refs)
+        return read_range(self.bounds, ks, _rows(objects, rows), lo, hi)
 
-    def _manifest(self) -> tuple[list, tuple[int, ...]]:
+    def _manifest(self) -> _Manifest:
         if self._loaded is None:
-            refs, bounds = ray.get(self._manifest_ref)
-            self._loaded = (refs, tuple(bounds))
+            self._loaded = _MANIFESTS.get(self._manifest_ref.hex()) or _remember(
+                self._manifest_ref, ray.get(self._manifest_ref)
+            )
         return self._loaded
 
     @property
     def bounds(self) -> tuple[int, ...]:
-        return self._manifest()[1]
+        return self._manifest().bounds
 
     def refs(self, indices: Sequence[int]) -> list:
-        chunk_refs = self._manifest()[0]
-        return [chunk_refs[k] for k in indices]
+        """The objects that hold chunks `indices` (each once, in order)."""
+        return self._manifest().locate(indices)[0]
 
     def tables(self, indices: Sequence[int]) -> list[pa.Table]:
-        return ray.get(self.refs(indices)) if indices else []
+        if not indices:
+            return []
+        refs, rows = self._manifest().locate(indices)
+        return _rows(ray.get(refs), rows)
 
     def index(self) -> pa.Table:
         if self._index is None:
@@ -111,18 +132,56 @@ class RayChunks:
         for g in range(0, len(ks), size):
             group = ks[g : g + size]
             nxt = group[-1] + 1
-            overlap = self.refs([nxt]) if nxt < self._num_chunks else []
+            own = group + ([nxt] if nxt < self._num_chunks else [])
+            objects, rows = self._manifest().locate(own)
             b0, b1 = self.bounds[group[0]], self.bounds[group[-1] + 1]
-            args = (pattern, flags, b0, b1, lo, hi, limit, len(group))
-            refs.append(task.remote(args, self._index_ref, *self.refs(group), *overlap))
+            args = (pattern, flags, b0, b1, lo, hi, limit, len(group), rows)
+            refs.append(task.remote(args, self._index_ref, *objects))
         return [m for found in _get_all(refs) for m in found]
 
     def __repr__(self) -> str:
         return f"<corpus chunks: {self._num_chunks} in the object store, {self._total:,} chars>"
 
 
-def _grep_group(args: tuple, index: pa.Table, *tables: pa.Table) -> list[tuple]:
-    pattern, flags, b0, b1, lo, hi, limit, own = args
+class _Manifest:
+    """Where each chunk is: (object refs, bounds, object starts) as stored."""
+
+    def __init__(self, refs: list, bounds: Sequence[int], starts: Sequence[int] | None) -> None:
+        self.objects, self.bounds = refs, tuple(bounds)
+        self._starts = None if starts is None else list(starts)
+
+    def locate(self, ks: Sequence[int]) -> tuple[list, list[tuple[int, int]]]:
+        """The objects holding chunks `ks` (each once) and, per chunk, (object, row)."""
+        if self._starts is None:
+            return [self.objects[k] for k in ks], [(i, 0) for i in range(len(ks))]
+        at: dict[int, int] = {}
+        rows = []
+        for k in ks:
+            j = bisect.bisect_right(self._starts, k) - 1
+            rows.append((at.setdefault(j, len(at)), k - self._starts[j]))
+        return [self.objects[j] for j in at], rows
+
+
+# subtle: every prompt a gateway renders brings its own copy of a view (unpickled), and a large
+# corpus's manifest holds tens of thousands of handles: the views alive in a process share one
+# manifest, which goes with the last of them (weak values: a corpus is never kept alive here).
+_MANIFESTS: weakref.WeakValueDictionary[str, _Manifest] = weakref.WeakValueDictionary()
+
+
+def _remember(manifest_ref: Any, stored: tuple) -> _Manifest:
+    manifest = _Manifest(*stored)
+    _MANIFESTS[manifest_ref.hex()] = manifest
+    return manifest
+
+
+def _rows(objects: Sequence[pa.Table], rows: Sequence[tuple[int, int]]) -> list[pa.Table]:
+    """One table per chunk: row `r` of object `i` (a zero-copy slice)."""
+    return [objects[i].slice(r, 1) for i, r in rows]
+
+
+def _grep_group(args: tuple, index: pa.Table, *objects: pa.Table) -> list[tuple]:
+    pattern, flags, b0, b1, lo, hi, limit, own, rows = args
+    tables = _rows(objects, rows)
     texts = [chunk_text(t) for t in tables[:own]]
     texts += [chunk_text(t, 0, GREP_OVERLAP_CHARS) for t in tables[own:]]
     starts = index.column("start").to_pylist()
@@ -165,3 +224,80 @@ def _get_all(refs: list) -> list:
         for ref in refs:
             ray.cancel(ref, force=True)
         raise
+
+
+# -- locality: where the chunks a prompt or a view reads are ----------------------------------------
+
+MAX_LOCATED_OBJECTS = 64
+"""A view over more chunk objects than this is placed by its first this many."""
+
+
+def view_objects(view: Corpus) -> list:
+    """The object refs holding the chunks a view reads (none for a view not in the store)."""
+    source = view._source
+    if not isinstance(source, RayChunks):
+        return []
+    return source.refs(chunks_between(source.bounds, view._start, view._stop))
+
+
+def prompt_objects(prompt: str | list) -> list:
+    """The object refs the corpus views of a prompt (`view.prompt_parts`) read."""
+    if isinstance(prompt, str):
+        return []
+    return [ref for part in prompt if isinstance(part, Corpus) for ref in view_objects(part)]
+
+
+def bytes_by_node(refs: list, known: dict | None = None) -> dict[str, int]:
+    """Bytes of `refs` each node holds (a copy in its object store); {} if unknown. `known`:
+    locations already looked up (`locations`), asked again only for the refs it lacks."""
+    where = dict(known or {})
+    missing = [ref for ref in refs if ref not in where]
+    where.update(locations(missing))
+    held: dict[str, int] = {}
+    for ref in refs:
+        nodes, size = where.get(ref, ((), 0))
+        for node in nodes:
+            held[node] = held.get(node, 0) + (size or 1)
+    return held
+
+
+def locations(refs: list) -> dict[Any, tuple[tuple[str, ...], int]]:
+    """For each ref: (the nodes holding a copy, its size), in one lookup; {} if unknown."""
+    if not refs:
+        return {}
+    try:
+        where = ray.experimental.get_object_locations(refs, timeout_ms=2000)
+    except Exception:  # locality is a preference: without it the call still runs
+        return {}
+    return {
+        ref: (tuple(info.get("node_ids") or ()), info.get("object_size") or 0)
+        for ref, info in where.items()
+    }
+
+
+def corpus_objects(prompt: str | list) -> list:
+    """Every chunk object of the corpora a prompt's views read (to look their places up at once)."""
+    if isinstance(prompt, str):
+        return []
+    sources = {id(p._source): p._source for p in prompt if isinstance(p, Corpus)}
+    return [
+        ref
+        for source in sources.values()
+        if isinstance(source, RayChunks)
+        for ref in source._manifest().objects
+    ]
+
+
+def pulled_bytes(refs: list, node_id: str) -> int:
+    """Bytes of `refs` that `node_id` does not hold: what reading them there moves to it."""
+    if not refs:
+        return 0
+    try:
+        where = ray.experimental.get_object_locations(refs, timeout_ms=1000)
+    except Exception:
+        return 0
+    return sum(
+        info.get("object_size") or 0
+        for info in where.values()
+        if node_id not in (info.get("node_ids") or ())
+    )

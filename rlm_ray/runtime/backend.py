@@ -19,6 +19,7 @@ from ray.exceptions import GetTimeoutError, RayTaskError
 
 from rlm_ray import corpus, measure
 from rlm_ray.call import CallSpec, remaining_s
+from rlm_ray.corpus import store as corpus_store
 from rlm_ray.errors import LimitExceededError
 from rlm_ray.llm import LLMRequest
 from rlm_ray.local_model import LOCAL_MODELS
@@ -60,6 +61,8 @@ class RayBackend:
         # Each call starts its round robin at a random gateway: calls that make one model call
         # each would otherwise all queue on the same one.
         self._next = random.randrange(len(self.gateways))
+        locality = spec.config.chunk_locality and len(self.gateways) > 1
+        self._locality = ChunkLocality(self.gateways, self._per_gateway_cap) if locality else None
 
     def _gateway(self) -> Any:
         self._next = (self._next + 1) % len(self.gateways)
@@ -90,12 +93,14 @@ class RayBackend:
             return f"openai/{LOCAL_MODELS[model].served_name}"
         return model
 
-    def _complete(self, request: LLMRequest, depth: int, sub_call: bool = False) -> Any:
+    def _complete(
+        self, request: LLMRequest, depth: int, sub_call: bool = False, gateway: Any = None
+    ) -> Any:
         spec = self.spec
         # the dashboard's task list names each model call by role and depth
         role = "llm_query" if sub_call else "model turn"
         name = f"{role} depth={depth} call={spec.call_id}"
-        complete = self._gateway().complete.options(name=name)
+        complete = (gateway or self._gateway()).complete.options(name=name)
         return complete.remote(
             request,
             spec.run_id,
@@ -135,7 +140,12 @@ class RayBackend:
         request = self._request(
             model or models.sub_model, messages, models.sub_llm_kwargs, self.spec.window_of(model)
         )
-        return self._complete(request, self.spec.depth + 1, sub_call=True)
+        locality = self._locality
+        near = locality.gateway_for(prompt) if locality else None
+        ref = self._complete(request, self.spec.depth + 1, sub_call=True, gateway=near)
+        if locality and near is not None:
+            locality.sent(near, ref)
+        return ref
 
     def start_rlm(self, query: str, context: Any, model: str | None) -> Any:
         spec = self.spec
@@ -175,6 +185,8 @@ class RayBackend:
 
     def fetch(self, handles: list) -> list[tuple[bool, Any]]:
         ready = _wait_all(handles, self.spec.deadline)
+        if self._locality:
+            self._locality.finished(ready)
         if len(ready) == len(handles):
             try:
                 return [(True, value) for value in ray.get(handles)]  # one round trip for all
@@ -195,6 +207,57 @@ class RayBackend:
             return True, ray.get(ref)
         except Exception as exc:
             return False, unwrap(exc)
+
+
+class ChunkLocality:
+    """Sends a sub-call whose prompt reads corpus chunks to a gateway on the node holding most
+    of their bytes, while that gateway has fewer than `cap` of this call's sub-calls in flight
+    (else round robin, as any other call): the chunks are then read from the node's own object
+    store instead of being moved to another node."""
+
+    _nodes: dict[str, str] = {}  # gateway actor id -> its node, per process (asked once)
+
+    def __init__(self, gateways: list, cap: int) -> None:
+        self._gateways, self._cap = gateways, cap
+        self._in_flight: dict[int, set] = {}
+        self._where: dict = {}  # chunk object -> (nodes, size), looked up once per corpus
+
+    def gateway_for(self, prompt: str | list) -> Any:
+        refs = corpus_store.prompt_objects(prompt)
+        if not refs:
+            return None
+        if any(ref not in self._where for ref in refs):  # one lookup for the whole corpus
+            objects = corpus_store.corpus_objects(prompt)
+            found = corpus_store.locations(objects)
+            self._where.update({ref: found.get(ref, ((), 0)) for ref in objects})
+        held = corpus_store.bytes_by_node(refs, self._where)
+        if not held:
+            return None
+        nodes = self._gateway_nodes()
+        for node in sorted(held, key=held.__getitem__, reverse=True):
+            for i, gateway in enumerate(self._gateways):
+                if nodes[i] == node and self._has_room(i):
+                    return gateway
+        return None
+
+    def sent(self, gateway: Any, ref: Any) -> None:
+        self._in_flight.setdefault(self._gateways.index(gateway), set()).add(ref)
+
+    def finished(self, refs: list) -> None:
+        """These sub-calls are done (the code collected them): their gateways have room again."""
+        for in_flight in self._in_flight.values():
+            in_flight.difference_update(refs)
+
+    def _has_room(self, i: int) -> bool:
+        return len(self._in_flight.get(i, ())) < self._cap
+
+    def _gateway_nodes(self) -> list[str]:
+        ids = [g._actor_id.hex() for g in self._gateways]
+        unknown = [g for g, a in zip(self._gateways, ids) if a not in self._nodes]
+        if unknown:
+            for g, node in zip(unknown, ray.get([g.node_id.remote() for g in unknown])):
+                self._nodes[g._actor_id.hex()] = node
+        return [self._nodes[a] for a in ids]
 
 
 def _wait_all(refs: list, deadline: float | None) -> list:

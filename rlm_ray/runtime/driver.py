@@ -148,11 +148,15 @@ def _start_runtime(config: RLMConfig) -> Runtime:
     # `num_gateways` per live node (SPREAD alone put these zero-CPU actors all on one node).
     # Soft affinity, so that a gateway lost with its node is restarted elsewhere, and Ray
     # re-sends the model calls it had in flight (max_task_retries): a pure model call survives a
-    # node loss. subtle: Ray 2.60 places a soft zero-CPU actor aimed at the head on another node.
+    # node loss. subtle: Ray 2.60 ignores a soft affinity of an actor that asks for no resource
+    # at all (all three gateways of a 3-node cluster landed on one node); one byte of `memory`
+    # (a logical resource: nothing is reserved) makes it honour it, so that every node has its
+    # gateways and a sub-call can be rendered where its corpus chunks are.
     nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
     gateways = [
         RemoteGateway.options(
             num_cpus=0,
+            memory=1,
             max_concurrency=4096,
             max_restarts=-1,
             max_task_retries=-1,

@@ -51,6 +51,10 @@ class LLMGateway:
     def ready(self) -> bool:
         return True
 
+    def node_id(self) -> str:
+        """The node this gateway runs on (for sending it the sub-calls whose chunks are there)."""
+        return self._node_id
+
     async def warm_up(self, calls: list[tuple[str, str | None, dict[str, Any]]]) -> None:
         """A run begins whose calls are (model, api_base, kwargs): if one of them needs litellm,
         it is imported and its first-call costs paid now, offline, while the root's first turn
@@ -95,9 +99,12 @@ class LLMGateway:
                         self._admitted, run_id=run_id, admission=admission, sub_call=sub_call
                     )
                 # a corpus slice in the prompt becomes text here; `local`: this node's server
+                pulled = await _chunks_pulled(request, self._node_id)
                 request = (await _rendered(request)).for_node(self._node_id)
                 started = time.time()
                 reply = await self._call(request, run_id, depth, cache_dir, send)
+                if pulled is not None:  # the prompt read chunks: were they on this node?
+                    reply.chunks_local, reply.chunk_bytes_pulled = pulled == 0, pulled
                 # when and where this call ran, for the trace
                 reply.started_s, reply.ended_s = started, time.time()
                 reply.node_id, reply.actor_id, reply.pid = self._where
@@ -197,6 +204,19 @@ def check_request(request: LLMRequest) -> None:
             model=request.model,
             kind="prompt too long",
         )
+
+
+async def _chunks_pulled(request: LLMRequest, node_id: str) -> int | None:
+    """Bytes of the prompt's chunks this node does not hold (reading them moves them here);
+    None for a prompt without corpus slices."""
+    if all(isinstance(m["content"], str) for m in request.messages):
+        return None
+
+    def pulled() -> int | None:  # in a thread: reading a manifest the first time blocks
+        refs = [r for m in request.messages for r in store.prompt_objects(m["content"])]
+        return store.pulled_bytes(refs, node_id) if refs else None
+
+    return await asyncio.to_thread(pulled)
 
 
 async def _rendered(request: LLMRequest) -> LLMRequest:

@@ -27,8 +27,9 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from rlm_ray import progress, prompts
+from rlm_ray import corpus, progress, prompts
 from rlm_ray.call import CallSpec, Checkpoint, Restart
+from rlm_ray.corpus import store
 from rlm_ray.errors import SandboxError
 from rlm_ray.loop import Resume
 from rlm_ray.runtime.ray_basics import unwrap
@@ -189,7 +190,7 @@ class REPLPool:
         """Run the call in a worker; if the worker dies, go on in a new one from the checkpoint."""
         restart: Restart | None = None
         while True:
-            worker, node = await self._take_worker(spec.context_ref)
+            worker, node = await self._take_worker(_near(spec))
             self._workers[spec.call_id] = worker
             try:
                 run = worker.run.options(name=f"rlm call depth={spec.depth} call={spec.call_id}")
@@ -403,15 +404,27 @@ def new_worker(node: str, memory_mb: int | None) -> Any:
     ).remote(memory_mb)
 
 
-def _holders(context_ref: Any) -> list[str]:
-    """The nodes holding a copy of a context in their object store (none for inline values)."""
-    if context_ref is None:
+def _near(spec: CallSpec) -> Any:
+    """What the call should run next to: its context's handle, or a corpus view (its chunks)."""
+    if spec.context_ref is None and isinstance(spec.context_value, corpus.Corpus):
+        return spec.context_value
+    return spec.context_ref
+
+
+def _holders(near: Any) -> list[str]:
+    """The nodes holding a copy of a context (or of a view's chunks: most bytes first) in their
+    object store (none for inline values)."""
+    if near is None:
         return []
+    if isinstance(near, corpus.Corpus):
+        refs = store.view_objects(near)[: store.MAX_LOCATED_OBJECTS]
+        held = store.bytes_by_node(refs)
+        return sorted(held, key=held.__getitem__, reverse=True)
     try:
-        where = ray.experimental.get_object_locations([context_ref], timeout_ms=1000)
+        where = ray.experimental.get_object_locations([near], timeout_ms=1000)
     except Exception:  # locality is a preference: without it the call still runs
         return []
-    return list(where.get(context_ref, {}).get("node_ids") or [])
+    return list(where.get(near, {}).get("node_ids") or [])
 
 
 def _loss_reason(exc: RayActorError) -> str:

@@ -38,6 +38,8 @@ SUBCALL = pa.struct(
         ("arguments", _str),
         ("result_preview", _str),
         ("decision", _str),
+        ("chunks_local", _bool),
+        ("chunk_bytes_pulled", _int),
     ]
 )
 CELL = pa.struct(
