@@ -275,19 +275,6 @@ def locations(refs: list) -> dict[Any, tuple[tuple[str, ...], int]]:
     }
 
 
-def corpus_objects(prompt: str | list) -> list:
-    """Every chunk object of the corpora a prompt's views read (to look their places up at once)."""
-    if isinstance(prompt, str):
-        return []
-    sources = {id(p._source): p._source for p in prompt if isinstance(p, Corpus)}
-    return [
-        ref
-        for source in sources.values()
-        if isinstance(source, RayChunks)
-        for ref in source._manifest().objects
-    ]
-
-
 def pulled_bytes(refs: list, node_id: str) -> int:
     """Bytes of `refs` that `node_id` does not hold: what reading them there moves to it."""
     if not refs:

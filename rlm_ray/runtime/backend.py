@@ -220,16 +220,16 @@ class ChunkLocality:
     def __init__(self, gateways: list, cap: int) -> None:
         self._gateways, self._cap = gateways, cap
         self._in_flight: dict[int, set] = {}
-        self._where: dict = {}  # chunk object -> (nodes, size), looked up once per corpus
+        self._where: dict = {}  # chunk object -> (nodes, size), looked up once per call
 
     def gateway_for(self, prompt: str | list) -> Any:
         refs = corpus_store.prompt_objects(prompt)
         if not refs:
             return None
-        if any(ref not in self._where for ref in refs):  # one lookup for the whole corpus
-            objects = corpus_store.corpus_objects(prompt)
-            found = corpus_store.locations(objects)
-            self._where.update({ref: found.get(ref, ((), 0)) for ref in objects})
+        missing = [ref for ref in refs if ref not in self._where]
+        if missing:  # subtle: the prompt's own chunks only (a lookup of 25,000 at once made
+            found = corpus_store.locations(missing)  # the REPL process run out of memory)
+            self._where.update({ref: found.get(ref, ((), 0)) for ref in missing})
         held = corpus_store.bytes_by_node(refs, self._where)
         if not held:
             return None
