@@ -49,7 +49,7 @@ def run_program(
     for turn, group in groupby(numbered, key=lambda item: item[1].turn):
         check_limits()
         # no model reply: `response` stays "" (and is never taken for a partial answer)
-        iteration = IterationTrace(index=turn, response="", started_s=time.time())
+        iteration = IterationTrace(index=turn, response="", started_s=time.time(), replayed=True)
         trace.iterations.append(iteration)
         for index, cell in group:
             report = repl.run(cell.code)

@@ -103,7 +103,11 @@ def context_window(config: RLMConfig, model: str) -> int:
 def _check_model(model: str, api_base: str | None) -> None:
     if not is_local(model):
         if not (isinstance(model, str) and model_names.has_known_provider(model)):
-            llm.check_model(model)  # imports litellm (seconds) to ask it
+            try:
+                llm.check_model(model)  # imports litellm (seconds) to ask it
+            except ConfigError as exc:  # a typo of a local name must hear of the local names
+                local = ", ".join(repr(name) for name in LOCAL_MODELS)
+                raise ConfigError(f"{exc}; or one rlm-ray serves itself: {local}") from None
         return
     if api_base is not None:
         raise ConfigError(

@@ -154,6 +154,8 @@ class IterationTrace:
     output_tokens: int = 0
     cost_usd: float = 0.0
     cells: list[CellTrace] = field(default_factory=list)
+    replayed: bool = False
+    """A program's recorded turn (a replay): its cells ran again, no model was asked."""
 
 
 @dataclass

@@ -133,7 +133,7 @@ def trace_sums(trace: Any) -> tuple[int, int, int]:
     calls = input_tokens = output_tokens = 0
     for call in trace.walk():
         for iteration in call.iterations:
-            calls += 1
+            calls += not iteration.replayed  # a replay's recorded turn asked no model
             input_tokens += iteration.input_tokens
             output_tokens += iteration.output_tokens
             for cell in iteration.cells:

@@ -223,3 +223,29 @@ def test_run_help_names_every_context_form_prompt_and_default(capsys):
     assert "prompt variant: paper, small, small-code" in text
     for default in ("(default: 1)", "(default: 20)", "(default: chars)", "(default: 200000)"):
         assert default in text
+
+
+def test_a_mistyped_local_model_hears_of_the_local_names(context_file, capsys):
+    code = main(["run", "--model", "local-typo", "--context", str(context_file), "--query", "q"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "'local'" in err and "'local-small'" in err, err
+
+
+def test_the_readme_documents_every_exit_code():
+    """The codes the command returns (rlm_ray/cli/run.py) are the ones the README's "Use"
+    section states, each with what it means."""
+    from pathlib import Path
+
+    from rlm_ray import cli
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    use = readme.split("## Use", 1)[1].split("\n## ", 1)[0]
+    stated = {
+        cli.EXIT_ANSWER: "an answer",
+        cli.EXIT_ERROR: "an error",
+        cli.EXIT_USAGE: "a usage mistake",
+        cli.EXIT_INTERRUPTED: "interrupted",
+    }
+    for number, meaning in stated.items():
+        assert f"{number} {meaning}" in " ".join(use.split()), (number, meaning)

@@ -227,6 +227,35 @@ def test_cli_replay_from_a_trace_file(model_server, tmp_path, ray_session, capsy
     assert program.answer == AnswerRule("FINAL_VAR", name="count") and len(program.cells) == 1
 
 
+def test_a_replay_summary_counts_the_calls_json_counts(model_server, tmp_path, capsys):
+    """Issue 30: the summary line of a replay said "1 model calls" where `--json` said 0 (the
+    recorded turn counted as a model call)."""
+    from helpers import summary_numbers
+
+    model_server.reply = turns(code("total = sum(int(x) for x in context.split())\nFINAL(total)"))
+    base = ["--model", "openai/scripted", "--api-base", model_server.url, "--api-key", "sk-test"]
+    recorded, new, trace = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "run.jsonl"
+    recorded.write_text("1 2 3")
+    new.write_text("10 20")
+    run = ["run", *base, "--context", str(recorded), "--query", "Sum.", "--trace", str(trace)]
+    assert main([*run, "--quiet"]) == 0
+    capsys.readouterr()
+    model_server.reset_stats()
+    assert main(["replay", str(trace), *base, "--context", str(new), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["answer"] == "30" and json.loads(out)["usage"]["calls"] == 0
+    (summary,) = [line for line in err.splitlines() if "model calls" in line]
+    assert summary_numbers(summary) == (0, 0, 0), summary
+    assert model_server.requests == []
+
+
+def test_the_saved_script_says_how_to_run_it(tmp_path):
+    program = Program("q", [ProgramCell("FINAL(1)")], AnswerRule("cell", cell=0), "m")
+    text = program.save(tmp_path / "gate_code.py").read_text()
+    assert "python gate_code.py --context NEW_DATA" in text
+    assert "{" not in text.split('"""')[1]  # the docstring holds no template left unfilled
+
+
 def test_cli_replay_failure_is_one_line(needle_run, model_server, tmp_path, capsys):
     _, result = needle_run
     from rlm_ray.trace.file import write_trace

@@ -288,3 +288,46 @@ def test_a_worker_killed_mid_question_resumes_with_the_session_restored(make_rlm
     assert box["r"].answer == "42" and box["r"].trace.repl_restarts == 1
     told = [r for r in model_server.requests if r.system][-1].last_user
     assert "REPL LOST" in told and "REPL RESTORED" in told and "No variable was lost" in told
+
+
+def test_chat_writes_one_trace_root_per_question_and_exits_1_if_one_failed(
+    model_server, ray_session, tmp_path, capsys, monkeypatch
+):
+    """`chat --trace FILE` (issue 30): the file holds each question's call tree, in order, and
+    `rlm-ray trace` shows them all; a failed question is reported, the chat goes on, and the
+    exit code says something failed."""
+    import io
+    import json
+    import sys
+
+    from rlm_ray.cli import main
+
+    model_server.reply = by_question(
+        {
+            "Q-ONE": code("n = len(context)\nFINAL(n)"),
+            "Q-BAD": code("llm_query('more')"),  # over the budget of 0 sub-calls: an error
+            "Q-TWO": code("FINAL(n * 2)"),
+        }
+    )
+    path, trace = tmp_path / "ctx.txt", tmp_path / "chat.jsonl"
+    path.write_text("0123456789")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Q-ONE\nQ-BAD\nQ-TWO\n"))
+    args = ["--model", "openai/scripted", "--api-base", model_server.url, "--api-key", "k"]
+    capsys.readouterr()
+    status = main(
+        ["chat", *args, "--context", str(path), "--trace", str(trace), "--quiet"]
+        + ["--max-sub-calls", "0"]
+    )
+    out, err = capsys.readouterr()
+    assert status == 1, err
+    assert out.split() == ["10", "20"] and "rlm-ray: error:" in err
+    records = [json.loads(line) for line in trace.read_text().splitlines()]
+    roots = [r for r in records if r["parent_id"] is None]
+    assert [r["query"] for r in roots] == ["Q-ONE", "Q-BAD", "Q-TWO"]
+    assert main(["trace", str(trace)]) == 0
+    shown = capsys.readouterr().out
+    assert all(q in shown for q in ("Q-ONE", "Q-BAD", "Q-TWO"))
+    with pytest.raises(ConfigError, match="3 runs"):
+        from rlm_ray import Program
+
+        Program.from_file(trace)

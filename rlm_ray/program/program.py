@@ -160,7 +160,7 @@ class Program:
 
         api_base = None if self._rlm is None else self._rlm.models.api_base
         out = Path(path)
-        out.write_text(render(self, api_base=api_base), encoding="utf-8")
+        out.write_text(render(self, api_base=api_base, script=out.name), encoding="utf-8")
         return out
 
     def describe(self) -> str:
@@ -191,6 +191,12 @@ class _Recorded:
             root = _as_record(trace)
             calls = [{"depth": call.depth} for call in trace.walk()]
         elif isinstance(trace, list) and trace and isinstance(trace[0], Mapping):
+            roots = sum(1 for record in trace if record.get("parent_id") is None)
+            if roots > 1:  # `rlm-ray chat --trace`: each question builds on the ones before
+                raise ConfigError(
+                    f"these trace records hold {roots} runs (a chat session's questions); a "
+                    "program is made from the trace of one run (`rlm-ray run --trace`)"
+                )
             root, calls = dict(trace[0]), [dict(record) for record in trace]
         else:
             raise ConfigError(

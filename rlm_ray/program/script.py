@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import shlex
 import textwrap
 import unicodedata
 from typing import Any
@@ -25,7 +26,7 @@ It re-runs that run's code on new data, on Ray, with no root-model calls: `llm_q
 record operators and `recursive_llm` stay live calls (to SUB_MODEL); the root model's turns are
 gone. The answer: {answer_doc}
 
-    python {{this file}} --context NEW_DATA [--model M] [--sub-model M] [--api-base URL] [--json]
+    python {script} --context NEW_DATA [--model M] [--sub-model M] [--api-base URL] [--json]
 
 (the options of `rlm-ray replay`; --allow-effects lets `write` tools run again). Needs rlm-ray.
 """
@@ -67,12 +68,14 @@ if __name__ == "__main__":
 """
 
 
-def render(program: Any, *, api_base: str | None = None) -> str:
-    """The script's text (`Program.save`). Every recorded str comes back exactly (it is a
-    literal); text shown for reading (the docstring, comments) has its control characters and
-    lone surrogates escaped, so no query or code can keep the file from parsing."""
+def render(program: Any, *, api_base: str | None = None, script: str = "program.py") -> str:
+    """The script's text (`Program.save`; `script`: its file name, for the usage line). Every
+    recorded str comes back exactly (it is a literal); text shown for reading (the docstring,
+    comments) has its control characters and lone surrogates escaped, so no query or code can
+    keep the file from parsing."""
     answer_doc = _readable(program.answer.describe())
     head = _HEAD.format(
+        script=_docstring_safe(_readable(_shell_word(script))),
         query_doc=_indented(program.query),
         answer_doc=_docstring_safe(_wrap(answer_doc, " " * 12, "")[12:]),
         model=program.model,
@@ -133,6 +136,11 @@ def _str_literal(text: str) -> str:
         except (SyntaxError, ValueError):
             continue
     return repr(text)
+
+
+def _shell_word(name: str) -> str:
+    """A file name as a shell would take it (quoted if it holds anything but plain characters)."""
+    return shlex.quote(name)
 
 
 def _wrap(text: str, first: str, rest: str) -> str:

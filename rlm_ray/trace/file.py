@@ -1,7 +1,9 @@
 """Trace files: a run's call tree on disk, one record per RLM call, as JSONL or Parquet.
 
 A record is a `CallTrace` as a dict with `parent_id`; a child call inside a cell's `subcalls` is
-replaced by its `child_id`, so the file streams and greps well. Every level (call, iteration,
+replaced by its `child_id`, so the file streams and greps well. A file holds one call tree (`rlm-ray
+run --trace`) or several one after another (`rlm-ray chat --trace`: one per question), each
+starting with its root record (`parent_id` null). Every level (call, iteration,
 cell, sub-call) carries `started_s` and `ended_s` (wall clock, `time.time()`). The fields are
 described in docs/trace.md. JSONL and Parquet (`parquet.py`) hold the same records; the
 format follows the file's extension. Secrets never get here: `RLM` masks them in the trace
@@ -64,8 +66,14 @@ def _children(call: CallTrace) -> Iterator[CallTrace]:
 
 def write_trace(root: CallTrace, path: str | Path) -> int:
     """Write the trace of `root` as JSONL or Parquet (by extension); returns the calls written."""
+    return write_traces([root], path)
+
+
+def write_traces(roots: list[CallTrace], path: str | Path) -> int:
+    """Write the call trees of `roots` (a session's questions, in order) into one file, each
+    root's records after the one before; returns the calls written."""
     suffix = _suffix(path)
-    records = list(trace_records(root))
+    records = [record for root in roots for record in trace_records(root)]
     if suffix == ".parquet":
         from rlm_ray.trace.parquet import write_parquet
 
@@ -82,7 +90,8 @@ def write_jsonl_records(records: list[dict[str, Any]], path: str | Path) -> None
 
 
 def read_trace(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a trace file (JSONL or Parquet), checked to form one call tree."""
+    """The records of a trace file (JSONL or Parquet), checked to form call trees (see
+    `check_records`)."""
     suffix = _suffix(path)
     if not Path(path).is_file():
         raise ConfigError(f"trace file {path}: no such file")
@@ -112,10 +121,11 @@ def _read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 
 def check_records(records: list[Any], path: str | Path) -> None:
-    """Raise `ConfigError` unless `records` are the calls of one tree, parents first."""
+    """Raise `ConfigError` unless `records` are the calls of one or more trees, each root
+    followed by its descendants, parents first."""
     if not records:
         raise ConfigError(f"trace file {path}: no records in it")
-    seen: set[str] = set()
+    seen: set[str] = set()  # the calls of the current tree
     for number, record in enumerate(records, 1):
         where = f"trace file {path}: record {number}"
         if not isinstance(record, dict):
@@ -124,9 +134,21 @@ def check_records(records: list[Any], path: str | Path) -> None:
             if not isinstance(record.get(name), kind):
                 raise ConfigError(f"{where} has no valid `{name}`; is this an rlm-ray trace?")
         parent = record.get("parent_id")
-        if (parent is None) != (number == 1) or (parent is not None and parent not in seen):
+        if parent is None:
+            seen = set()  # a new tree begins
+        elif parent not in seen:
             raise ConfigError(f"{where}: its parent {parent!r} does not come before it")
         seen.add(record["call_id"])
+
+
+def trees(records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The records of each call tree of a checked file, in order (root first in each)."""
+    found: list[list[dict[str, Any]]] = []
+    for record in records:
+        if record.get("parent_id") is None:
+            found.append([])
+        found[-1].append(record)
+    return found
 
 
 def check_trace_path(path: str | Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_ray.trace import summary as ts
+from rlm_ray.trace.file import trees
 
 Record = dict[str, Any]
 _ROW_PX = 20
@@ -26,20 +27,28 @@ def write_html(records: list[Record], path: str | Path) -> None:
 
 
 def render_html(records: list[Record]) -> str:
+    """The page of a trace file: one timeline, and each call tree (a chat session's file holds
+    one per question) with its summary and query."""
     calls = ts.by_id(records)
-    root = records[0]
-    title = f"rlm-ray trace {root['call_id']}"
+    roots = [tree[0] for tree in trees(records)]
+    title = f"rlm-ray trace {roots[0]['call_id']}"
+    if len(roots) > 1:
+        title += f" (+{len(roots) - 1} more questions)"
+    heads = [
+        f'<p class="summary">{_e(ts.summary(tree))}</p>'
+        f'<p class="query">query: {_e(_clip(tree[0]["query"], 300))}</p>'
+        for tree in trees(records)
+    ]
     return "".join(
         [
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
             f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>",
-            f'<header><h1>{_e(title)}</h1><p id="summary">{_e(ts.summary(records))}</p>',
-            f'<p class="query">query: {_e(_clip(root["query"], 300))}</p></header>',
+            f"<header><h1>{_e(title)}</h1>{''.join(heads)}</header>",
             _timeline(ts.timeline(records)),
             '<section id="tree"><h2>Call tree</h2><div class="toolbar">',
             '<button type="button" id="expand-all">Expand all</button>',
             '<button type="button" id="collapse-all">Collapse all</button></div>',
-            _call(root, calls, open_=True),
+            *(_call(root, calls, open_=len(roots) == 1) for root in roots),
             f"</section><script>{_JS}</script></body></html>\n",
         ]
     )
@@ -172,7 +181,7 @@ def _clip(text: str, n: int) -> str:
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:16px;color:#222;background:#fff}
 h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:18px 0 6px}
-#summary,.query{margin:2px 0;color:#444}
+.summary,.query{margin:2px 0;color:#444}
 .legend .bar{position:static;display:inline-block;padding:0 6px;height:16px}
 .axis,.lane{display:flex;align-items:stretch}
 .lane-label{flex:0 0 190px;font-size:12px;color:#555;padding-right:6px;overflow:hidden;

@@ -66,6 +66,7 @@ ITERATION = pa.struct(
         ("output_tokens", _int),
         ("cost_usd", _float),
         ("cells", pa.list_(CELL)),
+        ("replayed", _bool),
     ]
 )
 SCHEMA = pa.schema(

@@ -54,6 +54,11 @@ def call_label(record: Record) -> str:
 
 
 def iteration_label(iteration: Record) -> str:
+    if iteration.get("replayed"):  # a program's recorded turn: no model call
+        cells = len(iteration["cells"])
+        return (
+            f"iteration {iteration['index'] + 1} · replayed, no model call · {cells} code cell(s)"
+        )
     return " · ".join(
         [
             f"iteration {iteration['index'] + 1}",

@@ -6,7 +6,8 @@ the reply arrived, which the trace never sees. The trace comes back with the res
 happened on the way (a call whose REPL is lost goes on from its checkpoint, trace and usage
 together), so the run's last progress snapshot is rebuilt from it (`final_progress`).
 
-    model calls at depth d   the turns of every RLM call at depth d (a plain call: one), and
+    model calls at depth d   the turns of every RLM call at depth d (a plain call: one; a
+                             replay's recorded turns: none, they ask no model), and
                              the leaf sub-calls (`llm_query`, ...) made by calls at depth d - 1
     tokens and cost          the root's totals: `result.usage`, which `trace_usage` re-adds
                              from the tree's turns and leaf sub-calls
@@ -20,7 +21,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 from rlm_ray.progress import DepthProgress, Progress
-from rlm_ray.types import CallTrace, ModelUsage, SubCallTrace, Usage
+from rlm_ray.types import CallTrace, IterationTrace, ModelUsage, SubCallTrace, Usage
 
 
 def leaf_subcalls(call: CallTrace) -> Iterator[SubCallTrace]:
@@ -32,6 +33,11 @@ def leaf_subcalls(call: CallTrace) -> Iterator[SubCallTrace]:
                     yield sub
 
 
+def model_turns(call: CallTrace) -> list[IterationTrace]:
+    """The turns of `call` that asked its model (a replay's recorded turns asked none)."""
+    return [iteration for iteration in call.iterations if not iteration.replayed]
+
+
 def trace_usage(root: CallTrace) -> Usage:
     """Calls, tokens and cost summed over every model call the tree records: each call's turns
     and its leaf sub-calls (a failed sub-call made no call that answered: not counted)."""
@@ -40,7 +46,7 @@ def trace_usage(root: CallTrace) -> Usage:
         if call.finished_by == "plain" and not call.iterations:  # one call, no REPL
             tokens = call.total_input_tokens, call.total_output_tokens
             usage.add(_one(call.model, *tokens, call.total_cost_usd))
-        for iteration in call.iterations:
+        for iteration in model_turns(call):
             usage.add(
                 _one(
                     call.model, iteration.input_tokens, iteration.output_tokens, iteration.cost_usd
@@ -68,7 +74,7 @@ def final_progress(
     failed = 0
     for call in root.walk():
         rlm_done[call.depth] += 1
-        done[call.depth] += len(call.iterations) or int(call.finished_by == "plain")
+        done[call.depth] += len(model_turns(call)) or int(call.finished_by == "plain")
         for sub in leaf_subcalls(call):
             done[call.depth + 1] += 1
             failed += sub.error is not None

@@ -16,19 +16,24 @@ from rich.tree import Tree
 
 from rlm_ray.terminal import printable
 from rlm_ray.trace import summary as ts
+from rlm_ray.trace.file import trees
 
 _CODE_LINES = 12
 _TEXT_CHARS = 400
 
 
 def print_trace(records: list[dict[str, Any]], console: Console | None = None) -> None:
+    """Each call tree of the file (a chat session's file holds one per question) and its
+    summary line."""
     console = console or Console()
     calls = ts.by_id(records)
-    root = records[0]
-    tree = Tree(_text(ts.call_label(root), style="bold"))
-    _add_call_body(tree, root, calls)
-    console.print(tree)
-    console.print(_text(ts.summary(records)))
+    for tree_records in trees(records):
+        root = tree_records[0]
+        tree = Tree(_text(ts.call_label(root), style="bold"))
+        tree.add(_text("query: " + _clip(root.get("query") or "")))
+        _add_call_body(tree, root, calls)
+        console.print(tree)
+        console.print(_text(ts.summary(tree_records)))
 
 
 def _add_call_body(tree: Tree, call: dict[str, Any], calls: dict[str, dict[str, Any]]) -> None:
