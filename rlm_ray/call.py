@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rlm_ray import corpus, prompts
+from rlm_ray import answer_source, corpus, prompts
 from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.errors import LimitExceededError, RLMError
 from rlm_ray.loop import LoopSettings, Messages, Resume, run_loop
@@ -222,6 +222,7 @@ def run_call(
                 usage,
                 resume,
             )
+            trace.answer_code = _answer_code(trace, session)
     except RLMError as exc:
         session.subcalls.cancel_open()  # nobody will use their results
         if isinstance(exc, LimitExceededError) and exc.partial_answer is None:
@@ -239,6 +240,14 @@ def run_call(
         trace.duration_s = time.time() - trace.started_s
         _record_usage(trace, usage)
     return cap_answer(CallResult(answer, usage, trace), spec.config)
+
+
+def _answer_code(trace: CallTrace, session: REPLSession) -> str | None:
+    """For an answer the model typed: the code that computes it (what a program replays)."""
+    typed = answer_source.typed_answer(trace)
+    if typed is None:
+        return None
+    return session.answer_code(typed, trace.query, answer_source.kept_cells(trace))
 
 
 def cap_answer(result: CallResult, config: RLMConfig) -> CallResult:

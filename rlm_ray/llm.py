@@ -214,6 +214,7 @@ def _lean_reply(
         cost_usd=0.0 if litellm is None else _cost_of_usage(litellm, request.model, usage),
         latency_s=latency_s,
         attempts=attempts,
+        server_s=chat.server_s,
     )
 
 

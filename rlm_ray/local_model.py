@@ -194,9 +194,14 @@ class LocalServer:
     def api_base(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self) -> LocalServer:
+    def prepare(self) -> Path:
+        """The model file, assembled from its parts and checked on first use (seconds)."""
         path = model_path(self.spec)
         check_xllamacpp(self.spec)
+        return path
+
+    def start(self) -> LocalServer:
+        path = self.prepare()  # at once if `prepare` ran
         self.port = free_port()
         command = [sys.executable, "-m", "rlm_ray.local_model", "serve", str(path)]
         command += ["--name", self.spec.served_name, "--port", str(self.port)]

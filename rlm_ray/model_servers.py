@@ -11,6 +11,7 @@ driver: stop_servers(...) when the run ends; if the driver dies, Ray ends its ac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,10 @@ class ModelServer:
             ctx_per_slot=settings.ctx_per_slot,
         )
 
+    def prepare(self) -> None:
+        """The model file assembled and checked (once per machine: seconds), before `start`."""
+        self._server.prepare()
+
     def start(self) -> str:
         self._server.start()
         return self._server.api_base
@@ -66,10 +71,13 @@ class Servers:
     names: list[str] = field(default_factory=list)  # the model of each actor
 
 
-def start_servers(names: set[str], settings: ServerSettings) -> Servers:
-    """Start a server for each model in `names` on every alive node; wait until all answer."""
+def start_servers(
+    names: set[str], settings: ServerSettings, stage: Callable[[str], None] | None = None
+) -> Servers:
+    """Start a server for each model in `names` on every alive node; wait until all answer.
+    `stage` hears what it waits for: "assembling the model", then "loading the model server"."""
     nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
-    actors, starts, keys = [], [], []
+    actors, keys = [], []
     for name in sorted(names):
         for node_id in nodes:
             actor = _RemoteServer.options(
@@ -78,10 +86,14 @@ def start_servers(names: set[str], settings: ServerSettings) -> Servers:
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
             ).remote(name, settings)
             actors.append(actor)
-            starts.append(actor.start.remote())
             keys.append((name, node_id))
     servers = Servers({}, actors, [name for name, _ in keys])
+    tell = stage or (lambda what: None)
     try:
+        tell("assembling the model")
+        ray.get([actor.prepare.remote() for actor in actors])
+        tell("loading the model server")
+        starts = [actor.start.remote() for actor in actors]
         for (name, node_id), api_base in zip(keys, ray.get(starts)):
             servers.api_bases.setdefault(name, {})[node_id] = api_base
     except RayTaskError as exc:

@@ -51,6 +51,7 @@ def is_lean(model: str, api_base: str | None, kwargs: dict[str, Any]) -> bool:
 class ChatReply:
     text: str
     usage: dict[str, Any]  # the server's `usage` object, as sent ({} if none)
+    server_s: float | None = None  # the server's own time on it (llama.cpp's `timings`)
 
 
 class APIStatusError(Exception):
@@ -238,4 +239,37 @@ def _parse(raw: bytes) -> ChatReply:
         start = raw[:120].decode("utf-8", "replace")
         raise MalformedResponseError(f"no choices[0].message in the response: {start!r}") from None
     usage = document.get("usage") if isinstance(document, dict) else None
-    return ChatReply(text=message.get("content") or "", usage=usage or {})
+    text = message.get("content") or ""
+    return ChatReply(text=text, usage=usage or {}, server_s=_server_s(document))
+
+
+def _server_s(document: Any) -> float | None:
+    """The seconds the server says it worked on the request: llama.cpp's `timings` (reading
+    the prompt + writing the answer); None if it does not say. What the rest of the call's
+    time went to is its wait in the server's queue."""
+    timings = document.get("timings") if isinstance(document, dict) else None
+    if not isinstance(timings, dict):
+        return None
+    spent = [timings.get("prompt_ms"), timings.get("predicted_ms")]
+    milliseconds = [float(ms) for ms in spent if isinstance(ms, (int, float)) and 0 <= ms < 1e9]
+    return sum(milliseconds) / 1000.0 if len(milliseconds) == 2 else None
+
+
+async def busy_slots(api_base: str, timeout_s: float = 2.0) -> int | None:
+    """How many slots a llama.cpp server (rlm-ray's own, or one of yours) says it is working
+    on: GET /slots beside its `/v1`. None if it does not say (another server, an error)."""
+    import aiohttp
+
+    root = api_base.rstrip("/").removesuffix("/v1")
+    try:
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        async with _session().get(root + "/slots", timeout=timeout) as response:
+            if response.status != 200:
+                return None
+            slots = json.loads(await response.read())
+    except (asyncio.TimeoutError, aiohttp.ClientError, ValueError):
+        return None
+    if not isinstance(slots, list) or not all(isinstance(s, dict) for s in slots):
+        return None
+    # `is_processing` in current llama.cpp; `state` 1 (processing) in older ones
+    return sum(1 for s in slots if s.get("is_processing") or s.get("state") == 1)

@@ -4,7 +4,8 @@
 call's REPL (sandbox, sub-calls, limits as usual) and trace. It makes no root-model call: the
 cells run in their recorded order, grouped by the turn they came from; a cell's FINAL ends the
 program as it ended the run, `answer["ready"]` is checked after each turn as the loop does, and
-after the last cell the program's `AnswerRule` takes the answer. The first cell that raises
+after the last cell the program's `AnswerRule` takes the answer (a "value" rule by one more
+cell, ``FINAL(expression)``, recorded with the last turn). The first cell that raises
 stops the program with a `ProgramError` naming it: later cells build on what it should have made.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Callable, Sequence
 from itertools import groupby
 from typing import Protocol
 
-from rlm_ray.answer_rule import AnswerRule, from_output
+from rlm_ray.answer_rule import AnswerRule
 from rlm_ray.errors import ProgramError
 from rlm_ray.loop import REPL, AnswerError
 from rlm_ray.types import CallTrace, CellTrace, IterationTrace
@@ -44,7 +45,6 @@ def run_program(
     answer that cannot be taken; limits raise as in a run."""
     if not program.answer.computed:
         raise ProgramError(program.answer.describe(), error="answer not computed by code")
-    ran: dict[int, CellTrace] = {}
     numbered = list(enumerate(program.cells))
     for turn, group in groupby(numbered, key=lambda item: item[1].turn):
         check_limits()
@@ -54,7 +54,6 @@ def run_program(
         for index, cell in group:
             report = repl.run(cell.code)
             iteration.cells.append(report.trace)
-            ran[index] = report.trace
             if report.trace.error is not None:
                 raise _cell_error(index, cell.turn, report.trace)
             if report.final is not None:
@@ -62,7 +61,27 @@ def run_program(
         ready = _read(repl.ready_answer)
         if ready is not None:
             return _finish(trace, ready, "answer")
-    return _finish(trace, _take_answer(program, repl, ran), program.answer.kind)
+    if program.answer.kind == "value":
+        return _finish(trace, _value(program.answer, repl, trace), "value")
+    return _finish(trace, _take_answer(program, repl), program.answer.kind)
+
+
+def _value(rule: AnswerRule, repl: REPL, trace: CallTrace) -> str:
+    """The value of the rule's expression after the last cell, taken by a cell of its own
+    (`FINAL(expression)`: the sandbox, its clock, the trace), recorded with the last turn."""
+    report = repl.run(f"FINAL({rule.expression})")
+    if trace.iterations:
+        trace.iterations[-1].cells.append(report.trace)
+    if report.final is not None:
+        return report.final
+    error = report.trace.error or "no value"
+    last = [line for line in error.strip().splitlines() if line.strip()]
+    raise ProgramError(
+        f"the answer is the value of `{rule.expression}` after the last cell (in the recorded "
+        f"run the model typed {rule.literal!r} after reading it), which failed on this data: "
+        f"{last[-1].strip() if last else error}",
+        error=error,
+    )
 
 
 def _finish(trace: CallTrace, answer: str, how: str) -> str:
@@ -70,7 +89,7 @@ def _finish(trace: CallTrace, answer: str, how: str) -> str:
     return answer
 
 
-def _take_answer(program: Program, repl: REPL, ran: dict[int, CellTrace]) -> str:
+def _take_answer(program: Program, repl: REPL) -> str:
     rule = program.answer
     if rule.kind == "FINAL_VAR":
         value = _read(lambda: repl.lookup(rule.name))
@@ -81,8 +100,6 @@ def _take_answer(program: Program, repl: REPL, ran: dict[int, CellTrace]) -> str
                 error=f"no variable {rule.name!r}",
             )
         return value
-    if rule.kind == "output" and rule.cell is not None and rule.cell in ran:
-        return from_output(rule, ran[rule.cell].output)
     what = (
         f"cell {rule.cell} called FINAL in the recorded run, but no cell did on this data"
         if rule.kind == "cell"

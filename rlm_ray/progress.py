@@ -1,7 +1,9 @@
 """Live progress of a run: counters kept where the work happens, snapshots for the driver.
 
-    gateways: model calls per depth (in flight, done), tokens, cost   ─┐ polled by the driver
-    pool:     RLM calls per depth (in flight, done)                    ─┤ every PROGRESS_INTERVAL_S
+    gateways: model calls per depth (held, in flight, done), tokens,   ─┐ polled by the driver
+              cost; per model server: calls sent, and what its `/slots`  │ every PROGRESS_INTERVAL_S
+              says it works on (asked only while polled)                 │
+    pool:     RLM calls per depth (in flight, done)                    ─┤
                                                                         ▼
     driver:   merge -> `Progress` snapshot -> `on_progress(snapshot)`
 
@@ -12,13 +14,19 @@ root. The cost is a dict lookup per call, and a handful of actor calls per poll.
 Depth of a model call: the turns of an RLM call at depth d are at depth d; its `llm_query`
 calls (and `recursive_llm` at the depth limit) are at depth d + 1, where a child RLM would be.
 
+Before the run, `StartUp` tells the start-up stage it waits for (a snapshot with `stage` set).
+
 Standard library only (and `rlm_ray.types`): the CLI's rich display is `progress_display.py`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
+import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
 from rlm_ray.types import LLMReply
@@ -39,6 +47,9 @@ class DepthProgress:
     """Model calls sent to the provider and not answered yet."""
     done: int = 0
     """Model calls answered (from the cache included) or failed."""
+    held: int = 0
+    """Model calls the code made that the gateways hold back, not sent yet: the run's cap on
+    calls in flight (`max_concurrent_calls`), or two per slot of rlm-ray's own server."""
 
 
 @dataclass(frozen=True)
@@ -65,12 +76,24 @@ class Progress:
     cost_usd: float = 0.0
     """New spend: cached calls cost nothing."""
     finished: bool = False
+    running: int | None = None
+    """Of the calls in flight, how many the model servers say they are working on (llama.cpp's
+    `/slots`); None when no server says (a hosted provider): then all count as in flight."""
+    queued: int = 0
+    """Model calls waiting: held by the gateways, or sent and waiting in a model server's queue
+    (a server with fewer slots than requests works on the others first)."""
+    stage: str = ""
+    """Before the run: the start-up stage it is in ("starting Ray", "storing the context",
+    "assembling the model", "loading the model server", "warming the prompt prefix"); "" once
+    the root call runs."""
 
     def summary(self) -> str:
         """One line: calls per depth, tokens, cost, elapsed time."""
         levels = "; ".join(_depth_text(d) for d in self.depths) or "no calls"
         cached = f", {self.cached_calls:,} cached" if self.cached_calls else ""
         failed = f", {self.failed_calls:,} failed" if self.failed_calls else ""
+        if self.stage:
+            return f"starting: {self.stage}; {self.elapsed_s:.1f} s"
         return (
             f"{self.calls:,} model calls{cached}{failed} ({levels}); "
             f"{self.input_tokens:,} tokens in, {self.output_tokens:,} out; "
@@ -98,6 +121,11 @@ class RunCounters:
     rlm_done: defaultdict[int, int] = field(default_factory=lambda: defaultdict(int))
     in_flight: defaultdict[int, int] = field(default_factory=lambda: defaultdict(int))
     done: defaultdict[int, int] = field(default_factory=lambda: defaultdict(int))
+    held: defaultdict[int, int] = field(default_factory=lambda: defaultdict(int))
+    to_server: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    """Calls in flight per model server (its `api_base`)."""
+    server_busy: dict[str, int] = field(default_factory=dict)
+    """Slots each of those servers last said it was working on (`/slots`), where it says."""
     cached_calls: int = 0
     failed_calls: int = 0
     input_tokens: int = 0
@@ -111,12 +139,16 @@ class RunCounters:
         self.rlm_in_flight[depth] -= 1
         self.rlm_done[depth] += 1
 
-    def call_started(self, depth: int) -> None:
+    def call_started(self, depth: int, server: str | None = None) -> None:
         self.in_flight[depth] += 1
+        if server:
+            self.to_server[server] += 1
 
-    def call_ended(self, depth: int, reply: LLMReply | None) -> None:
+    def call_ended(self, depth: int, reply: LLMReply | None, server: str | None = None) -> None:
         """`reply` is None if the call failed or was cancelled."""
         self.in_flight[depth] -= 1
+        if server:
+            self.to_server[server] -= 1
         self.done[depth] += 1
         if reply is None:
             self.failed_calls += 1
@@ -131,10 +163,11 @@ def merge(run_id: str, elapsed_s: float, parts: Iterable[RunCounters], finished:
     """One snapshot from the counters of every gateway and of the pool."""
     total = RunCounters()
     for part in parts:
-        for name in ("rlm_in_flight", "rlm_done", "in_flight", "done"):
+        for name in ("rlm_in_flight", "rlm_done", "in_flight", "done", "held", "to_server"):
             mine = getattr(total, name)
-            for depth, n in getattr(part, name).items():
-                mine[depth] += n
+            for key, n in getattr(part, name).items():
+                mine[key] += n
+        total.server_busy.update(part.server_busy)  # one server's word, whoever asked it
         total.cached_calls += part.cached_calls
         total.failed_calls += part.failed_calls
         total.input_tokens += part.input_tokens
@@ -148,9 +181,11 @@ def merge(run_id: str, elapsed_s: float, parts: Iterable[RunCounters], finished:
             rlm_done=total.rlm_done[d],
             in_flight=total.in_flight[d],
             done=total.done[d],
+            held=total.held[d],
         )
-        for d in sorted(keys)
+        for d in sorted(keys | set(total.held))
     )
+    running, waiting = _at_servers(total)
     return Progress(
         run_id=run_id,
         elapsed_s=elapsed_s,
@@ -163,7 +198,23 @@ def merge(run_id: str, elapsed_s: float, parts: Iterable[RunCounters], finished:
         output_tokens=total.output_tokens,
         cost_usd=total.cost_usd,
         finished=finished,
+        running=running,
+        queued=sum(d.held for d in depths) + waiting,
     )
+
+
+def _at_servers(total: RunCounters) -> tuple[int | None, int]:
+    """(calls the servers work on, calls in their queues), from each server's own word; the
+    running count is None if no server of the run says."""
+    said = [
+        (n, total.server_busy[url])
+        for url, n in total.to_server.items()
+        if url in total.server_busy
+    ]
+    if not said:
+        return None, 0
+    running = sum(min(n, busy) for n, busy in said)
+    return running, sum(n for n, _ in said) - running
 
 
 class ProgressBoard:
@@ -184,3 +235,54 @@ class ProgressBoard:
     def read(self, run_id: str, forget: bool = False) -> RunCounters | None:
         """The run's counters (a copy travels to the driver); `forget` drops them."""
         return self._runs.pop(run_id, None) if forget else self._runs.get(run_id)
+
+
+class StartUp:
+    """The start-up stages of a run, told to `on_progress` as snapshots with `stage` set: when a
+    stage begins (from whichever thread it begins in) and every `PROGRESS_INTERVAL_S` while it
+    lasts (`ticking`), so a long one (the local model server loading) shows what it waits for.
+    Calls never overlap (a lock). Without `on_progress`, nothing."""
+
+    def __init__(self, on_progress: ProgressCallback | None, started: float) -> None:
+        self._on_progress, self._started = on_progress, started
+        self.stage = ""
+        self._lock = threading.Lock()
+        self._error: BaseException | None = None
+
+    def enter(self, stage: str) -> None:
+        """Stage `stage` begins: told at once."""
+        self.stage = stage
+        self._tell()
+
+    def _tell(self) -> None:
+        if self._on_progress is None or not self.stage:
+            return
+        with self._lock:
+            elapsed = time.time() - self._started
+            self._on_progress(Progress(run_id="", elapsed_s=elapsed, stage=self.stage))
+
+    @contextlib.asynccontextmanager
+    async def ticking(self) -> AsyncIterator[None]:
+        """Tell the current stage every `PROGRESS_INTERVAL_S` inside the block; an error of
+        `on_progress` there is raised when the block ends (as during the run: it cancels)."""
+        if self._on_progress is None:
+            yield
+            return
+
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(PROGRESS_INTERVAL_S)
+                try:
+                    self._tell()
+                except Exception as exc:
+                    self._error = exc
+                    return
+
+        ticker = asyncio.ensure_future(tick())
+        try:
+            yield
+        finally:
+            ticker.cancel()
+            self.stage = ""
+        if self._error is not None:
+            raise self._error

@@ -1,7 +1,8 @@
 """The CLI's live progress on stderr (the only rich import).
 
-On a terminal: a table redrawn with each snapshot (calls in flight and done per depth, tokens,
-cost, elapsed), left on screen when the run ends. Anywhere else (a pipe, a log file, CI): nothing
+On a terminal: a table redrawn with each snapshot (calls in flight, held and done per depth;
+how many a model server is working on and how many are queued, when it says; tokens, cost,
+elapsed), left on screen when the run ends; before the run, the start-up stage it waits for. Anywhere else (a pipe, a log file, CI): nothing
 while the run goes, so logs stay clean. Either way one summary line at the end:
 
     rlm-ray: 1,026 model calls (depth 0: 1/1 RLM, 2/2 model; depth 1: 1024/1024 model); ...
@@ -52,8 +53,11 @@ class ProgressDisplay:
 
 
 def render(snapshot: Progress) -> Group:
+    if snapshot.stage:  # before the run: what start-up is waiting for
+        return Group(Text(f"starting: {snapshot.stage} · {snapshot.elapsed_s:.1f} s"))
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for name in ("depth", "RLM calls done", "RLM in flight", "model calls done", "model in flight"):
+    names = ("depth", "RLM calls done", "RLM in flight", "model calls done", "model in flight")
+    for name in (*names, "held"):
         table.add_column(name, justify="right")
     for d in snapshot.depths:
         table.add_row(
@@ -62,10 +66,21 @@ def render(snapshot: Progress) -> Group:
             f"{d.rlm_in_flight:,}",
             f"{d.done:,}",
             f"{d.in_flight:,}",
+            f"{d.held:,}",
         )
     cached = f" ({snapshot.cached_calls:,} cached)" if snapshot.cached_calls else ""
     footer = Text(
-        f"{snapshot.calls:,} model calls{cached} · {snapshot.input_tokens:,} tokens in, "
-        f"{snapshot.output_tokens:,} out · ${snapshot.cost_usd:.4f} · {snapshot.elapsed_s:.1f} s"
+        f"{snapshot.calls:,} model calls{cached}{_now(snapshot)} · {snapshot.input_tokens:,} "
+        f"tokens in, {snapshot.output_tokens:,} out · ${snapshot.cost_usd:.4f} · "
+        f"{snapshot.elapsed_s:.1f} s"
     )
     return Group(table, footer)
+
+
+def _now(snapshot: Progress) -> str:
+    """What the calls not done are doing: running at a model server (when it says), queued."""
+    if snapshot.running is not None:
+        return f" · {snapshot.running:,} running, {snapshot.queued:,} queued"
+    if snapshot.queued:
+        return f" · {snapshot.in_flight:,} in flight, {snapshot.queued:,} queued"
+    return ""

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlm_ray import corpus, prompts, record_ops, tools
+from rlm_ray import answer_source, corpus, prompts, record_ops, tools
 from rlm_ray.errors import SubCallError
 from rlm_ray.loop import AnswerError, CellReport
 from rlm_ray.parsing import truncate
@@ -126,6 +126,16 @@ class REPLSession:
         if error is not None:  # a failed sub-call, an unprintable value: the model is told
             raise AnswerError(f"the final answer could not be computed: {error}")
         return value
+
+    def answer_code(self, literal: str, query: str, cells: Sequence[tuple[str, str]]) -> str | None:
+        """Code whose value now is `literal`, an answer the model typed (`answer_source`);
+        searched on a cell's clock: it evaluates model-made expressions and reads their values."""
+
+        def search() -> str | None:
+            return answer_source.find_answer_code(literal, query, cells, self.sandbox.value_of)
+
+        found, error = self.sandbox.evaluate(search)
+        return found if error is None else None
 
     def ready_answer(self) -> str | None:
         error, self._answer_error = self._answer_error, None

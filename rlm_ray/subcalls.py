@@ -483,6 +483,8 @@ def _record_where(trace: SubCallTrace, value: LLMReply | CallResult | tools.Tool
     trace.node_id, trace.actor_id, trace.pid = ran.node_id, ran.actor_id, ran.pid
     if isinstance(ran, LLMReply):
         trace.chunks_local, trace.chunk_bytes_pulled = ran.chunks_local, ran.chunk_bytes_pulled
+        if ran.server_s is not None:
+            trace.server_s = min(ran.server_s, ran.ended_s - ran.started_s)
 
 
 def _usage_of(value: LLMReply | CallResult) -> Usage:

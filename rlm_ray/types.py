@@ -78,6 +78,9 @@ class LLMReply:
     latency_s: float = 0.0
     attempts: int = 1
     cached: bool = False  # answered by the call cache (cost 0, attempts 0)
+    # The time the model server says it worked on the call (llama.cpp's `timings`): the rest
+    # of `ended_s - started_s` it waited in the server's queue. None: the server did not say.
+    server_s: float | None = None
     # Where and when the gateway ran the call (set by `runtime.LLMGateway`; 0/"" elsewhere).
     started_s: float = 0.0
     ended_s: float = 0.0
@@ -100,6 +103,9 @@ class SubCallTrace:
     started_s: float = 0.0  # when the code made the call
     duration_s: float = 0.0  # until it finished where it ran (else until the code got its outcome)
     run_started_s: float = 0.0  # when the gateway (or the child's REPL) began it; 0 if unknown
+    # The time the model server says it worked on it (llama.cpp's `timings`; None: not said):
+    # it ran from end - server_s on, and waited in the server's queue before.
+    server_s: float | None = None
     node_id: str = ""  # the node, actor and process that served it ("" / 0 if unknown)
     actor_id: str = ""
     pid: int = 0
@@ -177,6 +183,10 @@ class CallTrace:
     iterations: list[IterationTrace] = field(default_factory=list)
     answer: str | None = None
     finished_by: str = ""  # "FINAL", "FINAL_VAR", "answer", "max_iterations"
+    answer_code: str | None = None
+    """An answer the model typed (``FINAL(13)`` in its reply), traced to the code whose value
+    it is after the last cell, e.g. ``counts['QUESTION']`` (`answer_source.py`); what a
+    program of the call evaluates. None: not typed, or not traced."""
     error: str | None = None
     # Model use of this call and everything below it (its `CallResult.usage`).
     total_calls: int = 0

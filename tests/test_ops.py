@@ -237,7 +237,7 @@ def test_ops_hold_the_fan_out_at_the_gateways_for_rlm_rays_own_server(
     monkeypatch.setattr(
         runtime.Launcher,
         "start_servers",
-        lambda self: served if self.settings.models.model == "local" else None,
+        lambda self, stage=None: served if self.settings.models.model == "local" else None,
     )
     monkeypatch.setattr(model_servers, "stop_servers", lambda servers: None)
     model_server.reply = records(kind)

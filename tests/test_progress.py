@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 import ray
@@ -66,8 +67,9 @@ def test_snapshots_grow_and_the_last_one_has_the_final_counts(make_rlm, model_se
     threads = set()
 
     def on_progress(snapshot: Progress) -> None:
-        threads.add(threading.get_ident())
-        snapshots.append(snapshot)
+        if not snapshot.stage:  # the start-up's: test_start_up_names_each_stage_it_waits_for
+            threads.add(threading.get_ident())
+            snapshots.append(snapshot)
 
     rlm = make_rlm(max_depth=2, on_progress=on_progress)
     result = rlm.completion("q", "ctx")
@@ -147,3 +149,111 @@ def test_the_cli_display_draws_on_a_terminal_and_sums_up_anywhere(terminal):
         assert "model calls done" in text and "0 model calls" in text and "1,200 tokens in" in text
     else:  # a pipe gets the summary line only
         assert text == summary + "\n"
+
+
+def test_merge_says_what_the_servers_work_on_and_what_waits():
+    """Calls in flight at a model server that says which slots it works on (llama.cpp's
+    `/slots`) are running or queued by its word; calls the gateways hold are queued too."""
+    gateway_a, gateway_b = RunCounters(), RunCounters()
+    for _ in range(3):
+        gateway_a.call_started(1, "http://a/v1")
+    gateway_b.call_started(1, "http://a/v1")
+    gateway_b.call_started(1, "http://b/v1")  # a server that does not say
+    gateway_a.held[1] = 2
+    gateway_a.server_busy = {"http://a/v1": 1}
+    snapshot = merge("run", 1.0, [gateway_a, gateway_b], finished=False)
+    assert (snapshot.in_flight, snapshot.running, snapshot.queued) == (5, 1, 2 + 3)
+    assert snapshot.depths[0].held == 2
+    assert merge("run", 1.0, [gateway_b], finished=False).running is None
+
+
+@pytest.mark.ray
+def test_a_server_with_fewer_slots_than_calls_shows_them_queued(make_rlm, model_server):
+    """Issue 30: 6 sub-calls sent at once to a server with one slot ran one at a time, but the
+    progress said 6 in flight and the trace "at most 6 sub-calls in parallel". Now the live
+    snapshots say 1 running and the rest queued (the server's `/slots`), and the trace counts
+    what ran at once by the server's own timings."""
+    from rlm_ray.trace import summary as ts
+    from rlm_ray.trace.file import trace_records
+
+    fan = code("rs = [llm_query(f'LEAF {i}') for i in range(6)]\nprint(len(rs))")
+    model_server.reply = by_marker({"LEAF": "1"}, default=turns(fan, "FINAL(done)"))
+    model_server.slots, model_server.latency_s = 1, 0.4
+    snapshots: list[Progress] = []
+    result = make_rlm(on_progress=snapshots.append).completion("q", "ctx")
+    assert result.answer == "done" and model_server.peak_processing == 1
+    live = [s for s in snapshots if not s.stage and not s.finished]
+    assert all(s.running in (None, 0, 1) for s in live), [s.running for s in live]
+    assert any(s.running == 1 and s.queued >= 2 for s in live), [
+        (s.in_flight, s.running, s.queued) for s in live
+    ]
+    records = list(trace_records(result.trace))
+    line = ts.timeline(records)
+    assert line.server_timed and line.peak_running_subcalls == 1
+    assert line.peak_parallel_subcalls > 1  # sent together, queued at the server
+    assert "at most 1 sub-call(s) running at once" in ts.summary(records)
+    leaves = [s for it in result.trace.iterations for c in it.cells for s in c.subcalls]
+    assert len(leaves) == 6 and all(s.server_s is not None for s in leaves)
+
+
+class FakeModelServer:
+    """Stands in for `model_servers.ModelServer` (no model files, no llama.cpp): each start-up
+    step takes a moment, and the "server" is the scripted one."""
+
+    def __init__(self, name, settings, url="") -> None:
+        self.url = url
+
+    def prepare(self) -> None:
+        time.sleep(0.3)
+
+    def start(self) -> str:
+        time.sleep(0.3)
+        return self.url
+
+    def warm_prefix(self, messages) -> str:
+        time.sleep(0.3)
+        return "saved"
+
+    def stop(self) -> None:
+        pass
+
+
+@pytest.mark.ray
+def test_start_up_names_each_stage_it_waits_for(make_rlm, model_server, monkeypatch):
+    """Issue 30: while the local model server started (20-50 s) the live view said "0 model
+    calls". `on_progress` now hears each start-up stage, in order, before the run's counts."""
+    import functools
+
+    from rlm_ray import model_servers
+    from rlm_ray import settings as settings_module
+
+    monkeypatch.setattr(settings_module, "find_parts", lambda spec: None)  # no model files
+    monkeypatch.setattr(settings_module, "check_xllamacpp", lambda spec: None)
+    fake = ray.remote(FakeModelServer)
+    monkeypatch.setattr(
+        model_servers,
+        "_RemoteServer",
+        SimpleNamespace(
+            options=lambda **kw: SimpleNamespace(
+                remote=functools.partial(fake.remote, url=model_server.url)
+            )
+        ),
+    )
+    model_server.reply = turns("FINAL(42)")
+    snapshots: list[Progress] = []
+    rlm = make_rlm(model="local", api_base=None, on_progress=snapshots.append)
+    assert rlm.completion("q", "ctx").answer == "42"
+    stages = [s.stage for s in snapshots if s.stage]
+    assert list(dict.fromkeys(stages)) == [
+        "starting Ray",
+        "storing the context",
+        "assembling the model",
+        "loading the model server",
+        "warming the prompt prefix",
+    ]
+    first_run = next(i for i, s in enumerate(snapshots) if not s.stage)
+    assert all(not s.stage for s in snapshots[first_run:])  # stages come before the run
+    assert (
+        "starting: loading the model server"
+        in Progress("", 1.0, stage="loading the model server").summary()
+    )

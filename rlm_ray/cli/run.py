@@ -128,6 +128,11 @@ def _answer(args: argparse.Namespace, answer_out: Any, rlm: Any, work: Any) -> i
         raise
     if args.trace:
         write_traces([result.trace], args.trace, args.quiet)
+        program = result.program
+        if not args.quiet and program is not None and not program.answer.computed:
+            # said now, not when a replay of the file fails
+            note = f"this run's program cannot replay its answer: {program.answer.describe()}"
+            print(f"rlm-ray: note: {printable(note)}", file=sys.stderr)
     print_answer(result, args, answer_out)
     return EXIT_ANSWER
 

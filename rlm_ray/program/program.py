@@ -10,7 +10,8 @@ raised in the recorded run are left out (`skipped` says which): the model saw th
 wrote new code; what such a cell assigned before it failed is not replayed. The model's replies
 are gone: nothing calls the root model. `llm_query`, `llm_query_batched`, the record operators
 and `recursive_llm` stay live calls in the cells (a child RLM runs its own turns with the
-sub-model, as in the recorded run). The answer is taken by the `AnswerRule` (answer.py).
+sub-model, as in the recorded run). The answer is taken by the `AnswerRule`
+(`rlm_ray/answer_rule.py`): always a value the code computes, decided here, once.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rlm_ray.answer_rule import AnswerRule, literal_rule
+from rlm_ray.answer_rule import AnswerRule
+from rlm_ray.answer_source import whole_token
 from rlm_ray.errors import ConfigError
 from rlm_ray.parsing import text_final
 from rlm_ray.types import CallTrace
@@ -180,6 +182,7 @@ class _Recorded:
     sub_model: str
     max_depth: int
     answer: str | None
+    answer_code: str | None  # an answer the model typed, traced to code (answer_source.py)
     finished_by: str
     last_response: str
     kept: list[tuple[int, str, dict[str, Any]]]  # (turn, code, the cell as recorded)
@@ -218,6 +221,7 @@ class _Recorded:
             sub_model=_sub_model(root),
             max_depth=max(1, 1 + max(int(c.get("depth", 0)) for c in calls)),
             answer=root.get("answer"),
+            answer_code=root.get("answer_code") or None,
             finished_by=str(root.get("finished_by") or ""),
             last_response=str(iterations[-1].get("response") or "") if iterations else "",
             kept=kept,
@@ -244,7 +248,7 @@ def _as_record(trace: CallTrace) -> dict[str, Any]:
         }
         for it in trace.iterations
     ]
-    fields = ("query", "model", "answer", "finished_by")
+    fields = ("query", "model", "answer", "answer_code", "finished_by")
     return {"iterations": iterations, **{name: getattr(trace, name) for name in fields}}
 
 
@@ -259,7 +263,7 @@ def _sub_model(root: Mapping[str, Any]) -> str:
 
 
 def _answer_rule(recorded: _Recorded) -> AnswerRule:
-    """Decide how the program answers, from how the recorded run ended (answer.py)."""
+    """Decide how the program answers, from how the recorded run ended (answer_rule.py)."""
     kept = recorded.kept
     final_cells = [i for i, (_, _, cell) in enumerate(kept) if cell.get("final")]
     if final_cells:
@@ -270,10 +274,25 @@ def _answer_rule(recorded: _Recorded) -> AnswerRule:
     if final is not None and final.kind == "FINAL_VAR":
         return AnswerRule("FINAL_VAR", name=final.value)
     if final is not None and recorded.finished_by in ("FINAL", "max_iterations"):
-        return literal_rule(
-            final.value, [(i, str(c.get("output") or "")) for i, (_, _, c) in enumerate(kept)]
-        )
+        return _value_rule(final.value.strip(), recorded)
     return AnswerRule("none", literal=recorded.answer)
+
+
+def _value_rule(literal: str, recorded: _Recorded) -> AnswerRule:
+    """A typed answer: the value of the code the run traced it to, else "none"."""
+    if not recorded.answer_code:
+        return AnswerRule("none", literal=literal)
+    outputs = [str(cell.get("output") or "") for _, _, cell in recorded.kept]
+    shown = [i for i, output in enumerate(outputs) if whole_token(output, literal) is not None]
+    try:
+        return AnswerRule(
+            "value",
+            cell=shown[-1] if shown else None,
+            expression=recorded.answer_code,
+            literal=literal,
+        )
+    except ValueError:  # not a pure expression: a trace file made by hand
+        return AnswerRule("none", literal=literal)
 
 
 def _last_line(text: str) -> str:

@@ -10,11 +10,12 @@ opt-in cache, bumps the run's progress counters and stamps the reply with where 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import ray
@@ -47,6 +48,10 @@ class LLMGateway:
         self._board = progress.ProgressBoard()  # counters of the runs tracked for progress
         self._caches: dict[str, Any] = {}  # a CallCache per cache directory
         self._where = whereabouts()  # which node, actor and process serve the calls (trace)
+        # per model server: the slots it last said it works on (None: it does not say), when
+        self._busy: dict[str, tuple[int | None, float]] = {}
+        self._asking: set[str] = set()
+        self._background: set[asyncio.Future] = set()
 
     def ready(self) -> bool:
         return True
@@ -91,7 +96,7 @@ class LLMGateway:
         task = asyncio.current_task()
         tasks.add(task)  # type: ignore[arg-type]
         try:
-            async with limit:
+            async with _held(limit, self._board.get(run_id), depth):
                 if admission is None:
                     send = self._acomplete
                 else:  # a budget or a rate limit: asked only on a cache miss
@@ -127,7 +132,7 @@ class LLMGateway:
             return await send(request)
         reply = None
         if counters is not None:
-            counters.call_started(depth)
+            counters.call_started(depth, request.api_base)
         try:
             if cache_dir is None:
                 reply = await send(request)
@@ -136,7 +141,7 @@ class LLMGateway:
             return reply
         finally:
             if counters is not None:
-                counters.call_ended(depth, reply)
+                counters.call_ended(depth, reply, request.api_base)
 
     def _cache(self, cache_dir: str) -> Any:
         if cache_dir not in self._caches:
@@ -147,9 +152,45 @@ class LLMGateway:
 
     def track_run(self, run_id: str) -> None:
         self._board.track(run_id)
+        # a server that did not say may be another one now (restarted, or another at its port)
+        self._busy = {url: said for url, said in self._busy.items() if said[0] is not None}
 
-    def progress(self, run_id: str, forget: bool = False) -> progress.RunCounters | None:
-        return self._board.read(run_id, forget)
+    async def progress(self, run_id: str, forget: bool = False) -> progress.RunCounters | None:
+        """The run's counters, with what each server it has calls at last said it works on
+        (asked again in the background: the driver polls a few times a second)."""
+        counters = self._board.read(run_id, forget)
+        if counters is None:
+            return None
+        servers = [url for url, n in counters.to_server.items() if n > 0]
+        for url in servers:
+            self._ask_slots(url)
+        counters.server_busy = {
+            url: busy
+            for url in servers
+            if (busy := self._busy.get(url, (None, 0.0))[0]) is not None
+        }
+        return counters
+
+    def _ask_slots(self, url: str) -> None:
+        """Ask a model server which slots it works on (llama.cpp's `/slots`), unless asked in
+        the last half second (a server that does not say: not again in this run, or a minute)."""
+        busy, at = self._busy.get(url, (None, -1e9))
+        wait_s = _SLOTS_EVERY_S if busy is not None else _NO_SLOTS_AGAIN_S
+        if url in self._asking or time.monotonic() - at < wait_s:
+            return
+        self._asking.add(url)
+
+        async def ask() -> None:
+            from rlm_ray import openai_http
+
+            try:
+                self._busy[url] = (await openai_http.busy_slots(url), time.monotonic())
+            finally:
+                self._asking.discard(url)
+
+        task = asyncio.ensure_future(ask())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _admitted(
         self, request: LLMRequest, *, run_id: str, admission: Any, sub_call: bool
@@ -182,6 +223,28 @@ class LLMGateway:
         for task in tasks:
             task.cancel()
         return len(tasks)
+
+
+_SLOTS_EVERY_S = 0.5
+_NO_SLOTS_AGAIN_S = 60.0
+
+
+@contextlib.asynccontextmanager
+async def _held(
+    limit: asyncio.Semaphore, counters: progress.RunCounters | None, depth: int
+) -> AsyncIterator[None]:
+    """`limit` held for a call; while the call waits for it, it counts as held (progress)."""
+    if counters is not None:
+        counters.held[depth] += 1
+    try:
+        await limit.acquire()
+    finally:
+        if counters is not None:
+            counters.held[depth] -= 1
+    try:
+        yield
+    finally:
+        limit.release()
 
 
 def check_request(request: LLMRequest) -> None:

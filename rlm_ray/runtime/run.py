@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rlm_ray import record_ops
@@ -28,6 +29,7 @@ from rlm_ray.call import CallSpec, shared_prefix
 from rlm_ray.errors import LimitExceededError, RLMError, SubCallError
 from rlm_ray.inputs import is_arrow_table, is_corpus
 from rlm_ray.local_model import DEFAULT_CTX_PER_SLOT, is_local
+from rlm_ray.progress import StartUp
 from rlm_ray.redact import process_secrets, redact_error, redact_tree
 from rlm_ray.runtime.driver import Runtime, admitted, ensure_ray, get_runtime, run_root
 from rlm_ray.settings import RunSettings, context_window
@@ -94,8 +96,9 @@ class Launcher:
             else:
                 self._windows[model] = await runtime.gateways[0].context_window.remote(model)
 
-    def start_servers(self) -> Any:
-        """One local model server per node for each local model of the run (None if none)."""
+    def start_servers(self, stage: Callable[[str], None] | None = None) -> Any:
+        """One local model server per node for each local model of the run (None if none);
+        `stage` hears "assembling the model", then "loading the model server"."""
         names = {m for m in self.settings.models.allowed() if is_local(m)}
         if not names:
             return None
@@ -107,7 +110,7 @@ class Launcher:
             threads=config.local_server_threads,
             ctx_per_slot=DEFAULT_CTX_PER_SLOT,
         )
-        return model_servers.start_servers(names, server)
+        return model_servers.start_servers(names, server, stage=stage)
 
     @staticmethod
     def stop_servers(servers: Any) -> None:
@@ -162,13 +165,17 @@ class Launcher:
         return dataclasses.replace(tools, functions_ref=frozen_ref, hosts=tuple(tool_hosts()))
 
     @staticmethod
-    def warm_prefix(servers: Any, spec: CallSpec) -> None:
+    def warm_prefix(
+        servers: Any, spec: CallSpec, stage: Callable[[str], None] | None = None
+    ) -> None:
         """A local root model's servers hold the root's fixed prompt start read before it asks
         (`prompt_cache.py`): restored from a saved state in milliseconds, or read now and saved."""
         prefix = shared_prefix(spec) if servers is not None and is_local(spec.model) else None
         if prefix is not None:
             from rlm_ray import model_servers
 
+            if stage is not None:
+                stage("warming the prompt prefix")
             outcomes = model_servers.warm_prefix(servers, spec.model, prefix)
             logger.info("root prompt prefix on the local servers: %s", ", ".join(outcomes))
 
@@ -206,17 +213,21 @@ class Launcher:
         `program` (its cells instead of the turn loop; `write` tools only with
         `allow_effects`, never by the RLM's `approve`). Returns the result and its timings."""
         started = time.time()
-        runtime = await self.connect()
-        placed = await asyncio.to_thread(self.put_context, context)
-        servers = await asyncio.to_thread(self.start_servers)
+        startup, servers = StartUp(self.settings.on_progress, started), None
         try:
-            await self.prepare(runtime)
-            spec = self.root_spec(query, placed, servers)
-            if program is None:
-                await asyncio.to_thread(self.warm_prefix, servers, spec)
-            else:
-                spec.program = program
-                spec.tools = replay_settings(spec.tools, allow_effects)
+            async with startup.ticking():  # `on_progress` hears which stage it waits for
+                startup.enter("starting Ray")
+                runtime = await self.connect()
+                startup.enter("storing the context")
+                placed = await asyncio.to_thread(self.put_context, context)
+                servers = await asyncio.to_thread(self.start_servers, startup.enter)
+                await self.prepare(runtime)
+                spec = self.root_spec(query, placed, servers)
+                if program is None:
+                    await asyncio.to_thread(self.warm_prefix, servers, spec, startup.enter)
+                else:
+                    spec.program = program
+                    spec.tools = replay_settings(spec.tools, allow_effects)
             ready = time.time()
             result = await self.run(runtime, spec, approve=program is None)
             done = time.time()

@@ -82,8 +82,8 @@ Guaranteed at the cell's boundary (see `rlm_ray.sandbox.boundary`):
 * Host code that reads model-made data outside any cell's clock does bounded work by
   construction: a child's context is measured, never printed, for its first turn
   (`rlm_ray.measure`); routing reads a capped prefix of the query; a session's rebuild tells
-  the kind of a variable by its type; trace files and replayed outputs are searched in linear
-  or capped work. No call outlives its parent: at the run's deadline, or when the parent ends,
+  the kind of a variable by its type; trace files are searched in linear or capped work (a
+  typed answer traced to code in the worker runs on a cell's clock: `answer_source`). No call outlives its parent: at the run's deadline, or when the parent ends,
   its children are cancelled and their REPL processes killed.
 
 NOT protected, plainly:
@@ -130,7 +130,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
-from RestrictedPython import compile_restricted_exec
+from RestrictedPython import compile_restricted_eval, compile_restricted_exec
 from RestrictedPython.Guards import guarded_unpack_sequence, safer_getattr_raise
 from RestrictedPython.transformer import IOPERATOR_TO_STR, RestrictingNodeTransformer
 
@@ -530,6 +530,16 @@ class Sandbox:
         self._restore_runtime()
         outcome = self._outcome(result, cell, 0.0)
         return (box[0], None) if outcome.error is None else (None, outcome.error)
+
+    def value_of(self, expression: str) -> Any:
+        """The value of `expression` in the namespace, compiled under the cells' policy (it
+        is model-made code); call it inside `evaluate`. Raises on any failure."""
+        tree = ast.parse(expression, "<expression>", mode="eval")
+        policy = _policy_for(frozenset(self._fanout_names))
+        compiled = compile_restricted_eval(tree, "<expression>", policy=policy)
+        if compiled.errors or compiled.code is None:
+            raise SyntaxError("; ".join(compiled.errors) or "not an expression")
+        return eval(compiled.code, self.namespace)  # noqa: S307 (restricted code)
 
     def waiting(self) -> contextlib.AbstractContextManager[None]:
         """Wrap a blocking wait: time inside does not count toward the calling thread's limit."""

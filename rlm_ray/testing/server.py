@@ -1,155 +1,28 @@
 """`ScriptedServer`: an OpenAI-compatible chat-completions server on 127.0.0.1 that plays a
-scripted model, with latency, fault injection and a rate limit. Standard library only."""
+scripted model, with latency, fault injection, a rate limit and llama.cpp-like slots. Standard
+library only (its HTTP side is `handler.py`, its bodies and faults `responses.py`)."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import socket
-import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from rlm_ray.testing.script import Reply, ReplyFn, Request, apply_stop, as_reply, estimate_tokens
-
-
-def _completion_body(request: Request, content: str, ordinal: int) -> dict[str, Any]:
-    prompt_tokens = estimate_tokens(request.text)
-    completion_tokens = estimate_tokens(content)
-    return {
-        "id": f"chatcmpl-scripted-{ordinal}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": request.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": content},
-                "logprobs": None,
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
-    }
-
-
-def _error_body(status: int, message: str) -> dict[str, Any]:
-    kind = {400: "invalid_request_error", 404: "not_found_error", 429: "rate_limit_error"}
-    return {"error": {"message": message, "type": kind.get(status, "server_error"), "code": status}}
-
-
-# --------------------------------------------------------------------------- fault injection
-
-FAULTS = ("429", "500", "502", "timeout", "drop", "malformed")
-"""The fault kinds `ScriptedServer(fault_rate=...)` can inject."""
-
-
-def _fault_reply(kind: str, timeout_s: float) -> Reply:
-    if kind == "429":
-        # A short, nonzero wait keeps tests fast: the openai SDK ignores "Retry-After: 0" and
-        # falls back to its own 0.5 s+ backoff, but honours any delay in (0, 120] s, floats too.
-        headers = {"Retry-After": "0.01"}
-        return Reply("scripted fault: rate limited", status=429, headers=headers)
-    if kind == "500":
-        return Reply("scripted fault: internal server error", status=500)
-    if kind == "502":  # what a proxy in front of a dead backend sends: HTML, not JSON
-        page = b"<html><head><title>502 Bad Gateway</title></head><body>Bad Gateway</body></html>"
-        return Reply(status=502, raw_body=page, headers={"Content-Type": "text/html"})
-    if kind == "timeout":  # never answers: hangs, then hangs up
-        return Reply(delay_s=timeout_s, drop_connection=True)
-    if kind == "drop":
-        return Reply(drop_connection=True)
-    if kind == "malformed":
-        return Reply(raw_body=b'{"id": "chatcmpl-broken", "choices": [{"message": ')
-    raise ValueError(f"unknown fault {kind!r}; known: {FAULTS}")
-
-
-def _draw(seed: int, ordinal: int) -> tuple[float, int]:
-    """A uniform number in [0, 1) and a small int, both fixed by (seed, request ordinal)."""
-    digest = hashlib.sha256(f"{seed}:{ordinal}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64, digest[8]
-
-
-# --------------------------------------------------------------------------- the HTTP server
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    # Hundreds of clients connect at once: the default backlog of 5 drops SYNs, and each dropped
-    # one costs the client a 1 s retransmit.
-    request_queue_size = 1024
-    daemon_threads = True
-    scripted: ScriptedServer
-
-    def handle_error(self, request, client_address) -> None:
-        # A client that hangs up (its timeout, our own stop()) is normal here, not worth a trace.
-        if not isinstance(sys.exc_info()[1], OSError):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as litellm's pooled clients expect
-    # Headers and body go out in two writes; with Nagle on, keep-alive calls each wait ~40 ms.
-    disable_nagle_algorithm = True
-    server: _HTTPServer
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.scripted._track(self.connection)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.scripted._untrack(self.connection)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # quiet: tests read the recorded requests instead
-
-    def do_GET(self) -> None:
-        self.server.scripted._saw(self)
-        path = self.path.split("?", 1)[0].rstrip("/")
-        if path in ("/v1/models", "/models"):
-            model = {"id": "scripted", "object": "model", "created": 0, "owned_by": "rlm-ray"}
-            self.send_json(200, {"object": "list", "data": [model]})
-        elif path in ("/health", "/v1/health"):
-            self.send_json(200, {"status": "ok"})
-        else:
-            self.send_json(404, _error_body(404, f"no route for GET {path}"))
-
-    def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.server.scripted._saw(self)
-        path = self.path.split("?", 1)[0].rstrip("/")
-        if path not in ("/v1/chat/completions", "/chat/completions"):
-            self.send_json(404, _error_body(404, f"no route for POST {path}"))
-            return
-        self.server.scripted._serve_chat(self, raw)
-
-    def send_json(self, status: int, body: object) -> None:
-        self.send_body(status, json.dumps(body).encode(), {"Content-Type": "application/json"})
-
-    def send_body(self, status: int, body: bytes, headers: Mapping[str, str]) -> None:
-        self.send_response(status)
-        names = {k.lower() for k in headers}
-        if "content-type" not in names:
-            self.send_header("Content-Type", "application/json")
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def drop(self) -> None:
-        self.close_connection = True  # finish() then closes the socket: EOF, no response
+from rlm_ray.testing.handler import Handler, HTTPServer
+from rlm_ray.testing.responses import (
+    FAULTS,
+    completion_body,
+    draw,
+    error_body,
+    fault_reply,
+    with_timings,
+)
+from rlm_ray.testing.script import Reply, ReplyFn, Request, apply_stop, as_reply
 
 
 class ScriptedServer:
@@ -165,6 +38,13 @@ class ScriptedServer:
     reproducible and a retry (a new *n*) can succeed. A ``"timeout"`` fault hangs for
     ``timeout_fault_s`` and then closes the connection. Injected faults are counted in
     `faults_injected` and listed, with the request each one answered, in `fault_log`.
+
+    Slots: with ``slots=N`` the server works on at most N chat requests at once, as a
+    llama.cpp server with N slots does: the others wait in its queue (the reply function runs
+    and the latency is slept while a slot is held). Each answer then carries llama.cpp's
+    ``timings`` (the time its slot was held), GET /slots lists the slots with
+    ``is_processing``, and `processing` / `peak_processing` count requests holding a slot.
+    Without it, /slots answers 404 and no answer has ``timings``.
 
     Rate limit: with ``max_requests_per_s`` set, a chat request arriving when that many were
     already accepted in the last second gets HTTP 429 (counted in `rate_limited`), as a
@@ -189,6 +69,7 @@ class ScriptedServer:
         seed: int = 0,
         timeout_fault_s: float = 30.0,
         max_requests_per_s: float | None = None,
+        slots: int | None = None,
     ) -> None:
         faults = tuple(faults)
         unknown = [f for f in faults if f not in FAULTS]
@@ -205,6 +86,7 @@ class ScriptedServer:
             "seed": seed,
             "timeout_fault_s": timeout_fault_s,
             "max_requests_per_s": max_requests_per_s,
+            "slots": slots,
         }
         self.reply = reply
         self.latency_s = latency_s
@@ -213,11 +95,16 @@ class ScriptedServer:
         self.seed = seed
         self.timeout_fault_s = timeout_fault_s
         self.max_requests_per_s = max_requests_per_s
+        if slots is not None and slots < 1:
+            raise ValueError(f"`slots` must be >= 1 or None, got {slots!r}")
+        self.slots = slots
+        self._gates: dict[int, threading.BoundedSemaphore] = {}  # one per slot count used
+        self.processing = 0
         self._accepted: list[float] = []  # arrival times of requests the rate limit let through
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
-        self._httpd: _HTTPServer | None = None
+        self._httpd: HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.in_flight = 0
         self.reset_stats()
@@ -229,7 +116,7 @@ class ScriptedServer:
         if self._httpd is not None:
             raise RuntimeError("ScriptedServer is already running")
         self._stopping.clear()
-        httpd = _HTTPServer(("127.0.0.1", self.port), _Handler)
+        httpd = HTTPServer(("127.0.0.1", self.port), Handler)
         httpd.scripted = self
         self._httpd = httpd
         self._thread = threading.Thread(
@@ -285,6 +172,7 @@ class ScriptedServer:
         with self._lock:
             self.request_count = 0
             self.peak_concurrency = self.in_flight  # requests still running keep counting
+            self.peak_processing = self.processing
             self.faults_injected = 0
             self.rate_limited = 0
             self._accepted = []
@@ -305,7 +193,7 @@ class ScriptedServer:
         with self._lock:
             return list(self._http_log)
 
-    def _saw(self, handler: _Handler) -> None:
+    def saw_request(self, handler: Handler) -> None:
         with self._lock:
             self._http_log.append((handler.command, handler.path, dict(handler.headers)))
 
@@ -321,29 +209,35 @@ class ScriptedServer:
         with self._lock:
             return list(self._errors)
 
-    def _track(self, conn: socket.socket) -> None:
+    def track_connection(self, conn: socket.socket) -> None:
         with self._lock:
             self._connections.add(conn)
         if self._stopping.is_set():  # accepted just as stop() ran: it missed this one
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
 
-    def _untrack(self, conn: socket.socket) -> None:
+    def untrack_connection(self, conn: socket.socket) -> None:
         with self._lock:
             self._connections.discard(conn)
 
     # ----------------------------------------------------------------- one chat request
 
-    def _serve_chat(self, handler: _Handler, raw: bytes) -> None:
+    def serve_chat(self, handler: Handler, raw: bytes) -> None:
         with self._lock:
             self.request_count += 1
             ordinal = self.request_count
             self.in_flight += 1
             self.peak_concurrency = max(self.peak_concurrency, self.in_flight)
         try:
-            status, body, headers, reply = self._respond(raw, ordinal, dict(handler.headers))
-            delay = self.latency_s + (reply.delay_s if reply else 0.0)
-            stopped = delay > 0 and self._stopping.wait(delay)  # True: stop() woke us up
+            with self._slot() as held:
+                if held is None:  # stopped while queued
+                    handler.drop()
+                    return
+                status, body, headers, reply = self._respond(raw, ordinal, dict(handler.headers))
+                delay = self.latency_s + (reply.delay_s if reply else 0.0)
+                stopped = delay > 0 and self._stopping.wait(delay)  # True: stop() woke us up
+            if status == 200 and reply is not None and reply.raw_body is None:
+                body = with_timings(body, held)
         finally:
             # subtle: before the answer leaves. A fast client that has it may send its next
             # request at once, before this thread runs again: counted after the write, both
@@ -355,6 +249,41 @@ class ScriptedServer:
         else:
             handler.send_body(status, body, headers)
 
+    @contextlib.contextmanager
+    def _slot(self) -> Iterator[list[float] | None]:
+        """A slot held while a request is worked on (with `slots` set; else no wait): yields
+        a list that holds the seconds it was held once the block ends (None if no slot was
+        given: the server stopped)."""
+        slots = self.slots
+        if slots is None:
+            yield []
+            return
+        with self._lock:
+            gate = self._gates.setdefault(slots, threading.BoundedSemaphore(slots))
+        while not gate.acquire(timeout=0.05):
+            if self._stopping.is_set():
+                yield None
+                return
+        held: list[float] = []
+        started = time.monotonic()
+        with self._lock:
+            self.processing += 1
+            self.peak_processing = max(self.peak_processing, self.processing)
+        try:
+            yield held
+        finally:
+            with self._lock:
+                self.processing -= 1
+            held.append(time.monotonic() - started)
+            gate.release()
+
+    def slot_states(self) -> list[dict[str, Any]] | None:
+        """What GET /slots answers: llama.cpp's list of slots (None without `slots`)."""
+        if self.slots is None:
+            return None
+        busy = self.processing
+        return [{"id": i, "is_processing": i < busy} for i in range(self.slots)]
+
     def _respond(
         self, raw: bytes, ordinal: int, received: dict[str, str]
     ) -> tuple[int, bytes, dict[str, str], Reply | None]:
@@ -363,12 +292,12 @@ class ScriptedServer:
         try:
             request = Request.from_body(json.loads(raw), received)
         except (ValueError, AttributeError) as exc:  # bad JSON, or not an object
-            return _json_response(400, _error_body(400, f"invalid request body: {exc}"))
+            return _json_response(400, error_body(400, f"invalid request body: {exc}"))
         with self._lock:
             self._requests.append(request)
         if request.body.get("stream"):
             message = "ScriptedServer does not support stream=true; call without streaming"
-            return _json_response(400, _error_body(400, message))
+            return _json_response(400, error_body(400, message))
         try:
             reply = self._rate_limit() or self._fault(ordinal, request)
             if reply is None:
@@ -379,15 +308,15 @@ class ScriptedServer:
             trace = traceback.format_exc()
             with self._lock:
                 self._errors.append(trace)
-            return _json_response(500, _error_body(500, f"reply function raised:\n{trace}"))
+            return _json_response(500, error_body(500, f"reply function raised:\n{trace}"))
         headers = dict(reply.headers or {})
         if reply.raw_body is not None:
             return reply.status, reply.raw_body, headers, reply
         if reply.status != 200:
-            body = _error_body(reply.status, reply.content or f"scripted HTTP {reply.status}")
+            body = error_body(reply.status, reply.content or f"scripted HTTP {reply.status}")
         else:
             content = apply_stop(reply.content, request.body.get("stop"))
-            body = _completion_body(request, content, ordinal)
+            body = completion_body(request, content, ordinal)
         return reply.status, json.dumps(body).encode(), headers, reply
 
     def _rate_limit(self) -> Reply | None:
@@ -405,14 +334,14 @@ class ScriptedServer:
     def _fault(self, ordinal: int, request: Request) -> Reply | None:
         if self.fault_rate <= 0:
             return None
-        draw, pick = _draw(self.seed, ordinal)
-        if draw >= self.fault_rate:
+        chance, pick = draw(self.seed, ordinal)
+        if chance >= self.fault_rate:
             return None
         kind = self.faults[pick % len(self.faults)]
         with self._lock:
             self.faults_injected += 1
             self._fault_log.append((kind, request))
-        return _fault_reply(kind, self.timeout_fault_s)
+        return fault_reply(kind, self.timeout_fault_s)
 
 
 def _json_response(status: int, body: object) -> tuple[int, bytes, dict[str, str], None]:

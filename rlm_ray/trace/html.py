@@ -61,6 +61,7 @@ def _timeline(line: ts.Timeline) -> str:
         '<section id="timeline"><h2>Fan-out timeline</h2>',
         '<p class="legend"><span class="bar call-bar depth-0">RLM call</span> ',
         '<span class="bar subcall-bar">leaf model call</span> ',
+        '<span class="bar subcall-bar queued" style="--queued:50%">queued, then running</span> ',
         '<span class="bar call-bar error">failed</span> · click a bar to open its call</p>',
         '<div class="axis"><div class="lane-label"></div><div class="track">',
     ]
@@ -93,9 +94,14 @@ def _lane(lane: ts.Lane, start: float, span: float) -> str:
         left = 100 * (bar.start - start) / span
         width = max(_MIN_WIDTH_PCT, 100 * (bar.end - bar.start) / span)
         classes = f"bar {bar.kind}-bar depth-{min(bar.depth, 4)}" + (" error" if bar.error else "")
+        queued = ""
+        if bar.running_from is not None and bar.end > bar.start:  # its wait in the server's queue
+            classes += " queued"
+            share = 100 * (bar.running_from - bar.start) / (bar.end - bar.start)
+            queued = f"--queued:{share:.1f}%;"
         parts.append(
             f'<div class="{classes}" data-call="{_e(bar.call_id)}" data-depth="{bar.depth}" '
-            f'style="left:{left:.3f}%;width:{min(width, 100 - left):.3f}%;'
+            f'style="left:{left:.3f}%;width:{min(width, 100 - left):.3f}%;{queued}'
             f'top:{bar.row * _ROW_PX}px" title="{_e(bar.title)}">{_e(bar.label)}</div>'
         )
     parts.append("</div></div>")
@@ -201,6 +207,7 @@ h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:18px 0 6px}
 .call-bar.depth-2{background:#8a5a9e}.call-bar.depth-3{background:#b0742a}
 .call-bar.depth-4{background:#666}
 .subcall-bar{background:#e0a43a;color:#222}
+.bar.queued{background-image:linear-gradient(90deg,rgba(255,255,255,.7) var(--queued),transparent var(--queued))}
 .bar.error{background:#c0392b;color:#fff}
 .bar.selected{outline:2px solid #000}
 details{margin:2px 0 2px 14px}

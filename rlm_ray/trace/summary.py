@@ -90,6 +90,10 @@ def subcall_label(sub: Record) -> str:
         fmt_tokens(sub["input_tokens"], sub["output_tokens"]),
         fmt_cost(sub.get("cost_usd", 0.0)),
     ]
+    server_s = sub.get("server_s")
+    if isinstance(server_s, (int, float)):  # the model server's own timings
+        waited = max(0.0, sub["duration_s"] - server_s)
+        parts.append(f"queued {fmt_s(waited)}, ran {fmt_s(server_s)}")
     if sub.get("node_id"):
         parts.append(f"node {short_id(sub['node_id'])} pid {sub.get('pid') or '?'}")
     if sub.get("error"):
@@ -129,9 +133,20 @@ def summary(records: list[Record]) -> str:
         f"{len(records)} RLM call(s), {subcalls} sub-call(s), {root.get('total_calls', 0)} model calls, "
         f"{fmt_tokens(root.get('total_input_tokens', 0), root.get('total_output_tokens', 0))}, "
         f"{fmt_cost(root.get('total_cost_usd', 0.0))}, {fmt_s(line.end - line.start)} wall; "
-        f"at most {line.peak_parallel_subcalls} sub-call(s) and {line.peak_parallel_calls} "
-        f"RLM call(s) in parallel on {sum(1 for n in line.nodes if n.node_id)} node(s)"
+        f"{parallel_text(line)} and at most {line.peak_parallel_calls} RLM call(s) at once on "
+        f"{sum(1 for n in line.nodes if n.node_id)} node(s)"
     )
+
+
+def parallel_text(line: Timeline) -> str:
+    """How many leaf sub-calls ran at once: by the model server's own timings where it gave
+    them (a server with fewer slots than calls queues the rest), else as sent."""
+    sent = line.peak_parallel_subcalls
+    if not line.server_timed:
+        return f"at most {sent} sub-call(s) in flight at once (the server gave no timings)"
+    running = line.peak_running_subcalls
+    queued = f" ({sent} in flight: the model server queued the rest)" if sent > running else ""
+    return f"at most {running} sub-call(s) running at once{queued}"
 
 
 # -- the timeline --------------------------------------------------------------------------------
@@ -146,6 +161,9 @@ class Bar:
     call_id: str  # the call it is (kind "call") or was made by (kind "subcall")
     error: bool = False
     row: int = 0
+    running_from: float | None = None
+    """A sub-call the model server timed: when it began work on it (it waited in the server's
+    queue from `start` until then); None: not known, the whole bar counts as running."""
 
 
 @dataclass
@@ -168,7 +186,9 @@ class Timeline:
     end: float
     nodes: list[NodeGroup]
     peak_parallel_calls: int  # most RLM calls running at the same moment
-    peak_parallel_subcalls: int  # most leaf sub-calls (model calls) running at the same moment
+    peak_parallel_subcalls: int  # most leaf sub-calls (model calls) in flight at the same moment
+    peak_running_subcalls: int = 0  # most of them the model server worked on at once
+    server_timed: bool = False  # some sub-call's server gave its timings (`Bar.running_from`)
 
     @property
     def bars(self) -> list[Bar]:
@@ -189,8 +209,15 @@ def timeline(records: list[Record]) -> Timeline:
     end = max((b.end for b in bars), default=start)
     calls = [b for b in bars if b.kind == "call"]
     subcalls = [b for b in bars if b.kind == "subcall"]
+    running = [(b.start if b.running_from is None else b.running_from, b.end) for b in subcalls]
     return Timeline(
-        start, max(end, start + 1e-6), list(groups.values()), _peak(calls), _peak(subcalls)
+        start,
+        max(end, start + 1e-6),
+        list(groups.values()),
+        _peak([(b.start, b.end) for b in calls]),
+        _peak([(b.start, b.end) for b in subcalls]),
+        _peak(running),
+        any(b.running_from is not None for b in subcalls),
     )
 
 
@@ -242,8 +269,17 @@ def _bars(records: list[Record]) -> Iterator[tuple[str, tuple[str, str], Bar]]:
                     record["depth"] + 1,
                     record["call_id"],
                     error=bool(sub.get("error")),
+                    running_from=_running_from(sub),
                 ),
             )
+
+
+def _running_from(sub: Record) -> float | None:
+    """When the model server began work on a sub-call, by its own timings (None: unknown)."""
+    server_s = sub.get("server_s")
+    if not isinstance(server_s, (int, float)) or sub.get("error"):
+        return None
+    return max(sub["started_s"], sub["ended_s"] - server_s)
 
 
 def _pack(lane: Lane) -> None:
@@ -267,8 +303,10 @@ def _pack(lane: Lane) -> None:
     lane.rows = max(1, rows)
 
 
-def _peak(bars: list[Bar]) -> int:
-    events = sorted([(b.start, 1) for b in bars] + [(b.end, -1) for b in bars])
+def _peak(spans: list[tuple[float, float]]) -> int:
+    """The most (start, end) spans open at one moment (one that ends as another starts: not
+    both)."""
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
     peak = running = 0
     for _, step in events:
         running += step
