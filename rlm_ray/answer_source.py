@@ -47,7 +47,6 @@ from typing import Any
 
 from rlm_ray.parsing import text_final
 from rlm_ray.record_ops import RecordAnswers
-from rlm_ray.subcalls import SubCallFuture
 from rlm_ray.types import CallTrace
 
 MAX_VALUES = 50_000
@@ -125,12 +124,18 @@ def kept_cells(trace: CallTrace) -> list[tuple[str, str]]:
 
 
 def find_answer_code(
-    literal: str, query: str, cells: Sequence[tuple[str, str]], evaluate: Callable[[str], Any]
+    literal: str,
+    query: str,
+    cells: Sequence[tuple[str, str]],
+    evaluate: Callable[[str], Any],
+    arrived: Callable[[Any], Any] = lambda value: value,
 ) -> str | None:
     """The code whose value after the run is `literal` (see the module docstring), or None.
 
     `cells`: (code, output) of the cells the program keeps, in order; `evaluate(source)`: the
-    value of an expression in the REPL (raises if it fails). Call it on a cell's clock."""
+    value of an expression in the REPL (raises if it fails); `arrived(value)`: a sub-call's
+    result as its text if it has arrived (else None), any other value as it is. Call it on a
+    cell's clock."""
     value = literal.strip()
     if not value or len(value) > MAX_LITERAL_CHARS:
         return None
@@ -140,7 +145,7 @@ def find_answer_code(
             found = evaluate(candidate.source)
         except Exception:  # a name gone, a changed value: the next candidate
             continue
-        steps = _search(found, value, query, budget, candidate.whole)
+        steps = _search(found, value, query, budget, candidate.whole, arrived)
         if steps is not None:
             return code(candidate.source, steps)
         if budget.left <= 0:
@@ -248,7 +253,12 @@ def _pure_call(call: ast.Call) -> bool:
 
 # -- the search in a value --------------------------------------------------------------------
 def _search(
-    root: Any, literal: str, query: str, budget: _Budget, whole: bool
+    root: Any,
+    literal: str,
+    query: str,
+    budget: _Budget,
+    whole: bool,
+    arrived: Callable[[Any], Any],
 ) -> tuple[Step, ...] | None:
     """The one shallowest path in `root` to a value equal to `literal` (None: none, or a tie
     the query does not settle)."""
@@ -259,8 +269,7 @@ def _search(
         for steps, value in level:
             if not budget.spend():
                 return None
-            if type(value) is SubCallFuture:
-                value = _settled(value)
+            value = arrived(value)
             if _equals(value, literal):
                 found.append(steps)
             elif type(value) in _SIZED and _equals(len(value), literal):
@@ -271,14 +280,6 @@ def _search(
             return _pick(found, query)
         level = below
     return None
-
-
-def _settled(future: SubCallFuture) -> Any:
-    """A sub-call's text if it has arrived (a replay would ask again: waiting is pointless)."""
-    try:
-        return future.result() if future.done else None
-    except Exception:  # it failed
-        return None
 
 
 def _children(steps: tuple[Step, ...], value: Any) -> Iterator[tuple[tuple[Step, ...], Any]]:

@@ -132,7 +132,8 @@ class REPLSession:
         searched on a cell's clock: it evaluates model-made expressions and reads their values."""
 
         def search() -> str | None:
-            return answer_source.find_answer_code(literal, query, cells, self.sandbox.value_of)
+            value_of = self.sandbox.value_of
+            return answer_source.find_answer_code(literal, query, cells, value_of, _arrived)
 
         found, error = self.sandbox.evaluate(search)
         return found if error is None else None
@@ -333,6 +334,17 @@ class REPLSession:
 def _text(value: Any) -> str:
     """`str(value)` as an exact str; call it inside a cell (it may run the model's methods)."""
     return exact_str(str(resolve(value)))
+
+
+def _arrived(value: Any) -> Any:
+    """A sub-call's result as its text if it has arrived (else None: no wait, a replay asks
+    again), any other value as it is."""
+    if type(value) is not SubCallFuture:
+        return value
+    try:
+        return value.result() if value.done else None
+    except Exception:  # it failed
+        return None
 
 
 def run_record_op(

@@ -178,7 +178,7 @@ def test_a_server_with_fewer_slots_than_calls_shows_them_queued(make_rlm, model_
 
     fan = code("rs = [llm_query(f'LEAF {i}') for i in range(6)]\nprint(len(rs))")
     model_server.reply = by_marker({"LEAF": "1"}, default=turns(fan, "FINAL(done)"))
-    model_server.slots, model_server.latency_s = 1, 0.4
+    model_server.slots, model_server.latency_s = 1, 1.0
     snapshots: list[Progress] = []
     result = make_rlm(on_progress=snapshots.append).completion("q", "ctx")
     assert result.answer == "done" and model_server.peak_processing == 1
@@ -196,28 +196,6 @@ def test_a_server_with_fewer_slots_than_calls_shows_them_queued(make_rlm, model_
     assert len(leaves) == 6 and all(s.server_s is not None for s in leaves)
 
 
-class FakeModelServer:
-    """Stands in for `model_servers.ModelServer` (no model files, no llama.cpp): each start-up
-    step takes a moment, and the "server" is the scripted one."""
-
-    def __init__(self, name, settings, url="") -> None:
-        self.url = url
-
-    def prepare(self) -> None:
-        time.sleep(0.3)
-
-    def start(self) -> str:
-        time.sleep(0.3)
-        return self.url
-
-    def warm_prefix(self, messages) -> str:
-        time.sleep(0.3)
-        return "saved"
-
-    def stop(self) -> None:
-        pass
-
-
 @pytest.mark.ray
 def test_start_up_names_each_stage_it_waits_for(make_rlm, model_server, monkeypatch):
     """Issue 30: while the local model server started (20-50 s) the live view said "0 model
@@ -226,6 +204,26 @@ def test_start_up_names_each_stage_it_waits_for(make_rlm, model_server, monkeypa
 
     from rlm_ray import model_servers
     from rlm_ray import settings as settings_module
+
+    # (defined here, so that Ray ships the class by value: workers cannot import this module)
+    class FakeModelServer:
+        """Stands in for `model_servers.ModelServer` (no model files, no llama.cpp); the
+        "server" is the scripted one."""
+
+        def __init__(self, name, settings, url="") -> None:
+            self.url = url
+
+        def prepare(self) -> None:
+            pass
+
+        def start(self) -> str:
+            return self.url
+
+        def warm_prefix(self, messages) -> str:
+            return "saved"
+
+        def stop(self) -> None:
+            pass
 
     monkeypatch.setattr(settings_module, "find_parts", lambda spec: None)  # no model files
     monkeypatch.setattr(settings_module, "check_xllamacpp", lambda spec: None)
