@@ -5,8 +5,9 @@
 Times, in this process, the pieces that read a child's context and query for its first turn, a
 trace file's typed answer and a session rebuild's variables: `prompts.describe_context` of
 ``[['x']] * 1000 + [['x' * 10**6] * 10] * ITEMS`` (one 1 MB string, shared), `prompts.approach`
-of ``'how many ' + '(' * BRACKETS``, `answer_rule.literal_rule` of a LINE-character output
-line and a literal half as long, and `repl.describe_value` of a 20 M-item list. Run it from
+of ``'how many ' + '(' * BRACKETS``, `answer_source.candidates` (where a typed answer was
+shown; `answer_rule.literal_rule` before issue 30) of a LINE-character output line and a literal
+half as long, and `repl.describe_value` of a 20 M-item list. Run it from
 another checkout (``PYTHONPATH=OTHER``) to compare; give smaller sizes there, as the old code is
 quadratic in them.
 """
@@ -21,7 +22,7 @@ from collections.abc import Callable
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from rlm_ray import prompts  # noqa: E402
-from rlm_ray.answer_rule import literal_rule  # noqa: E402
+from rlm_ray.answer_source import candidates  # noqa: E402
 from rlm_ray.repl import describe_value  # noqa: E402
 
 
@@ -43,7 +44,8 @@ def main() -> None:
     query = "how many " + "(" * args.brackets
     timed(f"approach, {args.brackets:,} brackets", lambda: prompts.approach(query))
     literal, line = "-" * (args.line // 2) + "y", "-" * args.line + "x"
-    timed(f"literal_rule, a {args.line:,}-char line", lambda: literal_rule(literal, [(0, line)]))
+    shown = [("print(x)", line)]
+    timed(f"candidates, a {args.line:,}-char line", lambda: candidates(literal, shown))
     values = [0] * 20_000_000
     timed("describe_value, 20 M items", lambda: describe_value(values))
 

@@ -85,6 +85,7 @@ def test_a_crafted_trace_file_becomes_a_program_in_bounded_work(tmp_path):
         "model": "m",
         "finished_by": "FINAL",
         "answer": literal,
+        "answer_code": "x",
         "iterations": [
             {
                 "index": 0,
@@ -98,34 +99,31 @@ def test_a_crafted_trace_file_becomes_a_program_in_bounded_work(tmp_path):
     out = finishes(
         f"""
         from rlm_ray import Program
-        print(Program.from_file({str(trace)!r}).answer.kind)
+        print(Program.from_file({str(trace)!r}).answer)
         """
     )
-    assert out.strip() == "none"  # the literal is not in the output as a token: no rule
+    # the literal is not in the output as a token: no cell showed it
+    assert out.strip().startswith("AnswerRule(kind='value', cell=None, name='', expression='x'")
 
 
 def test_a_whole_token_is_still_found_after_many_that_are_not():
-    from rlm_ray.answer_rule import literal_rule, whole_token
+    from rlm_ray.answer_source import candidates, whole_token
 
     assert whole_token("a42 42b 42", "42") == 8
     assert whole_token("x-42-y", "42") == 2 and whole_token("_42", "42") is None
-    assert literal_rule("42", [(0, "id=42x total 42")]).pattern is not None
+    assert [c.source for c in candidates("42", [("print(n)", "id=42x total 42")])] == ["n"]
 
 
-def test_an_answer_pattern_reads_a_long_replayed_line_in_bounded_work():
+def test_where_a_typed_answer_was_shown_is_found_in_long_outputs_in_bounded_work():
     out = finishes(
         """
-        from rlm_ray.errors import ProgramError
-        from rlm_ray.answer_rule import from_output, literal_rule
-        rule = literal_rule("Paris", [(0, "capital: Paris! it is")])
-        print(rule.pattern)
-        try:
-            from_output(rule, "capital: " * 200_000)
-        except ProgramError:
-            print("no match")
+        from rlm_ray.answer_source import candidates
+        cells = [("print(city)", "capital: " * 200_000), ("print(town)", "-P" * 500_000 + " Paris")]
+        print([c.source for c in candidates("Paris", cells)])
+        print(candidates("P" * 400_000, [("print(x)", "P" * 1_000_000 + "Q")]))
         """
     )
-    assert out.splitlines() == ["capital:\\s+(.+?)!", "no match"]
+    assert out.splitlines() == ["['town']", "[]"]
 
 
 def test_the_timeline_of_100000_parallel_subcalls_is_drawn_in_bounded_work():
