@@ -101,6 +101,14 @@ class _Budget:
         return self.left >= 0
 
 
+class NoSubCalls:
+    """Stands in for a REPL's `SubCalls` while an answer is traced: a function the model
+    defined, called by a traced expression, can ask no model and run no tool."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError("no sub-call or tool call while the answer is traced")
+
+
 def typed_answer(trace: CallTrace) -> str | None:
     """The answer of a finished call if its model typed it in a reply (``FINAL(13)`` in the
     text, also as its last word after `max_iterations`), not computed by a cell's FINAL."""
@@ -241,7 +249,17 @@ def is_pure(source: str) -> bool:
             return False
         if isinstance(node, ast.Call) and not _pure_call(node):
             return False
+        if isinstance(node, ast.keyword) and not _pure_argument(node.value):
+            return False
     return True
+
+
+def _pure_argument(value: ast.expr) -> bool:
+    """A keyword's value (``key=`` of sorted, min, max): a lambda, a method or a listed
+    function, not a name that may hold a function of the model's."""
+    if isinstance(value, ast.Name):
+        return value.id in PURE_FUNCTIONS
+    return isinstance(value, (ast.Lambda, ast.Attribute, ast.Constant))
 
 
 def _pure_call(call: ast.Call) -> bool:

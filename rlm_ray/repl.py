@@ -14,7 +14,7 @@ import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from rlm_ray import answer_source, corpus, prompts, record_ops, tools
 from rlm_ray.errors import SubCallError
@@ -135,7 +135,13 @@ class REPLSession:
             value_of = self.sandbox.value_of
             return answer_source.find_answer_code(literal, query, cells, value_of, _arrived)
 
-        found, error = self.sandbox.evaluate(search)
+        # subtle: a pure expression may still call a function the model defined, which may ask
+        # a model or run a tool: while tracing, any sub-call raises (that candidate is skipped)
+        held, self.subcalls = self.subcalls, cast(SubCalls, answer_source.NoSubCalls())
+        try:
+            found, error = self.sandbox.evaluate(search)
+        finally:
+            self.subcalls = held
         return found if error is None else None
 
     def ready_answer(self) -> str | None:

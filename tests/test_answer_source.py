@@ -97,3 +97,16 @@ def test_the_search_looks_at_a_bounded_part_of_a_big_value():
     cell = "big = {i: str(i) for i in range(300_000)}\nprint(len(big), big)"
     assert traced(cell, "FINAL(299999)") is None  # shown at the end of the (cut) output
     assert traced(cell, "FINAL(300000)") == "len(big)"
+
+
+def test_a_function_of_the_model_called_while_tracing_asks_no_model():
+    """An expression can be pure by its form and still call a method the model wrote, which
+    makes a sub-call: while an answer is traced, any sub-call fails, and that source is
+    skipped."""
+    cell = (
+        "class Asker:\n    def get(self, x):\n        return llm_query(x)\n"
+        "a = Asker()\nxs = ['q1', 'q2']\nprint(max(xs, key=a.get))"
+    )
+    result, fake = local_completion(turns(code(cell), "FINAL(q1)"), QUERY, "ctx")
+    assert result.trace.answer_code == "xs[0]"  # not `max(xs, key=a.get)`
+    assert len(fake.requests) == 2 + 2  # two root turns, the cell's two sub-calls: no more
