@@ -25,10 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rlm_ray import answer_source, corpus, prompts
+from rlm_ray import answer_source, approximate, corpus, prompts
 from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.errors import LimitExceededError, RLMError
 from rlm_ray.loop import LoopSettings, Messages, Resume, run_loop
+from rlm_ray.plain_prompt import plain_call_prompt
 from rlm_ray.program_mode import run_program
 from rlm_ray.redact import process_secrets
 from rlm_ray.repl import REPLSession, REPLSettings
@@ -318,6 +319,7 @@ def new_repl(
         allowed_models=spec.models.allowed(),
         model_windows=dict(spec.model_windows),
         secrets=tuple(process_secrets(m.api_key, m.llm_kwargs, m.sub_llm_kwargs)),
+        approximate=approximate.by_model(cfg.approximate, m.sub_model),
     )
     return REPLSession(context, backend, default_model=spec.models.sub_model, settings=settings)
 
@@ -325,9 +327,9 @@ def new_repl(
 def _plain_call(spec: CallSpec, context: Any, backend: CallBackend, trace: CallTrace) -> CallResult:
     """A call without a REPL: one model call over query and context (e.g. `max_depth=0`)."""
     prompt: Any = (  # a corpus is read by the gateway, not here
-        [prompts.plain_call_prompt(spec.query, ""), context]
+        [plain_call_prompt(spec.query, ""), context]
         if isinstance(context, corpus.Corpus)
-        else prompts.plain_call_prompt(spec.query, context)
+        else plain_call_prompt(spec.query, context)
     )
     reply = backend.root_llm([{"role": "user", "content": prompt}])
     usage = Usage()
