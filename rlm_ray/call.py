@@ -34,6 +34,7 @@ from rlm_ray.program_mode import run_program
 from rlm_ray.redact import process_secrets
 from rlm_ray.repl import REPLSession, REPLSettings
 from rlm_ray.sandbox.kill_switch import KillSwitch
+from rlm_ray.subcall_kinds import cascades
 from rlm_ray.subcalls import Backend
 from rlm_ray.tools import ToolSettings
 from rlm_ray.types import CallResult, CallTrace, IterationTrace, LLMReply, Usage
@@ -378,7 +379,7 @@ def _loop_settings(
 
 def _system_prompt(spec: CallSpec, context: Any, variant: prompts.PromptVariant) -> str:
     cfg = spec.config
-    return prompts.system_prompt(
+    text = prompts.system_prompt(
         context,
         can_recurse=spec.depth + 1 < cfg.max_depth,
         sub_window_chars=spec.sub_context_window_tokens * 3,
@@ -387,6 +388,10 @@ def _system_prompt(spec: CallSpec, context: Any, variant: prompts.PromptVariant)
         variant=variant,
         tools=spec.tools.specs if spec.tools is not None else (),
     )
+    targets = approximate.by_model(cfg.approximate, spec.models.sub_model)
+    if targets is None:
+        return text
+    return f"{text}\n\n{cascades.prompt_note(targets, spec.models.sub_model)}"
 
 
 def shared_prefix(spec: CallSpec) -> list[dict[str, str]] | None:

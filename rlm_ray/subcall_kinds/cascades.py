@@ -243,6 +243,32 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and np.isfinite(value) else None
 
 
+def prompt_note(targets: Approximate, model: str) -> str:
+    """What the system prompt adds in a run whose operators default to a cascade (`model`:
+    the sub-model)."""
+    low = targets.min_records if targets.min_records is not None else regime(model).min_records
+    held = [
+        f"recall >= {targets.recall:g}" if targets.recall is not None else "",
+        f"precision >= {targets.precision:g}" if targets.precision is not None else "",
+        f"accuracy >= {targets.accuracy:g}" if targets.accuracy is not None else "",
+        f"a count within {targets.error:.0%} of the items" if targets.error else "",
+    ]
+    return (
+        f"Approximate record operators are allowed in this run: over {low:,} or more distinct "
+        "items, `llm_filter`, `llm_classify` and `llm_count` ask the sub-LLM about a sample, "
+        "learn a cheap classifier from its answers and let it decide the items it is sure of: "
+        "far fewer sub-LLM calls, with answers that stay within "
+        f"{', '.join(h for h in held if h)} of what the sub-LLM would have said, each with "
+        f"probability {targets.confidence:g}. `llm_count` then returns an int with `.low` and "
+        "`.high` (its interval); each call prints what it did. Use them when an estimate "
+        "answers the query (a share, an approximate count, the most common label); when every "
+        "item must be right, pass `recall=1, precision=1` (llm_filter), `accuracy=1` "
+        "(llm_classify) or `error=0` (llm_count). A call may set its own `recall=`, "
+        "`precision=`, `accuracy=`, `error=` (the count's half-width as a share of the items) "
+        "and `confidence=`."
+    )
+
+
 def cascade_trace(fn: str, report: CascadeReport, count: Interval | None = None) -> CascadeTrace:
     """The trace record of one approximate operator call."""
     return CascadeTrace(
