@@ -289,3 +289,24 @@ def test_cancelling_a_run_stops_its_cascade(make_rlm, model_server):
     time.sleep(1.0)
     assert model_server.request_count == requests  # the cascade asks nothing more
     assert len(asked_items(model_server)) < 2_000
+
+
+def test_a_corpus_is_scored_by_chunk_where_its_documents_are_read(ray_session, model_server):
+    import pyarrow as pa
+
+    from rlm_ray.runtime import proxy_tasks
+
+    model_server.reply = records(oracle)
+    items = reviews(1_500)
+    corpus = rlm_ray.load(pa.table({"text": items}), chunk_by="documents", chunk_size=400)
+    documents = list(corpus.documents)
+    assert len(proxy_tasks.groups_of(documents)) == 4  # one scoring task per stored chunk
+    kept = ops.filter(
+        CONDITION, corpus, recall=0.9, precision=0.9, approximate=APPROX, **settings(model_server)
+    )
+    texts = [str(doc) for doc in kept.values]
+    found = sum(has_problem(t) for t in texts)
+    assert found >= 0.9 * sum(has_problem(r) for r in items) and found >= 0.9 * len(texts)
+    assert kept.report.proxy_decided > 0 and kept.report.oracle_seen == len(
+        asked_items(model_server)
+    )
