@@ -200,10 +200,11 @@ def _run(
     done, usage = run_blocking(
         lambda: launcher.run_operator(op, records, max_items, targets, count)
     )
-    outcome = done if targets is None else done.outcome
+    cascaded = None if targets is None or not records else done
+    outcome = done if cascaded is None else done.outcome
     for warning in outcome.warnings:
         warnings.warn(f"rlm_ray.ops.{kind}: {warning}", RuntimeWarning, stacklevel=4)
-    return outcome, usage, (None if targets is None else done)
+    return outcome, usage, cascaded
 
 
 def _result(outcome: record_ops.Outcome, usage: Usage, cascaded: Any) -> OpResult:

@@ -287,7 +287,7 @@ def _operator_batches(
     )
     batching = {"window_tokens": spec.sub_context_window_tokens, "max_items": max_items}
     try:
-        if targets is None:
+        if targets is None or not records:
             return cascades.exact_op(op, records, calls, None, **batching), calls.usage
         fn = f"ops.{'count' if count else op.kind}"
         done = cascades.run_cascade(

@@ -80,7 +80,7 @@ def llm_count(
     )
     model = chosen_model(repl, model)
     records = _records(op, items, "llm_count")
-    if targets is None:
+    if targets is None or not records:
         answers = _exact(repl, op, records, model).answers
         total = sum(1 for keep in answers if keep)
         return Count(total, total, total, 1.0)
@@ -102,7 +102,7 @@ def _run(
 ) -> list:
     model = chosen_model(repl, model)
     records = _records(op, items, op.fn)
-    if targets is None:
+    if targets is None or not records:  # nothing to sample from: the exact path, which asks nothing
         outcome = _exact(repl, op, records, model)
     else:
         outcome = _cascade(repl, op, records, model, targets, op.fn).outcome
