@@ -310,3 +310,36 @@ def test_a_corpus_is_scored_by_chunk_where_its_documents_are_read(ray_session, m
     assert kept.report.proxy_decided > 0 and kept.report.oracle_seen == len(
         asked_items(model_server)
     )
+
+
+def test_a_cascade_in_a_trace_file_reads_back_the_same_from_jsonl_and_parquet(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from rlm_ray.approximate import Approximate
+    from rlm_ray.repl import REPLSession, REPLSettings
+    from rlm_ray.testing import FakeLLM
+    from rlm_ray.testing.thread_backend import ThreadBackend
+    from rlm_ray.trace.file import read_trace, write_trace
+    from rlm_ray.trace.view import print_trace
+    from rlm_ray.types import CallTrace, IterationTrace
+
+    targets = Approximate(recall=0.9, precision=0.9, error=0.05, min_records=1_000)
+    settings = REPLSettings(can_recurse=False, approximate=targets)
+    repl = REPLSession(reviews(1_500), ThreadBackend(FakeLLM(records(oracle))), "fake", settings)
+    cell = repl.run("n = llm_count('x', context)\nh = llm_filter('x', context)").trace
+    repl.close()
+    assert cell.error is None and len(cell.cascades) == 2
+    root = CallTrace("c1", 0, "m", "q", iterations=[IterationTrace(0, "r", cells=[cell])])
+    write_trace(root, tmp_path / "t.jsonl")
+    write_trace(root, tmp_path / "t.parquet")
+    jsonl, parquet = read_trace(tmp_path / "t.jsonl"), read_trace(tmp_path / "t.parquet")
+    written = jsonl[0]["iterations"][0]["cells"][0]["cascades"]
+    assert written == parquet[0]["iterations"][0]["cells"][0]["cascades"]
+    assert [c["operator"] for c in written] == ["llm_count", "llm_filter"]
+    low, high = written[0]["count"][1:]
+    assert low <= high and set(written[1]["oracle_calls"]) == {"train", "validate", "band", "exact"}
+    shown = io.StringIO()
+    print_trace(jsonl, Console(file=shown, width=400))
+    assert "[llm_count] count " in shown.getvalue()  # `rlm-ray trace` shows each line
