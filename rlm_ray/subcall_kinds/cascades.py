@@ -250,25 +250,33 @@ def prompt_note(targets: Approximate, model: str) -> str:
     the sub-model)."""
     low = targets.min_records if targets.min_records is not None else regime(model).min_records
     held = [
-        f"recall >= {targets.recall:g}" if targets.recall is not None else "",
-        f"precision >= {targets.precision:g}" if targets.precision is not None else "",
-        f"accuracy >= {targets.accuracy:g}" if targets.accuracy is not None else "",
-        f"a count within {targets.error:.0%} of the items" if targets.error else "",
+        _held("llm_filter", ("recall", targets.recall), ("precision", targets.precision)),
+        _held("llm_classify", ("accuracy", targets.accuracy)),
+        f"llm_count's interval, at most ± {targets.error:.0%} of the items, holds the count"
+        if targets.error
+        else "",
     ]
     return (
         f"Approximate record operators are allowed in this run: over {low:,} or more distinct "
         "items, `llm_filter`, `llm_classify` and `llm_count` ask the sub-LLM about a sample, "
-        "learn a cheap classifier from its answers and let it decide the items it is sure of: "
-        "far fewer sub-LLM calls, with answers that stay within "
-        f"{', '.join(h for h in held if h)} of what the sub-LLM would have said, each with "
-        f"probability {targets.confidence:g}. `llm_count` then returns an int with `.low` and "
-        "`.high` (its interval); each call prints what it did. Use them when an estimate "
-        "answers the query (a share, an approximate count, the most common label); when every "
-        "item must be right, pass `recall=1, precision=1` (llm_filter), `accuracy=1` "
-        "(llm_classify) or `error=0` (llm_count). A call may set its own `recall=`, "
-        "`precision=`, `accuracy=`, `error=` (the count's half-width as a share of the items) "
-        "and `confidence=`."
+        "learn a cheap classifier from its answers and let it decide the items it is sure of, "
+        "with far fewer sub-LLM calls. Relative to what the sub-LLM would have said about every "
+        f"item, {'; '.join(h for h in held if h)}; each with probability "
+        f"{targets.confidence:g}. `llm_count` then returns an int with `.low` and `.high` (its "
+        "interval); each call prints what it did. Use them when an estimate answers the query "
+        "(a share, an approximate count, the most common label); when every item must be "
+        "right, pass `recall=1, precision=1` (llm_filter), `accuracy=1` (llm_classify) or "
+        "`error=0` (llm_count). A call may set its own `recall=`, `precision=`, `accuracy=`, "
+        "`error=` (the count's half-width as a share of the items) and `confidence=`."
     )
+
+
+def _held(
+    what: str, first: tuple[str, float | None], second: tuple[str, float | None] = ("", None)
+) -> str:
+    """ "llm_filter keeps recall >= 0.9 and precision >= 0.9" (only the targets given)."""
+    kept = [f"{name} >= {value:g}" for name, value in (first, second) if value is not None]
+    return f"{what} keeps {' and '.join(kept)}" if kept else ""
 
 
 def cascade_trace(fn: str, report: CascadeReport, count: Interval | None = None) -> CascadeTrace:
