@@ -20,6 +20,9 @@ Systems (only through `RLM.completion`, so any litellm model works unchanged):
              them); prompt: the model's default (`small` for local models, else `paper`;
              `--rlm-prompt`)
   rlm-paper  the REPL with sub-calls, prompt `paper`
+  rlm-cascade  `rlm` with `approximate=True`: llm_filter / llm_classify / llm_count over many
+             records answer by a cascade (docs/cascades.md); the row's `proxy_decided` says
+             how many records its proxy answered without a model call
   rlms       the official `rlms` package (`from rlm import RLM`), when importable; OpenAI-
              compatible servers only; its failures are results
 Scores: exact match, 0.75^|error| for numbers, F1 for pairs. Every run gets `--max-time`
@@ -50,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import quality_tasks as qt  # noqa: E402
 
-SYSTEMS = ("plain", "rlm-code", "rlm", "rlm-paper", "rlms")
+SYSTEMS = ("plain", "rlm-code", "rlm", "rlm-paper", "rlm-cascade", "rlms")
 DEFAULT_SYSTEMS = ("plain", "rlm-code", "rlm")
 
 
@@ -79,6 +82,8 @@ class Outcome:
     error: str | None = None
     code: list[str] = dataclasses.field(default_factory=list)
     """The root call's code blocks, in order (what the model did, for reading the JSONL)."""
+    proxy_decided: int = 0
+    """Records a cascade's proxy answered without a model call (`Usage.proxy_decided`)."""
 
 
 def root_code(trace: Any) -> list[str]:
@@ -146,8 +151,9 @@ def rlm_kwargs(system: str, settings: Settings) -> dict[str, Any]:
         kwargs["max_depth"] = 0
     elif system == "rlm-code":
         kwargs["prompt"] = settings.code_prompt
-    elif system == "rlm":
+    elif system in ("rlm", "rlm-cascade"):
         kwargs["prompt"] = settings.rlm_prompt
+        kwargs["approximate"] = system == "rlm-cascade"
     elif system == "rlm-paper":
         kwargs["prompt"] = "paper"
     return kwargs
@@ -176,6 +182,7 @@ def run_rlm(system: str, task: qt.Task, context: Any, settings: Settings) -> Out
         usage.output_tokens,
         usage.calls,
         code=root_code(result.trace),
+        proxy_decided=usage.proxy_decided,
     )
 
 
@@ -322,6 +329,7 @@ def make_row(task: qt.Task, system: str, outcome: Outcome, max_time_s: float) ->
         "input_tokens": outcome.input_tokens,
         "output_tokens": outcome.output_tokens,
         "calls": outcome.calls,
+        "proxy_decided": outcome.proxy_decided,
         "error": error,
         "code": outcome.code,
     }

@@ -20,6 +20,7 @@ Splits: "dev" (seeds from 0, phrasings marked dev: used to tune prompts) and "he
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 from collections import Counter
@@ -354,7 +355,8 @@ def message(label: str, index: int) -> tuple[str, str]:
 
 
 def make_records(rng: random.Random, n: int, users: int, dates: list[str]) -> list[Record]:
-    """`n` distinct messages with label counts whose most and least common labels are unique."""
+    """`n` records (distinct lines; their messages distinct up to 1,280 of a label) with label
+    counts whose most and least common labels are unique."""
     while True:
         weights = [rng.uniform(0.4, 3.0) for _ in LABELS]
         labels = rng.choices(LABELS, weights, k=n)
@@ -362,7 +364,12 @@ def make_records(rng: random.Random, n: int, users: int, dates: list[str]) -> li
         counts = sorted(tally[label] for label in LABELS)
         if counts[0] != counts[1] and counts[-1] != counts[-2]:
             break
-    picks = {label: iter(rng.sample(range(MESSAGES_PER_LABEL), n)) for label in LABELS}
+    # past MESSAGES_PER_LABEL of one label a message repeats (with another date and user, so
+    # the record lines stay distinct); up to it the same seed gives the same records as before
+    picks = {
+        label: itertools.cycle(rng.sample(range(MESSAGES_PER_LABEL), min(n, MESSAGES_PER_LABEL)))
+        for label in LABELS
+    }
     user_ids = rng.sample(range(1000, 10_000), users)
     records = []
     for label in labels:

@@ -25,14 +25,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rlm_ray import answer_source, corpus, prompts
+from rlm_ray import answer_source, approximate, corpus, prompts
 from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.errors import LimitExceededError, RLMError
 from rlm_ray.loop import LoopSettings, Messages, Resume, run_loop
+from rlm_ray.plain_prompt import plain_call_prompt
 from rlm_ray.program_mode import run_program
 from rlm_ray.redact import process_secrets
 from rlm_ray.repl import REPLSession, REPLSettings
 from rlm_ray.sandbox.kill_switch import KillSwitch
+from rlm_ray.subcall_kinds import cascades
 from rlm_ray.subcalls import Backend
 from rlm_ray.tools import ToolSettings
 from rlm_ray.types import CallResult, CallTrace, IterationTrace, LLMReply, Usage
@@ -318,6 +320,7 @@ def new_repl(
         allowed_models=spec.models.allowed(),
         model_windows=dict(spec.model_windows),
         secrets=tuple(process_secrets(m.api_key, m.llm_kwargs, m.sub_llm_kwargs)),
+        approximate=approximate.by_model(cfg.approximate, m.sub_model),
     )
     return REPLSession(context, backend, default_model=spec.models.sub_model, settings=settings)
 
@@ -325,9 +328,9 @@ def new_repl(
 def _plain_call(spec: CallSpec, context: Any, backend: CallBackend, trace: CallTrace) -> CallResult:
     """A call without a REPL: one model call over query and context (e.g. `max_depth=0`)."""
     prompt: Any = (  # a corpus is read by the gateway, not here
-        [prompts.plain_call_prompt(spec.query, ""), context]
+        [plain_call_prompt(spec.query, ""), context]
         if isinstance(context, corpus.Corpus)
-        else prompts.plain_call_prompt(spec.query, context)
+        else plain_call_prompt(spec.query, context)
     )
     reply = backend.root_llm([{"role": "user", "content": prompt}])
     usage = Usage()
@@ -376,7 +379,7 @@ def _loop_settings(
 
 def _system_prompt(spec: CallSpec, context: Any, variant: prompts.PromptVariant) -> str:
     cfg = spec.config
-    return prompts.system_prompt(
+    text = prompts.system_prompt(
         context,
         can_recurse=spec.depth + 1 < cfg.max_depth,
         sub_window_chars=spec.sub_context_window_tokens * 3,
@@ -385,6 +388,10 @@ def _system_prompt(spec: CallSpec, context: Any, variant: prompts.PromptVariant)
         variant=variant,
         tools=spec.tools.specs if spec.tools is not None else (),
     )
+    targets = approximate.by_model(cfg.approximate, spec.models.sub_model)
+    if targets is None:
+        return text
+    return f"{text}\n\n{cascades.prompt_note(targets, spec.models.sub_model)}"
 
 
 def shared_prefix(spec: CallSpec) -> list[dict[str, str]] | None:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from rlm_ray import approximate as approximation
 from rlm_ray.budget import Budget
 from rlm_ray.errors import ConfigError
 from rlm_ray.rate_limit import RateLimit
@@ -114,6 +115,14 @@ class RLMConfig:
     """A sub-call whose prompt holds corpus slices is rendered by a gateway on the node that
     holds their chunks, when that gateway has room; False: round robin over the gateways."""
 
+    approximate: Any = None
+    """Whether `llm_filter`, `llm_classify` and `llm_count` (and `rlm_ray.ops`) may answer by a
+    cascade when a call gives no targets of its own (docs/cascades.md): False, exact (every
+    record asked); True, `approximate.DEFAULT`'s targets (recall and precision 0.9, accuracy
+    0.9, counts within 2 % of the records, at confidence 0.95) over enough records; a dict of
+    targets (keys `recall`, `precision`, `accuracy`, `error`, `confidence`, `min_records`);
+    None, by sub-model (`approximate.by_model`: exact, also for the local models)."""
+
     def __post_init__(self) -> None:
         check_chunking(self.chunk_by, self.chunk_size)
         if not isinstance(self.chunk_locality, bool):
@@ -143,6 +152,7 @@ class RLMConfig:
         if self.cache_dir is not None and not isinstance(self.cache_dir, str):
             raise ConfigError(f"`cache_dir` must be a directory path (str), got {self.cache_dir!r}")
         _check_seconds(self, "cell_timeout_s")
+        object.__setattr__(self, "approximate", approximation.setting(self.approximate))
         _check_seconds(self, "request_timeout_s", optional=False)
         if self.max_depth > self.max_repl_actors_per_node:
             raise ConfigError(

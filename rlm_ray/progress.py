@@ -3,7 +3,8 @@
     gateways: model calls per depth (held, in flight, done), tokens,   ─┐ polled by the driver
               cost; per model server: calls sent, and what its `/slots`  │ every PROGRESS_INTERVAL_S
               says it works on (asked only while polled)                 │
-    pool:     RLM calls per depth (in flight, done)                    ─┤
+    pool:     RLM calls per depth (in flight, done), the stage of each ─┤
+              approximate operator running (sent by its REPL)          │
                                                                         ▼
     driver:   merge -> `Progress` snapshot -> `on_progress(snapshot)`
 
@@ -86,6 +87,9 @@ class Progress:
     """Before the run: the start-up stage it is in ("starting Ray", "storing the context",
     "assembling the model", "loading the model server", "warming the prompt prefix"); "" once
     the root call runs."""
+    stages: tuple[str, ...] = ()
+    """What each approximate record operator running now is doing (docs/cascades.md), one line
+    per operator call: "llm_filter: the proxy scores 10,000 records"."""
 
     def summary(self) -> str:
         """One line: calls per depth, tokens, cost, elapsed time."""
@@ -94,10 +98,11 @@ class Progress:
         failed = f", {self.failed_calls:,} failed" if self.failed_calls else ""
         if self.stage:
             return f"starting: {self.stage}; {self.elapsed_s:.1f} s"
+        stages = "".join(f"; {line}" for line in self.stages)
         return (
             f"{self.calls:,} model calls{cached}{failed} ({levels}); "
             f"{self.input_tokens:,} tokens in, {self.output_tokens:,} out; "
-            f"${self.cost_usd:.4f}; {self.elapsed_s:.1f} s"
+            f"${self.cost_usd:.4f}; {self.elapsed_s:.1f} s{stages}"
         )
 
 
@@ -131,6 +136,14 @@ class RunCounters:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    stages: dict[str, str] = field(default_factory=dict)
+    """call id -> the stage line of the approximate operator that call is running."""
+
+    def stage(self, call_id: str, line: str) -> None:
+        if line:
+            self.stages[call_id] = line
+        else:
+            self.stages.pop(call_id, None)
 
     def rlm_started(self, depth: int) -> None:
         self.rlm_in_flight[depth] += 1
@@ -173,6 +186,7 @@ def merge(run_id: str, elapsed_s: float, parts: Iterable[RunCounters], finished:
         total.input_tokens += part.input_tokens
         total.output_tokens += part.output_tokens
         total.cost_usd += part.cost_usd
+        total.stages.update(part.stages)
     keys = set(total.rlm_in_flight) | set(total.rlm_done) | set(total.in_flight) | set(total.done)
     depths = tuple(
         DepthProgress(
@@ -200,6 +214,7 @@ def merge(run_id: str, elapsed_s: float, parts: Iterable[RunCounters], finished:
         finished=finished,
         running=running,
         queued=sum(d.held for d in depths) + waiting,
+        stages=() if finished else tuple(total.stages[k] for k in sorted(total.stages)),
     )
 
 

@@ -74,7 +74,8 @@ def render(snapshot: Progress) -> Group:
         f"tokens in, {snapshot.output_tokens:,} out · ${snapshot.cost_usd:.4f} · "
         f"{snapshot.elapsed_s:.1f} s"
     )
-    return Group(table, footer)
+    stages = [Text(f"cascade · {line}") for line in snapshot.stages]  # approximate operators
+    return Group(table, footer, *stages)
 
 
 def _now(snapshot: Progress) -> str:

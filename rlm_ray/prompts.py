@@ -30,19 +30,7 @@ until you provide a final answer.
 The REPL environment is initialized with:
 1. A `context` variable that contains extremely important information about your query. Look \
 through it (print slices, search it with `re`) before answering.
-2. `llm_query(prompt, model=None) -> str`: one call to a sub-LLM that can handle around \
-{sub_window_chars} characters. Use it to read and analyze chunks of the context.
-3. `llm_query_batched(prompts, model=None) -> list[str]`: many `llm_query` calls at once.
-4. `recursive_llm(query, context=None) -> str` (alias `rlm_query(prompt, context=None, \
-model=None)`) and `rlm_query_batched(prompts, contexts=None, model=None)`: {recursion_note}
-5. Record operators, for questions about the meaning of many records (how many complain about \
-X, which label is most common): `llm_map(instruction, items) -> list[str]` (one answer per item, \
-in order), `llm_filter(condition, items) -> list` (the items for which the condition holds, in \
-order) and `llm_classify(items, labels) -> list[str]` (one of `labels` per item, or "unknown"; \
-`labels` may be a dict of label -> what it means). \
-`items` is a list of str, a str (its non-empty lines) or a corpus (its documents). They pack \
-many items into each sub-LLM call, send the calls in parallel and ask identical items once: \
-prefer them to regexes for semantic questions and to one `llm_query` per record.
+{functions}
 6. `FINAL(value)` ends the run with `str(value)` as the answer; `FINAL_VAR(name)` ends it with \
 the value of the variable `name`. `SHOW_VARS()` lists your variables.
 7. `print()` to see results. Output longer than {max_output_chars} characters is cut in the \
@@ -99,7 +87,6 @@ REPL_LOST = (
     "and that code's output was lost; `context` and the REPL functions are available again. "
     "Re-run whatever you still need."
 )
-PLAIN_CALL = "{query}\n\nContext:\n{context}"
 # After code that failed with an error already seen in this call (loop.StuckGuard).
 STUCK = (
     "STUCK: {what} failed again with the same error as before: {error}\nRunning it again "
@@ -219,7 +206,12 @@ def system_prompt(
         else "at this depth it is one plain sub-LLM call over the query and context."
     )
     timeout = f"{cell_timeout_s:g} s" if cell_timeout_s else "its time limit"
-    text = (variant or PAPER).system.format(
+    template = (variant or PAPER).system
+    if "{functions}" in template:  # the REPL's sub-call functions, as their kinds declare them
+        from rlm_ray import subcall_kinds  # the REPL's modules: only where a prompt is made
+
+        template = template.replace("{functions}", subcall_kinds.prompt_list(first=2))
+    text = template.format(
         context_description=describe_context(context),
         sub_window_chars=f"{sub_window_chars:,}",
         recursion_note=recursion,
@@ -229,29 +221,14 @@ def system_prompt(
     return f"{text}\n\n{prompt_section(tools)}" if tools else text
 
 
-def plain_call_prompt(query: str, context: Any) -> str:
-    """The one user message of a call made without a REPL (at the depth limit)."""
-    if context is None:
-        return query
-    return PLAIN_CALL.format(query=query, context=context_text(context))
-
-
-def context_text(context: Any) -> str:
-    if isinstance(context, str):
-        return context
-    if isinstance(context, dict):
-        return "\n".join(f"{k}: {v}" for k, v in context.items())
-    return "\n".join(str(item) for item in context)
-
-
 # -- variants ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PromptVariant:
     """One prompt, as data. `system` is a template with the placeholders of `SYSTEM_PROMPT`
-    ({context_description}, {sub_window_chars}, {recursion_note}, {max_output_chars},
-    {cell_timeout}); a template may use any subset. `few_shot` are (user, assistant) turns shown
-    between the system message and the query; `stop` ends each REPL turn's reply (unless the
-    caller set `stop` in `llm_kwargs`). The turn templates may use {query}, {iteration} and
+    ({context_description}, {functions}, {sub_window_chars}, {recursion_note},
+    {max_output_chars}, {cell_timeout}); a template may use any subset. `few_shot` are (user,
+    assistant) turns shown between the system message and the query; `stop` ends each REPL
+    turn's reply (unless the caller set `stop` in `llm_kwargs`). The turn templates may use {query}, {iteration} and
     {max_iterations}."""
 
     name: str
@@ -272,7 +249,7 @@ class PromptVariant:
         return messages
 
 
-PAPER = PromptVariant(name="paper", version=2, system=SYSTEM_PROMPT)
+PAPER = PromptVariant(name="paper", version=3, system=SYSTEM_PROMPT)
 
 _SMALL_INTRO = """You answer a query about a large input stored in the Python variable `context`. It is too long to read: work on it with code.
 

@@ -384,10 +384,12 @@ Ask = Callable[[list[Any]], list[str]]
 @dataclass
 class Outcome:
     """An operator's answers, one per item in order (filter: the items kept), and what went
-    wrong on the way (`warnings`: items cut to fit, items that never got a usable answer)."""
+    wrong on the way (`warnings`: items cut to fit, items that never got a usable answer).
+    `answers` has one answer per item in every case (filter: True or False)."""
 
     values: list[Any]
     warnings: list[str] = field(default_factory=list)
+    answers: list[Any] = field(default_factory=list)
     prompts_sent: int = 0
     rounds: int = 0
 
@@ -428,6 +430,7 @@ def run(
             f"{shown}{', ...' if len(failed) > 10 else ''}); they are {op.default!r}"
         )
     per_item = [answers.get(where[i], op.default) for i in range(len(where))]
+    outcome.answers = per_item
     if op.kind == "filter":
         outcome.values = [item for item, keep in zip(items, per_item) if keep]
     else:

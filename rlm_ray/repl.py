@@ -1,8 +1,10 @@
 """One RLM call's REPL: the sandbox with `context` and the sub-call functions the model uses.
 
-The model-facing names are fixed (they match the RLM literature): `context`, `llm_query`,
-`llm_query_batched`, `recursive_llm` / `rlm_query`, `rlm_query_batched`, the record operators
-`llm_map`, `llm_filter`, `llm_classify` (record_ops.py), `FINAL`, `FINAL_VAR`, `SHOW_VARS`, `answer`.
+The model-facing names are fixed (they match the RLM literature): `context`, the functions
+that make sub-calls (`llm_query`, `llm_query_batched`, `recursive_llm` / `rlm_query`,
+`rlm_query_batched`, the record operators `llm_map`, `llm_filter`, `llm_classify`, `llm_count`:
+one declaration per kind in rlm_ray/subcall_kinds/), `FINAL`, `FINAL_VAR`, `SHOW_VARS`,
+`answer`, and the run's tools.
 
 Sub-calls start at once and return `SubCallFuture`s, which `subcalls.SubCalls` settles (see
 `rlm_ray/subcalls.py`); where the work runs is the `Backend`'s business.
@@ -16,7 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from rlm_ray import answer_source, corpus, prompts, record_ops, tools
+from rlm_ray import answer_source, corpus, subcall_kinds, tools
+from rlm_ray.approximate import Approximate
 from rlm_ray.errors import SubCallError
 from rlm_ray.loop import AnswerError, CellReport
 from rlm_ray.parsing import truncate
@@ -27,8 +30,8 @@ from rlm_ray.sandbox.boundary import exact_str, plain
 from rlm_ray.sandbox.boundary import type_name as boundary_name
 from rlm_ray.sandbox.kill_switch import KillSwitch
 from rlm_ray.sandbox.sandbox import NO_FINAL, FinalAnswer, Sandbox
+from rlm_ray.subcall_kinds import SUBCALL_NAMES
 from rlm_ray.subcalls import (
-    SUBCALL_NAMES,
     Backend,
     SubCallFuture,
     SubCalls,
@@ -55,6 +58,9 @@ class REPLSettings:
     model_windows: Mapping[str, int] = field(default_factory=dict)
     # Masked in a cell's output and error before the model reads them (`redact.py`).
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    # The record operators' default targets (`approximate.by_model`); None: exact unless a
+    # call gives its own.
+    approximate: Approximate | None = None
 
 
 class REPLSession:
@@ -187,19 +193,16 @@ class REPLSession:
     # -- what the model calls ---------------------------------------------------------------
     def _functions(self) -> dict[str, Callable[..., Any]]:
         return {
-            "llm_query": self._llm_query,
-            "llm_query_batched": self._llm_query_batched,
-            "recursive_llm": self._recursive_llm,
-            "rlm_query": self._rlm_query,
-            "rlm_query_batched": self._rlm_query_batched,
-            "llm_map": self._llm_map,
-            "llm_filter": self._llm_filter,
-            "llm_classify": self._llm_classify,
+            **subcall_kinds.functions(self),
             "FINAL": self._final,
             "FINAL_VAR": self._final_var,
             "SHOW_VARS": self._show_vars,
             **{spec.name: self._tool_function(spec) for spec in self.settings.tools},
         }
+
+    def show(self, line: str) -> None:
+        """`line` in the running cell's output (a sub-call kind's warning or summary)."""
+        self.sandbox.print(line)
 
     def _tool_function(self, spec: tools.ToolSpec) -> Callable[..., Any]:
         """The function the model calls for a tool: arguments bound to its signature and
@@ -215,109 +218,6 @@ class REPLSession:
         call.__name__ = call.__qualname__ = spec.name
         call.__doc__ = spec.doc
         return call
-
-    def _llm_query(self, prompt: Any, model: str | None = None) -> SubCallFuture:
-        """One plain sub-model call; returns its reply text (computed in the background).
-
-        `prompt` may be a corpus slice, or a list of str and slices (joined by a blank line):
-        slices travel as handles and become text only where the model call is made.
-        """
-        model = self._chosen_model(model)
-        parts = corpus.prompt_parts(plain(prompt, "llm_query: `prompt`"), "llm_query")
-        corpus.check_prompt_size(parts, self._window(model), "llm_query")
-        return self.subcalls.llm(parts, model)
-
-    def _llm_query_batched(self, prompts_: Sequence[Any], model: str | None = None) -> list:
-        """Many `llm_query` calls at once, in order."""
-        items = _list_arg("llm_query_batched", "prompts", prompts_)
-        return [self._llm_query(p, model) for p in items]
-
-    def _recursive_llm(self, query: Any, context: Any = None) -> SubCallFuture:
-        """A child RLM over `context` (the query itself if None); its final answer."""
-        return self._rlm_query(query, context)
-
-    def _rlm_query(
-        self, prompt: Any, context: Any = None, model: str | None = None
-    ) -> SubCallFuture:
-        model = self._chosen_model(model)
-        prompt = _text_arg("rlm_query", "prompt", prompt)
-        context = None if context is None else plain(context, "rlm_query: `context`")
-        if self.settings.can_recurse:  # a child RLM; with no context, its context is the prompt
-            return self.subcalls.rlm(prompt, prompt if context is None else context, model)
-        parts: str | list = (  # one plain call; a slice travels as a handle
-            [prompts.plain_call_prompt(prompt, ""), context]
-            if isinstance(context, corpus.Corpus)
-            else prompts.plain_call_prompt(prompt, context)
-        )
-        corpus.check_prompt_size(parts, self._window(model), "rlm_query")
-        return self.subcalls.llm(parts, model)
-
-    def _rlm_query_batched(
-        self,
-        prompts_: Sequence[Any],
-        contexts: Sequence[Any] | None = None,
-        model: str | None = None,
-    ) -> list:
-        items = _list_arg("rlm_query_batched", "prompts", prompts_)
-        ctxs = (
-            [None] * len(items)
-            if contexts is None
-            else _list_arg("rlm_query_batched", "contexts", contexts)
-        )
-        if len(ctxs) != len(items):
-            raise ValueError(f"rlm_query_batched: {len(items)} prompts but {len(ctxs)} contexts")
-        return [self._rlm_query(p, c, model) for p, c in zip(items, ctxs)]
-
-    # -- record operators (record_ops.py): many records per model call, in parallel -----------
-    def _llm_map(self, instruction: Any, items: Any, model: str | None = None) -> list[str]:
-        """One answer per item, in order."""
-        op = record_ops.map_op(_task_arg("llm_map", "instruction", instruction))
-        return self._record_op(op, items, model)
-
-    def _llm_filter(self, condition: Any, items: Any, model: str | None = None) -> list:
-        """The items for which `condition` holds, in order."""
-        op = record_ops.filter_op(_task_arg("llm_filter", "condition", condition))
-        return self._record_op(op, items, model)
-
-    def _llm_classify(self, items: Any, labels: Any, model: str | None = None) -> list[str]:
-        """One of `labels` per item, or "unknown"."""
-        return self._record_op(record_ops.classify_op(*labels_arg(labels)), items, model)
-
-    def _record_op(self, op: record_ops.Operator, items: Any, model: str | None) -> list:
-        model = self._chosen_model(model)
-        records = corpus.record_items(resolve(items), op.fn)
-        records = plain(records, f"{op.fn}: `items`")  # what leaves the cell: exact data only
-        outcome = run_record_op(
-            op,
-            records,
-            self.subcalls,
-            model,
-            window_tokens=self._window(model),
-            max_items=record_ops.batch_items_for(model or self.subcalls.default_model),
-        )
-        for warning in outcome.warnings:
-            self.sandbox.print(f"[{op.fn} warning] {warning}")
-        if op.kind == "filter":
-            return outcome.values
-        return record_ops.RecordAnswers(outcome.values, records)
-
-    def _chosen_model(self, model: Any) -> str | None:
-        """A sub-call's `model=`: None (the sub-model) or one of the models the user configured
-        for the run. Any other name is refused here, in the cell: litellm would send that
-        provider's key from the environment to the run's `api_base`."""
-        name = _model_arg(model)
-        allowed = self.settings.allowed_models or (self.subcalls.default_model,)
-        if name is not None and name not in allowed:
-            raise ValueError(
-                f"`model`: {name!r} is not one of this run's models; allowed: "
-                f"{', '.join(map(repr, allowed))} (or leave `model` out for the sub-model)"
-            )
-        return name
-
-    def _window(self, model: str | None) -> int:
-        """The context window of `model` (None: the sub-model), in tokens."""
-        window = self.settings.sub_context_window_tokens
-        return window if model is None else self.settings.model_windows.get(model, window)
 
     def _final(self, value: Any) -> None:
         # str() here, inside the cell, so a failure is an ordinary error the model sees
@@ -353,29 +253,6 @@ def _arrived(value: Any) -> Any:
         return None
 
 
-def run_record_op(
-    op: record_ops.Operator,
-    records: list,
-    subcalls: SubCalls,
-    model: str | None,
-    *,
-    window_tokens: int,
-    max_items: int = record_ops.MAX_BATCH_ITEMS,
-) -> record_ops.Outcome:
-    """A record operator whose batches are sub-calls: each round's batches all start through
-    `subcalls` (cache, budgets, rate limits, trace, progress), then are resolved together."""
-
-    def ask(batch_prompts: list) -> list[str]:
-        started = [subcalls.llm(prompt, model) for prompt in batch_prompts]
-        try:
-            return [str(text) for text in resolve(started)]
-        except SubCallError as exc:
-            raise SubCallError(f"{op.fn}: {exc}") from None
-
-    keys = [corpus.record_key(r) for r in records]
-    return record_ops.run(op, records, keys, ask, window_tokens=window_tokens, max_items=max_items)
-
-
 def describe_value(value: Any) -> str:
     """What a value is, for the model: SHOW_VARS's line, with the element type of a list."""
     if isinstance(value, corpus.Corpus):
@@ -391,67 +268,6 @@ def describe_value(value: Any) -> str:
 
 
 _TYPED_ITEMS = 10_000
-
-
-def _task_arg(fn: str, name: str, value: Any) -> str:
-    text = _text_arg(fn, name, value)
-    if not text.strip():
-        raise ValueError(f"{fn}: `{name}` must be a non-empty str")
-    return text
-
-
-def labels_arg(labels: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """`llm_classify`'s labels: a list of str, or a dict of label -> what it means. Returns the
-    labels and their descriptions ("" where none was given)."""
-    labels = resolve(labels)
-    descriptions: list[str] = []
-    if type(labels) is dict:
-        labels = plain(labels, "llm_classify: `labels`", views=False)
-        descriptions = [str(text) for text in labels.values()]
-        labels = list(labels)
-    elif isinstance(labels, (str, bytes, dict)) or not hasattr(labels, "__iter__"):
-        raise TypeError(
-            "llm_classify: `labels` must be a list of str (or a dict of label -> meaning), got "
-            f"{type(labels).__name__}"
-        )
-    labels = plain(list(labels), "llm_classify: `labels`", views=False)
-    if not labels:
-        raise ValueError("llm_classify: `labels` must be a non-empty list of str, got []")
-    for label in labels:
-        if not isinstance(label, str) or not label.strip():
-            raise TypeError(f"llm_classify: every label must be a non-empty str, got {label!r}")
-    if len({label.strip().casefold() for label in labels}) != len(labels):
-        raise ValueError(f"llm_classify: `labels` must be distinct, got {labels!r}")
-    descriptions = descriptions or [""] * len(labels)
-    return tuple(label.strip() for label in labels), tuple(d.strip() for d in descriptions)
-
-
-def _text_arg(fn: str, name: str, value: Any) -> str:
-    value = plain(value, f"{fn}: `{name}`", views=False)
-    if type(value) is not str:
-        raise TypeError(f"{fn}: `{name}` must be a str, got {type(value).__name__}")
-    return value
-
-
-def _model_arg(model: Any) -> str | None:
-    if model is None:
-        return None
-    model = plain(model, "`model`", views=False)
-    if type(model) is not str or not model.strip():
-        raise TypeError(f"`model` must be a model name (str), got {model!r}")
-    return model
-
-
-def _list_arg(fn: str, name: str, value: Any) -> list:
-    value = resolve(value)
-    if type(value) in (str, bytes) or type(value) is corpus.Corpus:
-        raise TypeError(f"{fn}: `{name}` must be a list, got {type(value).__name__}")
-    if type(value) not in (list, tuple):  # an iterator, a generator: read here, in the cell
-        try:
-            value = list(value)
-        except TypeError:
-            raise TypeError(f"{fn}: `{name}` must be a list, got {type(value).__name__}") from None
-    return list(plain(value, f"{fn}: `{name}`"))
 
 
 allow_class(SubCallError)  # model code catches it by name, so it may hold the class itself

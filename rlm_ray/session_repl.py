@@ -157,6 +157,15 @@ class ToolReplay:
     def start_rlm(self, query: str, context: Any, model: str | None) -> Any:
         return self._backend.start_rlm(query, context, model)
 
+    def train_proxy(self, records: list, labels: list) -> Any:
+        return self._backend.train_proxy(records, labels)
+
+    def score_proxy(self, proxy: Any, records: list) -> Any:
+        return self._backend.score_proxy(proxy, records)
+
+    def note(self, line: str) -> None:
+        self._backend.note(line)
+
     def fetch(self, handles: list[Any]) -> list[tuple[bool, Any]]:
         live = [h for h in handles if not isinstance(h, _Recorded)]
         fetched = iter(self._backend.fetch(live) if live else [])

@@ -13,8 +13,8 @@ usage to the call's total and their trace to the code block that made them. Wher
 is the backend's business: the runtime's `RayBackend` runs it on Ray,
 `rlm_ray.testing.thread_backend.ThreadBackend` on local threads (tests, debugging). No Ray here.
 
-`SUBCALL_NAMES` is the one list of the model-facing functions that make sub-calls: the REPL
-injects them, the sandbox plans fan-out around them.
+The model-facing functions that make sub-calls are declared one per kind in
+rlm_ray/subcall_kinds/ (their names, prompt text and the `Backend` methods they send through).
 """
 
 from __future__ import annotations
@@ -28,18 +28,16 @@ from typing import Any, Protocol
 from rlm_ray import corpus, tools
 from rlm_ray.errors import LimitExceededError, SubCallError
 from rlm_ray.tools import ToolCall
-from rlm_ray.types import CallResult, CallTrace, CellTrace, LLMReply, SubCallTrace, Usage
-
-SUBCALL_NAMES = (
-    "llm_query",
-    "llm_query_batched",
-    "recursive_llm",
-    "rlm_query",
-    "rlm_query_batched",
-    "llm_map",
-    "llm_filter",
-    "llm_classify",
+from rlm_ray.types import (
+    CallResult,
+    CallTrace,
+    CascadeTrace,
+    CellTrace,
+    LLMReply,
+    SubCallTrace,
+    Usage,
 )
+
 _PREVIEW = 200
 _POLL_S = 0.2  # how often a thread waiting on another thread's fetch looks again
 _MISSING = object()
@@ -306,6 +304,18 @@ class Backend(Protocol):
     def cancel(self, handles: list[Any]) -> None:
         """Stop sub-calls whose results nobody will use (best effort)."""
 
+    def train_proxy(self, records: list, labels: list) -> Any:
+        """A cascade's proxy (rlm_ray/cascade/proxy.py) trained on `records` (str or corpus
+        views, read where the training runs) and the oracle's `labels`; returns a handle that
+        `score_proxy` takes. Blocks until it is trained."""
+
+    def score_proxy(self, proxy: Any, records: list) -> Any:
+        """The proxy's scores of `records` (a numpy array, one row per record), computed in
+        parallel where the backend runs work; blocks until all are scored."""
+
+    def note(self, line: str) -> None:
+        """A line for the run's live progress (a cascade's stage); "" clears it. Best effort."""
+
 
 @dataclass
 class _Pending:
@@ -358,6 +368,25 @@ class SubCalls:
         trace.arguments = tools.preview(call.arguments)
         trace.prompt_preview = f"{call.name}({trace.arguments})"[:_PREVIEW]
         return future
+
+    def train_proxy(self, records: list, labels: list) -> Any:
+        """A cascade's proxy, trained by the backend (a wait on other work, like a fetch)."""
+        with self._waiting():
+            return self._backend.train_proxy(records, labels)
+
+    def score_proxy(self, proxy: Any, records: list) -> Any:
+        with self._waiting():
+            return self._backend.score_proxy(proxy, records)
+
+    def note(self, line: str) -> None:
+        self._backend.note(line)
+
+    def record_cascade(self, trace: CascadeTrace, proxy_decided: int) -> None:
+        """What an approximate operator did: on the running cell's trace, and in `usage`."""
+        with self._lock:
+            self.usage.proxy_decided += proxy_decided
+            if self.cell is not None:
+                self.cell.cascades.append(trace)
 
     def _track(
         self, handle: Any, kind: str, model: str | None, prompt: str, started: float

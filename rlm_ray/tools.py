@@ -60,7 +60,7 @@ DEFAULT_TIMEOUT_S = 60.0
 # Names a tool may not take: what the REPL already gives the model, its builtins and modules.
 _REPL_NAMES = frozenset(
     "context llm_query llm_query_batched recursive_llm rlm_query rlm_query_batched llm_map "
-    "llm_filter llm_classify FINAL FINAL_VAR SHOW_VARS answer SubCallError print".split()
+    "llm_filter llm_classify llm_count FINAL FINAL_VAR SHOW_VARS answer SubCallError print".split()
 )
 _MODULES = frozenset(
     "re json math collections itertools functools statistics string textwrap datetime heapq "

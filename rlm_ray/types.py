@@ -44,9 +44,13 @@ class Usage:
     cached_calls: int = 0
     tool_calls: int = 0
     """Tool calls that ran (returned or raised); refused ones are not counted (rlm_ray/tools.py)."""
+    proxy_decided: int = 0
+    """Records the record operators' cascades answered by their proxy, without a model call
+    (docs/cascades.md); the records the sub-model answered are among `calls`."""
 
     def add(self, other: Usage) -> None:
         self.tool_calls += other.tool_calls
+        self.proxy_decided += other.proxy_decided
         self.calls += other.calls
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
@@ -135,6 +139,26 @@ class SubCallTrace:
 
 
 @dataclass
+class CascadeTrace:
+    """A record operator asked for an approximate answer (docs/cascades.md): what its cascade
+    did, or why the sub-model (the oracle) answered every record instead."""
+
+    operator: str  # "llm_filter", "llm_classify", "llm_count" (or "ops.filter", ...)
+    records: int  # distinct records the operator was over
+    oracle_calls: dict[
+        str, int
+    ]  # records the oracle answered per stage: train, validate, band, exact
+    proxy_decided: int  # records the proxy answered alone
+    confidence: float
+    agreement: float | None  # the proxy's agreement with the oracle (validation estimate)
+    thresholds: dict[str, float | None]  # reject_below / accept_from (None: none)
+    targets: list[dict[str, float | str | None]]  # name, target, estimate, guaranteed
+    reason: str  # why every record went to the oracle ("" when the cascade ran)
+    summary: str  # the one line the model's cell showed
+    count: list[float] | None = None  # llm_count: [estimate, low, high]
+
+
+@dataclass
 class CellTrace:
     """One code block of a reply, as executed."""
 
@@ -146,6 +170,7 @@ class CellTrace:
     duration_s: float = 0.0
     subcalls: list[SubCallTrace] = field(default_factory=list)
     final: bool = False  # the block ended the call with FINAL/FINAL_VAR (what a program replays)
+    cascades: list[CascadeTrace] = field(default_factory=list)  # approximate operators it ran
 
 
 @dataclass

@@ -348,7 +348,7 @@ def test_repl_describe_names_the_element_type():
 
 
 def test_classify_labels_may_carry_their_meanings():
-    from rlm_ray.repl import labels_arg
+    from rlm_ray.subcall_kinds.arguments import labels_arg
 
     labels, meanings = labels_arg({"BROKEN": "something does not work", "THANKS": "praise"})
     assert labels == ("BROKEN", "THANKS") and meanings == ("something does not work", "praise")

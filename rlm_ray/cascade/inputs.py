@@ -6,6 +6,8 @@ and its allowed values, which the operators turn into `ConfigError` or a cell er
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Sequence
+from typing import Any
 
 
 class CannotTrain(ValueError):
@@ -46,6 +48,27 @@ def check_size(name: str, value: int | None, records: int) -> None:
             f"`{name}` ({value:,}) is larger than the number of records ({records:,}); "
             "ask for a smaller sample, or run the exact operator"
         )
+
+
+def answer_classes(labels: Sequence[Any]) -> tuple[Hashable, ...]:
+    """The distinct answers a proxy learns, in a stable order: (False, True) for booleans,
+    else sorted by repr (a proxy's score columns follow this order)."""
+    distinct = set(labels)
+    if distinct <= {False, True} and all(isinstance(x, bool) for x in distinct):
+        return tuple(sorted(distinct))
+    return tuple(sorted(distinct, key=repr))
+
+
+def trainable(labels: Sequence[Any]) -> tuple[Hashable, ...]:
+    """`answer_classes(labels)`, or `CannotTrain` if there are fewer than two."""
+    classes = answer_classes(labels)
+    if len(classes) < 2:
+        given = "the answer " + repr(classes[0]) if classes else "no answer"
+        raise CannotTrain(
+            "the proxy needs at least two different answers to learn from; the oracle gave "
+            f"{len(labels)} record(s) {given}"
+        )
+    return classes
 
 
 def _number(value: object) -> bool:

@@ -17,7 +17,8 @@ independent importance-weighted validation sample (sampling.py) fixes the thresh
 thresholds. Every record the oracle answered keeps the oracle's answer. Whenever the cascade
 cannot keep its promise cheaply (too few records, a proxy that cannot train, a proxy that cannot
 separate the answers) the oracle answers every record, and the report says why.
-Deterministic for a given seed.
+Deterministic for a given seed. `on_stage(stage, records)`, if given, is told before each
+stage's new oracle calls (the operators show it in the progress display).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from rlm_ray.cascade import count as counting
 from rlm_ray.cascade import sampling, stages, thresholds
 from rlm_ray.cascade.inputs import check_error, check_target
 from rlm_ray.cascade.report import CascadeResult, CountResult
-from rlm_ray.cascade.stages import MIN_RECORDS, Fit, Oracle, Score
+from rlm_ray.cascade.stages import MIN_RECORDS, Fit, OnStage, Oracle, Score
 
 # -- filter ----------------------------------------------------------------------------------------
 
@@ -46,6 +47,7 @@ def plan_filter(
     train_size: int | None = None,
     sample_size: int | None = None,
     min_records: int = MIN_RECORDS,
+    on_stage: OnStage | None = None,
 ) -> CascadeResult:
     """Which records meet the oracle's condition (a bool array), with recall >= `recall` and
     precision >= `precision` relative to the oracle's answers, both together with probability
@@ -55,7 +57,7 @@ def plan_filter(
     if recall is None and precision is None:
         raise ValueError("plan_filter: give `recall`, `precision` or both (or run it exactly)")
     stages.check_run(records, confidence, train_size, sample_size)
-    answers = stages.Answers(oracle, records)
+    answers = stages.Answers(oracle, records, on_stage)
     rng = np.random.default_rng(seed)
     trained = stages.train_proxy(answers, fit, score, rng, train_size, min_records)
     if isinstance(trained, str):
@@ -134,6 +136,7 @@ def plan_classify(
     train_size: int | None = None,
     sample_size: int | None = None,
     min_records: int = MIN_RECORDS,
+    on_stage: OnStage | None = None,
 ) -> CascadeResult:
     """One label per record (an object array), agreeing with the oracle's on >= `accuracy` of
     the records with probability >= `confidence`."""
@@ -141,7 +144,7 @@ def plan_classify(
     if accuracy is None:
         raise ValueError("plan_classify: `accuracy` is required (or run it exactly)")
     stages.check_run(records, confidence, train_size, sample_size)
-    answers = stages.Answers(oracle, records)
+    answers = stages.Answers(oracle, records, on_stage)
     rng = np.random.default_rng(seed)
     trained = stages.train_proxy(answers, fit, score, rng, train_size, min_records)
     if isinstance(trained, str):
@@ -190,12 +193,13 @@ def plan_count(
     seed: int = 0,
     train_size: int | None = None,
     min_records: int = MIN_RECORDS,
+    on_stage: OnStage | None = None,
 ) -> CountResult:
     """How many records the oracle says yes to, within ± `error` x records (the half-width
     asked for) with probability >= `confidence`; the interval is what the sample supports."""
     check_error(error)
     stages.check_run(records, confidence, train_size, None)
-    answers = stages.Answers(oracle, records)
+    answers = stages.Answers(oracle, records, on_stage)
     rng = np.random.default_rng(seed)
     trained = stages.train_proxy(answers, fit, score, rng, train_size, min_records)
     if isinstance(trained, str):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -28,7 +27,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.linear_model import SGDClassifier
 
-from rlm_ray.cascade.inputs import CannotTrain
+from rlm_ray.cascade.inputs import trainable
 
 N_FEATURES = 2**18
 """Hash buckets per n-gram family. With a few hundred training records the n-grams seen number
@@ -88,12 +87,7 @@ def train(texts: Sequence[str], labels: Sequence[Hashable]) -> Proxy:
     Raises `CannotTrain` if there are fewer than two distinct labels (or no texts)."""
     if len(texts) != len(labels):
         raise ValueError(f"train: {len(texts)} texts but {len(labels)} labels")
-    classes = _classes(labels)
-    if len(classes) < 2:
-        raise CannotTrain(
-            f"the proxy needs at least two different answers to learn from; the oracle gave "
-            f"{len(labels)} record(s) {'the answer ' + repr(classes[0]) if classes else 'no answer'}"
-        )
+    classes = trainable(labels)
     codes = np.array([classes.index(label) for label in labels])
     # subtle: class_weight="balanced" so a rare answer still ranks; the thresholds are chosen
     # on the proxy's ranking, so its miscalibration costs oracle calls, never the guarantee.
@@ -123,11 +117,3 @@ def score(proxy: Proxy, texts: Sequence[str]) -> np.ndarray:
         return second if proxy.yes_no else np.column_stack([1.0 - second, second])
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
-
-
-def _classes(labels: Sequence[Any]) -> tuple[Hashable, ...]:
-    """Distinct labels in a stable order: (False, True) for booleans, else sorted by repr."""
-    distinct = set(labels)
-    if distinct <= {False, True} and all(isinstance(x, bool) for x in distinct):
-        return tuple(sorted(distinct))
-    return tuple(sorted(distinct, key=repr))

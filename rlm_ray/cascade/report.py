@@ -88,3 +88,38 @@ def _target_text(target: Target) -> str:
     if target.guaranteed >= 1.0:
         return f"{target.name} exact (oracle decides)"
     return f"{target.name} >= {target.guaranteed:g} (estimate {estimate})"
+
+
+class Count(int):
+    """What `llm_count` returns: an int (the estimate, rounded), with its interval `low` and
+    `high` (whole records) at `confidence`, and `exact` (every record asked: low == high).
+
+    It is an int wherever model code uses it (`print`, f-strings, arithmetic, `FINAL`), and
+    crosses a process as the plain int it is (`__reduce__`; `sandbox.boundary.plain` copies it
+    as one)."""
+
+    _interval: tuple[int, int, float]
+
+    def __new__(cls, estimate: float, low: int, high: int, confidence: float) -> Count:
+        value = super().__new__(cls, min(high, max(low, round(estimate))))
+        value._interval = (int(low), int(high), float(confidence))
+        return value
+
+    @property
+    def low(self) -> int:
+        return self._interval[0]
+
+    @property
+    def high(self) -> int:
+        return self._interval[1]
+
+    @property
+    def confidence(self) -> float:
+        return self._interval[2]
+
+    @property
+    def exact(self) -> bool:
+        return self.low == self.high
+
+    def __reduce__(self) -> tuple:
+        return (int, (int(self),))

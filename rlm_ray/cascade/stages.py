@@ -15,6 +15,8 @@ from rlm_ray.cascade.thresholds import Target
 Oracle = Callable[[np.ndarray], Sequence[Hashable]]
 Fit = Callable[[np.ndarray, list], Any]
 Score = Callable[[Any, np.ndarray], np.ndarray]
+OnStage = Callable[[str, int], object]
+"""Told (stage, records) before the oracle is asked about new records in a stage."""
 
 MIN_RECORDS = 5_000
 """Below this many records a cascade is not worth it and the operator asks the oracle about
@@ -35,8 +37,8 @@ FULL_SCAN_SHARE = 0.9
 class Answers:
     """The oracle's answers so far, each record asked once; what each stage cost."""
 
-    def __init__(self, oracle: Oracle, records: int) -> None:
-        self.oracle, self.records = oracle, records
+    def __init__(self, oracle: Oracle, records: int, on_stage: OnStage | None = None) -> None:
+        self.oracle, self.records, self.on_stage = oracle, records, on_stage
         self.known: dict[int, Hashable] = {}
         self.calls: dict[str, int] = {}
         self._asked = np.zeros(records, dtype=bool)
@@ -45,6 +47,8 @@ class Answers:
         """The answers for `indices` (repeats allowed), asking the oracle only new records."""
         new = np.array(sorted({int(i) for i in indices} - self.known.keys()), dtype=np.int64)
         if len(new):
+            if self.on_stage is not None:
+                self.on_stage(stage, len(new))
             got = list(self.oracle(new))
             if len(got) != len(new):
                 raise RuntimeError(f"the oracle gave {len(got)} answers for {len(new)} records")

@@ -504,6 +504,12 @@ def record_items(value: Any, fn: str, name: str = "items") -> list[str | Corpus]
     return items
 
 
+def record_chunk(item: Corpus) -> tuple[int, int]:
+    """The stored chunk a record view begins in, as (its corpus's id in this process, chunk
+    index): work over a corpus's records (a cascade's scoring) goes as one task per chunk."""
+    return id(item._source), bisect.bisect_right(item._source.bounds, item._start) - 1
+
+
 def record_key(item: str | Corpus) -> Any:
     """What makes two records identical without reading a view: its text for a str, its span
     of its corpus for a view."""

@@ -2,7 +2,8 @@
 
 A turn or an `llm_query` is a task on one of the run's gateways (round robin from a random start,
 the run's cap on calls in flight split over them); a `recursive_llm` is a child call admitted by
-the pool. Waits go in short slices, so a cell timeout raised into the waiting thread lands.
+the pool; a cascade's proxy is trained and scores records in Ray tasks (proxy_tasks.py). Waits go
+in short slices, so a cell timeout raised into the waiting thread lands.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from rlm_ray.errors import LimitExceededError
 from rlm_ray.llm import LLMRequest
 from rlm_ray.local_model import LOCAL_MODELS
 from rlm_ray.redact import process_secrets
+from rlm_ray.runtime import proxy_tasks
 from rlm_ray.runtime.ray_basics import unwrap
 from rlm_ray.tools import ToolCall
 from rlm_ray.types import LLMReply
@@ -182,6 +184,18 @@ class RayBackend:
     def cancel(self, handles: list) -> None:
         for ref in handles:
             ray.cancel(ref)
+
+    def train_proxy(self, records: list, labels: list) -> Any:
+        spec = self.spec
+        return proxy_tasks.train(records, labels, spec.deadline, spec.config.max_time_s)
+
+    def score_proxy(self, proxy: Any, records: list) -> Any:
+        spec = self.spec
+        return proxy_tasks.score(proxy, records, spec.deadline, spec.config.max_time_s)
+
+    def note(self, line: str) -> None:
+        """A stage line for the run's progress display, kept by the pool (fire and forget)."""
+        self.pool.note_stage.remote(self.spec.run_id, self.spec.call_id, line)
 
     def fetch(self, handles: list) -> list[tuple[bool, Any]]:
         ready = _wait_all(handles, self.spec.deadline)

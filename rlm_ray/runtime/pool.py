@@ -138,6 +138,13 @@ class REPLPool:
     def progress(self, run_id: str, forget: bool = False) -> progress.RunCounters | None:
         return self._board.read(run_id, forget)
 
+    def note_stage(self, run_id: str, call_id: str, line: str) -> None:
+        """A call's approximate operator is at a new stage ("": it ended); kept for the run's
+        progress display if the driver tracks the run."""
+        counters = self._board.get(run_id)
+        if counters is not None:
+            counters.stage(call_id, line)
+
     async def run_call(
         self, spec: CallSpec, gateways: list, turn: SessionTurn | None = None
     ) -> CallResult:

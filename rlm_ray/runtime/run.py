@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rlm_ray import record_ops
+from rlm_ray.approximate import Approximate
 from rlm_ray.call import CallSpec, shared_prefix
 from rlm_ray.errors import LimitExceededError, RLMError, SubCallError
 from rlm_ray.inputs import is_arrow_table, is_corpus
@@ -237,11 +238,17 @@ class Launcher:
         return result, timings
 
     async def run_operator(
-        self, op: record_ops.Operator, records: list, max_items: int
-    ) -> tuple[record_ops.Outcome, Any]:
+        self,
+        op: record_ops.Operator,
+        records: list,
+        max_items: int,
+        targets: Approximate | None = None,
+        count: bool = False,
+    ) -> tuple[Any, Any]:
         """An operator over `records` outside any RLM: its batches are sub-calls of a root
         spec that has no context and no turns, through the runtime's gateways (cache, budgets,
-        rate limits as in a run). Returns the outcome and the usage."""
+        rate limits as in a run); with `targets`, a cascade (`count`: a filter's count).
+        Returns the outcome (a `record_ops.Outcome`, or a cascade's `Cascaded`) and the usage."""
         runtime = await self.connect()
         await self.prepare(runtime)  # the sub-model's window, asked of a gateway
         servers = await asyncio.to_thread(self.start_servers) if records else None
@@ -249,7 +256,7 @@ class Launcher:
             spec = self.root_spec(f"rlm_ray.ops.{op.kind}", (None, None), servers)
             async with admitted(runtime, spec):
                 return await asyncio.to_thread(
-                    _operator_batches, spec, runtime, op, records, max_items
+                    _operator_batches, spec, runtime, op, records, max_items, targets, count
                 )
         except RLMError as exc:
             redact_error(exc, self.secrets())
@@ -259,31 +266,38 @@ class Launcher:
 
 
 def _operator_batches(
-    spec: CallSpec, runtime: Runtime, op: record_ops.Operator, records: list, max_items: int
-) -> tuple[record_ops.Outcome, Any]:
+    spec: CallSpec,
+    runtime: Runtime,
+    op: record_ops.Operator,
+    records: list,
+    max_items: int,
+    targets: Approximate | None,
+    count: bool,
+) -> tuple[Any, Any]:
     """The operator's rounds of batches, as sub-calls through `RayBackend` (blocking waits)."""
     import contextlib
 
-    from rlm_ray import repl, subcalls
+    from rlm_ray import subcalls
     from rlm_ray.runtime.backend import RayBackend
+    from rlm_ray.subcall_kinds import cascades
 
     backend = RayBackend(spec, None, runtime.gateways, runtime.pool)
     calls = subcalls.SubCalls(
         backend, default_model=spec.models.sub_model, waiting=contextlib.nullcontext
     )
+    batching = {"window_tokens": spec.sub_context_window_tokens, "max_items": max_items}
     try:
-        outcome = repl.run_record_op(
-            op,
-            records,
-            calls,
-            None,
-            window_tokens=spec.sub_context_window_tokens,
-            max_items=max_items,
+        if targets is None or not records:
+            return cascades.exact_op(op, records, calls, None, **batching), calls.usage
+        fn = f"ops.{'count' if count else op.kind}"
+        done = cascades.run_cascade(
+            op, records, calls, None, targets, fn=fn, count=count, **batching
         )
+        calls.usage.proxy_decided += done.report.proxy_decided
+        return done, calls.usage
     except SubCallError:
         if calls.limit_hit is not None:
             raise LimitExceededError(calls.limit_hit.limit, calls.limit_hit.value) from None
         raise
     finally:
         calls.drain()
-    return outcome, calls.usage

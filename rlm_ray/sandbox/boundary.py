@@ -9,7 +9,7 @@ items, the final answer) goes through `plain`, which:
 
 * checks ``type(x) is ...`` — never `isinstance`, which can call model code — for str, int,
   float, bool, None, and list/tuple/dict of those (and an operator's `RecordAnswers`, copied as
-  the list it is), and copies them (so a value the model keeps
+  the list it is, and `llm_count`'s `Count`, copied as the int it is), and copies them (so a value the model keeps
   cannot change under the host); the project's own views (`corpus.Corpus`, `corpus.Document`)
   are rebuilt from their plain fields, and a sub-call result is its text;
 * bounds the size and nesting, so a copy cannot exhaust the host;
@@ -31,6 +31,7 @@ import types
 from typing import Any
 
 from rlm_ray import corpus
+from rlm_ray.cascade.report import Count
 from rlm_ray.record_ops import RecordAnswers
 from rlm_ray.subcalls import SubCallFuture
 
@@ -72,6 +73,8 @@ def _copy(value: Any, what: str, views: bool, depth: int, budget: _Budget) -> An
         kind = type(value)
     if kind in _SCALARS:
         return value
+    if kind is Count:
+        return int.__int__(value)
     if depth >= MAX_DEPTH:
         raise ValueError(f"{what}: nested deeper than {MAX_DEPTH} levels")
     if kind is list or kind is tuple or kind is RecordAnswers:

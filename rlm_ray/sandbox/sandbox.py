@@ -165,7 +165,7 @@ from rlm_ray.sandbox.rewrites import (
     scope_nodes,
     subcall_functions,
 )
-from rlm_ray.subcalls import SUBCALL_NAMES, SubCallFuture, resolve
+from rlm_ray.subcalls import SubCallFuture, resolve
 
 __all__ = ["NO_FINAL", "CellOutcome", "CellTimeout", "FinalAnswer", "Sandbox"]
 
@@ -421,7 +421,7 @@ class Sandbox:
         self,
         *,
         cell_timeout_s: float | None = 60.0,
-        subcall_names: Iterable[str] = SUBCALL_NAMES,
+        subcall_names: Iterable[str] | None = None,
         max_workers: int = 256,
         hard_kill: Callable[[], None] | None = None,
         hard_kill_grace_s: float | None = None,
@@ -436,6 +436,10 @@ class Sandbox:
             default_grace_s(cell_timeout_s) if hard_kill_grace_s is None else hard_kill_grace_s
         )
         self._clock = CellClock(cell_timeout_s, max_workers, hard_kill, grace_s, kill_switch)
+        if subcall_names is None:  # the REPL's own (rlm_ray/subcall_kinds/), imported once built
+            from rlm_ray.subcall_kinds import SUBCALL_NAMES
+
+            subcall_names = SUBCALL_NAMES
         self._subcall_names = frozenset(subcall_names)
         self._fanout_names = set(self._subcall_names)
         self._fanout = FanOut(self._clock, max_workers)

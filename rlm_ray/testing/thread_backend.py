@@ -9,7 +9,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from typing import Any
 
-from rlm_ray import corpus, prompts, tools
+from rlm_ray import corpus, tools
+from rlm_ray.plain_prompt import plain_call_prompt
 from rlm_ray.sandbox.boundary import plain
 from rlm_ray.tools import ToolCall
 from rlm_ray.types import CallResult, LLMReply
@@ -36,6 +37,7 @@ class ThreadBackend:
         self._llm, self._rlm, self._model = llm, rlm, default_model
         self._tools, self._allow_effects, self._approve = tools or {}, allow_effects, approve
         self._pool = ThreadPoolExecutor(max_workers=max_workers)
+        self.notes: list[str] = []  # the progress lines a cascade sent (`note`), in order
 
     def root_llm(
         self, messages: list, stop: tuple[str, ...] = (), overrides: dict | None = None
@@ -53,7 +55,7 @@ class ThreadBackend:
 
     def start_rlm(self, query: str, context: Any, model: str | None) -> Future:
         if self._rlm is None:
-            return self.start_llm(prompts.plain_call_prompt(query, context), model)
+            return self.start_llm(plain_call_prompt(query, context), model)
         return self._pool.submit(self._rlm, query, context, model or self._model)
 
     def start_tool(self, call: ToolCall) -> Future:
@@ -70,9 +72,26 @@ class ThreadBackend:
         for handle in handles:
             handle.cancel()
 
+    def train_proxy(self, records: list, labels: list) -> Any:
+        from rlm_ray.cascade import proxy  # scikit-learn: only when a cascade runs
+
+        return proxy.train(_texts(records), labels)
+
+    def score_proxy(self, trained: Any, records: list) -> Any:
+        from rlm_ray.cascade import proxy
+
+        return proxy.score(trained, _texts(records))
+
+    def note(self, line: str) -> None:
+        self.notes.append(line)
+
     def fetch(self, handles: list[Future]) -> list[tuple[bool, Any]]:
         wait_futures(handles)
         return [_thread_outcome(h) for h in handles]
+
+
+def _texts(records: list) -> list[str]:
+    return [r if isinstance(r, str) else str(r[:2_000]) for r in records]  # the proxy's part
 
 
 def _thread_outcome(future: Future) -> tuple[bool, Any]:

@@ -43,6 +43,25 @@ SUBCALL = pa.struct(
         ("chunk_bytes_pulled", _int),
     ]
 )
+STAGES = pa.struct([(stage, _int) for stage in ("train", "validate", "band", "exact")])
+TARGET = pa.struct(
+    [("name", _str), ("target", _float), ("estimate", _float), ("guaranteed", _float)]
+)
+CASCADE = pa.struct(
+    [
+        ("operator", _str),
+        ("records", _int),
+        ("oracle_calls", STAGES),
+        ("proxy_decided", _int),
+        ("confidence", _float),
+        ("agreement", _float),
+        ("thresholds", pa.struct([("reject_below", _float), ("accept_from", _float)])),
+        ("targets", pa.list_(TARGET)),
+        ("reason", _str),
+        ("summary", _str),
+        ("count", pa.list_(_float)),
+    ]
+)
 CELL = pa.struct(
     [
         ("code", _str),
@@ -54,6 +73,7 @@ CELL = pa.struct(
         ("duration_s", _float),
         ("subcalls", pa.list_(SUBCALL)),
         ("final", _bool),
+        ("cascades", pa.list_(CASCADE)),
     ]
 )
 ITERATION = pa.struct(

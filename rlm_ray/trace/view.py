@@ -57,6 +57,8 @@ def _add_cell(
         node.add(_text("output: " + _clip(cell["output"]), style="dim"))
     if cell.get("error"):
         node.add(_text("error: " + _clip(cell["error"]), style="red"))
+    for cascade in cell.get("cascades") or ():  # approximate operators (docs/cascades.md)
+        node.add(_text(_clip(cascade["summary"]), style="magenta"))
     for sub in cell["subcalls"]:
         child = calls.get(sub.get("child_id") or "")
         style = "red" if sub.get("error") else "yellow"
