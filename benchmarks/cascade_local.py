@@ -28,14 +28,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import quality_tasks as qt  # noqa: E402
-
-MEANINGS = {
-    "complaint": "the writer is unhappy about a problem",
-    "praise": "happy with a product or the service",
-    "question": "asks for information",
-    "suggestion": "proposes an improvement",
-    "cancellation": "wants an order stopped",
-}  # as `quality_tasks.LABEL_HELP` states them
+from operator_accuracy import MEANINGS  # noqa: E402  (the labels as LABEL_HELP states them)
 
 
 def answer(task: qt.Task, labels: list[str]) -> str:
