@@ -118,6 +118,8 @@ def materialized(task: qt.Task) -> Iterator[Any]:
     a "dir" or "table" is `rlm_ray.load`ed (once for all systems), freed afterwards."""
     if task.input_kind == "str":
         yield task.text()
+    elif task.input_kind == "dict":
+        yield dict(zip(task.names, task.documents))
     elif task.input_kind == "list":
         yield list(task.documents)
     elif task.input_kind == "table":
@@ -270,6 +272,10 @@ def _official_tokens(summary: Any) -> tuple[int, int, int]:
 
 # -- running and reporting ------------------------------------------------------------------------
 def expected_text(task: qt.Task) -> str:
+    if task.metric == "groups":
+        return ", ".join(f"{group}: {count}" for group, count in task.expected)
+    if task.metric == "f1set":
+        return ", ".join(task.expected)
     if isinstance(task.expected, tuple):
         return ", ".join(f"({a}, {b})" for a, b in task.expected)
     return str(task.expected)

@@ -26,9 +26,12 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+import composite_tasks
+
 SPLIT_SEED_BASE = {"dev": 0, "heldout": 100_000}
-FAMILIES = ("needle", "oolong", "pairs", "corpus")
-INPUT_KINDS = ("str", "list", "dir", "table")
+SINGLE_STEP = ("needle", "oolong", "pairs", "corpus")
+FAMILIES = SINGLE_STEP + composite_tasks.FAMILIES
+INPUT_KINDS = ("str", "list", "dir", "table", "dict")
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,9 @@ class Task:
     phrasing: str
     """The id of the query template, e.g. "oolong.count.d1" (d: dev, h: held out)."""
     input_kind: str
-    """How the input reaches the model: "str", "list", "dir" (files, `rlm_ray.load`ed) or
-    "table" (a pyarrow table, `rlm_ray.load`ed)."""
+    """How the input reaches the model: "str", "list", "dir" (files, `rlm_ray.load`ed),
+    "table" (a pyarrow table, `rlm_ray.load`ed) or "dict" (named texts: `names` -> `documents`,
+    two record lists for the join family)."""
     query: str
     documents: tuple[str, ...]
     """The input as documents: joined by `joiner` for "str", the items of "list", one file or
@@ -52,9 +56,11 @@ class Task:
     names: tuple[str, ...]
     """A relative file name per document (for "dir")."""
     joiner: str
-    expected: str | int | tuple[tuple[int, int], ...]
+    expected: str | int | tuple
+    """The answer: a str, an int, pairs of user numbers (pairs), entity names (f1set) or
+    (group, count) pairs (groups)."""
     metric: str
-    """"exact", "numeric", "label" or "f1"."""
+    """"exact", "numeric", "label", "f1"; composite families: "f1set", "value", "groups"."""
     labels: tuple[str, ...] = ()
 
     @property
@@ -270,6 +276,8 @@ def make_tasks(
     ``input_kinds[i % len(input_kinds)]`` (the corpus family always reads a directory)."""
     if split not in SPLIT_SEED_BASE:
         raise ValueError(f"split must be dev or heldout, got {split!r}")
+    if family in composite_tasks.FAMILIES:  # their own input kinds, by domain
+        return composite_tasks.make(family, size, split, n, Task)
     build = {"needle": needle_task, "oolong": oolong_task, "pairs": pairs_task}
     tasks = []
     for i in range(n):
@@ -636,6 +644,8 @@ def f1(predicted: set, gold: set) -> float:
 
 def score(task: Task, answer: str) -> float:
     """The task's score of `answer`, in [0, 1]."""
+    if task.family in composite_tasks.FAMILIES:
+        return composite_tasks.score(task, answer)
     if task.metric == "numeric":
         assert isinstance(task.expected, int)
         return score_numeric(answer, task.expected)
