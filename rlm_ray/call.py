@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -28,8 +29,9 @@ from typing import Any, Protocol
 from rlm_ray import answer_source, approximate, corpus, prompts
 from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.errors import LimitExceededError, RLMError
-from rlm_ray.loop import LoopSettings, Messages, Resume, run_loop
-from rlm_ray.plain_prompt import plain_call_prompt
+from rlm_ray.loop import LoopSettings, Messages, Resume, plain_words, run_loop
+from rlm_ray.plain_prompt import context_text, plain_call_prompt
+from rlm_ray.plans.planner import Planner, PlanTexts
 from rlm_ray.program_mode import run_program
 from rlm_ray.redact import process_secrets
 from rlm_ray.repl import REPLSession, REPLSettings
@@ -204,10 +206,13 @@ def run_call(
             spent.add(session.subcalls.usage)
             checkpoint(Checkpoint(list(messages), index, list(trace.iterations), spent))
 
+    planner = _planner(spec, context, variant)
     settings = dataclasses.replace(
-        _loop_settings(spec, context, variant, lambda: check_limits(spec, session)),
+        _loop_settings(spec, context, variant, lambda: check_limits(spec, session), planner),
         checkpoint=save,
         resample_llm=_resampler(spec, backend, variant),
+        planner=planner,
+        plan_llm=None if planner is None else _plan_llm(backend),
     )
     if first_turn is not None:
         settings = dataclasses.replace(settings, first_turn=first_turn)
@@ -270,6 +275,27 @@ def cap_answer(result: CallResult, config: RLMConfig) -> CallResult:
 
 
 RESAMPLE_TEMPERATURE = 0.7
+PLAN_MAX_TOKENS = 600  # a plan is ~150 tokens of JSON; a model that rambles is cut here
+
+
+def _planner(spec: CallSpec, context: Any, variant: prompts.PromptVariant) -> Planner | None:
+    """The call's plan turns, when its prompt has them (`small`) and there is a context."""
+    if not variant.plans or context is None:
+        return None
+    assert variant.plan_retry is not None and variant.plan_code is not None
+    texts = PlanTexts(retry=variant.plan_retry, code=variant.plan_code, query=spec.query)
+    return Planner(context, texts)
+
+
+def _plan_llm(backend: CallBackend) -> Callable[[Messages, dict], LLMReply]:
+    """The call's model asked under a JSON schema (`response_format`), without the prompt's
+    stop sequences (they belong to code turns)."""
+
+    def ask(messages: Messages, response_format: dict) -> LLMReply:
+        overrides = {"response_format": response_format, "max_tokens": PLAN_MAX_TOKENS}
+        return backend.root_llm(messages, stop=(), overrides=overrides)
+
+    return ask
 
 
 def _resampler(
@@ -355,7 +381,11 @@ def _best_partial(session: REPLSession, trace: CallTrace) -> str | None:
 
 
 def _loop_settings(
-    spec: CallSpec, context: Any, variant: prompts.PromptVariant, check: Callable[[], None]
+    spec: CallSpec,
+    context: Any,
+    variant: prompts.PromptVariant,
+    check: Callable[[], None],
+    planner: Planner | None = None,
 ) -> LoopSettings:
     cfg = spec.config
     system = _system_prompt(spec, context, variant)
@@ -370,10 +400,28 @@ def _loop_settings(
         check_limits=check,
         max_answer_chars=cfg.max_answer_chars,
         few_shot=tuple(variant.few_shot_messages()),
-        first_turn=prompts.first_turn(variant, context, spec.query),
+        first_turn=prompts.first_turn(
+            variant, context, spec.query, planner.lists if planner is not None else None
+        ),
         next_turn=variant.next_turn,
         error_turn=variant.error_turn,
         empty_turn=variant.empty_turn,
+        examples=variant.example_text(),
+        in_context=lambda text: holds(context, text),
+    )
+
+
+def holds(context: Any, text: str) -> bool:
+    """Whether `context` holds `text`, as words (case and punctuation aside). Only asked of an
+    answer that the prompt's examples hold too (`loop._Check`), so it may read the context."""
+    if context is None:
+        return False
+    words = plain_words(text)
+    if isinstance(context, corpus.Corpus):  # searched where the chunks are, never read here
+        pattern = r"\W+".join(re.escape(w) for w in words.split())
+        return bool(context.grep(pattern, flags=re.IGNORECASE, max_matches=1))
+    return words in plain_words(
+        context_text(context) if not isinstance(context, str) else context
     )
 
 

@@ -36,6 +36,24 @@ class CellReport:
     finished_by: str = ""
 
 
+class Planner(Protocol):
+    """The plan turns of a call (rlm_ray/plans/planner.py): a turn under a JSON schema whose
+    reply is a plan that the runtime compiles into the turn's cell, until the model chooses
+    code."""
+
+    def response_format(self) -> dict | None:
+        """The next turn's `response_format`, or None once the turns are free code."""
+
+    def read(self, reply: str) -> tuple[str | None, str]:
+        """The cell a plan reply compiles to (None: none to run) and what to tell the model."""
+
+    def ran(self, failed: bool) -> None:
+        """The plan's cell ran and did not end the call (`failed`: it raised)."""
+
+    def next_turn(self, feedback: str) -> str:
+        """The user message after a plan turn that did not end the call."""
+
+
 class REPL(Protocol):
     def run(self, code: str) -> CellReport: ...
 
@@ -77,6 +95,14 @@ class LoopSettings:
     reply included) and the reply's turn index: what a `Resume` needs if the REPL is lost."""
     max_answer_chars: int | None = None
     """A longer answer is refused and the model told (None: any length)."""
+    planner: Planner | None = None
+    """Plan turns before the code turns (None: every turn is code)."""
+    examples: str = ""
+    """The text of the prompt's worked examples: an answer copied from it is refused unless
+    the context (`in_context`) or an output of the call holds it too."""
+    in_context: Callable[[str], bool] = lambda text: True
+    plan_llm: Callable[[Messages, dict], LLMReply] | None = None
+    """The model asked under a `response_format` (a plan turn); None: `llm` can't be."""
 
 
 @dataclass(frozen=True)
@@ -107,14 +133,24 @@ def run_loop(
         messages, start, feedback = list(resume.messages), resume.next_index, resume.notice
         turn_prompt = _next_prompt(feedback, start - 1, settings)
     guard, stuck = StuckGuard(), False
+    planner = settings.planner if settings.plan_llm is not None else None
     for index in range(start, settings.max_iterations):
         settings.check_limits()
         messages.append({"role": "user", "content": turn_prompt})
+        schema = planner.response_format() if planner is not None else None
+        if planner is not None and schema is not None:
+            answer, turn_prompt = _plan_turn(
+                planner, schema, repl, messages, index, settings, trace, usage
+            )
+            if answer is not None:
+                trace.answer, trace.finished_by = answer
+                return answer[0]
+            continue
         asked = settings.resample_llm if stuck and settings.resample_llm is not None else llm
         reply, iteration = _ask(asked, messages, settings, index, usage)
         trace.iterations.append(iteration)
         settings.checkpoint(messages, index)
-        answer, feedback = _take_turn(reply.text, repl, iteration, settings.max_answer_chars)
+        answer, feedback = _take_turn(reply.text, repl, iteration, _Check(settings, trace))
         if answer is not None:
             trace.answer, trace.finished_by = answer
             return answer[0]
@@ -124,6 +160,39 @@ def run_loop(
         feedback += notice
         turn_prompt = _next_prompt(feedback, index, settings, failed, empty)
     return _last_word(llm, repl, messages, feedback, settings, trace, usage)
+
+
+def _plan_turn(
+    planner: Planner,
+    schema: dict,
+    repl: REPL,
+    messages: Messages,
+    index: int,
+    settings: LoopSettings,
+    trace: CallTrace,
+    usage: Usage,
+) -> tuple[tuple[str, str] | None, str]:
+    """A plan turn: the model asked under `schema`, the plan's cell run if the reply compiles;
+    ((answer, how), "") when the cell ended the call, else (None, the next user message)."""
+    assert settings.plan_llm is not None
+    plan_llm = settings.plan_llm
+    reply, iteration = _ask(lambda m: plan_llm(m, schema), messages, settings, index, usage)
+    trace.iterations.append(iteration)
+    settings.checkpoint(messages, index)
+    text = reply.text
+    code, feedback = planner.read(text)
+    if code is None:
+        return None, planner.next_turn(feedback)
+    report = repl.run(code)
+    iteration.cells.append(report.trace)
+    if report.final is not None:
+        refused = _Check(settings, trace).refused(report.final)
+        if refused is None:
+            return (report.final, report.finished_by), ""
+        report.trace.final = False
+        report.trace.error = f"{report.finished_by}(...) was not accepted: {refused}"
+    planner.ran(failed=report.trace.error is not None)
+    return None, planner.next_turn(_describe_cell(1, report.trace))
 
 
 def _next_prompt(
@@ -169,7 +238,7 @@ def _ask(
 
 
 def _take_turn(
-    text: str, repl: REPL, iteration: IterationTrace, max_answer_chars: int | None = None
+    text: str, repl: REPL, iteration: IterationTrace, check: _Check
 ) -> tuple[tuple[str, str] | None, str]:
     """Run the reply's blocks in order; return ((answer, how), "") or (None, feedback)."""
     blocks = code_blocks(text)
@@ -179,19 +248,19 @@ def _take_turn(
         report = repl.run(code)
         iteration.cells.append(report.trace)
         if report.final is not None:
-            too_long = _too_long(report.final, max_answer_chars)
-            if too_long is None:
+            refused = check.refused(report.final)
+            if refused is None:
                 return (report.final, report.finished_by), ""
             report.trace.final = False  # an error in the cell that called it
-            report.trace.error = f"{report.finished_by}(...) was not accepted: {too_long}"
+            report.trace.error = f"{report.finished_by}(...) was not accepted: {refused}"
         failed = failed or report.trace.error is not None
         outputs.append(_describe_cell(number, report.trace))
     final = text_final(text)
     try:
         answer = _answer_after_code(final, failed, repl, outputs)
-        too_long = None if answer is None else _too_long(answer[0], max_answer_chars)
-        if too_long is not None:
-            raise AnswerError(too_long)
+        refused = None if answer is None else check.refused(answer[0])
+        if refused is not None:
+            raise AnswerError(refused)
     except AnswerError as exc:
         answer = None
         outputs.append(f"Your answer was not accepted: {exc}")
@@ -200,6 +269,49 @@ def _take_turn(
     if not blocks and final is None:
         outputs.append(prompts.NO_CODE)
     return None, "\n\n".join(outputs)
+
+
+class _Check:
+    """Whether an answer may end the call: not longer than `max_answer_chars`, and not text
+    copied from the prompt's worked examples (`LoopSettings.examples`) that neither the context
+    nor any output of this call holds: a small model answered "What did Sofia Rossi complain
+    about?" with an example's made-up record (issue 30)."""
+
+    def __init__(self, settings: LoopSettings, trace: CallTrace) -> None:
+        self.settings, self.trace = settings, trace
+
+    def refused(self, answer: str) -> str | None:
+        too_long = _too_long(answer, self.settings.max_answer_chars)
+        if too_long is not None:
+            return too_long
+        if self._copied(answer):
+            shown = answer if len(answer) <= 80 else answer[:77] + "..."
+            return (
+                f"{shown!r} is text from the worked examples of your instructions (made-up "
+                "data), not from the user's data or the output of your code. Find the answer "
+                "in `context`"
+            )
+        return None
+
+    def _copied(self, answer: str) -> bool:
+        text = plain_words(answer)
+        if len(text) < 8 or not re.search(r"[a-z]", text) or not self.settings.examples:
+            return False
+        if text not in plain_words(self.settings.examples):
+            return False
+        seen = [self.settings.query] + [
+            f"{cell.output}\n{cell.error or ''}"
+            for it in self.trace.iterations
+            for cell in it.cells
+        ]
+        if any(text in plain_words(part) for part in seen):
+            return False
+        return not self.settings.in_context(answer)
+
+
+def plain_words(text: str) -> str:
+    """Lower case words and numbers, one space apart: how answers and sources are compared."""
+    return " ".join(re.findall(r"[a-z0-9]+", text.casefold()))
 
 
 def _too_long(answer: str, max_chars: int | None) -> str | None:

@@ -30,6 +30,9 @@ LEAN_PROVIDERS = ("openai/", "hosted_vllm/")
 BODY_KEYWORDS = frozenset(
     {"temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "n"}
     | {"presence_penalty", "frequency_penalty", "logit_bias", "user", "logprobs", "top_logprobs"}
+    # a JSON schema the server enforces (plan turns): OpenAI's form, which llama.cpp's server
+    # and vLLM take as they are
+    | {"response_format"}
 )
 # Keywords about the call, not the body: handled by llm.py / ignored here.
 CALL_KEYWORDS = frozenset({"timeout", "num_retries", "max_retries"})
@@ -38,8 +41,8 @@ OFF_VARIABLE = "RLM_RAY_LEAN_HTTP"  # "0": every call through litellm (to compar
 
 def is_lean(model: str, api_base: str | None, kwargs: dict[str, Any]) -> bool:
     """May this call skip litellm? An OpenAI-compatible server at a known address, plain text
-    messages, and no keyword litellm would have to translate (tools, response_format, headers,
-    streaming... all go the full litellm way)."""
+    messages, and no keyword litellm would have to translate (tools, headers, streaming... all
+    go the full litellm way; `response_format` goes into the body as it is)."""
     if not api_base or not model.startswith(LEAN_PROVIDERS):
         return False
     if os.environ.get(OFF_VARIABLE, "1") == "0":

@@ -4,7 +4,8 @@ The model-facing names are fixed (they match the RLM literature): `context`, the
 that make sub-calls (`llm_query`, `llm_query_batched`, `recursive_llm` / `rlm_query`,
 `rlm_query_batched`, the record operators `llm_map`, `llm_filter`, `llm_classify`, `llm_count`:
 one declaration per kind in rlm_ray/subcall_kinds/), `FINAL`, `FINAL_VAR`, `SHOW_VARS`,
-`answer`, and the run's tools.
+`answer`, the run's tools, and `as_records` (records with named fields,
+plans/records.py; a plain helper: no model call).
 
 Sub-calls start at once and return `SubCallFuture`s, which `subcalls.SubCalls` settles (see
 `rlm_ray/subcalls.py`); where the work runs is the `Backend`'s business.
@@ -23,6 +24,7 @@ from rlm_ray.approximate import Approximate
 from rlm_ray.errors import SubCallError
 from rlm_ray.loop import AnswerError, CellReport
 from rlm_ray.parsing import truncate
+from rlm_ray.plans import records as plan_records
 from rlm_ray.redact import redact
 from rlm_ray.sandbox import output
 from rlm_ray.sandbox.allowlist import allow_class
@@ -197,6 +199,7 @@ class REPLSession:
             "FINAL": self._final,
             "FINAL_VAR": self._final_var,
             "SHOW_VARS": self._show_vars,
+            "as_records": self._as_records,
             **{spec.name: self._tool_function(spec) for spec in self.settings.tools},
         }
 
@@ -218,6 +221,18 @@ class REPLSession:
         call.__name__ = call.__qualname__ = spec.name
         call.__doc__ = spec.doc
         return call
+
+    def _as_records(self, source: Any = None) -> list[dict[str, str]]:
+        """`source` (default: `context`) as records: a list of dicts of str whose keys are the
+        fields found (plans/records.py): `date | user | text` lines, `key: value` blocks, JSON
+        lines, CSV, logfmt, a corpus's documents."""
+        value = self.context if source is None else plain(resolve(source), "as_records: `source`")
+        if isinstance(value, dict) and any(isinstance(v, (str, list)) for v in value.values()):
+            keys = ", ".join(repr(k) for k in value)
+            raise TypeError(
+                f"as_records: a dict holds record lists; pass one: as_records(context[key]) with key one of {keys}"
+            )
+        return plan_records.parse(value)
 
     def _final(self, value: Any) -> None:
         # str() here, inside the cell, so a failure is an ordinary error the model sees

@@ -1,0 +1,110 @@
+"""The plan turns of a call: what the loop asks the model under the plan schema, and what it
+makes of the reply.
+
+    planner = Planner(context, texts)         the record lists found once, for the whole call
+    planner.response_format()                 the schema of the next turn (None: free code)
+    planner.read(reply)                       (the cell to run, or None; what to tell the model)
+    planner.next_turn(feedback)               the user message after a turn that did not end
+
+A reply `{"approach": "code"}` ends the plan turns: every later turn is free code, as without
+plans. A plan that does not check (`plan.check`) or that the compiler cannot make is told back
+in one line and asked again, at most `max_attempts` times; then the call goes on with code.
+A plan whose cell ran without answering (an error in a sub-call, say) is asked again too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from rlm_ray.plans import schema
+from rlm_ray.plans.compile import compile_plan
+from rlm_ray.plans.plan import PlanError, check
+from rlm_ray.plans.records import DEFAULT_LIST, Record, record_lists
+
+
+@dataclass(frozen=True)
+class PlanTexts:
+    """What the model reads between plan turns (the prompt variant's words)."""
+
+    retry: str  # after a plan that failed: "{feedback}" then the request for a new plan
+    code: str  # after the model chose code (or plans ran out): asks for the first code block
+    query: str = ""
+
+
+class Planner:
+    """The plan turns of one call (`loop.Planner`)."""
+
+    def __init__(self, context: Any, texts: PlanTexts, max_attempts: int = 3) -> None:
+        self.context = context
+        self.texts = texts
+        self.max_attempts = max_attempts
+        self.active = True
+        self.failures = 0
+        self._lists: dict[str, list[Record]] | None = None
+
+    @property
+    def lists(self) -> dict[str, list[Record]]:
+        if self._lists is None:
+            self._lists = record_lists(self.context)
+        return self._lists
+
+    def response_format(self) -> dict[str, Any] | None:
+        if not self.active or not any(self.lists.values()):
+            self.active = False  # nothing to plan over: code
+            return None
+        return schema.response_format(self.lists)
+
+    def read(self, reply: str) -> tuple[str | None, str]:
+        """The compiled cell of a plan reply and "", or None and what went wrong (or "" when
+        the model chose code)."""
+        try:
+            raw = json.loads(_json_text(reply))
+        except ValueError as exc:
+            return None, self._failed(f"the reply is not JSON ({exc})")
+        if isinstance(raw, dict) and raw.get("approach") == "code":
+            self.active = False
+            return None, ""
+        try:
+            plan = check(raw, self.lists)
+        except PlanError as exc:
+            return None, self._failed(str(exc))
+        other = plan.join[0] if plan.join else None
+        return compile_plan(plan, self._source(plan.source), other and self._source(other)), ""
+
+    def next_turn(self, feedback: str) -> str:
+        """The user message after a plan turn that did not end the call."""
+        if self.active:
+            return self.texts.retry.format(feedback=feedback, query=self.texts.query)
+        head = f"{feedback}\n\n" if feedback else ""
+        return head + self.texts.code.format(query=self.texts.query)
+
+    def ran(self, failed: bool) -> None:
+        """A plan's cell ran without answering (`failed`: it raised)."""
+        if failed:
+            self._failed("")
+
+    def _failed(self, why: str) -> str:
+        self.failures += 1
+        if self.failures >= self.max_attempts:
+            self.active = False
+        return f"Your plan was not run: {why}" if why else ""
+
+    def _source(self, name: str) -> str:
+        if isinstance(self.context, dict) and not (
+            name == DEFAULT_LIST and name not in self.context
+        ):
+            return f"context[{name!r}]"
+        return "context"
+
+
+def _json_text(reply: str) -> str:
+    """The JSON object in a reply (a server that enforces no schema may wrap it in a fence)."""
+    text = reply.strip()
+    fenced = re.search(r"```(?:json)?\s*(\{.*\})\s*```", text, re.DOTALL)
+    if fenced:
+        return fenced.group(1)
+    start, end = text.find("{"), text.rfind("}")
+    return text[start : end + 1] if 0 <= start < end else text
