@@ -76,11 +76,18 @@ def start_cli(*args: str) -> subprocess.Popen:
 
 
 def local_completion(
-    reply: Any, query: str = "q", context: Any = "ctx", *, model: str = "openai/scripted", **kw: Any
+    reply: Any,
+    query: str = "q",
+    context: Any = "ctx",
+    *,
+    model: str = "openai/scripted",
+    program: Any = None,
+    **kw: Any,
 ) -> tuple[Any, Any]:
     """`RLM(model, **kw).completion(query, context)` made in this process: the same settings and
     context checks, call spec, REPL and turn loop (`call.run_call`), child RLMs run here too, and
-    `FakeLLM(reply)` as the model; no Ray, no HTTP. Returns ``(CallResult, fake)``; raises the
+    `FakeLLM(reply)` as the model; no Ray, no HTTP. With `program`, the call replays it (program
+    mode) instead of asking the root model. Returns ``(CallResult, fake)``; raises the
     call's `RLMError` as `completion` does. For what a call does with its model and REPL; where
     the work runs, the gateways and litellm are tested over Ray and HTTP."""
     import pickle
@@ -102,6 +109,7 @@ def local_completion(
     root = CallSpec.root(
         query, models=rlm.models, config=rlm.config, windows=windows, tools=rlm.tools
     )
+    root.program = program
 
     def backend(spec: CallSpec) -> ThreadBackend:
         ids = iter(range(1, 1_000_000))

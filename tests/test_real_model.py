@@ -8,6 +8,7 @@ were made where the task needs them, a final answer was reached, and no server o
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -167,11 +168,32 @@ def test_a_saved_prompt_prefix_is_read_by_the_next_server_from_its_file(tmp_path
         assert unwritable.warm_prefix(prefix).startswith("not saved: cannot create")
 
 
-def _chat(server, messages: list[dict]) -> dict:
-    import json
+def test_the_server_holds_a_plan_turn_to_the_plan_schema():
+    """llama.cpp's server enforces `response_format` (issue 27): asked for anything but JSON, the
+    1.5B model still answers a reply the plan schema allows, with the records' own field names."""
+    from rlm_ray.local_model import LOCAL_MODELS, LocalServer
+    from rlm_ray.plans.records import record_lists
+    from rlm_ray.plans.schema import response_format
+
+    lists = record_lists("2026-03-01 | user ana | my parcel is late\n2026-03-02 | user bo | hi")
+    ask = [{"role": "user", "content": "Write a haiku about parcels, no JSON please."}]
+    with LocalServer(LOCAL_MODELS["local"]) as server:
+        body = _chat(server, ask, max_tokens=300, response_format=response_format(lists))
+    reply = json.loads(body["choices"][0]["message"]["content"])
+    assert reply["approach"] in ("plan", "code")
+    if reply["approach"] == "plan":
+        assert list(reply) == [
+            "approach", "from", "where", "keep_if", "label", "extract", "join", "group_by",
+            "result", "of", "needs",
+        ]  # fmt: skip
+        assert reply["group_by"] in (None, "date", "user", "text", "label", "extracted")
+
+
+def _chat(server, messages: list[dict], max_tokens: int = 1, **extra) -> dict:
     import urllib.request
 
-    body = {"model": server.spec.served_name, "messages": messages, "max_tokens": 1}
+    body = {"model": server.spec.served_name, "messages": messages, "max_tokens": max_tokens}
+    body |= extra
     request = urllib.request.Request(
         f"{server.api_base}/chat/completions",
         json.dumps(body).encode(),

@@ -208,8 +208,9 @@ def _named_rows(rows: list[list[str]]) -> list[Record]:
 
 
 def _is_header(first: list[str], rows: list[list[str]]) -> bool:
-    """A first row of names: every cell a short name, none of them a value of its column, and
-    the data below it holds digits where the first row has none, or no cell repeats."""
+    """A first row of names: every cell a name (no digits), none of them a value of its column,
+    and the data below holds digits where the first row has none, or the names are short (one
+    or two words) and distinct."""
     if not all(_HEADER_CELL.match(cell) for cell in first):
         return False
     columns = list(zip(*rows))
@@ -218,7 +219,8 @@ def _is_header(first: list[str], rows: list[list[str]]) -> bool:
     digits = any(
         sum(any(ch.isdigit() for ch in v) for v in column) >= len(column) / 2 for column in columns
     )
-    return digits or len(set(first)) == len(first)
+    names = all(len(cell.split()) <= 2 and len(cell) <= 30 for cell in first)
+    return digits or (names and len(set(first)) == len(first))
 
 
 def _column_names(columns: list[list[str]]) -> tuple[list[str], list[list[str]]]:
@@ -229,8 +231,8 @@ def _column_names(columns: list[list[str]]) -> tuple[list[str], list[list[str]]]
     lengths = [sum(len(v) for v in c) / max(1, len(c)) for c in columns]
     # a common first word names a short field ("customer Ana Lima"), not prose ("The ...")
     words = [_common_word(c) if lengths[i] <= 40 else None for i, c in enumerate(columns)]
-    unnamed = [i for i, word in enumerate(words) if not word] or list(range(len(columns)))
-    text = max(unnamed, key=lengths.__getitem__)
+    plain = [i for i, c in enumerate(columns) if not words[i] and not _typed(c)]
+    text = max(plain or range(len(columns)), key=lengths.__getitem__)
     for i, column in enumerate(columns):
         word = words[i]
         if word:
@@ -240,7 +242,7 @@ def _column_names(columns: list[list[str]]) -> tuple[list[str], list[list[str]]]
             names[i] = _field_name("date", taken)
         elif all(_TIME.match(v) for v in column if v):
             names[i] = _field_name("time", taken)
-        elif i == text and (lengths[i] > 20 or sum(" " in v for v in column) > len(column) / 2):
+        elif i == text and (lengths[i] > 20 or sum(" " in v for v in column) >= len(column) / 2):
             names[i] = _field_name("text", taken)
         elif all(_NUMBER.match(v) for v in column if v):
             names[i] = _field_name("number", taken)
@@ -250,6 +252,11 @@ def _column_names(columns: list[list[str]]) -> tuple[list[str], list[list[str]]]
             names[i] = _field_name("name" if "name" not in taken else f"field{i + 1}", taken)
             taken[names[i]] = None
     return names, columns
+
+
+def _typed(column: list[str]) -> bool:
+    """A column of dates, times or numbers only."""
+    return any(all(p.match(v) for v in column if v) for p in (_DATE, _TIME, _NUMBER))
 
 
 def _without_word(value: str) -> str:

@@ -122,7 +122,7 @@ def _exact(
     outcome = cascades.exact_op(
         op, records, repl.subcalls, model, **_batching(repl, model)
     )  # fmt: skip
-    _warn(repl, op.fn, outcome.warnings)
+    _warn(repl, op.fn, outcome)
     return outcome
 
 
@@ -138,7 +138,7 @@ def _cascade(
     done = cascades.run_cascade(
         op, records, repl.subcalls, model, targets, fn=fn, count=count, **_batching(repl, model)
     )
-    _warn(repl, fn, done.outcome.warnings)
+    _warn(repl, fn, done.outcome)
     trace = cascades.cascade_trace(fn, done.report, done.count)
     repl.subcalls.record_cascade(trace, done.report.proxy_decided)
     repl.show(trace.summary)
@@ -150,9 +150,12 @@ def _batching(repl: Host, model: str | None) -> dict[str, int]:
     return {"window_tokens": window(repl, model), "max_items": record_ops.batch_items_for(name)}
 
 
-def _warn(repl: Host, fn: str, warnings: list[str]) -> None:
-    for warning in warnings:
+def _warn(repl: Host, fn: str, outcome: record_ops.Outcome) -> None:
+    """The operator's warnings, and how many items ended "unknown" (classify) in the cell."""
+    for warning in outcome.warnings:
         repl.show(f"[{fn} warning] {warning}")
+    for line in record_ops.unknown_report(outcome):
+        repl.show(f"[{fn}] {line}")
 
 
 def _run_targets(repl: Host) -> approximate.Approximate | None:

@@ -1,0 +1,226 @@
+"""Plans (rlm_ray/plans): checked against the records with one-line errors, compiled into one
+ordinary REPL cell, run by the loop's plan turns; in-process (the HTTP path: test_plans_http.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import local_completion
+
+from rlm_ray import Program
+from rlm_ray.plans.compile import compile_plan
+from rlm_ray.plans.plan import PlanError, check
+from rlm_ray.plans.records import record_lists
+from rlm_ray.testing import records
+
+MESSAGES = "\n".join(
+    [
+        "2026-03-01 | user ana | I was charged twice for the lamp",
+        "2026-03-01 | user ana | my parcel never arrived",
+        "2026-03-02 | user bo | the invoice is wrong",
+        "2026-03-02 | user bo | thanks, lovely kettle",
+        "2026-03-03 | user cy | the courier lost my chair",
+        "2026-03-03 | user cy | billed for a chair I returned",
+        "2026-03-04 | user di | where is my blender? a week late",
+    ]
+)
+LISTS = record_lists(MESSAGES)
+KIND = {"charged": "billing", "invoice": "billing", "billed": "billing", "parcel": "delivery"}
+KIND |= {"courier": "delivery", "late": "delivery"}
+
+
+def kind(task: str, item: str) -> str:
+    """The scripted helper model: billing, delivery or other by a word of the item."""
+    label = next((k for word, k in KIND.items() if word in item), "other")
+    if task.startswith(("Condition", "Item")) or "yes or no" in task:
+        return "yes" if label == "delivery" else "no"
+    return label
+
+
+def plan(**steps) -> dict:
+    base = {"approach": "plan", "from": "records", "where": {}, "keep_if": None, "label": None}
+    base |= {"extract": None, "join": None, "group_by": None, "result": "count", "of": None}
+    return base | {"needs": []} | steps
+
+
+LABELS = {"billing": "a billing problem", "delivery": "a delivery problem", "other": "else"}
+SETS = plan(
+    label={"field": "text", "labels": LABELS},
+    group_by="user",
+    result="groups_with_all",
+    needs=[{"label": "billing"}, {"label": "delivery"}],
+)
+
+
+# -- checking -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "steps, error",
+    [
+        (
+            {"from": "msgs"},
+            "`from`: there is no record list 'msgs'; the record lists are 'records'",
+        ),
+        (
+            {"group_by": "usr", "result": "count_per_group"},
+            "`group_by`: the records of 'records' have no field 'usr'; their fields are date, "
+            "user, text",
+        ),
+        ({"result": "sum"}, "`result`: 'sum' is not a result; the results are count,"),
+        ({"result": "most_common"}, "`result` most_common needs `of`: the field it reads"),
+        ({"where": {"date": "2026-04-01"}}, "field 'date' has no value '2026-04-01'; its 4 values"),
+        ({"keep_if": {"field": "body", "condition": "x"}}, "`keep_if.field`: there is no field"),
+        ({"steps": []}, "a plan has no key 'steps'; its keys are: from, where, keep_if"),
+        (
+            {**SETS, "needs": [{"label": "refund"}]},
+            "`needs`: 'refund' is not one of the labels: billing, delivery, other",
+        ),
+        (
+            {"where": {"label": "billing"}},
+            "`where`: the records of 'records' have no field 'label'",
+        ),
+    ],
+)
+def test_a_bad_plan_is_one_line_naming_what_exists(steps, error):
+    with pytest.raises(PlanError) as info:
+        check(plan(**steps), LISTS)
+    message = str(info.value)
+    assert error in message and "\n" not in message
+
+
+def test_values_are_read_as_the_records_write_them():
+    checked = check(plan(where={"user": "User Ana", "date": "March 3"}), LISTS)
+    assert checked.where == (("user", "ana"), ("date", "2026-03-03"))
+
+
+# -- compiled cells, run in a REPL ----------------------------------------------------------------
+def run(plan_json: dict, context=MESSAGES, query="q"):
+    """The plan as the model's plan turn, then whatever the model says next."""
+
+    def reply(request):
+        if "response_format" in request.body:
+            return json.dumps(plan_json)
+        return records(kind)(request)
+
+    return local_completion(reply, query, context, prompt="small")
+
+
+@pytest.mark.parametrize(
+    "steps, answer",
+    [
+        (SETS, "ana, cy"),
+        ({"keep_if": {"field": "text", "condition": "about a delivery"}}, "3"),
+        ({"keep_if": {"field": "text", "condition": "d"}, "where": {"user": "di"}}, "1"),
+        (
+            {
+                "keep_if": {"field": "text", "condition": "d"},
+                "group_by": "user",
+                "result": "count_per_group",
+            },
+            "ana: 1, bo: 0, cy: 1, di: 1",
+        ),
+        (
+            {"label": {"field": "text", "labels": LABELS}, "result": "most_common", "of": "label"},
+            "billing",
+        ),
+        (
+            {"label": {"field": "text", "labels": LABELS}, "result": "least_common", "of": "label"},
+            "other",
+        ),
+        (
+            {
+                "label": {"field": "text", "labels": LABELS},
+                "group_by": "user",
+                "result": "groups_changed",
+                "of": "label",
+                "needs": [{"date": "2026-03-01"}, {"date": "2026-03-02"}],
+            },
+            "none",  # no user wrote on both days
+        ),
+        ({"where": {"date": "2026-03-02"}, "result": "values", "of": "user"}, "bo"),
+    ],
+)
+def test_a_plan_runs_as_one_cell_and_answers(steps, answer):
+    result, fake = run(plan(**steps))
+    assert result.answer == answer
+    [turn] = result.trace.iterations
+    assert turn.response.startswith('{"approach": "plan"')  # the plan as the model wrote it
+    [cell] = turn.cells
+    assert (
+        cell.code.startswith("# a plan, compiled by rlm-ray") and "as_records(context)" in cell.code
+    )
+    assert cell.final and cell.error is None
+    first = fake.requests[0]
+    assert first.body["response_format"]["type"] == "json_schema"  # the schema went with it
+    assert "stop" not in first.body  # a plan turn has no code stops
+
+
+def test_a_join_of_two_record_lists():
+    context = {
+        "orders": "order 101 | customer Ana Lima\norder 102 | customer Bo Chen\norder 103 | customer Ana Lima",
+        "messages": "2026-03-01 | order 102 is a week late\n2026-03-02 | thanks for order 101\n"
+        "2026-03-03 | the parcel of 103 never came",
+    }
+    steps = {
+        "from": "messages",
+        "keep_if": {"field": "text", "condition": "reports the order late or lost"},
+        "join": {"from": "orders", "key": "order", "in": "text"},
+        "result": "values",
+        "of": "customer",
+    }
+    result, _ = run(plan(**steps), context)
+    assert result.answer == "Ana Lima, Bo Chen"
+    assert (
+        'as_records(context["orders"])'.replace('"', "'")
+        in result.trace.iterations[0].cells[0].code
+    )
+
+
+def test_a_bad_plan_is_told_back_and_the_next_one_runs():
+    turns = iter([plan(group_by="usr", result="count_per_group"), SETS])
+    replies: list[str] = []
+
+    def reply(request):
+        if "response_format" in request.body:
+            replies.append(json.dumps(next(turns)))
+            return replies[-1]
+        return records(kind)(request)
+
+    result, fake = local_completion(reply, "q", MESSAGES, prompt="small")
+    assert result.answer == "ana, cy" and len(result.trace.iterations) == 2
+    second = [r for r in fake.requests if "response_format" in r.body][1]
+    told = second.messages[-1]["content"]
+    assert told.startswith(
+        "Your plan was not run: `group_by`: the records of 'records' have no field 'usr'"
+    )
+    assert result.trace.iterations[0].cells == []  # nothing ran for the bad plan
+
+
+def test_a_choice_of_code_leaves_the_plan_turns():
+    def reply(request):
+        if "response_format" in request.body:
+            return '{"approach": "code"}'
+        last = request.last_user
+        if last.startswith("Write one ```repl block"):
+            return "```repl\nprint(len(as_records(context)))\n```"
+        return "FINAL(7 records)"
+
+    result, fake = local_completion(reply, "How many records?", MESSAGES, prompt="small")
+    assert result.answer == "7 records"
+    assert [("response_format" in r.body) for r in fake.requests] == [True, False, False]
+    assert fake.requests[1].body["stop"]  # code turns keep their stop sequences
+
+
+def test_compiled_code_is_plain_and_replays_on_new_data():
+    result, _ = run(SETS)
+    code = result.trace.iterations[0].cells[0].code
+    assert compile_plan(check(SETS, LISTS), "context") == code + (
+        "\n" if not code.endswith("\n") else ""
+    )
+    program = Program.from_trace(result.trace)
+    assert [cell.code for cell in program.cells] == [code.strip("\n")]
+    assert program.answer.computed  # FINAL in the cell: the answer is the code's own value
+    more = MESSAGES + "\n2026-03-05 | user di | the invoice doubled my price"
+    replayed, fake = local_completion(records(kind), "q", more, prompt="small", program=program)
+    assert replayed.answer == "ana, cy, di"
+    assert not any("response_format" in r.body for r in fake.requests)  # no root-model turn
