@@ -10,7 +10,7 @@ from helpers import local_completion
 
 from rlm_ray import Program
 from rlm_ray.plans.compile import compile_plan
-from rlm_ray.plans.plan import PlanError, check
+from rlm_ray.plans.plan import PlanError, Test, check
 from rlm_ray.plans.records import record_lists
 from rlm_ray.testing import records
 
@@ -90,7 +90,9 @@ def test_a_bad_plan_is_one_line_naming_what_exists(steps, error):
 
 def test_values_are_read_as_the_records_write_them():
     checked = check(plan(where={"user": "User Ana", "date": "March 3"}), LISTS)
-    assert checked.where == (("user", "ana"), ("date", "2026-03-03"))
+    assert checked.where == (Test("user", "ana"), Test("date", "2026-03-03"))
+    month = check(plan(where={"date": "March 2026"}), LISTS)
+    assert month.where == (Test("date", "2026-03", prefix=True),)
 
 
 # -- compiled cells, run in a REPL ----------------------------------------------------------------

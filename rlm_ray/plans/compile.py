@@ -10,7 +10,7 @@ sandbox like the model's own, is traced as a cell, and a program replays it on n
 
 from __future__ import annotations
 
-from rlm_ray.plans.plan import EXTRACTED, LABEL, Plan
+from rlm_ray.plans.plan import EXTRACTED, LABEL, Plan, Test
 
 UNKNOWN = "unknown"  # what llm_classify gives a record that fits no label
 # An extracted name, compared and counted in one form: lower case, words only, no article.
@@ -36,18 +36,21 @@ def compile_plan(plan: Plan, source: str, other: str | None = None) -> str:
     return "\n".join(lines + _result(plan)) + "\n"
 
 
-def _tests(tests: tuple[tuple[str, str], ...]) -> str:
-    return " and ".join(_test(field, value) for field, value in tests) or "True"
+def _tests(tests: tuple[Test, ...]) -> str:
+    return " and ".join(_test(test) for test in tests) or "True"
 
 
-def _test(field: str, value: str) -> str:
+def _test(test: Test) -> str:
+    field, value = test.field, test.value
+    if test.prefix:
+        return f"r.get({field!r}, '').startswith({value!r})"
     if field == EXTRACTED:
         return f"r.get({field!r}) == {value.lower().removeprefix('the ')!r}"
     return f"r.get({field!r}) == {value!r}"
 
 
-def _shown(tests: tuple[tuple[str, str], ...]) -> str:
-    return ", ".join(f"{field} {value}" for field, value in tests)
+def _shown(tests: tuple[Test, ...]) -> str:
+    return ", ".join(f"{t.field} {t.value}{'...' if t.prefix else ''}" for t in tests)
 
 
 def _count(what: str) -> str:

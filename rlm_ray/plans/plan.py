@@ -50,6 +50,15 @@ _MONTHS = (
 )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Test:
+    """A record whose `field` holds `value` (`prefix`: starts with it, a month of dates)."""
+
+    field: str
+    value: str
+    prefix: bool = False
+
+
 class PlanError(ValueError):
     """A plan that cannot run: the message is one line for the model, naming what exists."""
 
@@ -59,7 +68,7 @@ class Plan:
     """A checked plan; every name in it exists in the records (see the module docstring)."""
 
     source: str
-    where: tuple[tuple[str, str], ...] = ()  # tests on the record list's own fields: first
+    where: tuple[Test, ...] = ()  # tests on the record list's own fields: first
     keep_if: tuple[str, str] | None = None  # (field, condition)
     label: tuple[str, tuple[tuple[str, str], ...]] | None = None  # (field, ((label, meaning),))
     extract: tuple[str, str] | None = None  # (field, question)
@@ -67,8 +76,8 @@ class Plan:
     group_by: str | None = None
     result: str = "count"
     of: str | None = None
-    needs: tuple[tuple[tuple[str, str], ...], ...] = ()
-    then: tuple[tuple[str, str], ...] = ()  # `where` tests on label, extracted or joined fields
+    needs: tuple[tuple[Test, ...], ...] = ()
+    then: tuple[Test, ...] = ()  # `where` tests on label, extracted or joined fields
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -104,8 +113,8 @@ def check(raw: Any, lists: Mapping[str, list[Record]]) -> Plan:
     if not isinstance(needs, list):
         raise PlanError('`needs` is a list of objects such as {"label": "billing"}')
     tests = tuple(_tests(n, "needs", fields_, label) for n in needs)
-    first = tuple(t for t in where if t[0] in fields_.base)
-    then = tuple(t for t in where if t[0] not in fields_.base)
+    first = tuple(t for t in where if t.field in fields_.base)
+    then = tuple(t for t in where if t.field not in fields_.base)
     plan = Plan(source, first, keep_if, label, extract, join, group_by, result, of, tests, then)
     _check_result(plan)
     return plan
@@ -134,21 +143,25 @@ class Fields:
             )
         return name
 
-    def value(self, field: str, given: Any, where: str) -> str:
-        """The value of `field` the records hold that `given` means, or `PlanError`."""
+    def test(self, field: str, given: Any, where: str) -> Test:
+        """The test of `field` for the value the records hold that `given` means (or the
+        month of dates it names), or `PlanError`."""
         if isinstance(given, bool) or not isinstance(given, (str, int, float)):
             raise PlanError(f"`{where}`: the value of {field!r} must be a str, got {given!r}")
         counts = values(self.records, field) if field in self.base else None
         if counts is None:  # a joined or a derived field: read as written
-            return str(given).strip()
+            return Test(field, str(given).strip())
         found = match_value(str(given), field, counts)
-        if found is None:
-            shown = ", ".join(repr(v) for v in sorted(counts)[:4])
-            raise PlanError(
-                f"`{where}`: field {field!r} has no value {str(given)!r}; its "
-                f"{len(counts):,} values include {shown}"
-            )
-        return found
+        if found is not None:
+            return Test(field, found)
+        month = _month(str(given), counts)
+        if month is not None:
+            return Test(field, month, prefix=True)
+        shown = ", ".join(repr(v) for v in sorted(counts)[:4])
+        raise PlanError(
+            f"`{where}`: field {field!r} has no value {str(given)!r}; its "
+            f"{len(counts):,} values include {shown}"
+        )
 
 
 def match_value(given: str, field: str, counts: Counter) -> str | None:
@@ -174,6 +187,25 @@ def match_value(given: str, field: str, counts: Counter) -> str | None:
 
 def _within(part: str, whole: str) -> bool:
     return bool(part) and re.search(rf"(?<!\w){re.escape(part)}(?!\w)", whole) is not None
+
+
+def _month(text: str, counts: Counter) -> str | None:
+    """ "YYYY-MM" when `text` names a month ("2026-03", "March 2026", "March") of which some
+    values of a date field are days."""
+    folded = text.strip().casefold()
+    match = re.fullmatch(r"(\d{4})-(\d{2})|([a-z]+)(?:\s+(\d{4}))?", folded)
+    if match is None:
+        return None
+    if match[1]:
+        prefixes = {f"{match[1]}-{match[2]}"}
+    elif match[3][:3] in _MONTHS:
+        month = f"-{_MONTHS.index(match[3][:3]) + 1:02d}"
+        years = {match[4]} if match[4] else {v[:4] for v in counts if v[:4].isdigit()}
+        prefixes = {f"{year}{month}" for year in years}
+    else:
+        return None
+    found = {p for p in prefixes if any(v.startswith(p) and len(v) > len(p) for v in counts)}
+    return found.pop() if len(found) == 1 else None
 
 
 def _month_day(text: str) -> str | None:
@@ -249,7 +281,7 @@ def _join(step: Any, source: str, lists: Mapping[str, list[Record]], fields_: Fi
     return other, key, within
 
 
-def _tests(raw: Any, where: str, fields_: Fields, label: Any) -> tuple[tuple[str, str], ...]:
+def _tests(raw: Any, where: str, fields_: Fields, label: Any) -> tuple[Test, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, Mapping):
@@ -263,9 +295,9 @@ def _tests(raw: Any, where: str, fields_: Fields, label: Any) -> tuple[tuple[str
                 raise PlanError(
                     f"`{where}`: {given!r} is not one of the labels: {', '.join(labels)}"
                 )
-            tests.append((field, str(given)))
+            tests.append(Test(field, str(given)))
         else:
-            tests.append((field, fields_.value(field, given, where)))
+            tests.append(fields_.test(field, given, where))
     return tuple(tests)
 
 
