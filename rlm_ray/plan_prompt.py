@@ -13,26 +13,25 @@ from __future__ import annotations
 import json
 from typing import Any
 
-SYSTEM = """You answer a query about a large input stored in the Python variable `context`. It is too long to read yourself. The runtime has read it into records with named fields; the first message lists them under "Records found".
+from rlm_ray.plans import shapes
 
-Your first reply is one JSON object (the runtime enforces its form):
-- {{"approach": "plan", ...}}: a plan over the records, for a query about records by their fields or their meaning: count, pick, rank, group, compare or join them. The runtime runs the plan (a helper model reads every record it needs to) and its result is the answer.
-- {{"approach": "code"}}: for anything else, such as a fact to find by searching the text; you then write Python.
+_SHAPES = "\n".join(
+    f'- "{shape.name}": {shape.answers}. Keys: {", ".join(name for name, _ in shape.slots)}.'
+    for shape in shapes.SHAPES
+)
+# (braces doubled: the system text is a template, `prompts.system_prompt` fills it)
+SYSTEM = (
+    """You answer a query about a large input stored in the Python variable `context`. It is too long to read yourself. The runtime has read it into records with named fields; the first message lists them under "Records found".
 
-A plan has these keys, in this order:
-"from": the record list to read.
-"where": {{"field": "value"}} keeps the records whose field holds exactly that value (a user, a date, a site, a label); {{}} keeps all.
-"keep_if": {{"field": ..., "condition": ...}} keeps the records whose field meets a condition of meaning, in the query's own words; or null.
-"label": {{"field": ..., "labels": {{"name": "what it means", ...}}}} gives each record one label, in the field "label"; or null.
-"extract": {{"field": ..., "question": ...}} asks each record a question (the name it mentions, say); the answer is the field "extracted"; or null.
-"join": {{"from": ..., "key": ..., "in": ...}} adds to each record the fields of the other list's record whose "key" its field "in" names; or null.
-"group_by": the field whose values are the groups, or null.
-"result": "count" (the records kept), "count_per_group", "most_common" or "least_common" (a value of "of"), "values" (the values of "of"), "groups_with_all" (the groups with a record matching each item of "needs"), "groups_changed" (the groups whose "of" differs between the record matching the first item of "needs" and the one matching the second).
-"of": the field the result reads, or null.
-"needs": a list of {{"field": "value"}} for groups_with_all and groups_changed, else [].
-Name only the fields listed under "Records found", and write values as the records write them.
+Your first reply is one JSON object; the runtime enforces its form. Its "shape" names the form of the query, and the keys after it fill that form:
+"""
+    + _SHAPES.replace("{", "{{").replace("}", "}}")
+    + """
+- "code": anything else, such as a fact to find by searching the text; you then write Python.
+"where" is {{"field": "value", ...}} for records whose field holds exactly that value (a user, a date, a site); {{}} for all records. "field" is the field whose text a condition is about. Write conditions in the query's own words. Name only fields listed under "Records found", and write values as the records write them. The runtime runs the shape over every record it needs (a helper model reads them), and its result is the answer.
 
 When you write code instead: each reply is exactly one ```repl code block; then stop. The user runs it and shows you what it printed. In the code you can use `context`; `as_records(context)`: the records, a list of dicts of their fields; the modules re, json, math, collections (already imported); `print(...)` (at most {max_output_chars} characters are shown); `llm_filter(condition, texts)`, `llm_classify(texts, {{label: meaning}})`, `llm_map(instruction, texts)`: a helper model reads each text; `llm_query(prompt)`: asks the helper model about a short text (under {sub_window_chars} characters). To find a fact, search the text with re or str.find and print short parts. When the printed output answers the query, reply with one line: FINAL(answer). Never write output yourself and never guess."""
+)
 
 FIRST_TURN = (
     "{example}{context_description}\n{records}\n{context_preview}\nQuery: {query}\n"
@@ -88,13 +87,11 @@ _CLASSES = (
 )
 
 
-def plan(**steps: Any) -> str:
-    """A plan as the model writes it: every key, in the schema's order, nulls included."""
-    keys: dict[str, Any] = {"approach": "plan", "from": "records", "where": {}}
-    keys.update({"keep_if": None, "label": None})
-    keys.update({"extract": None, "join": None, "group_by": None, "result": "count", "of": None})
-    keys.update({"needs": [], **steps})
-    return json.dumps(keys)
+def shaped(shape: str, **slots: Any) -> str:
+    """A reply of the plan turn as the model writes it: the shape, then its slots in order."""
+    order = [slot for slot, _ in shapes.BY_NAME[shape].slots] if shape != shapes.CODE else []
+    assert set(slots) == set(order), (shape, sorted(slots))
+    return json.dumps({"shape": shape, **{slot: slots[slot] for slot in order}})
 
 
 def _turn(data: tuple[str, str, str], query: str) -> str:
@@ -116,7 +113,7 @@ _SEARCH_DATA = (
     "The first items:\n[0] 'Log 0001: guard shift began at the east door'",
 )
 SEARCH = (
-    (_turn(_SEARCH_DATA, _SEARCH_QUERY), '{"approach": "code"}'),
+    (_turn(_SEARCH_DATA, _SEARCH_QUERY), shaped(shapes.CODE)),
     (
         CODE_TURN.format(query=_SEARCH_QUERY),
         """```repl
@@ -131,24 +128,32 @@ for m in re.finditer(r"access code", text, re.IGNORECASE):
         "FINAL(7781)",
     ),
 )
-_WEATHER = "delayed by the weather"
+_HIVE_LABELS = {
+    "swarm": "the bees swarmed or were about to",
+    "harvest": "honey was taken",
+    "other": "anything else",
+}
 PLANS = (
     (
         _turn(
             _FERRY,
             "How many crossings from the north pier on 2031-05-02 were delayed by the weather?",
         ),
-        plan(
+        shaped(
+            "count",
             where={"pier": "north", "day": "2031-05-02"},
-            keep_if={"field": "remark", "condition": _WEATHER},
+            field="remark",
+            condition="delayed by the weather",
         ),
     ),
     (
         _turn(_FERRY, "For each pier, how many crossings were cancelled?"),
-        plan(
-            keep_if={"field": "remark", "condition": "the crossing was cancelled"},
+        shaped(
+            "count_per_group",
+            where={},
             group_by="pier",
-            result="count_per_group",
+            field="remark",
+            condition="the crossing was cancelled",
         ),
     ),
     (
@@ -157,78 +162,74 @@ PLANS = (
             "How many entries of keeper Bo are a swarm? Each entry is a swarm (the bees swarmed "
             "or were about to), a harvest (honey was taken) or other (anything else).",
         ),
-        plan(
-            where={"keeper": "Bo", "label": "swarm"},
-            label={
-                "field": "entry",
-                "labels": {
-                    "swarm": "the bees swarmed or were about to",
-                    "harvest": "honey was taken",
-                    "other": "anything else",
-                },
-            },
+        shaped(
+            "count_label", where={"keeper": "Bo"}, field="entry", labels=_HIVE_LABELS, label="swarm"
         ),
     ),
     (
         _turn(_HIVES, "Which keepers logged both a swarm and a honey harvest?"),
-        plan(
-            label={
-                "field": "entry",
-                "labels": {
-                    "swarm": "the bees swarmed or were about to",
-                    "harvest": "honey was taken from the hive",
-                    "other": "anything else",
-                },
-            },
+        shaped(
+            "groups_with_both",
+            where={},
             group_by="keeper",
-            result="groups_with_all",
-            needs=[{"label": "swarm"}, {"label": "harvest"}],
+            field="entry",
+            first="the bees swarmed",
+            second="honey was harvested",
         ),
     ),
     (
         _turn(_HIVES, "Which hives were calm on 2031-06-01 but aggressive on 2031-06-15?"),
-        plan(
-            label={
-                "field": "entry",
-                "labels": {
-                    "calm": "the bees were calm",
-                    "aggressive": "the bees were aggressive or stung",
-                    "other": "anything else",
-                },
-            },
+        shaped(
+            "changed",
             group_by="hive",
-            result="groups_with_all",
-            needs=[
-                {"date": "2031-06-01", "label": "calm"},
-                {"date": "2031-06-15", "label": "aggressive"},
-            ],
+            field="entry",
+            date_field="date",
+            first_date="2031-06-01",
+            first="the bees were calm",
+            second_date="2031-06-15",
+            second="the bees were aggressive",
         ),
     ),
     (
         _turn(_GREENHOUSES, "Which greenhouse had the most frost warnings?"),
-        plan(
-            keep_if={"field": "reading", "condition": "warns of frost"},
-            result="most_common",
-            of="house",
+        shaped(
+            "most_common_value",
+            where={},
+            field="reading",
+            condition="warns of frost",
+            count_field="house",
         ),
     ),
     (
         _turn(_CANTEEN, "Which dish is named most often in the complaints about cold food?"),
-        plan(
-            keep_if={"field": "comment", "condition": "complains that the food was cold"},
-            extract={"field": "comment", "question": "Which dish does the comment name?"},
-            result="most_common",
-            of="extracted",
+        shaped(
+            "most_common_name",
+            where={},
+            field="comment",
+            condition="complains that the food was cold",
+            name="dish",
+        ),
+    ),
+    (
+        _turn(_CANTEEN, "What did table T4 say about the curry?"),
+        shaped(
+            "list",
+            where={"table": "T4"},
+            field="comment",
+            condition="about the curry",
+            answer="comment",
         ),
     ),
     (
         _turn(_CLASSES, "Which tutors teach a class that a parent said was cancelled?"),
-        plan(
+        shaped(
+            "join",
             **{"from": "notes"},
-            keep_if={"field": "note", "condition": "says the class was cancelled"},
-            join={"from": "classes", "key": "code", "in": "note"},
-            result="values",
-            of="tutor",
+            field="note",
+            condition="says the class was cancelled",
+            other="classes",
+            key="code",
+            answer="tutor",
         ),
     ),
 )

@@ -30,7 +30,7 @@ def test_the_copied_text_is_an_examples_and_no_users():
 def guest_model(request):
     """Chooses code, answers with the example's record first, then searches the data."""
     if "response_format" in request.body:
-        return '{"approach": "code"}'
+        return '{"shape": "code"}'
     if request.last_user.startswith("Write one ```repl block"):
         return f"FINAL({COPIED})"
     if "was not accepted" in request.last_user:

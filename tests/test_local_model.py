@@ -155,7 +155,7 @@ def test_every_variant_formats_and_keeps_its_examples_in_the_protocol():
 
     for variant in prompts.PROMPTS.values():
         text = system("x" * 100, variant)
-        # every placeholder filled (literal braces are JSON and code, e.g. {"approach": ...})
+        # every placeholder filled (literal braces are JSON and code, e.g. {"shape": ...})
         placeholders = ("context_description", "sub_window_chars", "recursion_note")
         placeholders += ("max_output_chars", "cell_timeout")
         assert not any("{" + name + "}" in text for name in placeholders)
@@ -197,7 +197,7 @@ def test_the_small_prompt_reaches_the_model_with_examples_and_stop_sequences(
 
     def reply(request):
         if "response_format" in request.body:
-            return '{"approach": "code"}'
+            return '{"shape": "code"}'
         if request.last_user.startswith("Write one ```repl block"):
             return "```repl\nprint(len(context))\n```\nOutput of code block 1:\n999\nFINAL(999)"
         return "FINAL(" + request.last_user.split("\n")[1] + ")"

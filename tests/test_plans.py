@@ -31,7 +31,12 @@ KIND |= {"courier": "delivery", "late": "delivery"}
 
 
 def kind(task: str, item: str) -> str:
-    """The scripted helper model: billing, delivery or other by a word of the item."""
+    """The scripted helper model: billing, delivery or other by a word of the item; the thing
+    it names when asked a question."""
+    if task.startswith("Instruction"):
+        return next(
+            f"The {w}." for w in ("parcel", "chair", "blender", "lamp", "kettle") if w in item
+        )
     label = next((k for word, k in KIND.items() if word in item), "other")
     if task.startswith(("Condition", "Item")) or "yes or no" in task:
         return "yes" if label == "delivery" else "no"
@@ -39,13 +44,26 @@ def kind(task: str, item: str) -> str:
 
 
 def plan(**steps) -> dict:
-    base = {"approach": "plan", "from": "records", "where": {}, "keep_if": None, "label": None}
-    base |= {"extract": None, "join": None, "group_by": None, "result": "count", "of": None}
+    """A general plan (what a shape is rewritten into), every key given."""
+    base = {"from": "records", "where": {}, "keep_if": None, "label": None, "extract": None}
+    base |= {"join": None, "group_by": None, "result": "count", "of": None}
     return base | {"needs": []} | steps
 
 
+def shape(kind: str, **slots) -> dict:
+    return {"shape": kind, **slots}
+
+
 LABELS = {"billing": "a billing problem", "delivery": "a delivery problem", "other": "else"}
-SETS = plan(
+SETS = shape(
+    "groups_with_both",
+    where={},
+    group_by="user",
+    field="text",
+    first="a billing problem",
+    second="a delivery problem",
+)
+GENERAL_SETS = plan(
     label={"field": "text", "labels": LABELS},
     group_by="user",
     result="groups_with_all",
@@ -72,7 +90,7 @@ SETS = plan(
         ({"keep_if": {"field": "body", "condition": "x"}}, "`keep_if.field`: there is no field"),
         ({"steps": []}, "a plan has no key 'steps'; its keys are: from, where, keep_if"),
         (
-            {**SETS, "needs": [{"label": "refund"}]},
+            {**GENERAL_SETS, "needs": [{"label": "refund"}]},
             "`needs`: 'refund' is not one of the labels: billing, delivery, other",
         ),
         (
@@ -95,58 +113,69 @@ def test_values_are_read_as_the_records_write_them():
     assert month.where == (Test("date", "2026-03", prefix=True),)
 
 
-# -- compiled cells, run in a REPL ----------------------------------------------------------------
-def run(plan_json: dict, context=MESSAGES, query="q"):
-    """The plan as the model's plan turn, then whatever the model says next."""
+# -- shapes, run as one cell by the loop's plan turn ------------------------------------------------
+def run(reply_json: dict, context=MESSAGES, query="q"):
+    """`reply_json` as the model's plan turn, the helper model labelling by words."""
 
     def reply(request):
         if "response_format" in request.body:
-            return json.dumps(plan_json)
+            return json.dumps(reply_json)
         return records(kind)(request)
 
     return local_completion(reply, query, context, prompt="small")
 
 
+DELIVERY = {"field": "text", "condition": "about a delivery"}
+
+
 @pytest.mark.parametrize(
-    "steps, answer",
+    "reply, answer",
     [
         (SETS, "ana, cy"),
-        ({"keep_if": {"field": "text", "condition": "about a delivery"}}, "3"),
-        ({"keep_if": {"field": "text", "condition": "d"}, "where": {"user": "di"}}, "1"),
+        (shape("count", where={}, **DELIVERY), "3"),
+        (shape("count", where={"user": "User Di"}, **DELIVERY), "1"),
+        (shape("count", where={"date": "March 2026"}, field="text", condition=None), "7"),
         (
-            {
-                "keep_if": {"field": "text", "condition": "d"},
-                "group_by": "user",
-                "result": "count_per_group",
-            },
+            shape("count_per_group", where={}, group_by="user", **DELIVERY),
             "ana: 1, bo: 0, cy: 1, di: 1",
         ),
+        (shape("count_label", where={}, field="text", labels=LABELS, label="other"), "1"),
+        (shape("most_common_label", where={}, field="text", labels=LABELS), "billing"),
+        (shape("least_common_label", where={}, field="text", labels=LABELS), "other"),
         (
-            {"label": {"field": "text", "labels": LABELS}, "result": "most_common", "of": "label"},
-            "billing",
+            shape("most_common_value", where={}, field="text", condition="d", count_field="date"),
+            "2026-03-01",  # 2026-03-01 and -03 tie with one each: the earlier first
         ),
         (
-            {"label": {"field": "text", "labels": LABELS}, "result": "least_common", "of": "label"},
-            "other",
+            shape("most_common_name", where={}, field="text", condition="d", **{"name": "product"}),
+            "parcel",  # one each for parcel, chair and blender: the first named wins the tie
         ),
         (
-            {
-                "label": {"field": "text", "labels": LABELS},
-                "group_by": "user",
-                "result": "groups_changed",
-                "of": "label",
-                "needs": [{"date": "2026-03-01"}, {"date": "2026-03-02"}],
-            },
-            "none",  # no user wrote on both days
+            shape(
+                "changed",
+                group_by="user",
+                field="text",
+                date_field="date",
+                first_date="March 1",
+                first="a billing problem",
+                second_date="2026-03-01",
+                second="a delivery problem",
+            ),
+            "ana",
         ),
-        ({"where": {"date": "2026-03-02"}, "result": "values", "of": "user"}, "bo"),
+        (
+            shape(
+                "list", where={"date": "2026-03-02"}, field="text", condition=None, answer="user"
+            ),
+            "bo",
+        ),
     ],
 )
-def test_a_plan_runs_as_one_cell_and_answers(steps, answer):
-    result, fake = run(plan(**steps))
+def test_a_shape_runs_as_one_cell_and_answers(reply, answer):
+    result, fake = run(reply)
     assert result.answer == answer
     [turn] = result.trace.iterations
-    assert turn.response.startswith('{"approach": "plan"')  # the plan as the model wrote it
+    assert json.loads(turn.response) == reply  # the reply as the model wrote it
     [cell] = turn.cells
     assert (
         cell.code.startswith("# a plan, compiled by rlm-ray") and "as_records(context)" in cell.code
@@ -157,20 +186,35 @@ def test_a_plan_runs_as_one_cell_and_answers(steps, answer):
     assert "stop" not in first.body  # a plan turn has no code stops
 
 
+def test_a_general_plan_compiles_to_the_same_kind_of_cell():
+    code = compile_plan(check(GENERAL_SETS, LISTS), "context")
+    assert "llm_classify([r.get('text', '') for r in rows], {'billing'" in code
+    changed = plan(
+        label={"field": "text", "labels": LABELS},
+        group_by="user",
+        result="groups_changed",
+        of="label",
+        needs=[{"date": "2026-03-01"}, {"date": "2026-03-02"}],
+    )
+    assert "before[0] != after[0]" in compile_plan(check(changed, LISTS), "context")
+
+
 def test_a_join_of_two_record_lists():
     context = {
         "orders": "order 101 | customer Ana Lima\norder 102 | customer Bo Chen\norder 103 | customer Ana Lima",
         "messages": "2026-03-01 | order 102 is a week late\n2026-03-02 | thanks for order 101\n"
         "2026-03-03 | the parcel of 103 never came",
     }
-    steps = {
-        "from": "messages",
-        "keep_if": {"field": "text", "condition": "reports the order late or lost"},
-        "join": {"from": "orders", "key": "order", "in": "text"},
-        "result": "values",
-        "of": "customer",
-    }
-    result, _ = run(plan(**steps), context)
+    reply = shape(
+        "join",
+        **{"from": "messages"},
+        field="text",
+        condition="reports the order late or lost",
+        other="orders",
+        key="order",
+        answer="customer",
+    )
+    result, _ = run(reply, context)
     assert result.answer == "Ana Lima, Bo Chen"
     assert (
         'as_records(context["orders"])'.replace('"', "'")
@@ -179,7 +223,7 @@ def test_a_join_of_two_record_lists():
 
 
 def test_a_bad_plan_is_told_back_and_the_next_one_runs():
-    turns = iter([plan(group_by="usr", result="count_per_group"), SETS])
+    turns = iter([shape("count_per_group", where={}, group_by="usr", **DELIVERY), SETS])
     replies: list[str] = []
 
     def reply(request):
@@ -201,7 +245,7 @@ def test_a_bad_plan_is_told_back_and_the_next_one_runs():
 def test_a_choice_of_code_leaves_the_plan_turns():
     def reply(request):
         if "response_format" in request.body:
-            return '{"approach": "code"}'
+            return '{"shape": "code"}'
         last = request.last_user
         if last.startswith("Write one ```repl block"):
             return "```repl\nprint(len(as_records(context)))\n```"
@@ -216,9 +260,6 @@ def test_a_choice_of_code_leaves_the_plan_turns():
 def test_compiled_code_is_plain_and_replays_on_new_data():
     result, _ = run(SETS)
     code = result.trace.iterations[0].cells[0].code
-    assert compile_plan(check(SETS, LISTS), "context") == code + (
-        "\n" if not code.endswith("\n") else ""
-    )
     program = Program.from_trace(result.trace)
     assert [cell.code for cell in program.cells] == [code.strip("\n")]
     assert program.answer.computed  # FINAL in the cell: the answer is the code's own value

@@ -8,7 +8,7 @@ import asyncio
 import json
 
 import pytest
-from test_plans import MESSAGES, SETS, kind, plan
+from test_plans import DELIVERY, MESSAGES, SETS, kind, shape
 
 from rlm_ray import llm, openai_http
 from rlm_ray.plans.records import record_lists
@@ -31,7 +31,7 @@ def complete(request: llm.LLMRequest):
 @pytest.mark.parametrize("lean", ["1", "0"])
 def test_both_model_call_paths_send_the_schema(lean, monkeypatch):
     monkeypatch.setenv("RLM_RAY_LEAN_HTTP", lean)
-    with ScriptedServer(lambda request: '{"approach": "code"}') as server:
+    with ScriptedServer(lambda request: '{"shape": "code"}') as server:
         request = llm.LLMRequest(
             "openai/scripted",
             [{"role": "user", "content": "plan"}],
@@ -40,7 +40,7 @@ def test_both_model_call_paths_send_the_schema(lean, monkeypatch):
             kwargs={"temperature": 0, "response_format": FORMAT},
         )
         assert openai_http.is_lean(request.model, request.api_base, request.kwargs) is (lean == "1")
-        assert complete(request).text == '{"approach": "code"}'
+        assert complete(request).text == '{"shape": "code"}'
         [sent] = server.requests
     assert sent.body["response_format"] == FORMAT
     schema = sent.body["response_format"]["json_schema"]["schema"]
@@ -86,7 +86,7 @@ def test_a_plan_runs_end_to_end_and_its_program_replays(make_rlm, model_server):
 
 @pytest.mark.ray
 def test_a_plan_with_a_bad_field_is_told_and_fixed_over_http(make_rlm, model_server):
-    bad = plan(group_by="customer", result="count_per_group")
+    bad = shape("count_per_group", where={}, group_by="customer", **DELIVERY)
     helper = records(kind)
 
     def reply(request):

@@ -172,6 +172,7 @@ def test_the_server_holds_a_plan_turn_to_the_plan_schema():
     """llama.cpp's server enforces `response_format` (issue 27): asked for anything but JSON, the
     1.5B model still answers a reply the plan schema allows, with the records' own field names."""
     from rlm_ray.local_model import LOCAL_MODELS, LocalServer
+    from rlm_ray.plans import shapes
     from rlm_ray.plans.records import record_lists
     from rlm_ray.plans.schema import response_format
 
@@ -180,13 +181,10 @@ def test_the_server_holds_a_plan_turn_to_the_plan_schema():
     with LocalServer(LOCAL_MODELS["local"]) as server:
         body = _chat(server, ask, max_tokens=300, response_format=response_format(lists))
     reply = json.loads(body["choices"][0]["message"]["content"])
-    assert reply["approach"] in ("plan", "code")
-    if reply["approach"] == "plan":
-        assert list(reply) == [
-            "approach", "from", "where", "keep_if", "label", "extract", "join", "group_by",
-            "result", "of", "needs",
-        ]  # fmt: skip
-        assert reply["group_by"] in (None, "date", "user", "text", "label", "extracted")
+    if reply["shape"] != shapes.CODE:  # a shape: its slots, in order, fields the records have
+        assert list(reply) == ["shape", *(name for name, _ in shapes.BY_NAME[reply["shape"]].slots)]
+        for name, kind in shapes.BY_NAME[reply["shape"]].slots:
+            assert kind != shapes.FIELD or reply[name] in ("date", "user", "text")
 
 
 def _chat(server, messages: list[dict], max_tokens: int = 1, **extra) -> dict:

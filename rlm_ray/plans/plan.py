@@ -157,6 +157,12 @@ class Fields:
         month = _month(str(given), counts)
         if month is not None:
             return Test(field, month, prefix=True)
+        if len(counts) > max(10, len(self.records) // 2):  # free text, not a value to test
+            raise PlanError(
+                f"`{where}`: field {field!r} holds free text ({len(counts):,} different values), "
+                f"none of them {str(given)!r}: `{where}` is for exact values; a condition of "
+                "meaning goes in a condition"
+            )
         shown = ", ".join(repr(v) for v in sorted(counts)[:4])
         raise PlanError(
             f"`{where}`: field {field!r} has no value {str(given)!r}; its "

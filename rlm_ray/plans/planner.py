@@ -6,7 +6,7 @@ makes of the reply.
     planner.read(reply)                       (the cell to run, or None; what to tell the model)
     planner.next_turn(feedback)               the user message after a turn that did not end
 
-A reply `{"approach": "code"}` ends the plan turns: every later turn is free code, as without
+A reply `{"shape": "code"}` ends the plan turns: every later turn is free code, as without
 plans. A plan that does not check (`plan.check`) or that the compiler cannot make is told back
 in one line and asked again, at most `max_attempts` times; then the call goes on with code.
 A plan whose cell ran without answering (an error in a sub-call, say) is asked again too.
@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from rlm_ray.plans import schema
+from rlm_ray.plans import schema, shapes
 from rlm_ray.plans.compile import compile_plan
 from rlm_ray.plans.plan import PlanError, check
 from rlm_ray.plans.records import DEFAULT_LIST, Record, record_lists
@@ -64,13 +64,22 @@ class Planner:
             raw = json.loads(_json_text(reply))
         except ValueError as exc:
             return None, self._failed(f"the reply is not JSON ({exc})")
-        if isinstance(raw, dict) and raw.get("approach") == "code":
+        name = raw.get("shape") if isinstance(raw, dict) else None
+        if name == shapes.CODE:
             self.active = False
             return None, ""
+        if name not in shapes.BY_NAME:
+            known = ", ".join([s.name for s in shapes.SHAPES] + [shapes.CODE])
+            return None, self._failed(f"`shape` must be one of {known}, got {name!r}")
+        only = next(iter(self.lists)) if len(self.lists) == 1 else None
         try:
-            plan = check(raw, self.lists)
+            general, shape = shapes.to_plan(raw, only)
+        except KeyError as exc:
+            return None, self._failed(str(exc.args[0]))
+        try:
+            plan = check(general, self.lists)
         except PlanError as exc:
-            return None, self._failed(str(exc))
+            return None, self._failed(shapes.renamed(str(exc), shape))
         other = plan.join[0] if plan.join else None
         return compile_plan(plan, self._source(plan.source), other and self._source(other)), ""
 
