@@ -43,15 +43,10 @@ def test_both_model_call_paths_send_the_schema(lean, monkeypatch):
         assert complete(request).text == '{"shape": "code"}'
         [sent] = server.requests
     assert sent.body["response_format"] == FORMAT
-    schema = sent.body["response_format"]["json_schema"]["schema"]
-    plan_schema = schema["anyOf"][0]["properties"]
-    assert plan_schema["group_by"]["anyOf"][0]["enum"] == [
-        "date",
-        "text",
-        "user",
-        "label",
-        "extracted",
-    ]
+    options = sent.body["response_format"]["json_schema"]["schema"]["anyOf"]
+    both = next(o for o in options if o["properties"]["shape"]["enum"] == ["groups_with_both"])
+    assert both["properties"]["group_by"]["enum"] == ["date", "text", "user"]  # the records' own
+    assert options[-1]["properties"] == {"shape": {"type": "string", "enum": ["code"]}}
 
 
 def reply_with(plan_json: dict):
