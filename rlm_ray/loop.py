@@ -44,6 +44,12 @@ class Planner(Protocol):
     def response_format(self) -> dict | None:
         """The next turn's `response_format`, or None once the turns are free code."""
 
+    def form_call(self) -> tuple[list[dict[str, str]], dict] | None:
+        """The form turn's messages and `response_format`, the first time (None after)."""
+
+    def choose(self, reply: str, turn: str) -> str:
+        """The plan turn's message `turn` with what the form turn's `reply` chose."""
+
     def read(self, reply: str) -> tuple[str | None, str]:
         """The cell a plan reply compiles to (None: none to run) and what to tell the model."""
 
@@ -176,6 +182,11 @@ def _plan_turn(
     ((answer, how), "") when the cell ended the call, else (None, the next user message)."""
     assert settings.plan_llm is not None
     plan_llm = settings.plan_llm
+    if _form_turn(planner, messages, settings, index, trace, usage):
+        schema = planner.response_format() or schema
+    if not planner.active:  # the form turn chose code: as a plan turn that replied code
+        messages.append({"role": "assistant", "content": '{"shape": "code"}'})
+        return None, planner.next_turn("")
     reply, iteration = _ask(lambda m: plan_llm(m, schema), messages, settings, index, usage)
     trace.iterations.append(iteration)
     settings.checkpoint(messages, index)
@@ -193,6 +204,29 @@ def _plan_turn(
         report.trace.error = f"{report.finished_by}(...) was not accepted: {refused}"
     planner.ran(failed=report.trace.error is not None)
     return None, planner.next_turn(_describe_cell(1, report.trace))
+
+
+def _form_turn(
+    planner: Planner,
+    messages: Messages,
+    settings: LoopSettings,
+    index: int,
+    trace: CallTrace,
+    usage: Usage,
+) -> bool:
+    """The form turn (plans/forms.py), before the first plan turn: a short call of its own that
+    names the query's shape; its hint is added to the plan turn's message. False if done."""
+    call = planner.form_call()
+    if call is None or settings.plan_llm is None:
+        return False
+    form_messages, form_format = call
+    plan_llm = settings.plan_llm
+    reply, iteration = _ask(
+        lambda m: plan_llm(m, form_format), form_messages, settings, index, usage
+    )
+    trace.iterations.append(iteration)
+    messages[-1] = {**messages[-1], "content": planner.choose(reply.text, messages[-1]["content"])}
+    return True
 
 
 def _next_prompt(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rlm_ray.plans import shapes
+from rlm_ray.plans import forms, shapes
 
 _SHAPES = "\n".join(
     f'- "{shape.name}": {shape.answers}. Keys: {", ".join(name for name, _ in shape.slots)}.'
@@ -39,9 +39,7 @@ FIRST_TURN = (
 )
 USER_TASK = "THE USER'S TASK (their data):\n"
 EXAMPLE = "EXAMPLE (made-up data, not the user's):\n"
-RETRY = (
-    '{feedback}\n\nReply with a corrected plan as JSON, or {{"approach": "code"}}. Query: {query}'
-)
+RETRY = '{feedback}\n\nReply with a corrected plan as JSON, or {{"shape": "code"}}. Query: {query}'
 CODE_TURN = "Write one ```repl block for the query (it runs, then you see what it printed): {query}"
 NEXT_TURN = (
     "Your next ```repl block, or FINAL(answer) if the output above answers the query: {query}"
@@ -133,7 +131,7 @@ _HIVE_LABELS = {
     "harvest": "honey was taken",
     "other": "anything else",
 }
-PLANS = (
+_PLANS = (
     (
         _turn(
             _FERRY,
@@ -232,5 +230,10 @@ PLANS = (
             answer="tutor",
         ),
     ),
+)
+# Each plan example's turn as the plan turn reads it: with the line of its form turn.
+PLANS = tuple(
+    (forms.with_hint(turn, forms.form_hint(json.loads(reply)["shape"])), reply)
+    for turn, reply in _PLANS
 )
 FEW_SHOT = SEARCH + PLANS

@@ -50,6 +50,11 @@ def plan(**steps) -> dict:
     return base | {"needs": []} | steps
 
 
+def is_form(request) -> bool:
+    """A form turn's request (the short call that names the query's shape)."""
+    return request.body.get("response_format", {}).get("json_schema", {}).get("name") == "form"
+
+
 def shape(kind: str, **slots) -> dict:
     return {"shape": kind, **slots}
 
@@ -174,16 +179,22 @@ DELIVERY = {"field": "text", "condition": "about a delivery"}
 def test_a_shape_runs_as_one_cell_and_answers(reply, answer):
     result, fake = run(reply)
     assert result.answer == answer
-    [turn] = result.trace.iterations
+    form, turn = result.trace.iterations  # the form turn names the shape, the plan fills it
+    assert json.loads(form.response)["shape"] == reply["shape"] and form.cells == []
     assert json.loads(turn.response) == reply  # the reply as the model wrote it
     [cell] = turn.cells
     assert (
         cell.code.startswith("# a plan, compiled by rlm-ray") and "as_records(context)" in cell.code
     )
     assert cell.final and cell.error is None
-    first = fake.requests[0]
-    assert first.body["response_format"]["type"] == "json_schema"  # the schema went with it
-    assert "stop" not in first.body  # a plan turn has no code stops
+    asked_form, asked_plan = fake.requests[:2]
+    assert asked_form.body["response_format"]["json_schema"]["name"] == "form"
+    assert asked_plan.body["response_format"]["type"] == "json_schema"  # the schema went with it
+    assert "stop" not in asked_plan.body  # a plan turn has no code stops
+    # the plan turn's schema is the chosen shape's (or code), and its message names the form
+    options = asked_plan.body["response_format"]["json_schema"]["schema"]["anyOf"]
+    assert [o["properties"]["shape"]["enum"] for o in options] == [[reply["shape"]], ["code"]]
+    assert f'The query\'s form: "{reply["shape"]}"' in asked_plan.messages[-1]["content"]
 
 
 def test_a_general_plan_compiles_to_the_same_kind_of_cell():
@@ -218,7 +229,7 @@ def test_a_join_of_two_record_lists():
     assert result.answer == "Ana Lima, Bo Chen"
     assert (
         'as_records(context["orders"])'.replace('"', "'")
-        in result.trace.iterations[0].cells[0].code
+        in result.trace.iterations[1].cells[0].code
     )
 
 
@@ -227,19 +238,21 @@ def test_a_bad_plan_is_told_back_and_the_next_one_runs():
     replies: list[str] = []
 
     def reply(request):
+        if is_form(request):
+            return '{"shape": "groups_with_both"}'
         if "response_format" in request.body:
             replies.append(json.dumps(next(turns)))
             return replies[-1]
         return records(kind)(request)
 
     result, fake = local_completion(reply, "q", MESSAGES, prompt="small")
-    assert result.answer == "ana, cy" and len(result.trace.iterations) == 2
-    second = [r for r in fake.requests if "response_format" in r.body][1]
+    assert result.answer == "ana, cy" and len(result.trace.iterations) == 3  # form, bad, good
+    second = [r for r in fake.requests if "response_format" in r.body][2]
     told = second.messages[-1]["content"]
     assert told.startswith(
         "Your plan was not run: `group_by`: the records of 'records' have no field 'usr'"
     )
-    assert result.trace.iterations[0].cells == []  # nothing ran for the bad plan
+    assert result.trace.iterations[1].cells == []  # nothing ran for the bad plan
 
 
 def test_a_choice_of_code_leaves_the_plan_turns():
@@ -259,7 +272,7 @@ def test_a_choice_of_code_leaves_the_plan_turns():
 
 def test_compiled_code_is_plain_and_replays_on_new_data():
     result, _ = run(SETS)
-    code = result.trace.iterations[0].cells[0].code
+    code = result.trace.iterations[1].cells[0].code
     program = Program.from_trace(result.trace)
     assert [cell.code for cell in program.cells] == [code.strip("\n")]
     assert program.answer.computed  # FINAL in the cell: the answer is the code's own value
@@ -267,3 +280,21 @@ def test_compiled_code_is_plain_and_replays_on_new_data():
     replayed, fake = local_completion(records(kind), "q", more, prompt="small", program=program)
     assert replayed.answer == "ana, cy, di"
     assert not any("response_format" in r.body for r in fake.requests)  # no root-model turn
+
+
+def test_the_form_turn_is_short_and_its_choice_of_code_skips_the_plan_turn():
+    def reply(request):
+        if is_form(request):
+            return '{"shape": "code"}'
+        assert "response_format" not in request.body  # no plan turn after code was chosen
+        if request.last_user.startswith("Write one ```repl block"):
+            return "```repl\nprint(len(as_records(context)))\n```"
+        return "FINAL(7 records)"
+
+    result, fake = local_completion(reply, "How many records?", MESSAGES, prompt="small")
+    assert result.answer == "7 records"
+    form = fake.requests[0]
+    text = " ".join(m["content"] for m in form.messages)
+    assert "How many records?" in text and "charged twice" not in text  # the query, no records
+    enum = form.body["response_format"]["json_schema"]["schema"]["properties"]["shape"]["enum"]
+    assert "groups_with_both" in enum and "join" not in enum and enum[-1] == "code"  # one list

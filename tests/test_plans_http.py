@@ -67,11 +67,12 @@ def test_a_plan_runs_end_to_end_and_its_program_replays(make_rlm, model_server):
     rlm = make_rlm(prompt="small")
     result = rlm.completion("Which users complained about billing and delivery?", MESSAGES)
     assert result.answer == "ana, cy"
-    plan_turns = [r for r in model_server.requests if "response_format" in r.body]
-    assert len(plan_turns) == 1  # one root-model turn; the rest were the helper's labels
-    assert "Records found: 7 records, fields: date" in plan_turns[0].messages[-1]["content"]
+    form, plan = [r for r in model_server.requests if "response_format" in r.body]
+    # two root-model turns (the form, the plan); the rest were the helper's labels
+    assert form.body["response_format"]["json_schema"]["name"] == "form"
+    assert "Records found: 7 records, fields: date" in plan.messages[-1]["content"]
     assert result.usage.calls == len(model_server.requests)
-    [cell] = result.trace.iterations[0].cells
+    [cell] = result.trace.iterations[1].cells
     assert "llm_classify(" in cell.code and cell.subcalls  # the operator fanned out as usual
     model_server.reset_stats()
     replayed = result.program.run(MESSAGES + "\n2026-03-05 | user di | billed twice again")
@@ -93,4 +94,5 @@ def test_a_plan_with_a_bad_field_is_told_and_fixed_over_http(make_rlm, model_ser
 
     model_server.reply = reply
     result = make_rlm(prompt="small").completion("q", MESSAGES)
-    assert result.answer == "ana, cy" and len(result.trace.iterations) == 2
+    # the form turn (it named the bad plan's shape), the bad plan, the fixed one
+    assert result.answer == "ana, cy" and len(result.trace.iterations) == 3

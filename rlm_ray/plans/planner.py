@@ -2,11 +2,15 @@
 makes of the reply.
 
     planner = Planner(context, texts)         the record lists found once, for the whole call
+    planner.form_call()                       the form turn's (messages, response_format), once
+    planner.choose(reply, turn)               the plan turn's message with the form named
     planner.response_format()                 the schema of the next turn (None: free code)
     planner.read(reply)                       (the cell to run, or None; what to tell the model)
     planner.next_turn(feedback)               the user message after a turn that did not end
 
-A reply `{"shape": "code"}` ends the plan turns: every later turn is free code, as without
+The first plan turn is preceded by the form turn (plans/forms.py): a short call of its own in
+which the model names the query's shape; the plan turn then fills that shape's slots only.
+A reply `{"shape": "code"}` (to either) ends the plan turns: every later turn is free code, as without
 plans. A plan that does not check (`plan.check`) or that the compiler cannot make is told back
 in one line and asked again, at most `max_attempts` times; then the call goes on with code.
 A plan whose cell ran without answering (an error in a sub-call, say) is asked again too.
@@ -19,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from rlm_ray.plans import schema, shapes
+from rlm_ray.plans import forms, schema, shapes
 from rlm_ray.plans.compile import compile_plan
 from rlm_ray.plans.plan import PlanError, check
 from rlm_ray.plans.records import DEFAULT_LIST, Record, record_lists
@@ -43,6 +47,8 @@ class Planner:
         self.max_attempts = max_attempts
         self.active = True
         self.failures = 0
+        self.shape: str | None = None  # the form turn's choice
+        self.asked_form = False
         self._lists: dict[str, list[Record]] | None = None
 
     @property
@@ -55,7 +61,26 @@ class Planner:
         if not self.active or not any(self.lists.values()):
             self.active = False  # nothing to plan over: code
             return None
-        return schema.response_format(self.lists)
+        return schema.response_format(self.lists, self.shape)
+
+    def form_call(self) -> tuple[list[dict[str, str]], dict[str, Any]] | None:
+        """The form turn's messages and response_format, the first time only (None after)."""
+        if self.asked_form or not self.active:
+            return None
+        self.asked_form = True
+        return forms.form_messages(self.texts.query, self.lists), forms.form_format(self.lists)
+
+    def choose(self, reply: str, turn: str) -> str:
+        """The plan turn's message `turn` with the form the form turn's `reply` named (as it
+        is if it named none: every shape stays open; code ends the plan turns)."""
+        shape = forms.read_form(reply)
+        if shape == shapes.CODE:
+            self.active = False
+            return turn
+        if shape is None or shape not in forms.names(self.lists):
+            return turn
+        self.shape = shape
+        return forms.with_hint(turn, forms.form_hint(shape))
 
     def read(self, reply: str) -> tuple[str | None, str]:
         """The compiled cell of a plan reply and "", or None and what went wrong (or "" when

@@ -24,8 +24,9 @@ from rlm_ray.plans.records import Record, fields
 _TEXT = {"type": "string"}
 
 
-def plan_schema(lists: Mapping[str, list[Record]]) -> dict[str, Any]:
-    """The schema of a reply to the plan turn, for these record lists."""
+def plan_schema(lists: Mapping[str, list[Record]], only: str | None = None) -> dict[str, Any]:
+    """The schema of a reply to the plan turn, for these record lists (`only`: that shape's
+    slots, or code)."""
     base = sorted({f for records in lists.values() for f in fields(records)})
     kinds = {
         shapes.FIELD: {"type": "string", "enum": base},
@@ -42,14 +43,16 @@ def plan_schema(lists: Mapping[str, list[Record]]) -> dict[str, Any]:
     options = [
         _object(shape=_const(shape.name), **{name: kinds[kind] for name, kind in shape.slots})
         for shape in shapes.SHAPES
-        if len(lists) > 1 or shapes.LIST not in dict(shape.slots).values()
+        if (only is None and (len(lists) > 1 or shapes.LIST not in dict(shape.slots).values()))
+        or shape.name == only
     ]
     return {"anyOf": [*options, _object(shape=_const(shapes.CODE))]}
 
 
-def response_format(lists: Mapping[str, list[Record]]) -> dict[str, Any]:
+def response_format(lists: Mapping[str, list[Record]], only: str | None = None) -> dict[str, Any]:
     """The OpenAI-style `response_format` of the plan turn."""
-    return {"type": "json_schema", "json_schema": {"name": "plan", "schema": plan_schema(lists)}}
+    schema = plan_schema(lists, only)
+    return {"type": "json_schema", "json_schema": {"name": "plan", "schema": schema}}
 
 
 def _const(value: str) -> dict[str, Any]:
