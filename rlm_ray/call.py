@@ -420,9 +420,7 @@ def holds(context: Any, text: str) -> bool:
     if isinstance(context, corpus.Corpus):  # searched where the chunks are, never read here
         pattern = r"\W+".join(re.escape(w) for w in words.split())
         return bool(context.grep(pattern, flags=re.IGNORECASE, max_matches=1))
-    return words in plain_words(
-        context_text(context) if not isinstance(context, str) else context
-    )
+    return words in plain_words(context_text(context) if not isinstance(context, str) else context)
 
 
 def _system_prompt(spec: CallSpec, context: Any, variant: prompts.PromptVariant) -> str:

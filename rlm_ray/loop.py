@@ -41,6 +41,9 @@ class Planner(Protocol):
     reply is a plan that the runtime compiles into the turn's cell, until the model chooses
     code."""
 
+    active: bool
+    """False once the turns are free code (the model chose code, or plans ran out)."""
+
     def response_format(self) -> dict | None:
         """The next turn's `response_format`, or None once the turns are free code."""
 
