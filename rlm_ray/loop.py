@@ -53,6 +53,9 @@ class Planner(Protocol):
     def choose(self, reply: str, turn: str) -> str:
         """The plan turn's message `turn` with what the form turn's `reply` chose."""
 
+    def examples(self, few_shot: Messages) -> Messages:
+        """The worked examples the plan turn needs of `few_shot` (the chosen shape's)."""
+
     def read(self, reply: str) -> tuple[str | None, str]:
         """The cell a plan reply compiles to (None: none to run) and what to tell the model."""
 
@@ -229,6 +232,7 @@ def _form_turn(
     )
     trace.iterations.append(iteration)
     messages[-1] = {**messages[-1], "content": planner.choose(reply.text, messages[-1]["content"])}
+    messages[1:-1] = planner.examples(messages[1:-1])
     return True
 
 

@@ -9,6 +9,7 @@ import pytest
 from helpers import local_completion
 
 from rlm_ray import Program
+from rlm_ray.plan_prompt import FEW_SHOT
 from rlm_ray.plans.compile import compile_plan
 from rlm_ray.plans.plan import PlanError, Test, check
 from rlm_ray.plans.records import record_lists
@@ -189,6 +190,13 @@ def test_a_shape_runs_as_one_cell_and_answers(reply, answer):
     assert cell.final and cell.error is None
     asked_form, asked_plan = fake.requests[:2]
     assert asked_form.body["response_format"]["json_schema"]["name"] == "form"
+    # the form call is short (no records); the plan turn reads only its shape's examples
+    assert "charged twice" not in str(asked_form.messages)
+    shown = [m["content"] for m in asked_plan.messages[1:-1] if m["role"] == "assistant"]
+    if any(f'"shape": "{reply["shape"]}"' in reply_ for _, reply_ in FEW_SHOT):
+        assert shown and all(json.loads(e)["shape"] == reply["shape"] for e in shown)
+    else:  # no worked example of this shape: all of them
+        assert len(shown) == len(FEW_SHOT)
     assert asked_plan.body["response_format"]["type"] == "json_schema"  # the schema went with it
     assert "stop" not in asked_plan.body  # a plan turn has no code stops
     # the plan turn's schema is the chosen shape's (or code), and its message names the form
@@ -282,7 +290,7 @@ def test_compiled_code_is_plain_and_replays_on_new_data():
     assert not any("response_format" in r.body for r in fake.requests)  # no root-model turn
 
 
-def test_the_form_turn_is_short_and_its_choice_of_code_skips_the_plan_turn():
+def test_the_form_turn_asks_only_the_form_and_its_choice_of_code_skips_the_plan_turn():
     def reply(request):
         if is_form(request):
             return '{"shape": "code"}'
@@ -294,7 +302,7 @@ def test_the_form_turn_is_short_and_its_choice_of_code_skips_the_plan_turn():
     result, fake = local_completion(reply, "How many records?", MESSAGES, prompt="small")
     assert result.answer == "7 records"
     form = fake.requests[0]
-    text = " ".join(m["content"] for m in form.messages)
-    assert "How many records?" in text and "charged twice" not in text  # the query, no records
+    question = form.messages[-1]["content"]
+    assert "How many records?" in question and "charged twice" not in question  # no records
     enum = form.body["response_format"]["json_schema"]["schema"]["properties"]["shape"]["enum"]
     assert "groups_with_both" in enum and "join" not in enum and enum[-1] == "code"  # one list

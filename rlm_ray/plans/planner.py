@@ -4,6 +4,7 @@ makes of the reply.
     planner = Planner(context, texts)         the record lists found once, for the whole call
     planner.form_call()                       the form turn's (messages, response_format), once
     planner.choose(reply, turn)               the plan turn's message with the form named
+    planner.examples(few_shot)                the worked examples of that form only
     planner.response_format()                 the schema of the next turn (None: free code)
     planner.read(reply)                       (the cell to run, or None; what to tell the model)
     planner.next_turn(feedback)               the user message after a turn that did not end
@@ -81,6 +82,15 @@ class Planner:
             return turn
         self.shape = shape
         return forms.with_hint(turn, forms.form_hint(shape))
+
+    def examples(self, few_shot: list[dict[str, str]]) -> list[dict[str, str]]:
+        """Of the worked examples (user, assistant pairs), those of the chosen shape: the plan
+        turn reads ~1,500 tokens instead of ~4,400 (the form call took the server's one slot,
+        so the examples are read again; on a loaded 2-core machine, minutes). All of them if
+        no shape was chosen or none is of that shape."""
+        pairs = [few_shot[i : i + 2] for i in range(0, len(few_shot) - 1, 2)]
+        kept = [p for p in pairs if self.shape and forms.read_form(p[1]["content"]) == self.shape]
+        return [m for pair in kept for m in pair] if kept else few_shot
 
     def read(self, reply: str) -> tuple[str | None, str]:
         """The compiled cell of a plan reply and "", or None and what went wrong (or "" when
