@@ -70,6 +70,7 @@ class Settings:
     slots: int = 1
     code_prompt: str = "small-code"
     rlm_prompt: str | None = None
+    request_timeout_s: float = 120.0
 
 
 @dataclasses.dataclass
@@ -148,6 +149,7 @@ def rlm_kwargs(system: str, settings: Settings) -> dict[str, Any]:
         "max_iterations": settings.max_iterations,
         "max_time_s": settings.max_time_s,
         "local_server_slots": settings.slots,
+        "request_timeout_s": settings.request_timeout_s,
     }
     if system == "plain":
         kwargs["max_depth"] = 0
@@ -396,6 +398,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-time", type=float, default=180.0, help="seconds per task and system")
     p.add_argument("--max-iterations", type=int, default=8)
     p.add_argument("--slots", type=int, default=1, help="server slots of a local model")
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        default=120.0,
+        help="seconds one model call may take (raise it on a loaded machine)",
+    )
     p.add_argument("--code-prompt", default="small-code", help="prompt of rlm-code")
     p.add_argument("--rlm-prompt", default=None, help="prompt of rlm (default: by model)")
     p.add_argument("--out", default=None, help="JSONL file of every (task, system) run")
@@ -424,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         slots=args.slots,
         code_prompt=args.code_prompt,
         rlm_prompt=args.rlm_prompt,
+        request_timeout_s=args.request_timeout,
     )
     with open(args.out, "w") if args.out else contextlib.nullcontext() as out:
         rows = run_benchmark(tasks, args.systems, settings, out)
