@@ -211,7 +211,7 @@ def test_bad_model_lists_are_config_errors(models, message):
 
 
 def test_only_credential_variables_count_as_secrets():
-    from rlm_ray.guards.redact import environment_secrets
+    from rlm_ray.safety.redact import environment_secrets
 
     environ = {
         "OPENAI_API_KEY": "sk-openai-123456",

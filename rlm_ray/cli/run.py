@@ -15,7 +15,7 @@ from typing import Any
 
 from rlm_ray.cli.files import read_context
 from rlm_ray.errors import LimitExceededError, RLMError
-from rlm_ray.guards.terminal import json_text, printable
+from rlm_ray.safety.terminal import json_text, printable
 
 EXIT_ANSWER = 0
 EXIT_ERROR = 1

@@ -33,10 +33,10 @@ from rlm_ray.core.program_mode import run_program
 from rlm_ray.core.repl import REPLSession, REPLSettings
 from rlm_ray.core.subcalls import Backend
 from rlm_ray.errors import LimitExceededError, RLMError
-from rlm_ray.guards.redact import process_secrets
 from rlm_ray.operators import approximate
 from rlm_ray.prompting import prompts
 from rlm_ray.prompting.plain_prompt import plain_call_prompt
+from rlm_ray.safety.redact import process_secrets
 from rlm_ray.sandbox.kill_switch import KillSwitch
 from rlm_ray.subcall_kinds import cascades
 from rlm_ray.tools import ToolSettings

@@ -31,8 +31,8 @@ from rlm_ray.core.subcalls import (
     unmark_clean,
 )
 from rlm_ray.errors import SubCallError
-from rlm_ray.guards.redact import redact
 from rlm_ray.operators.approximate import Approximate
+from rlm_ray.safety.redact import redact
 from rlm_ray.sandbox import output
 from rlm_ray.sandbox.allowlist import allow_class
 from rlm_ray.sandbox.boundary import exact_str, plain

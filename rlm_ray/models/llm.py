@@ -31,8 +31,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rlm_ray.errors import ConfigError, LLMError
-from rlm_ray.guards.redact import process_secrets, redact
 from rlm_ray.models import model_names, openai_http
+from rlm_ray.safety.redact import process_secrets, redact
 from rlm_ray.types import LLMReply
 
 DEFAULT_CONTEXT_WINDOW = 32_768

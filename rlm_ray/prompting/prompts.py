@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlm_ray.errors import ConfigError
-from rlm_ray.guards import measure
 from rlm_ray.prompting import narrowing
+from rlm_ray.safety import measure
 from rlm_ray.tools import ToolSpec, prompt_section
 
 SYSTEM_PROMPT = """\

@@ -28,12 +28,12 @@ from rlm_ray.core.call import CallSpec, shared_prefix
 from rlm_ray.errors import LimitExceededError, RLMError, SubCallError
 from rlm_ray.front.inputs import is_arrow_table, is_corpus
 from rlm_ray.front.settings import RunSettings, context_window
-from rlm_ray.guards.redact import process_secrets, redact_error, redact_tree
 from rlm_ray.local.local_model import DEFAULT_CTX_PER_SLOT, is_local
 from rlm_ray.operators import record_ops
 from rlm_ray.operators.approximate import Approximate
 from rlm_ray.progress import StartUp
 from rlm_ray.runtime.driver import Runtime, admitted, ensure_ray, get_runtime, run_root
+from rlm_ray.safety.redact import process_secrets, redact_error, redact_tree
 from rlm_ray.tools import ToolSettings, freeze, replay_settings
 from rlm_ray.types import CallResult
 
