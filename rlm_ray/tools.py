@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlm_ray.errors import ConfigError
-from rlm_ray.tool_threads import PROCESS_THREADS, ToolBusy, ToolThreads
+from rlm_ray.tooling.threads import PROCESS_THREADS, ToolBusy, ToolThreads
 
 EFFECTS = ("none", "read", "write")
 _MARK = "__rlm_tool__"

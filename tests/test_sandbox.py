@@ -17,9 +17,9 @@ import time
 
 import pytest
 
+from rlm_ray.core.subcalls import SubCallFuture
 from rlm_ray.errors import ConfigError
 from rlm_ray.sandbox import NO_FINAL, CellOutcome, FinalAnswer, Sandbox, limit_memory, memory_cap
-from rlm_ray.subcalls import SubCallFuture
 
 
 def final(value):

@@ -14,7 +14,7 @@ import pytest
 import ray
 from helpers import run_python, start_cli, wait_for
 
-from rlm_ray.model_names import PROVIDERS, has_known_provider, surely_unmapped
+from rlm_ray.models.model_names import PROVIDERS, has_known_provider, surely_unmapped
 from rlm_ray.testing import Reply, by_marker, code, turns
 
 HEAVY = ("litellm", "ray", "pyarrow")
@@ -63,7 +63,7 @@ def test_known_provider_prefixes(model, known):
 
 
 def test_every_known_provider_is_one_litellm_resolves():
-    from rlm_ray import llm
+    from rlm_ray.models import llm
 
     litellm = llm._litellm()
     for provider in sorted(PROVIDERS):
@@ -87,7 +87,7 @@ def test_every_known_provider_is_one_litellm_resolves():
 def test_surely_unmapped_agrees_with_litellm(model, unmapped):
     """A model said to be unmapped has no price and no window in litellm (so a gateway may skip
     litellm for it); every model litellm prices is said to be mapped."""
-    from rlm_ray import llm
+    from rlm_ray.models import llm
 
     litellm = llm._litellm()
     assert surely_unmapped(model) is unmapped
@@ -105,7 +105,7 @@ def test_surely_unmapped_agrees_with_litellm(model, unmapped):
 def test_a_cost_map_fetched_over_the_network_leaves_nothing_surely_unmapped():
     snippet = (
         "import os\nos.environ['LITELLM_LOCAL_MODEL_COST_MAP'] = 'False'\n"
-        "from rlm_ray.model_names import surely_unmapped\n"
+        "from rlm_ray.models.model_names import surely_unmapped\n"
         "print(surely_unmapped('openai/scripted'))"
     )
     out = run_python("-c", snippet, timeout_s=60)
@@ -147,7 +147,7 @@ def test_a_run_on_an_unmapped_server_model_never_loads_litellm(model_server):
 
 @pytest.mark.ray
 def test_the_context_window_comes_from_a_gateway(make_rlm, model_server):
-    from rlm_ray import llm
+    from rlm_ray.models import llm
 
     model_server.reply = turns("FINAL(ok)")
     rlm = make_rlm(model="openai/gpt-4o-mini", sub_model="openai/unmapped-model-xyz")

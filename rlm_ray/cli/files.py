@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_ray.errors import ConfigError
-from rlm_ray.terminal import printable
+from rlm_ray.safety.terminal import printable
 
 _CORPUS_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".parquet")
 

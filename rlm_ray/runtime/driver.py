@@ -25,10 +25,10 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rlm_ray import progress
-from rlm_ray.call import CallSpec, cap_answer
 from rlm_ray.config import RLMConfig
+from rlm_ray.core.call import CallSpec, cap_answer
 from rlm_ray.errors import LimitExceededError, RLMError
-from rlm_ray.rate_limit import RateLimit
+from rlm_ray.limits.rate_limit import RateLimit
 from rlm_ray.runtime.gateway import RemoteGateway
 from rlm_ray.runtime.pool import RemotePool, new_worker
 from rlm_ray.runtime.ray_basics import unwrap, watched
@@ -47,7 +47,7 @@ class Runtime:
         """The driver's admission actor (budgets, rate limits), started by the first run needing it."""
         with self._lock:
             if self._admission is None:
-                from rlm_ray.admission import start_admission
+                from rlm_ray.runtime.admission import start_admission
 
                 self._admission = start_admission()
             return self._admission

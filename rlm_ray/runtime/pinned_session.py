@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
-from rlm_ray.call import new_run_id
+from rlm_ray.core.call import new_run_id
 from rlm_ray.errors import RLMError
 from rlm_ray.runtime.ray_basics import unwrap
 
 if TYPE_CHECKING:
+    from rlm_ray.core.session_repl import SessionCallResult, SessionTurn
     from rlm_ray.runtime.run import Launcher
-    from rlm_ray.session_repl import SessionCallResult, SessionTurn
 
 _CLOSE_WAIT_S = 10.0
 _OPEN: weakref.WeakSet[PinnedSession] = weakref.WeakSet()
@@ -104,7 +104,7 @@ def _release(pool: Any, session_id: str, servers: Any) -> None:
     except Exception:  # Ray already shut down: the pool and its workers are gone with it
         pass
     if servers is not None:
-        from rlm_ray import model_servers
+        from rlm_ray.runtime import model_servers
 
         try:
             model_servers.stop_servers(servers)

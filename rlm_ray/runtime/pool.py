@@ -27,18 +27,19 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from rlm_ray import corpus, progress, prompts
-from rlm_ray.call import CallSpec, Checkpoint, Restart
+from rlm_ray import corpus, progress
+from rlm_ray.core.call import CallSpec, Checkpoint, Restart
+from rlm_ray.core.loop import Resume
 from rlm_ray.corpus import store
 from rlm_ray.errors import SandboxError
-from rlm_ray.loop import Resume
+from rlm_ray.limits.slots import Slots
+from rlm_ray.prompting import prompts
 from rlm_ray.runtime.ray_basics import unwrap
 from rlm_ray.runtime.worker import RemoteWorker
-from rlm_ray.slots import Slots
 from rlm_ray.types import CallResult, Usage
 
 if TYPE_CHECKING:
-    from rlm_ray.session_repl import SessionTurn
+    from rlm_ray.core.session_repl import SessionTurn
 
 _NODES_TTL_S = 1.0
 WARM_CHILDREN = 4

@@ -24,10 +24,10 @@ import ray
 from ray.exceptions import RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from rlm_ray.redact import redact
 from rlm_ray.runtime.ray_basics import unwrap, watched, whereabouts
+from rlm_ray.safety.redact import redact
 from rlm_ray.sandbox.boundary import plain
-from rlm_ray.tool_threads import MAX_TOOL_THREADS, ToolThreads
+from rlm_ray.tooling.threads import MAX_TOOL_THREADS, ToolThreads
 from rlm_ray.tools import ToolCall, ToolResult, run_tool, thaw
 
 

@@ -15,10 +15,11 @@ from typing import Any
 
 import ray
 
-from rlm_ray import corpus, session_repl
-from rlm_ray.call import CallSpec, Checkpoint, Restart, Whereabouts, new_repl, run_call
+from rlm_ray import corpus
+from rlm_ray.core import session_repl
+from rlm_ray.core.call import CallSpec, Checkpoint, Restart, Whereabouts, new_repl, run_call
+from rlm_ray.core.repl import REPLSession
 from rlm_ray.corpus import store
-from rlm_ray.repl import REPLSession
 from rlm_ray.runtime.backend import RayBackend
 from rlm_ray.runtime.ray_basics import whereabouts
 from rlm_ray.types import CallResult

@@ -1,7 +1,7 @@
 """Where model code waits for sub-call results (`SubCallFuture`s), and where it does not.
 
-`llm_query(...)` returns a future at once and the call is already in flight (`rlm_ray.subcalls`).
-Waiting as late as possible keeps many calls in flight together; waiting for all the futures one
+`llm_query(...)` returns a future at once and the call is already in flight
+(`rlm_ray.core.subcalls`). Waiting as late as possible keeps many calls in flight together; waiting for all the futures one
 operation needs in a single batch keeps the round trips few. The guards apply that rule:
 
 * storing keeps a future: builtin containers take futures as they are
@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Container
 from typing import Any
 
-from rlm_ray.subcalls import SubCallFuture, contains_futures, resolve
+from rlm_ray.core.subcalls import SubCallFuture, contains_futures, resolve
 
 _SETTLE_MAX_ITEMS = 1_000
 

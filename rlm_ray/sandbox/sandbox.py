@@ -62,7 +62,7 @@ Guaranteed at the cell's boundary (see `rlm_ray.sandbox.boundary`):
   window allows is refused before it is made: in the cell, and again in the gateway before any
   slice is read, so `llm_query([context] * 2000)` costs the gateway nothing.
 * Model-made text printed by the CLI (answers, errors, the trace's code, outputs and prompts)
-  has its control characters written as escapes (`rlm_ray/terminal.py`): no escape sequence
+  has its control characters written as escapes (`rlm_ray/safety/terminal.py`): no escape sequence
   of the model's reaches the user's terminal; `--json` stays exact, JSON-escaped.
 * A tool host authorizes a call by the registered function's own ``@tool`` mark: the effects a
   REPL's message names count for nothing, so a ``write`` tool sent as ``"read"`` still needs
@@ -81,7 +81,7 @@ Guaranteed at the cell's boundary (see `rlm_ray.sandbox.boundary`):
   script from parsing.
 * Host code that reads model-made data outside any cell's clock does bounded work by
   construction: a child's context is measured, never printed, for its first turn
-  (`rlm_ray.measure`); routing reads a capped prefix of the query; a session's rebuild tells
+  (`rlm_ray.safety.measure`); routing reads a capped prefix of the query; a session's rebuild tells
   the kind of a variable by its type; trace files are searched in linear or capped work (a
   typed answer traced to code in the worker runs on a cell's clock: `answer_source`). No call outlives its parent: at the run's deadline, or when the parent ends,
   its children are cancelled and their REPL processes killed.
@@ -134,6 +134,7 @@ from RestrictedPython import compile_restricted_eval, compile_restricted_exec
 from RestrictedPython.Guards import guarded_unpack_sequence, safer_getattr_raise
 from RestrictedPython.transformer import IOPERATOR_TO_STR, RestrictingNodeTransformer
 
+from rlm_ray.core.subcalls import SubCallFuture, resolve
 from rlm_ray.errors import ConfigError
 from rlm_ray.sandbox.allowlist import (
     CellClass,
@@ -165,7 +166,6 @@ from rlm_ray.sandbox.rewrites import (
     scope_nodes,
     subcall_functions,
 )
-from rlm_ray.subcalls import SubCallFuture, resolve
 
 __all__ = ["NO_FINAL", "CellOutcome", "CellTimeout", "FinalAnswer", "Sandbox"]
 

@@ -10,7 +10,7 @@ from concurrent.futures import wait as wait_futures
 from typing import Any
 
 from rlm_ray import corpus, tools
-from rlm_ray.plain_prompt import plain_call_prompt
+from rlm_ray.prompting.plain_prompt import plain_call_prompt
 from rlm_ray.sandbox.boundary import plain
 from rlm_ray.tools import ToolCall
 from rlm_ray.types import CallResult, LLMReply

@@ -18,20 +18,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from rlm_ray import answer_source, corpus, subcall_kinds, tools
-from rlm_ray.approximate import Approximate
-from rlm_ray.errors import SubCallError
-from rlm_ray.loop import AnswerError, CellReport
-from rlm_ray.parsing import truncate
-from rlm_ray.redact import redact
-from rlm_ray.sandbox import output
-from rlm_ray.sandbox.allowlist import allow_class
-from rlm_ray.sandbox.boundary import exact_str, plain
-from rlm_ray.sandbox.boundary import type_name as boundary_name
-from rlm_ray.sandbox.kill_switch import KillSwitch
-from rlm_ray.sandbox.sandbox import NO_FINAL, FinalAnswer, Sandbox
-from rlm_ray.subcall_kinds import SUBCALL_NAMES
-from rlm_ray.subcalls import (
+from rlm_ray import corpus, subcall_kinds, tools
+from rlm_ray.core import answer_source
+from rlm_ray.core.loop import AnswerError, CellReport
+from rlm_ray.core.parsing import truncate
+from rlm_ray.core.subcalls import (
     Backend,
     SubCallFuture,
     SubCalls,
@@ -39,6 +30,16 @@ from rlm_ray.subcalls import (
     resolve,
     unmark_clean,
 )
+from rlm_ray.errors import SubCallError
+from rlm_ray.operators.approximate import Approximate
+from rlm_ray.safety.redact import redact
+from rlm_ray.sandbox import output
+from rlm_ray.sandbox.allowlist import allow_class
+from rlm_ray.sandbox.boundary import exact_str, plain
+from rlm_ray.sandbox.boundary import type_name as boundary_name
+from rlm_ray.sandbox.kill_switch import KillSwitch
+from rlm_ray.sandbox.sandbox import NO_FINAL, FinalAnswer, Sandbox
+from rlm_ray.subcall_kinds import SUBCALL_NAMES
 from rlm_ray.types import CellTrace
 
 

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rlm_ray import measure, narrowing
 from rlm_ray.errors import ConfigError
+from rlm_ray.prompting import narrowing
+from rlm_ray.safety import measure
 from rlm_ray.tools import ToolSpec, prompt_section
 
 SYSTEM_PROMPT = """\
@@ -562,6 +563,6 @@ def choose(model: str, name: str | None = None) -> PromptVariant:
         if name not in PROMPTS:
             raise ConfigError(f"unknown prompt {name!r}; known prompts: {sorted(PROMPTS)}")
         return PROMPTS[name]
-    from rlm_ray.local_model import is_local
+    from rlm_ray.local.local_model import is_local
 
     return SMALL if is_local(model) else PAPER
