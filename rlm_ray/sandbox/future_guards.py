@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Container
 from typing import Any
 
-from rlm_ray.core.subcalls import SubCallFuture, contains_futures, resolve
+from rlm_ray.core.futures import SubCallFuture, contains_futures, resolve
 
 _SETTLE_MAX_ITEMS = 1_000
 

@@ -25,7 +25,8 @@ from rlm_ray.cascade import CascadeReport, Interval, plan_classify, plan_count, 
 from rlm_ray.cascade.inputs import trainable
 from rlm_ray.cascade.report import STAGES
 from rlm_ray.cascade.stages import MIN_RECORDS
-from rlm_ray.core.subcalls import SubCalls, resolve
+from rlm_ray.core.futures import resolve
+from rlm_ray.core.subcalls import SubCalls
 from rlm_ray.errors import SubCallError
 from rlm_ray.local.local_model import is_local
 from rlm_ray.operators import record_ops
