@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from rlm_ray import corpus, tools
 from rlm_ray.core.futures import SubCallFuture
 from rlm_ray.errors import LimitExceededError, SubCallError
+from rlm_ray.tooling import shown
 from rlm_ray.tools import ToolCall
 from rlm_ray.types import (
     CallResult,
@@ -116,7 +117,7 @@ class SubCalls:
         future._handle.call = call
         trace = future._handle.trace
         trace.tool, trace.effects = call.name, call.effects
-        trace.arguments = tools.preview(call.arguments)
+        trace.arguments = shown.preview(call.arguments)
         trace.prompt_preview = f"{call.name}({trace.arguments})"[:_PREVIEW]
         return future
 
@@ -214,7 +215,7 @@ class SubCalls:
             with self._lock:
                 self.usage.tool_calls += 1
         if result.error is None:
-            trace.result_preview = tools.preview(result.value)
+            trace.result_preview = shown.preview(result.value)
             future._settle(result.value)
         else:
             trace.error = result.error
