@@ -14,6 +14,10 @@ output.py         what the model reads back: printed text, error text, SHOW_VARS
 boundary.py       what may leave a cell: exact builtin data, views rebuilt, no cell classes
 memory_cap.py     `limit_memory`, the REPL process's memory cap
 
+This package re-exports `Sandbox`, what a cell produces and `limit_memory`; the pieces the
+REPL and the backends use beside it (`boundary`, `allowlist`, `kill_switch`, `output`) are
+imported by name.
+
 Threat model
 ------------
 Protected: code written by *our own* model, possibly steered by adversarial text in its context
