@@ -15,8 +15,8 @@ allowed it: ``RLM(..., approve=fn)`` asks ``fn(call)`` on the driver for each wr
 refused. A refused call is an error inside the model's code; the run goes on.
 
 `gate.authorize` is the one gate every tool call goes through, right before the function runs
-(`gate.run_tool`): a replay of a run's cells goes through it too, with the replay's own settings, so
-a ``write`` tool never runs again unless it is allowed again. The gate reads a call's effects
+(`gate.run_tool`): a replay of a run's cells goes through it too, with the replay's own
+settings, so a ``write`` tool never runs again unless it is allowed again. The gate reads a call's effects
 from the registered function's own mark, never from the message the REPL sent. A session whose
 REPL is rebuilt answers the tool calls of the cells it re-runs from their recorded outcomes
 (`core/session_repl.py`): a rebuild runs no tool and asks no `approve` again.
@@ -28,8 +28,8 @@ process, stuck ones included. This module declares tools and checks them (`tool`
 prompt's paragraph, trace previews).
 
 Tools run outside the sandbox, on tool-host actors (`rlm_ray/runtime/tool_host.py`), never in
-the REPL's process: the REPL holds only each tool's `ToolSpec` (name, effects, signature, doc). Only
-plain data crosses: the arguments are bound to the signature and copied with
+the REPL's process: the REPL holds only each tool's `ToolSpec` (name, effects, signature,
+doc). Only plain data crosses: the arguments are bound to the signature and copied with
 `sandbox.boundary.plain` in the cell, the result is copied the same way where the tool ran.
 
 No Ray here (the pickling check imports Ray's cloudpickle only when an `RLM` gets tools).
@@ -298,7 +298,7 @@ def _check_pickling(functions: dict[str, Callable[..., Any]]) -> None:
             ) from None
 
 
-# -- calling a tool -----------------------------------------------------------------------------
+# -- a call's arguments, a function's mark -----------------------------------------------------
 def bind(spec: ToolSpec, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
     """The arguments by parameter name, or a `TypeError` naming the tool and its signature."""
     try:
