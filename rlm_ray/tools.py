@@ -16,8 +16,8 @@ refused. A refused call is an error inside the model's code; the run goes on.
 
 `gate.authorize` is the one gate every tool call goes through, right before the function runs
 (`gate.run_tool`): a replay of a run's cells goes through it too, with the replay's own
-settings, so a ``write`` tool never runs again unless it is allowed again. The gate reads a call's effects
-from the registered function's own mark, never from the message the REPL sent. A session whose
+settings, so a ``write`` tool never runs again unless it is allowed again. The gate reads a
+call's effects from the registered function's own mark, never from the message the REPL sent. A session whose
 REPL is rebuilt answers the tool calls of the cells it re-runs from their recorded outcomes
 (`core/session_repl.py`): a rebuild runs no tool and asks no `approve` again.
 

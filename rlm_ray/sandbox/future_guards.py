@@ -1,8 +1,8 @@
 """Where model code waits for sub-call results (`SubCallFuture`s), and where it does not.
 
 `llm_query(...)` returns a future at once and the call is already in flight
-(`rlm_ray.core.subcalls`). Waiting as late as possible keeps many calls in flight together; waiting for all the futures one
-operation needs in a single batch keeps the round trips few. The guards apply that rule:
+(`rlm_ray.core.futures`). Waiting as late as possible keeps many calls in flight together;
+waiting for all the futures one operation needs in a single batch keeps the round trips few. The guards apply that rule:
 
 * storing keeps a future: builtin containers take futures as they are
   (``results.append(llm_query(p))``), so their methods are not wrapped (see `sandbox._CONTAINERS`);

@@ -1,5 +1,6 @@
 """`Sandbox`: model-written Python cells under RestrictedPython, with lazy sub-calls, fan-out
-and limits. What it protects and what it does not: the threat model in `rlm_ray/sandbox/__init__.py`.
+and limits. What it protects and what it does not: the threat model in
+`rlm_ray/sandbox/__init__.py`.
 
 The root model writes ```repl blocks; the REPL layer hands each block ("cell") to `Sandbox.run`,
 which compiles it under the policy (`policy`), executes it in a namespace that persists between
