@@ -4,7 +4,7 @@
 the run's budget (a tool call is one sub-call of `max_sub_calls`), then `gate.run_tool`
 authorizes it by the registered function's own effects (a `write` call asks the driver's
 `approve` through the `Approvals` actor), runs the function on one of the host's bounded tool
-threads (`tool_threads.ToolThreads`) and copies its result as plain data.
+threads (`tooling/threads.py`) and copies its result as plain data.
 
 `Approvals` relays `approve(call)` to the driver, which owns the callback (it may ask a human):
 tool calls wait in `ask`, the driver takes the questions with `questions` and replies with

@@ -2,10 +2,11 @@
 
 `llm_query(...)` returns a future at once and the call is already in flight
 (`rlm_ray.core.futures`). Waiting as late as possible keeps many calls in flight together;
-waiting for all the futures one operation needs in a single batch keeps the round trips few. The guards apply that rule:
+waiting for all the futures one operation needs in a single batch keeps the round trips few.
+The guards apply that rule:
 
 * storing keeps a future: builtin containers take futures as they are
-  (``results.append(llm_query(p))``), so their methods are not wrapped (see `sandbox._CONTAINERS`);
+  (``results.append(llm_query(p))``), so their methods are not wrapped (see `guards._CONTAINERS`);
 * calling a method, an allowlisted function or a resolving builtin first resolves every future in
   the arguments, in one wait (`resolving_arguments`); ``str(f)``, ``len(f)`` and operators work
   through the future's own dunders;
