@@ -15,8 +15,7 @@ No Ray here: `store` holds the Ray glue, `local.LocalChunks` serves tests and Ra
 
 subtle: a view's fields (`_source`, `_start`, `_stop`, a document's `_doc`) are behind ``_``
 names because model code holds views and the sandbox refuses every ``_`` name; the corpus
-package's own modules (`prompt_parts`, `records`, `store`) and `sandbox.boundary` read them by
-design.
+package's own modules (`prompt_parts`, `records`, `store`) read them by design.
 """
 
 from __future__ import annotations
