@@ -22,7 +22,7 @@ from rlm_ray.tools import ToolCall
 from rlm_ray.types import Result
 
 if TYPE_CHECKING:
-    from rlm_ray.corpus.view import Corpus
+    from rlm_ray.corpus import Corpus
     from rlm_ray.program import Program
     from rlm_ray.runtime import Launcher
     from rlm_ray.session import Session

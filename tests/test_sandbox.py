@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from rlm_ray.core.subcalls import SubCallFuture
+from rlm_ray.core.futures import SubCallFuture
 from rlm_ray.errors import ConfigError
 from rlm_ray.sandbox import NO_FINAL, CellOutcome, FinalAnswer, Sandbox, limit_memory, memory_cap
 

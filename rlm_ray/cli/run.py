@@ -65,7 +65,7 @@ def context_options(args: argparse.Namespace) -> dict[str, Any]:
 def start(args: argparse.Namespace) -> None:
     """Before any work: Ray's start-up lines kept quiet with --quiet, a bad --trace path
     refused now, not after the run."""
-    from rlm_ray.trace.file import check_trace_path
+    from rlm_ray.trace import check_trace_path
 
     if args.quiet:
         quiet_ray()

@@ -4,7 +4,8 @@
     loop.py          the turn loop: ask the model, run its code blocks, feed back the output
     parsing.py       a model reply's code blocks and final answer (pure functions)
     repl.py          the call's REPL: `Sandbox` with `context` and the model-facing functions
-    subcalls.py      the `Backend` protocol, sub-call futures and their settlement
+    futures.py       `SubCallFuture`: a sub-call's text, usable before it came back; `resolve`
+    subcalls.py      the `Backend` protocol, `SubCalls`: sub-calls started and settled in batches
     session_repl.py  a session's REPL between questions, rebuilt from its cells when lost
     program_mode.py  a recorded program's cells run instead of the turn loop (a replay)
     answer_source.py where a typed answer came from: the code whose value it is

@@ -115,7 +115,7 @@ class Program:
     @classmethod
     def from_file(cls, path: str | Path) -> Program:
         """The program of a trace file written by `rlm-ray run --trace` (JSONL or Parquet)."""
-        from rlm_ray.trace.file import read_trace
+        from rlm_ray.trace import read_trace
 
         return cls.from_trace(read_trace(path))
 

@@ -18,7 +18,8 @@ from typing import Any
 from rlm_ray.errors import ConfigError
 from rlm_ray.prompting import narrowing
 from rlm_ray.safety import measure
-from rlm_ray.tools import ToolSpec, prompt_section
+from rlm_ray.tooling.shown import prompt_section
+from rlm_ray.tools import ToolSpec
 
 SYSTEM_PROMPT = """\
 You are tasked with answering a query with associated context. You can access, transform, and \

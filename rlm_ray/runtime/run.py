@@ -34,7 +34,9 @@ from rlm_ray.operators.approximate import Approximate
 from rlm_ray.progress import StartUp
 from rlm_ray.runtime.driver import Runtime, admitted, ensure_ray, get_runtime, run_root
 from rlm_ray.safety.redact import process_secrets, redact_error, redact_tree
-from rlm_ray.tools import ToolSettings, freeze, replay_settings
+from rlm_ray.tooling.gate import replay_settings
+from rlm_ray.tooling.pickling import freeze
+from rlm_ray.tools import ToolSettings
 from rlm_ray.types import CallResult
 
 logger = logging.getLogger(__name__)

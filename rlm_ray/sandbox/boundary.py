@@ -32,7 +32,7 @@ from typing import Any
 
 from rlm_ray import corpus
 from rlm_ray.cascade.report import Count
-from rlm_ray.core.subcalls import SubCallFuture
+from rlm_ray.core.futures import SubCallFuture
 from rlm_ray.operators.record_ops import RecordAnswers
 
 MAX_ITEMS = 1_000_000

@@ -19,7 +19,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from rlm_ray.core.subcalls import SubCallFuture, resolve
+from rlm_ray.core.futures import SubCallFuture, resolve
 from rlm_ray.sandbox.allowlist import ModuleProxy, import_hint
 
 # -- printed text ------------------------------------------------------------------------------

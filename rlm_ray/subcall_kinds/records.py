@@ -8,7 +8,7 @@ from typing import Any
 
 from rlm_ray import corpus
 from rlm_ray.cascade.report import Count
-from rlm_ray.core.subcalls import resolve
+from rlm_ray.core.futures import resolve
 from rlm_ray.operators import approximate, record_ops
 from rlm_ray.sandbox.boundary import plain
 from rlm_ray.subcall_kinds import cascades
