@@ -167,7 +167,7 @@ def _slow_first_turn(request):
 @pytest.mark.ray
 def test_child_workers_are_started_when_a_deep_run_begins(make_rlm, model_server):
     from rlm_ray import runtime
-    from rlm_ray.runtime.pool import WARM_CHILDREN
+    from rlm_ray.runtime.idle_workers import children_to_warm
 
     # a pool of its own (the runtime key includes repl_memory_mb): no idle workers from others
     model_server.reply = turns("FINAL(ok)")
@@ -178,6 +178,8 @@ def test_child_workers_are_started_when_a_deep_run_begins(make_rlm, model_server
 
     model_server.reply = by_marker({}, default=_slow_first_turn)
     deep = make_rlm(max_depth=2, repl_memory_mb=1999)
+    capacity = ray.get(pool.stats.remote())["capacity"]
+    warm = children_to_warm(deep.config, ray.cluster_resources()["CPU"], capacity)
     before = model_server.request_count
     box = {}
     thread = threading.Thread(target=lambda: box.update(result=deep.completion("q", "ctx")))
@@ -186,11 +188,11 @@ def test_child_workers_are_started_when_a_deep_run_begins(make_rlm, model_server
         wait_for(lambda: model_server.request_count > before, 60, "the root's first turn")
         # the first turn is in flight: the children's workers are there already
         stats = ray.get(pool.stats.remote())
-        assert stats["idle"] + stats["running"] >= WARM_CHILDREN + 1, stats
+        assert stats["idle"] + stats["running"] >= warm + 1, stats
     finally:
         thread.join(60)
     assert box["result"].answer == "done"
-    assert ray.get(pool.stats.remote())["idle"] == WARM_CHILDREN + 1
+    assert ray.get(pool.stats.remote())["idle"] == warm + 1
 
 
 SLOW_ROOT = by_marker(

@@ -30,8 +30,10 @@ from rlm_ray.core.call import CallSpec, cap_answer
 from rlm_ray.errors import LimitExceededError, RLMError
 from rlm_ray.limits.rate_limit import RateLimit
 from rlm_ray.runtime.gateway import RemoteGateway
-from rlm_ray.runtime.pool import RemotePool, new_worker
+from rlm_ray.runtime.idle_workers import children_to_warm
+from rlm_ray.runtime.pool import RemotePool
 from rlm_ray.runtime.ray_basics import unwrap, watched
+from rlm_ray.runtime.worker import new_worker
 from rlm_ray.trace.totals import final_progress
 from rlm_ray.types import CallResult
 
@@ -165,6 +167,15 @@ def _start_runtime(config: RLMConfig) -> Runtime:
         for _ in range(config.num_gateways)
         for node in nodes
     ]
+    # A first run that may go deeper has its children's workers started here too, after the
+    # gateways (so they queue behind them for Ray's worker starts, two at a time on two CPUs):
+    # they come up while the root's first turn runs, not once the pool's own process is up
+    # and its `prewarm` starts them.
+    if config.max_depth > 1:
+        cpus = ray.cluster_resources().get("CPU", 1.0)
+        children = children_to_warm(config, cpus, config.max_repl_actors_per_node)
+        spares = [(node, new_worker(node, config.repl_memory_mb)) for _ in range(children)]
+        pool.prewarm.remote(config, True, spares)
     return Runtime(gateways, pool)
 
 

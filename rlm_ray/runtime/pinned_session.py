@@ -72,6 +72,7 @@ class PinnedSession:
         """One question as a root call on the pinned worker; its `SessionCallResult` carries
         the session's variables after it."""
         launcher = self.launcher
+        launcher.prewarm(self._runtime, root=False)  # the session's worker is its root's
         await launcher.prepare(self._runtime)  # windows from a gateway: no litellm here
         spec = launcher.root_spec(query, self._context, self._servers)
         if not self._warmed:  # the servers live as long as the session

@@ -99,6 +99,14 @@ class Launcher:
             else:
                 self._windows[model] = await runtime.gateways[0].context_window.remote(model)
 
+    def prewarm(self, runtime: Runtime, *, root: bool = True) -> None:
+        """A run that may go deeper than its root (`max_depth > 1`) has the pool start its
+        children's REPL workers as it begins (and a worker for its root if `root` and none is
+        idle), so that they start while the root's first turn runs, as the gateways warm up
+        in `prepare` (`REPLPool.prewarm`; how many: `idle_workers.children_to_warm`)."""
+        if self.settings.config.max_depth > 1:
+            runtime.pool.prewarm.remote(self.settings.config, root)
+
     def start_servers(self, stage: Callable[[str], None] | None = None) -> Any:
         """One local model server per node for each local model of the run (None if none);
         `stage` hears "assembling the model", then "loading the model server"."""
@@ -221,6 +229,7 @@ class Launcher:
             async with startup.ticking():  # `on_progress` hears which stage it waits for
                 startup.enter("starting Ray")
                 runtime = await self.connect()
+                self.prewarm(runtime)
                 startup.enter("storing the context")
                 placed = await asyncio.to_thread(self.put_context, context)
                 servers = await asyncio.to_thread(self.start_servers, startup.enter)
