@@ -6,8 +6,8 @@ Straight to a local llama.cpp server (one slot, temperature 0), no Ray, no runti
 form, tests/test_real_model.py's 14 messages with two labels, then 60 distinct messages of the
 quality benchmark (`make_records`, one seed each) with five labels and their meanings. Prints
 one JSON line per (form, set): right answers, seconds, confusions. "runtime" is the form
-`rlm_ray.record_ops` sends today, parsed as the runtime parses it; the others are the forms
-docs/benchmarks.md compares it with.
+`rlm_ray.operators.record_ops` sends today, parsed as the runtime parses it; the others are
+the forms docs/benchmarks.md compares it with.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _sentence(meanings: dict[str, str]) -> str:
 
 
 def runtime(item: str, meanings: dict[str, str]) -> str:
-    from rlm_ray import record_ops
+    from rlm_ray.operators import record_ops
 
     return record_ops.classify_op(list(meanings), list(meanings.values())).prompt([item])
 
@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import httpx
 
-    from rlm_ray.local_model import LOCAL_MODELS, LocalServer
-    from rlm_ray.record_ops import normalise_label
+    from rlm_ray.local.local_model import LOCAL_MODELS, LocalServer
+    from rlm_ray.operators.record_ops import normalise_label
 
     sets = {
         "test-14": (

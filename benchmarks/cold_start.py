@@ -17,6 +17,9 @@ turns included), as in `fanout.py`. Cases (each run is a new Python process):
                   each)
   api-leaf-64-w, api-4x16-w   the same after one small warm-up run (the root answers at once):
                   the first fan-out of a process whose runtime is up
+  api-4x16-d1     the first depth-2 run after a depth-1 run: the small warm-up run is made by
+                  an `RLM` with max_depth=1, then a new `RLM(max_depth=2)` runs children-4x16
+                  (its children's REPL workers were never started before that run)
 
 CLI columns: wall time of the process (spawn to exit), time until the answer is on stdout, the
 run itself (`timings.run_s` of `--json`) and what start-up adds (answer time - run). API
@@ -61,11 +64,12 @@ SHAPES = {
     "leaf-64": {"query": "SHAPE-WIDE-64", "calls": 66, "rlm": {}},
     "4x16": {"query": "SHAPE-KIDS-4x16", "calls": 74, "rlm": {"max_depth": 2}},
 }
-API_CASES = {
-    "api-leaf-64": ("leaf-64", False),
-    "api-4x16": ("4x16", False),
-    "api-leaf-64-w": ("leaf-64", True),
-    "api-4x16-w": ("4x16", True),
+API_CASES = {  # case: (shape, warm-up run first: none, by the same RLM, by a max_depth=1 RLM)
+    "api-leaf-64": ("leaf-64", "none"),
+    "api-4x16": ("4x16", "none"),
+    "api-leaf-64-w": ("leaf-64", "same"),
+    "api-4x16-w": ("4x16", "same"),
+    "api-4x16-d1": ("4x16", "depth-1"),
 }
 CASES = ["cli-cluster", "cli-local", *API_CASES]
 
@@ -192,26 +196,27 @@ def run_cli(url: str, address: str | None, context: str) -> dict[str, float]:
 def run_api(case: str, url: str, address: str, warm_runs: int) -> dict[str, Any]:
     shape, warmup = API_CASES[case]
     argv = [sys.executable, os.path.abspath(__file__), "--child", shape, url, address]
-    argv += [str(warm_runs), "1" if warmup else "0"]
+    argv += [str(warm_runs), warmup]
     done = subprocess.run(argv, capture_output=True, text=True, env=_env(), timeout=900)
     if done.returncode != 0:
         raise RuntimeError(f"{case} failed: {done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def child(shape: str, url: str, address: str, warm_runs: int, warmup: bool) -> None:
+def child(shape: str, url: str, address: str, warm_runs: int, warmup: str) -> None:
     """One fresh process of an API case: times printed as one JSON line."""
     t0 = time.perf_counter()
     from rlm_ray import RLM
 
     imported = time.perf_counter()
     spec = SHAPES[shape]
-    rlm = RLM("openai/bench", api_base=url, api_key="sk-bench", address=address, **spec["rlm"])
+    where = {"api_base": url, "api_key": "sk-bench", "address": address}
+    rlm = RLM("openai/bench", **where, **spec["rlm"])
     built = time.perf_counter()
     out: dict[str, Any] = {"import_s": imported - t0, "rlm_s": built - imported}
-    if warmup:
+    if warmup != "none":
         started = time.perf_counter()
-        rlm.completion("WARMUP", "ctx")
+        (rlm if warmup == "same" else RLM("openai/bench", **where)).completion("WARMUP", "ctx")
         out["warmup_s"] = time.perf_counter() - started
     walls = []
     for i in range(1 + warm_runs):
@@ -241,7 +246,7 @@ def _load() -> str:
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         shape, url, address, warm_runs, warmup = sys.argv[2:7]
-        child(shape, url, address, int(warm_runs), warmup == "1")
+        child(shape, url, address, int(warm_runs), warmup)
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="fresh processes per case")

@@ -21,9 +21,9 @@ from collections.abc import Callable
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from rlm_ray import prompts  # noqa: E402
-from rlm_ray.answer_source import candidates  # noqa: E402
-from rlm_ray.repl import describe_value  # noqa: E402
+from rlm_ray.core.answer_source import candidates  # noqa: E402
+from rlm_ray.core.repl import describe_value  # noqa: E402
+from rlm_ray.prompting import prompts  # noqa: E402
 
 
 def timed(label: str, work: Callable[[], object]) -> None:

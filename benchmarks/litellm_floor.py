@@ -10,8 +10,8 @@ runs, so both see the same machine load).
 
 Clients (`--client`):
   litellm      `litellm.acompletion`, as rlm-ray called it before the lean path (the default)
-  llm          `rlm_ray.llm.acomplete`: what a gateway calls (the lean path for openai/ models
-               with an api_base; retries, errors and cost included)
+  llm          `rlm_ray.models.llm.acomplete`: what a gateway calls (the lean path for
+               openai/ models with an api_base; retries, errors and cost included)
   llm-litellm  the same with the lean path off (RLM_RAY_LEAN_HTTP=0): the full litellm path
   httpx        a bare shared `httpx.AsyncClient` POST + json parse (no retries, no cost)
   aiohttp      a bare shared `aiohttp.ClientSession` POST + json parse (no retries, no cost)
@@ -61,7 +61,7 @@ async def _sender(client: str, url: str, model: str, concurrency: int):
 
         return one, None
     if client in ("llm", "llm-litellm"):
-        from rlm_ray import llm
+        from rlm_ray.models import llm
 
         if client == "llm-litellm":
             os.environ["RLM_RAY_LEAN_HTTP"] = "0"

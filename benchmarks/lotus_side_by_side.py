@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--lotus-python", default="/tmp/lotus-venv/bin/python")
     parser.add_argument("--systems", nargs="+", default=["rlm-ray", "lotus"])
     args = parser.parse_args()
-    from rlm_ray.local_model import LOCAL_MODELS, LocalServer
+    from rlm_ray.local.local_model import LOCAL_MODELS, LocalServer
 
     texts, truth = records(args.records)
     spec = LOCAL_MODELS["local"]

@@ -1,4 +1,4 @@
-"""What the saved prompt prefix (rlm_ray/prompt_cache.py) saves a run with the local model.
+"""What the saved prompt prefix (rlm_ray/local/prompt_cache.py) saves a run with the local model.
 
     python benchmarks/prompt_cache.py [--runs 2] [--records 60]
 
@@ -59,8 +59,8 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for noisy in ("ray", "urllib3", "httpx", "LiteLLM"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from rlm_ray import prompt_cache
-    from rlm_ray.local_model import cache_dir
+    from rlm_ray.local import prompt_cache
+    from rlm_ray.local.local_model import cache_dir
 
     prompt_cache.prune(cache_dir() / "prompt-cache", keep=0)
     rows = [run(mode, args.records) for mode in ["off", "first"] + ["restored"] * args.runs]

@@ -199,7 +199,7 @@ class OfficialRLM:
         self.server: Any = None
 
     def base_url(self) -> tuple[str, str | None]:
-        from rlm_ray.local_model import LOCAL_MODELS, LocalServer, is_local
+        from rlm_ray.local.local_model import LOCAL_MODELS, LocalServer, is_local
 
         model = self.settings.model
         if is_local(model):

@@ -21,8 +21,8 @@ import urllib.request
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from rlm_ray import openai_http  # noqa: E402
-from rlm_ray.local_model import LOCAL_MODELS, LocalServer  # noqa: E402
+from rlm_ray.local.local_model import LOCAL_MODELS, LocalServer  # noqa: E402
+from rlm_ray.models import openai_http  # noqa: E402
 
 
 def ask(api_base: str, name: str, out: list[tuple[float, dict]]) -> None:

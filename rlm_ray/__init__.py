@@ -1,6 +1,10 @@
 """rlm-ray: Recursive Language Models on Ray.
 
 Only re-exports; see the README's file tour for where each piece lives.
+
+Public: the names in `__all__`, `rlm_ray.ops`, `rlm_ray.testing` and the `rlm-ray` command.
+Every other module is internal: the folders (`core/`, `models/`, `runtime/`, ...) group them
+by concern, and each folder's `__init__.py` says what it holds.
 """
 
 from rlm_ray import ops as ops  # the semantic operators: rlm_ray.ops.map, .filter, .classify

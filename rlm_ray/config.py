@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from rlm_ray import approximate as approximation
-from rlm_ray.budget import Budget
 from rlm_ray.errors import ConfigError
-from rlm_ray.rate_limit import RateLimit
+from rlm_ray.limits.budget import Budget
+from rlm_ray.limits.rate_limit import RateLimit
+from rlm_ray.operators import approximate as approximation
 
 CHUNK_BY = ("chars", "tokens", "documents")
 TOKEN_CHARS = 4

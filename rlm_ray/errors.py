@@ -130,6 +130,6 @@ def _rebuild_program_error(cls, message, cell, error):
 
 class LocalServerError(RLMError):
     """rlm-ray's own llama.cpp server for `model="local"` / `"local-small"` (see
-    `rlm_ray.local_model`) exited at start or did not answer its health check in time.
+    `rlm_ray.local.local_model`) exited at start or did not answer its health check in time.
 
     Once a server is up, a model call that fails on it is an `LLMError` like any other."""

@@ -34,12 +34,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlm_ray import approximate, record_ops
-from rlm_ray.blocking import run_blocking
 from rlm_ray.errors import ConfigError
-from rlm_ray.inputs import check_context
+from rlm_ray.front.blocking import run_blocking
+from rlm_ray.front.inputs import check_context
+from rlm_ray.front.settings import RunSettings, run_settings
+from rlm_ray.operators import approximate, record_ops
 from rlm_ray.rlm import load
-from rlm_ray.settings import RunSettings, run_settings
 from rlm_ray.types import Usage
 
 __all__ = ["OpCount", "OpResult", "classify", "count", "filter", "map"]

@@ -13,16 +13,16 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from rlm_ray.blocking import run_blocking
 from rlm_ray.errors import ConfigError
-from rlm_ray.inputs import check_context, check_query
+from rlm_ray.front.blocking import run_blocking
+from rlm_ray.front.inputs import check_context, check_query
+from rlm_ray.front.settings import run_settings
 from rlm_ray.progress import ProgressCallback
-from rlm_ray.settings import run_settings
 from rlm_ray.tools import ToolCall
 from rlm_ray.types import Result
 
 if TYPE_CHECKING:
-    from rlm_ray.corpus.view import Corpus
+    from rlm_ray.corpus import Corpus
     from rlm_ray.program import Program
     from rlm_ray.runtime import Launcher
     from rlm_ray.session import Session
@@ -33,11 +33,12 @@ class RLM:
 
     `model` and `sub_model` are litellm model strings (`sub_model` serves `llm_query` and child
     calls; default: `model`), or "local" / "local-small": a small model rlm-ray serves itself on
-    every node, offline (`pip install "rlm-ray[local]"`; see rlm_ray/local_model.py).
+    every node, offline (`pip install "rlm-ray[local]"`; see rlm_ray/local/local_model.py).
     `models` lists further models the model's code may name in `llm_query(..., model=...)` and
     the other sub-call functions; `model` and `sub_model` always may, any other name is refused.
-    `prompt` names a prompt variant (`rlm_ray.prompts.PROMPTS`; default: by model). `api_base`/`api_key` and `llm_kwargs`/`sub_llm_kwargs`
-    (temperature, stop, max_tokens, seed, timeout, headers, ...) are passed to litellm.
+    `prompt` names a prompt variant (`rlm_ray.prompting.prompts.PROMPTS`; default: by model).
+    `api_base`/`api_key` and `llm_kwargs`/`sub_llm_kwargs` (temperature, stop, max_tokens, seed,
+    timeout, headers, ...) are passed to litellm.
     `address` names a Ray cluster (default: RAY_ADDRESS, else a local Ray started on demand).
     `cache_dir` turns on the model-call cache in that directory (`call_cache.py`): a re-run of
     the same job makes no model calls. `on_progress(snapshot: Progress)` is called on the

@@ -22,14 +22,14 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from rlm_ray.blocking import run_blocking
 from rlm_ray.errors import ConfigError, RLMError
-from rlm_ray.inputs import check_query
+from rlm_ray.front.blocking import run_blocking
+from rlm_ray.front.inputs import check_query
 from rlm_ray.types import Result, Usage
 
 if TYPE_CHECKING:
+    from rlm_ray.core.session_repl import RecordedCell
     from rlm_ray.runtime import Launcher, PinnedSession
-    from rlm_ray.session_repl import RecordedCell
 
 # subtle: `import rlm_ray` imports this module, which must not import the REPL (RestrictedPython,
 # pyarrow) nor Ray: `session_repl` and the runtime are imported when a session opens.
@@ -107,7 +107,7 @@ class Session:
             self._busy.release()
 
     async def _ask(self, query: str) -> Result:
-        from rlm_ray.session_repl import Exchange, SessionTurn, record_cells
+        from rlm_ray.core.session_repl import Exchange, SessionTurn, record_cells
 
         started = time.time()
         turn = SessionTurn(

@@ -14,19 +14,22 @@ allowed it: ``RLM(..., approve=fn)`` asks ``fn(call)`` on the driver for each wr
 ``True`` approves), else ``RLM(..., allow_effects=True)`` lets every write call run, else it is
 refused. A refused call is an error inside the model's code; the run goes on.
 
-`authorize` is the one gate every tool call goes through, right before the function runs
-(`run_tool`): a replay of a run's cells goes through it too, with the replay's own settings, so
-a ``write`` tool never runs again unless it is allowed again. The gate reads a call's effects
-from the registered function's own mark, never from the message the REPL sent. A session whose
+`gate.authorize` is the one gate every tool call goes through, right before the function runs
+(`gate.run_tool`): a replay of a run's cells goes through it too, with the replay's own
+settings, so a ``write`` tool never runs again unless it is allowed again. The gate reads a
+call's effects from the registered function's own mark, never from the message the REPL sent. A session whose
 REPL is rebuilt answers the tool calls of the cells it re-runs from their recorded outcomes
-(`session_repl`): a rebuild runs no tool and asks no `approve` again.
+(`core/session_repl.py`): a rebuild runs no tool and asks no `approve` again.
 
-Tool calls run on threads of their own (`tool_threads.ToolThreads`): at most a fixed number
-per process, stuck ones included.
+Tool calls run on threads of their own (`tooling/threads.py`): at most a fixed number per
+process, stuck ones included. This module declares tools and checks them (`tool`,
+`tool_settings`); how they travel, are gated and shown is `rlm_ray/tooling/`: `pickling`
+(`freeze`, `thaw`), `gate` (`authorize`, `run_tool`, `replay_settings`) and `shown` (the
+prompt's paragraph, trace previews).
 
 Tools run outside the sandbox, on tool-host actors (`rlm_ray/runtime/tool_host.py`), never in
-the REPL's process: the REPL holds only each tool's `ToolSpec` (name, effects, signature, doc). Only
-plain data crosses: the arguments are bound to the signature and copied with
+the REPL's process: the REPL holds only each tool's `ToolSpec` (name, effects, signature,
+doc). Only plain data crosses: the arguments are bound to the signature and copied with
 `sandbox.boundary.plain` in the cell, the result is copied the same way where the tool ran.
 
 No Ray here (the pickling check imports Ray's cloudpickle only when an `RLM` gets tools).
@@ -36,24 +39,18 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-import hashlib
 import inspect
-import json
 import keyword
-import os
-import sys
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from rlm_ray.errors import ConfigError
-from rlm_ray.tool_threads import PROCESS_THREADS, ToolBusy, ToolThreads
+from rlm_ray.tooling.pickling import freeze
 
 EFFECTS = ("none", "read", "write")
 _MARK = "__rlm_tool__"
 _DOC_CHARS = 600
-_PREVIEW_CHARS = 1000
 DEFAULT_TIMEOUT_S = 60.0
 """How long a tool call may take unless its `@tool(timeout_s=...)` says otherwise."""
 
@@ -174,10 +171,6 @@ class ToolResult:
     pid: int = 0
 
 
-class ToolRefused(Exception):
-    """A tool call that `authorize` did not let run."""
-
-
 # -- validation: before any Ray work ------------------------------------------------------------
 def tool_settings(
     tools: Iterable[Any] | None, allow_effects: Any, approve: Any
@@ -211,9 +204,9 @@ def tool_settings(
 def _spec(fn: Any) -> ToolSpec:
     if not callable(fn) or isinstance(fn, type):
         raise ConfigError(f"a tool must be a function marked with @rlm_ray.tool, got {fn!r}")
-    mark = getattr(fn, _MARK, None)
+    mark = declared_mark(fn)
     label = getattr(fn, "__name__", repr(fn))
-    if not isinstance(mark, ToolMark):
+    if mark is None:
         # subtle: unmarked functions are refused rather than taken as effects="none": a tool
         # that writes must not run without a declaration just because its author forgot one.
         raise ConfigError(
@@ -305,52 +298,7 @@ def _check_pickling(functions: dict[str, Callable[..., Any]]) -> None:
             ) from None
 
 
-def freeze(functions: Mapping[str, Callable[..., Any]]) -> bytes:
-    """The functions pickled for the workers, with Ray's cloudpickle.
-
-    subtle: the module a tool is defined in (a script, a notebook, a test module, a local
-    project) is often not importable on a worker, so it is pickled by value: the function's code
-    and the globals it uses travel with it. Modules of installed packages (site-packages, the
-    standard library) are pickled by reference as usual: they are on every node.
-    """
-    from ray import cloudpickle  # only when an RLM gets tools
-
-    modules = {getattr(fn, "__module__", None) for fn in functions.values()}
-    local = [sys.modules[m] for m in modules if m in sys.modules and not _installed(sys.modules[m])]
-    for module in local:
-        cloudpickle.register_pickle_by_value(module)
-    try:
-        return cloudpickle.dumps(dict(functions))
-    finally:
-        for module in local:
-            cloudpickle.unregister_pickle_by_value(module)
-
-
-def _installed(module: Any) -> bool:
-    path = getattr(module, "__file__", None)
-    if module.__name__ == "__main__" or not path:
-        return module.__name__ != "__main__"  # __main__ goes by value anyway; builtins: by ref
-    parts = os.path.normpath(path).split(os.sep)
-    stdlib = os.path.dirname(os.__file__)
-    return "site-packages" in parts or "dist-packages" in parts or path.startswith(stdlib)
-
-
-_THAWED: dict[bytes, dict[str, Callable[..., Any]]] = {}
-
-
-def thaw(frozen: bytes) -> dict[str, Callable[..., Any]]:
-    """The functions `freeze` pickled, unpickled once per process."""
-    import pickle
-
-    digest = hashlib.sha256(frozen).digest()
-    if digest not in _THAWED:
-        if len(_THAWED) > 32:
-            _THAWED.clear()
-        _THAWED[digest] = pickle.loads(frozen)
-    return _THAWED[digest]
-
-
-# -- calling a tool -----------------------------------------------------------------------------
+# -- a call's arguments, a function's mark -----------------------------------------------------
 def bind(spec: ToolSpec, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
     """The arguments by parameter name, or a `TypeError` naming the tool and its signature."""
     try:
@@ -360,107 +308,7 @@ def bind(spec: ToolSpec, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
     return dict(bound.arguments)
 
 
-def replay_settings(settings: ToolSettings | None, allow_effects: bool) -> ToolSettings | None:
-    """The tool settings of a program's replay: the RLM's tools as they are, but a replay never
-    inherits a permission for `write` tools. Only this replay's `allow_effects` (from
-    `program.run(..., allow_effects=True)` / `rlm-ray replay --allow-effects`) lets them run;
-    the RLM's `approve` callback is not asked. A refused `write` call fails its cell, and the
-    replay stops with a `ProgramError` naming that cell (`authorize` is the gate)."""
-    if settings is None:
-        return None
-    return dataclasses.replace(settings, allow_effects=allow_effects, ask=False)
-
-
-def authorize(
-    call: ToolCall, allow_effects: bool, approve: Callable[[ToolCall], Any] | None
-) -> str:
-    """The one gate before a tool runs: how the call is allowed ("none", "read",
-    "allow_effects", "approved"), or `ToolRefused`. A `write` call runs only if `approve` (when
-    given) returns True, else if `allow_effects` is set."""
-    if call.effects != "write":
-        return call.effects
-    if approve is not None:
-        if approve(call) is True:
-            return "approved"
-        raise ToolRefused(
-            f"tool `{call.name}` (effects='write') was refused: the caller's approve() said no"
-        )
-    if allow_effects:
-        return "allow_effects"
-    raise ToolRefused(
-        f"tool `{call.name}` (effects='write') was refused: write tools run only when the "
-        "caller allows them (RLM(allow_effects=True) or an approve callback)"
-    )
-
-
-def run_tool(
-    functions: Mapping[str, Callable[..., Any]],
-    call: ToolCall,
-    *,
-    allow_effects: bool,
-    approve: Callable[[ToolCall], Any] | None,
-    plain: Callable[[Any, str], Any],
-    threads: ToolThreads | None = None,
-) -> ToolResult:
-    """Authorize `call`, run its function on one of `threads` (default: the process's) and
-    return its result as plain data (`plain`: the boundary's copy). A refusal or an exception
-    in the tool is a `ToolResult` with `error`."""
-    result = ToolResult(started_s=time.time(), pid=os.getpid())
-    fn = functions.get(call.name)
-    if fn is None:
-        result.error, result.ended_s = f"tool `{call.name}` is not available here", time.time()
-        return result
-    mark = _mark_of(fn)
-    # subtle: the effects are the registered function's own, not the ones the REPL sent: a
-    # REPL process is where model code runs, and it must not be able to call a `write` tool
-    # a "read" one (approve() sees the real effects too).
-    call = dataclasses.replace(call, effects=mark.effects)
-    try:
-        result.decision = authorize(call, allow_effects, approve)
-    except ToolRefused as exc:
-        result.error, result.refused, result.ended_s = str(exc), True, time.time()
-        return result
-    try:
-        real = inspect.signature(fn)
-        given = inspect.BoundArguments(real, dict(call.arguments))  # type: ignore[arg-type]
-        bound = real.bind(*given.args, **given.kwargs)  # checked again, on the real signature
-        result.ran = True
-        value = (threads or PROCESS_THREADS).call(fn, bound, mark.timeout_s)
-        result.value = plain(value, f"tool `{call.name}`: its result")
-    except ToolBusy as exc:  # it never started
-        result.ran, result.error = False, str(exc)
-    except (Exception, SystemExit) as exc:
-        result.error = f"{type(exc).__name__}: {exc}"
-    result.ended_s = time.time()
-    return result
-
-
-def _mark_of(fn: Callable[..., Any]) -> ToolMark:
+def declared_mark(fn: Any) -> ToolMark | None:
+    """What `@tool` recorded on `fn`, or None if it is not marked."""
     mark = getattr(fn, _MARK, None)
-    # `tool_settings` takes only marked functions; anything else is taken at its most dangerous
-    return mark if isinstance(mark, ToolMark) else ToolMark("write")
-
-
-# -- what the trace and the prompt show ---------------------------------------------------------
-def preview(value: Any, chars: int = _PREVIEW_CHARS) -> str:
-    """Plain data as JSON (else its repr), cut to `chars`."""
-    try:
-        text = json.dumps(value, ensure_ascii=False, default=repr)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= chars else text[: chars - 3] + "..."
-
-
-def prompt_section(specs: Iterable[ToolSpec]) -> str:
-    """The system prompt's paragraph on tools (empty without tools)."""
-    lines = [s.describe() for s in specs]
-    if not lines:
-        return ""
-    return (
-        "Tools: these functions are also available in the REPL. Each runs outside the REPL and "
-        "returns its result when called; pass plain data (str, numbers, bool, None, lists, "
-        "tuples, dicts) and get plain data back. A list comprehension of tool calls runs them "
-        "in parallel. A failed or refused tool call raises SubCallError. Effects: none = only "
-        "computes; read = reads outside data; write = changes something outside and runs only "
-        "if the user allowed it.\n" + "\n".join(lines)
-    )
+    return mark if isinstance(mark, ToolMark) else None

@@ -93,9 +93,9 @@ def local_completion(
     import pickle
 
     from rlm_ray import RLM
-    from rlm_ray.call import CallSpec, run_call
-    from rlm_ray.inputs import check_context
-    from rlm_ray.settings import context_window
+    from rlm_ray.core.call import CallSpec, run_call
+    from rlm_ray.front.inputs import check_context
+    from rlm_ray.front.settings import context_window
     from rlm_ray.testing import FakeLLM
     from rlm_ray.testing.thread_backend import ThreadBackend
 

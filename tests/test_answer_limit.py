@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 
 from rlm_ray import ConfigError, LimitExceededError
-from rlm_ray.call import cap_answer
 from rlm_ray.config import RLMConfig
+from rlm_ray.core.call import cap_answer
 from rlm_ray.testing import code, turns
 from rlm_ray.types import CallResult, CallTrace, Usage
 

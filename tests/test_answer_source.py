@@ -1,5 +1,5 @@
-"""Where an answer the model typed came from (`rlm_ray/answer_source.py`): the code whose value,
-after the run, is that answer. Runs in this process (`helpers.local_completion`: the real REPL,
+"""Where an answer the model typed came from (`rlm_ray/core/answer_source.py`): the code whose
+value, after the run, is that answer. Runs in this process (`helpers.local_completion`: the real REPL,
 sandbox and turn loop, a scripted model, no Ray); `test_program.py` replays such programs over
 Ray and HTTP."""
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from rlm_ray.budget import Budget, Ledger, estimate_input_tokens
 from rlm_ray.errors import LimitExceededError
+from rlm_ray.limits.budget import Budget, Ledger, estimate_input_tokens
 
 
 def refused(ledger: Ledger, **admit) -> tuple[str, object]:

@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from rlm_ray.call import CallSpec, Checkpoint, Restart, Whereabouts, run_call, shared_prefix
 from rlm_ray.config import ModelSettings, RLMConfig
+from rlm_ray.core.call import CallSpec, Checkpoint, Restart, Whereabouts, run_call, shared_prefix
+from rlm_ray.core.loop import Resume
 from rlm_ray.errors import LimitExceededError
-from rlm_ray.loop import Resume
 from rlm_ray.testing import FakeLLM, Request, by_marker, code, turns
 from rlm_ray.testing.thread_backend import ThreadBackend
 from rlm_ray.types import Usage

@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from rlm_ray import RLM, ConfigError
-from rlm_ray.call_cache import DB_NAME, CallCache, cache_key, check_cache_dir
+from rlm_ray.models.call_cache import DB_NAME, CallCache, cache_key, check_cache_dir
 from rlm_ray.testing import by_marker, code, turns
 from rlm_ray.types import LLMReply
 

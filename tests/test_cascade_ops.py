@@ -317,8 +317,8 @@ def test_a_cascade_in_a_trace_file_reads_back_the_same_from_jsonl_and_parquet(tm
 
     from rich.console import Console
 
-    from rlm_ray.approximate import Approximate
-    from rlm_ray.repl import REPLSession, REPLSettings
+    from rlm_ray.core.repl import REPLSession, REPLSettings
+    from rlm_ray.operators.approximate import Approximate
     from rlm_ray.testing import FakeLLM
     from rlm_ray.testing.thread_backend import ThreadBackend
     from rlm_ray.trace.file import read_trace, write_trace

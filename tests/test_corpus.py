@@ -12,10 +12,11 @@ import types
 import pyarrow as pa
 import pytest
 
-from rlm_ray import corpus, prompts
+from rlm_ray import corpus
+from rlm_ray.core.repl import REPLSession, REPLSettings
 from rlm_ray.corpus import Corpus, Document, Match, local_corpus
 from rlm_ray.errors import ConfigError
-from rlm_ray.repl import REPLSession, REPLSettings
+from rlm_ray.prompting import prompts
 from rlm_ray.types import LLMReply
 
 DOCS = [
@@ -404,7 +405,7 @@ def test_public_attributes_hold_no_modules_or_arrow_objects(view):
 
 
 def test_the_facade_tells_a_view_and_a_table_by_type(table, view):
-    from rlm_ray.inputs import check_context, is_arrow_table, is_corpus
+    from rlm_ray.front.inputs import check_context, is_arrow_table, is_corpus
 
     assert is_corpus(view) and not is_corpus(table) and not is_corpus(str(view))
     assert is_arrow_table(table) and not is_arrow_table(view) and not is_arrow_table("t")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlm_ray import plan_prompt, prompts
+from rlm_ray.prompting import plan_prompt, prompts
 from rlm_ray.testing import code
 
 GUESTS = "\n".join(

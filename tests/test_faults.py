@@ -81,7 +81,7 @@ def test_after_a_repl_is_lost_usage_and_the_printed_summary_equal_the_trace(
     trace nor the usage has it: the summary the CLI prints must say what the trace says."""
     import io
 
-    from rlm_ray.progress_display import ProgressDisplay
+    from rlm_ray.cli.progress_display import ProgressDisplay
     from rlm_ray.trace import read_trace, write_trace
 
     model_server.reply = LOST_SCRIPT

@@ -40,7 +40,7 @@ def test_a_child_context_huge_to_print_is_described_and_previewed():
         HUGE_CONTEXT
         + textwrap.dedent(
             """
-            from rlm_ray import prompts
+            from rlm_ray.prompting import prompts
             print(prompts.describe_context(ctx))
             print(prompts.first_turn(prompts.SMALL, ctx, "q"))
             """
@@ -53,7 +53,7 @@ def test_a_child_context_huge_to_print_is_described_and_previewed():
 def test_a_query_of_400000_brackets_gets_its_first_turn_advice_in_bounded_work():
     out = finishes(
         """
-        from rlm_ray import prompts
+        from rlm_ray.prompting import prompts
         brackets = "how many " + "(" * 400_000
         print(prompts.approach(brackets) == prompts.APPROACH_FILTER)
         print(repr(prompts.first_turn(prompts.SMALL, ["rec 1", "rec 2"], brackets)[:40]))
@@ -65,7 +65,7 @@ def test_a_query_of_400000_brackets_gets_its_first_turn_advice_in_bounded_work()
 def test_a_query_naming_100000_values_is_narrowed_in_bounded_work():
     out = finishes(
         """
-        from rlm_ray import narrowing
+        from rlm_ray.prompting import narrowing
         records = [f"record {i} says hello" for i in range(1000)]
         terms = "how many records from " + " ".join(f"u{i}." for i in range(100_000))
         print(repr(narrowing.hint(terms, records)))
@@ -107,7 +107,7 @@ def test_a_crafted_trace_file_becomes_a_program_in_bounded_work(tmp_path):
 
 
 def test_a_whole_token_is_still_found_after_many_that_are_not():
-    from rlm_ray.answer_source import candidates, whole_token
+    from rlm_ray.core.answer_source import candidates, whole_token
 
     assert whole_token("a42 42b 42", "42") == 8
     assert whole_token("x-42-y", "42") == 2 and whole_token("_42", "42") is None
@@ -117,7 +117,7 @@ def test_a_whole_token_is_still_found_after_many_that_are_not():
 def test_where_a_typed_answer_was_shown_is_found_in_long_outputs_in_bounded_work():
     out = finishes(
         """
-        from rlm_ray.answer_source import candidates
+        from rlm_ray.core.answer_source import candidates
         cells = [("print(city)", "capital: " * 200_000), ("print(town)", "-P" * 500_000 + " Paris")]
         print([c.source for c in candidates("Paris", cells)])
         print(candidates("P" * 400_000, [("print(x)", "P" * 1_000_000 + "Q")]))
@@ -182,7 +182,7 @@ def test_timeline_rows_are_still_first_fit():
 
 
 def test_a_variable_of_20_million_items_is_described_from_its_start():
-    from rlm_ray.repl import describe_value
+    from rlm_ray.core.repl import describe_value
 
     assert describe_value([0] * 20_000_000 + ["x"]) == (
         "list (20,000,001 items) of int (in the first 10,000)"

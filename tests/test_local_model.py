@@ -12,10 +12,11 @@ import importlib.util
 
 import pytest
 
-from rlm_ray import RLM, plan_prompt, prompts
+from rlm_ray import RLM
 from rlm_ray.errors import ConfigError, LLMError
-from rlm_ray.llm import LLMRequest
-from rlm_ray.local_model import LOCAL_MODELS, LocalModel, check_xllamacpp, model_path
+from rlm_ray.local.local_model import LOCAL_MODELS, LocalModel, check_xllamacpp, model_path
+from rlm_ray.models.llm import LLMRequest
+from rlm_ray.prompting import plan_prompt, prompts
 
 
 @pytest.fixture

@@ -112,7 +112,8 @@ def test_calls_spread_over_nodes_and_read_the_drivers_context_across_nodes(
         code("rs = [llm_query(f'LEAF {i}') for i in range(3)]\nFINAL(context[-6:] + rs[0])")
     )
     model_server.reply = by_marker(
-        {"LEAF": "!", "CHILD": child},
+        # a slow leaf keeps each child in its slot until all six have one, even under load
+        {"LEAF": Reply(content="!", delay_s=2.0), "CHILD": child},
         default=turns(
             code("rs = [recursive_llm(f'CHILD {i}', context) for i in range(6)]\nFINAL(rs)")
         ),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlm_ray import narrowing, prompts
+from rlm_ray.prompting import narrowing, prompts
 
 USERS = (2013, 4521, 7777, 1203)
 RECORDS = [

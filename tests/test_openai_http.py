@@ -1,5 +1,5 @@
-"""The lean model-call path (`rlm_ray/openai_http.py`): which calls take it, and that its replies,
-costs and errors are litellm's. End to end through Ray, the fault tests (test_faults.py) run on
+"""The lean model-call path (`rlm_ray/models/openai_http.py`): which calls take it, and that
+its replies, costs and errors are litellm's. End to end through Ray, the fault tests (test_faults.py) run on
 it: every RLM in the tests calls `openai/scripted` at the scripted server's `api_base`."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import asyncio
 
 import pytest
 
-from rlm_ray import llm, openai_http
 from rlm_ray.errors import LLMError
+from rlm_ray.models import llm, openai_http
 from rlm_ray.testing import Reply, ScriptedServer
 
 

@@ -19,7 +19,7 @@ from helpers import local_completion
 
 import rlm_ray
 from rlm_ray import ops
-from rlm_ray.record_ops import MAX_BATCH_ITEMS
+from rlm_ray.operators.record_ops import MAX_BATCH_ITEMS
 from rlm_ray.testing import code, records, turns
 
 LABELS = ["BIRD", "FISH"]
@@ -225,9 +225,10 @@ def test_ops_hold_the_fan_out_at_the_gateways_for_rlm_rays_own_server(
     the rest. The scripted server stands in for the local model's server here."""
     import ray
 
-    from rlm_ray import model_servers, runtime
-    from rlm_ray import settings as settings_module
+    from rlm_ray import runtime
     from rlm_ray.config import RLMConfig
+    from rlm_ray.front import settings as settings_module
+    from rlm_ray.runtime import model_servers
     from rlm_ray.runtime.backend import LOCAL_IN_FLIGHT_PER_SLOT
 
     node = ray.get_runtime_context().get_node_id()

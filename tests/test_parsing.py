@@ -2,7 +2,7 @@
 
 import pytest
 
-from rlm_ray.parsing import TextFinal, code_blocks, text_final, truncate
+from rlm_ray.core.parsing import TextFinal, code_blocks, text_final, truncate
 
 
 def test_repl_and_python_blocks_in_order():

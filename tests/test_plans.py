@@ -9,10 +9,10 @@ import pytest
 from helpers import local_completion
 
 from rlm_ray import Program
-from rlm_ray.plan_prompt import FEW_SHOT
 from rlm_ray.plans.compile import compile_plan
 from rlm_ray.plans.plan import PlanError, Test, check
 from rlm_ray.plans.records import record_lists
+from rlm_ray.prompting.plan_prompt import FEW_SHOT
 from rlm_ray.testing import records
 
 MESSAGES = "\n".join(

@@ -10,7 +10,7 @@ import json
 import pytest
 from test_plans import DELIVERY, MESSAGES, SETS, kind, shape
 
-from rlm_ray import llm, openai_http
+from rlm_ray.models import llm, openai_http
 from rlm_ray.plans.records import record_lists
 from rlm_ray.plans.schema import response_format
 from rlm_ray.testing import ScriptedServer, records

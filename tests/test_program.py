@@ -16,8 +16,8 @@ from helpers import run_python
 
 import rlm_ray
 from rlm_ray import AnswerRule, Program, ProgramCell, ProgramError
-from rlm_ray.answer_source import candidates, is_pure, whole_token
 from rlm_ray.cli import main
+from rlm_ray.core.answer_source import candidates, is_pure, whole_token
 from rlm_ray.program.script import code_literal
 from rlm_ray.testing import by_marker, code, records, turns
 

@@ -133,7 +133,7 @@ class _Terminal(io.StringIO):
 
 @pytest.mark.parametrize("terminal", [True, False])
 def test_the_cli_display_draws_on_a_terminal_and_sums_up_anywhere(terminal):
-    from rlm_ray.progress_display import ProgressDisplay
+    from rlm_ray.cli.progress_display import ProgressDisplay
 
     stream = _Terminal() if terminal else io.StringIO()
     gateway = RunCounters()
@@ -202,8 +202,8 @@ def test_start_up_names_each_stage_it_waits_for(make_rlm, model_server, monkeypa
     calls". `on_progress` now hears each start-up stage, in order, before the run's counts."""
     import functools
 
-    from rlm_ray import model_servers
-    from rlm_ray import settings as settings_module
+    from rlm_ray.front import settings as settings_module
+    from rlm_ray.runtime import model_servers
 
     # (defined here, so that Ray ships the class by value: workers cannot import this module)
     class FakeModelServer:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rlm_ray import prompt_cache
+from rlm_ray.local import prompt_cache
 
 PREFIX = [{"role": "system", "content": "You answer with code."}]
 

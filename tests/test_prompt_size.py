@@ -12,10 +12,10 @@ import pyarrow as pa
 import pytest
 
 import rlm_ray
+from rlm_ray.core.repl import REPLSession, REPLSettings
 from rlm_ray.corpus import local_corpus
 from rlm_ray.errors import LLMError
-from rlm_ray.llm import LLMRequest
-from rlm_ray.repl import REPLSession, REPLSettings
+from rlm_ray.models.llm import LLMRequest
 from rlm_ray.testing import by_marker, code, turns
 from rlm_ray.types import LLMReply
 

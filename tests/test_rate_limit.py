@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlm_ray.rate_limit import RateLimit, RateLimiter, TokenBucket
+from rlm_ray.limits.rate_limit import RateLimit, RateLimiter, TokenBucket
 
 NO_LIMIT = RateLimit()
 

@@ -129,7 +129,7 @@ def test_no_server_outlives_its_run(local_rlm):
 def test_a_server_exits_when_its_owner_dies(tmp_path: Path):
     owner = (
         "import os\n"
-        "from rlm_ray.local_model import LOCAL_MODELS, LocalServer\n"
+        "from rlm_ray.local.local_model import LOCAL_MODELS, LocalServer\n"
         "server = LocalServer(LOCAL_MODELS['local']).start()\n"
         "print(server.pid, flush=True)\n"
         "os._exit(0)\n"  # no cleanup runs: like a killed Ray actor
@@ -148,7 +148,7 @@ def test_a_saved_prompt_prefix_is_read_by_the_next_server_from_its_file(tmp_path
     """prompt_cache.py with llama.cpp over HTTP: a server reads a prompt's fixed start and saves
     its state; a new server restores it and reads only what follows; a file it cannot read is
     replaced by a good one; a directory it cannot create saves nothing and fails nothing."""
-    from rlm_ray.local_model import LOCAL_MODELS, LocalServer
+    from rlm_ray.local.local_model import LOCAL_MODELS, LocalServer
 
     spec = LOCAL_MODELS["local"]
     prefix = [{"role": "system", "content": " ".join(f"Rule {i}: be brief." for i in range(80))}]
@@ -171,7 +171,7 @@ def test_a_saved_prompt_prefix_is_read_by_the_next_server_from_its_file(tmp_path
 def test_the_server_holds_a_plan_turn_to_the_plan_schema():
     """llama.cpp's server enforces `response_format` (issue 27): asked for anything but JSON, the
     1.5B model still answers a reply the plan schema allows, with the records' own field names."""
-    from rlm_ray.local_model import LOCAL_MODELS, LocalServer
+    from rlm_ray.local.local_model import LOCAL_MODELS, LocalServer
     from rlm_ray.plans import shapes
     from rlm_ray.plans.records import record_lists
     from rlm_ray.plans.schema import response_format
@@ -217,6 +217,6 @@ def _server_pids() -> list[int]:
                 cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
             except OSError:
                 continue
-            if b"rlm_ray.local_model serve" in cmdline and _alive(int(proc.name)):
+            if b"rlm_ray.local.local_model serve" in cmdline and _alive(int(proc.name)):
                 pids.append(int(proc.name))
     return pids

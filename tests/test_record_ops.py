@@ -9,9 +9,10 @@ import pickle
 import pyarrow as pa
 import pytest
 
-from rlm_ray import record_ops
+from rlm_ray.core.repl import REPLSession, REPLSettings
 from rlm_ray.corpus import Corpus, local_corpus, record_items, record_key, render
-from rlm_ray.record_ops import (
+from rlm_ray.operators import record_ops
+from rlm_ray.operators.record_ops import (
     UNKNOWN,
     classify_op,
     filter_op,
@@ -21,7 +22,6 @@ from rlm_ray.record_ops import (
     parse_numbered,
     retry_groups,
 )
-from rlm_ray.repl import REPLSession, REPLSettings
 from rlm_ray.testing import FakeLLM, records
 from rlm_ray.testing.thread_backend import ThreadBackend
 

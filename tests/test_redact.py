@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rlm_ray.errors import LLMError
-from rlm_ray.redact import redact, redact_error, redact_tree, secret_values
+from rlm_ray.safety.redact import redact, redact_error, redact_tree, secret_values
 from rlm_ray.types import CallTrace, CellTrace, IterationTrace, SubCallTrace
 
 

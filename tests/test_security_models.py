@@ -147,7 +147,7 @@ def test_the_gateway_refuses_a_model_outside_the_run(ray_session, model_server):
     """Defence in depth: a request for another provider's model, should one ever get past the
     REPL, is refused by the gateway before litellm (or any HTTP) sees it."""
     from rlm_ray.errors import LLMError
-    from rlm_ray.llm import LLMRequest
+    from rlm_ray.models.llm import LLMRequest
     from rlm_ray.runtime.gateway import RemoteGateway
 
     gateway = RemoteGateway.remote()
@@ -211,7 +211,7 @@ def test_bad_model_lists_are_config_errors(models, message):
 
 
 def test_only_credential_variables_count_as_secrets():
-    from rlm_ray.redact import environment_secrets
+    from rlm_ray.safety.redact import environment_secrets
 
     environ = {
         "OPENAI_API_KEY": "sk-openai-123456",

@@ -4,8 +4,8 @@ recorded cells, and the first turn of a follow-up question."""
 from __future__ import annotations
 
 import rlm_ray
-from rlm_ray.repl import REPLSession, REPLSettings
-from rlm_ray.session_repl import (
+from rlm_ray.core.repl import REPLSession, REPLSettings
+from rlm_ray.core.session_repl import (
     MAX_HISTORY,
     Exchange,
     RecordedCell,

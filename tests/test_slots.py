@@ -1,10 +1,11 @@
-"""The REPL pool's slot rule (`rlm_ray.slots.Slots`): one slot kept free per level holding none."""
+"""The REPL pool's slot rule (`rlm_ray.limits.slots.Slots`): one slot kept free per level
+holding none."""
 
 from __future__ import annotations
 
 import pytest
 
-from rlm_ray.slots import Slots
+from rlm_ray.limits.slots import Slots
 
 
 def test_the_pool_admits_by_the_slot_rule_at_its_current_capacity():

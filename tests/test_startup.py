@@ -14,7 +14,7 @@ import pytest
 import ray
 from helpers import run_python, start_cli, wait_for
 
-from rlm_ray.model_names import PROVIDERS, has_known_provider, surely_unmapped
+from rlm_ray.models.model_names import PROVIDERS, has_known_provider, surely_unmapped
 from rlm_ray.testing import Reply, by_marker, code, turns
 
 HEAVY = ("litellm", "ray", "pyarrow")
@@ -63,7 +63,7 @@ def test_known_provider_prefixes(model, known):
 
 
 def test_every_known_provider_is_one_litellm_resolves():
-    from rlm_ray import llm
+    from rlm_ray.models import llm
 
     litellm = llm._litellm()
     for provider in sorted(PROVIDERS):
@@ -87,7 +87,7 @@ def test_every_known_provider_is_one_litellm_resolves():
 def test_surely_unmapped_agrees_with_litellm(model, unmapped):
     """A model said to be unmapped has no price and no window in litellm (so a gateway may skip
     litellm for it); every model litellm prices is said to be mapped."""
-    from rlm_ray import llm
+    from rlm_ray.models import llm
 
     litellm = llm._litellm()
     assert surely_unmapped(model) is unmapped
@@ -105,7 +105,7 @@ def test_surely_unmapped_agrees_with_litellm(model, unmapped):
 def test_a_cost_map_fetched_over_the_network_leaves_nothing_surely_unmapped():
     snippet = (
         "import os\nos.environ['LITELLM_LOCAL_MODEL_COST_MAP'] = 'False'\n"
-        "from rlm_ray.model_names import surely_unmapped\n"
+        "from rlm_ray.models.model_names import surely_unmapped\n"
         "print(surely_unmapped('openai/scripted'))"
     )
     out = run_python("-c", snippet, timeout_s=60)
@@ -147,7 +147,7 @@ def test_a_run_on_an_unmapped_server_model_never_loads_litellm(model_server):
 
 @pytest.mark.ray
 def test_the_context_window_comes_from_a_gateway(make_rlm, model_server):
-    from rlm_ray import llm
+    from rlm_ray.models import llm
 
     model_server.reply = turns("FINAL(ok)")
     rlm = make_rlm(model="openai/gpt-4o-mini", sub_model="openai/unmapped-model-xyz")
@@ -167,7 +167,7 @@ def _slow_first_turn(request):
 @pytest.mark.ray
 def test_child_workers_are_started_when_a_deep_run_begins(make_rlm, model_server):
     from rlm_ray import runtime
-    from rlm_ray.runtime.pool import WARM_CHILDREN
+    from rlm_ray.runtime.idle_workers import children_to_warm
 
     # a pool of its own (the runtime key includes repl_memory_mb): no idle workers from others
     model_server.reply = turns("FINAL(ok)")
@@ -178,6 +178,8 @@ def test_child_workers_are_started_when_a_deep_run_begins(make_rlm, model_server
 
     model_server.reply = by_marker({}, default=_slow_first_turn)
     deep = make_rlm(max_depth=2, repl_memory_mb=1999)
+    capacity = ray.get(pool.stats.remote())["capacity"]
+    warm = children_to_warm(deep.config, ray.cluster_resources()["CPU"], capacity)
     before = model_server.request_count
     box = {}
     thread = threading.Thread(target=lambda: box.update(result=deep.completion("q", "ctx")))
@@ -186,11 +188,11 @@ def test_child_workers_are_started_when_a_deep_run_begins(make_rlm, model_server
         wait_for(lambda: model_server.request_count > before, 60, "the root's first turn")
         # the first turn is in flight: the children's workers are there already
         stats = ray.get(pool.stats.remote())
-        assert stats["idle"] + stats["running"] >= WARM_CHILDREN + 1, stats
+        assert stats["idle"] + stats["running"] >= warm + 1, stats
     finally:
         thread.join(60)
     assert box["result"].answer == "done"
-    assert ray.get(pool.stats.remote())["idle"] == WARM_CHILDREN + 1
+    assert ray.get(pool.stats.remote())["idle"] == warm + 1
 
 
 SLOW_ROOT = by_marker(

@@ -9,10 +9,11 @@ import re
 
 import pytest
 
-from rlm_ray import prompts, subcall_kinds, tools
-from rlm_ray.repl import REPLSession, REPLSettings
+from rlm_ray import subcall_kinds, tools
+from rlm_ray.core.repl import REPLSession, REPLSettings
+from rlm_ray.core.session_repl import ToolReplay
+from rlm_ray.prompting import prompts
 from rlm_ray.runtime.backend import RayBackend
-from rlm_ray.session_repl import ToolReplay
 from rlm_ray.subcall_kinds import KINDS, SUBCALL_NAMES
 from rlm_ray.subcall_kinds.declare import PromptItem, SubCallKind
 from rlm_ray.testing import FakeLLM, by_marker

@@ -16,7 +16,7 @@ import pytest
 from helpers import cli_env, run_cli
 
 from rlm_ray.cli import main
-from rlm_ray.terminal import json_text, printable
+from rlm_ray.safety.terminal import json_text, printable
 from rlm_ray.testing import by_marker, code, turns
 
 # No CR and no quote: these go raw into a string literal of the model's code.

@@ -20,7 +20,7 @@ import rlm_ray
 from rlm_ray import ToolCall
 from rlm_ray.runtime.tool_host import RemoteToolHost, approvals_actor, serve
 from rlm_ray.testing import code
-from rlm_ray.tools import freeze
+from rlm_ray.tooling.pickling import freeze
 
 pytestmark = pytest.mark.ray
 

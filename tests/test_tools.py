@@ -16,7 +16,9 @@ import pytest
 import rlm_ray
 from rlm_ray import ConfigError, LimitExceededError, ToolCall
 from rlm_ray.testing import code, turns
-from rlm_ray.tools import ToolRefused, authorize, prompt_section, tool_settings
+from rlm_ray.tooling.gate import ToolRefused, authorize
+from rlm_ray.tooling.shown import prompt_section
+from rlm_ray.tools import tool_settings
 
 pytestmark = pytest.mark.ray
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_ray.errors import ConfigError
-from rlm_ray.terminal import printable
+from rlm_ray.safety.terminal import printable
 
 _CORPUS_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".parquet")
 
@@ -70,7 +70,7 @@ def _is_corpus_source(source: str) -> bool:
 
 
 def trace_command(args: argparse.Namespace) -> int:
-    from rlm_ray.trace.file import read_trace
+    from rlm_ray.trace import read_trace
 
     records = read_trace(args.file)
     if args.html:

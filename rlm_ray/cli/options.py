@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 
 from rlm_ray.config import RLMConfig
-from rlm_ray.prompts import PROMPTS
+from rlm_ray.prompting.prompts import PROMPTS
 
 # The defaults shown in `--help` are RLMConfig's own: the CLI passes no default of its own.
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(RLMConfig)}

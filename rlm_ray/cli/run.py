@@ -15,7 +15,7 @@ from typing import Any
 
 from rlm_ray.cli.files import read_context
 from rlm_ray.errors import LimitExceededError, RLMError
-from rlm_ray.terminal import json_text, printable
+from rlm_ray.safety.terminal import json_text, printable
 
 EXIT_ANSWER = 0
 EXIT_ERROR = 1
@@ -65,7 +65,7 @@ def context_options(args: argparse.Namespace) -> dict[str, Any]:
 def start(args: argparse.Namespace) -> None:
     """Before any work: Ray's start-up lines kept quiet with --quiet, a bad --trace path
     refused now, not after the run."""
-    from rlm_ray.trace.file import check_trace_path
+    from rlm_ray.trace import check_trace_path
 
     if args.quiet:
         quiet_ray()
@@ -111,7 +111,7 @@ def with_progress(rlm: Any, quiet: bool, work: Any) -> Any:
     """`work()` with the live progress display on stderr (none with --quiet)."""
     if quiet:
         return work()
-    from rlm_ray.progress_display import ProgressDisplay
+    from rlm_ray.cli.progress_display import ProgressDisplay
 
     with ProgressDisplay(sys.stderr) as display:
         rlm.on_progress = display.update

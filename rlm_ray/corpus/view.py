@@ -11,7 +11,11 @@ indexes them, `.chunks()` lists the stored chunks, `str()` reads the range, `.sp
 other `str` methods read it first, `.grep()` searches the whole range without reading it here.
 Only the chunks a range touches are ever fetched, and only the range is turned into a Python str.
 
-No Ray here: `store` holds the Ray glue, `LocalChunks` serves tests and Ray-less use.
+No Ray here: `store` holds the Ray glue, `local.LocalChunks` serves tests and Ray-less use.
+
+subtle: a view's fields (`_source`, `_start`, `_stop`, a document's `_doc`) are behind ``_``
+names because model code holds views and the sandbox refuses every ``_`` name; the corpus
+package's own modules (`prompt_parts`, `records`, `store`) read them by design.
 """
 
 from __future__ import annotations
@@ -27,14 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rlm_ray.corpus.chunks import (
-    GREP_OVERLAP_CHARS,
-    SEPARATOR,
-    chunk_bounds,
-    chunk_text,
     chunks_between,
-    cut_chunks,
-    document_table,
-    grep_chunks,
     read_range,
 )
 
@@ -108,52 +105,6 @@ def rebuild_view(view: Corpus) -> Corpus:
     if type(view) is Document:
         return Document(source, view._doc, start, stop)
     return Corpus(source, start, stop)
-
-
-@trust_source
-class LocalChunks:
-    """Chunks held in this process (tests, and use without Ray)."""
-
-    def __init__(self, index: pa.Table, chunks: list[pa.Table], bounds: Sequence[int]) -> None:
-        self._index, self._chunks, self.bounds = index, chunks, tuple(bounds)
-        self.fetched: list[int] = []  # chunk indices read, in order: what tests observe
-        self._columns: dict[str, list[int]] = {}
-
-    def tables(self, indices: Sequence[int]) -> list[pa.Table]:
-        self.fetched.extend(indices)
-        return [self._chunks[k] for k in indices]
-
-    def index(self) -> pa.Table:
-        return self._index
-
-    def column(self, name: str) -> list[int]:
-        if name not in self._columns:
-            self._columns[name] = self._index.column(name).to_pylist()
-        return self._columns[name]
-
-    def grep(self, pattern: str, flags: int, lo: int, hi: int, limit: int) -> list[tuple]:
-        starts, lengths = self.column("start"), self.column("length")
-        out: list[tuple] = []
-        for k in chunks_between(self.bounds, lo, hi):
-            texts = [chunk_text(self._chunks[k])]
-            if k + 1 < len(self._chunks):
-                texts.append(chunk_text(self._chunks[k + 1], 0, GREP_OVERLAP_CHARS))
-            b0, b1 = self.bounds[k], self.bounds[k + 1]
-            out += grep_chunks(pattern, flags, texts, b0, b1, starts, lengths, lo, hi, limit)
-            if len(out) >= limit:
-                break
-        return out[:limit]
-
-
-def local_corpus(table: Any, chunk_by: str = "chars", chunk_size: int = 200_000) -> Corpus:
-    """A `Corpus` served from this process: no Ray (tests, notebooks, small inputs)."""
-    from rlm_ray.config import check_chunking
-
-    check_chunking(chunk_by, chunk_size)
-    index, chunks = cut_chunks(document_table(table), chunk_by, chunk_size)
-    lengths = index.column("length").to_pylist()
-    bounds = chunk_bounds(lengths, chunk_by, chunk_size)
-    return Corpus(LocalChunks(index, list(chunks), bounds))
 
 
 # -- the view ------------------------------------------------------------------------------------
@@ -402,117 +353,3 @@ def _as_text(value: Any) -> str:
     if isinstance(value, (str, Corpus)):
         return str(value)
     raise TypeError(f"expected str or a corpus view, got {type(value).__name__}")
-
-
-# -- prompts that hold corpus views ----------------------------------------------------------------
-
-
-def prompt_parts(value: Any, fn: str) -> str | list[str | Corpus]:
-    """A prompt for `llm_query`: a str, a corpus view, or a list of str and views (joined by a
-    blank line). Views stay views: they become text only where the model call is made."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, Corpus):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        parts: list[str | Corpus] = []
-        for i, item in enumerate(value):
-            if not isinstance(item, (str, Corpus)):
-                raise TypeError(
-                    f"{fn}: prompt parts must be str or corpus slices, got {type(item).__name__}"
-                )
-            parts += [SEPARATOR, item] if i else [item]
-        return parts
-    raise TypeError(
-        f"{fn}: `prompt` must be a str, a corpus slice or a list of them, got "
-        f"{type(value).__name__}"
-    )
-
-
-PROMPT_CHARS_PER_TOKEN = 8
-"""The most characters a prompt may hold per token of its model's window: twice the ~4 of
-English text, so no prompt the model could read is refused, and none far larger is ever made."""
-
-
-def prompt_chars(prompt: Any) -> int:
-    """The length of a prompt's text (a str, or parts made by `prompt_parts`), read from the
-    views' offsets: nothing is read or joined."""
-    if isinstance(prompt, str):
-        return len(prompt)
-    return sum(len(part) for part in prompt)
-
-
-def max_prompt_chars(window_tokens: int) -> int:
-    """The longest prompt a model with this context window is sent."""
-    return window_tokens * PROMPT_CHARS_PER_TOKEN
-
-
-def check_prompt_size(prompt: Any, window_tokens: int, fn: str) -> None:
-    """Refuse a prompt longer than the model's window allows, before its text is made: views
-    are counted by their offsets (`[context] * 2000` is 2000 times its length, read never)."""
-    size, limit = prompt_chars(prompt), max_prompt_chars(window_tokens)
-    if size > limit:
-        raise ValueError(
-            f"{fn}: the prompt is {size:,} characters, more than the model's window of "
-            f"{window_tokens:,} tokens takes (at most {limit:,} characters): pass a smaller "
-            "slice, or split the text over several calls (e.g. context.chunks(size))"
-        )
-
-
-def render(prompt: Any) -> str:
-    """The text of a prompt made by `prompt_parts` (reads the views' chunks here)."""
-    if isinstance(prompt, str):
-        return prompt
-    return "".join(str(part) for part in prompt)
-
-
-def preview(prompt: Any, chars: int) -> str:
-    """A short description of a prompt for traces, without reading any view."""
-    if isinstance(prompt, str):
-        return prompt[:chars]
-    text = "".join(
-        p if isinstance(p, str) else f"<corpus [{p._start:,}:{p._stop:,}], {len(p):,} chars>"
-        for p in prompt
-    )
-    return text[:chars]
-
-
-# -- records for the record operators (llm_map, llm_filter, llm_classify) -------------------------
-
-
-def record_items(value: Any, fn: str, name: str = "items") -> list[str | Corpus]:
-    """The records of an operator's `items`: a list (or tuple) of str and corpus views as it
-    is; a corpus view's documents; a str's non-empty lines."""
-    if isinstance(value, str):
-        return [line for line in value.splitlines() if line.strip()]
-    if isinstance(value, Corpus):
-        return list(value.documents)
-    if isinstance(value, Documents):
-        return list(value)
-    if isinstance(value, (dict, bytes)) or not hasattr(value, "__iter__"):
-        raise TypeError(
-            f"{fn}: `{name}` must be a list of str (or corpus documents), a str of lines or a "
-            f"corpus, got {type(value).__name__}"
-        )
-    items = list(value)
-    for i, item in enumerate(items):
-        if not isinstance(item, (str, Corpus)):
-            raise TypeError(
-                f"{fn}: `{name}[{i}]` is {type(item).__name__}; records must be str or corpus "
-                "documents (convert with str(x))"
-            )
-    return items
-
-
-def record_chunk(item: Corpus) -> tuple[int, int]:
-    """The stored chunk a record view begins in, as (its corpus's id in this process, chunk
-    index): work over a corpus's records (a cascade's scoring) goes as one task per chunk."""
-    return id(item._source), bisect.bisect_right(item._source.bounds, item._start) - 1
-
-
-def record_key(item: str | Corpus) -> Any:
-    """What makes two records identical without reading a view: its text for a str, its span
-    of its corpus for a view."""
-    if isinstance(item, str):
-        return item
-    return ("view", id(item._source), item._start, item._stop)

@@ -11,7 +11,7 @@ wrote new code; what such a cell assigned before it failed is not replayed. The 
 are gone: nothing calls the root model. `llm_query`, `llm_query_batched`, the record operators
 and `recursive_llm` stay live calls in the cells (a child RLM runs its own turns with the
 sub-model, as in the recorded run). The answer is taken by the `AnswerRule`
-(`rlm_ray/answer_rule.py`): always a value the code computes, decided here, once.
+(`rlm_ray/core/answer_rule.py`): always a value the code computes, decided here, once.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rlm_ray.answer_rule import AnswerRule
-from rlm_ray.answer_source import whole_token
+from rlm_ray.core.answer_rule import AnswerRule
+from rlm_ray.core.answer_source import whole_token
+from rlm_ray.core.parsing import text_final
 from rlm_ray.errors import ConfigError
-from rlm_ray.parsing import text_final
 from rlm_ray.types import CallTrace
 
 if TYPE_CHECKING:
     from rlm_ray.config import ModelSettings, RLMConfig
-    from rlm_ray.settings import RunSettings
+    from rlm_ray.front.settings import RunSettings
     from rlm_ray.types import Result
 
 
@@ -115,7 +115,7 @@ class Program:
     @classmethod
     def from_file(cls, path: str | Path) -> Program:
         """The program of a trace file written by `rlm-ray run --trace` (JSONL or Parquet)."""
-        from rlm_ray.trace.file import read_trace
+        from rlm_ray.trace import read_trace
 
         return cls.from_trace(read_trace(path))
 
@@ -139,7 +139,7 @@ class Program:
         rlm = rlm if rlm is not None else (None if settings else self._rlm)
         if rlm is not None:
             return rlm.replay(self, context, allow_effects=allow_effects)
-        from rlm_ray.blocking import run_blocking
+        from rlm_ray.front.blocking import run_blocking
         from rlm_ray.program.replay import replay
         from rlm_ray.runtime import Launcher
 
@@ -148,7 +148,7 @@ class Program:
 
     def settings(self, **settings: Any) -> RunSettings:
         """Run settings with the recorded models, depth and prompt, and `settings` on top."""
-        from rlm_ray.settings import run_settings
+        from rlm_ray.front.settings import run_settings
 
         settings.setdefault("sub_model", self.sub_model)
         settings.setdefault("max_depth", self.max_depth)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rlm_ray.errors import ConfigError, ProgramError
-from rlm_ray.inputs import check_context
+from rlm_ray.front.inputs import check_context
 from rlm_ray.types import Result
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ import textwrap
 import unicodedata
 from typing import Any
 
-from rlm_ray.answer_rule import AnswerRule
+from rlm_ray.core.answer_rule import AnswerRule
 
 _HEAD = '''#!/usr/bin/env python3
 r"""An rlm-ray program, recorded from a run of the query

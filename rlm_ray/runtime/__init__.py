@@ -15,8 +15,9 @@ Each actor is a plain class with its `ray.remote(...)` wrapper beside it. Gatewa
 elsewhere when their node goes, and Ray re-sends their in-flight model calls
 (`max_task_retries`); a lost REPL worker's call goes on in a new one from its checkpoint.
 Tool calls (`RLM(tools=...)`) go from `RayBackend` to a `ToolHost` actor per node
-(`tool_host.py`). This package is the only one that imports Ray, with `corpus.store`, `admission` and
-`model_servers`.
+(`tool_host.py`). The admission actor (`admission.py`) and the local model servers
+(`model_servers.py`) live here too. This package is the only one that imports Ray, with
+`corpus.store` and `corpus.cluster` (`cli/run.py` only preloads it, quietly).
 """
 
 from rlm_ray.runtime.driver import Runtime, ensure_ray, forget_runtimes, get_runtime

@@ -18,15 +18,16 @@ from typing import Any
 import ray
 from ray.exceptions import GetTimeoutError, RayTaskError
 
-from rlm_ray import corpus, measure
-from rlm_ray.call import CallSpec, remaining_s
+from rlm_ray import corpus
+from rlm_ray.core.call import CallSpec, remaining_s
 from rlm_ray.corpus import store as corpus_store
 from rlm_ray.errors import LimitExceededError
-from rlm_ray.llm import LLMRequest
-from rlm_ray.local_model import LOCAL_MODELS
-from rlm_ray.redact import process_secrets
+from rlm_ray.local.local_model import LOCAL_MODELS
+from rlm_ray.models.llm import LLMRequest
 from rlm_ray.runtime import proxy_tasks
 from rlm_ray.runtime.ray_basics import unwrap
+from rlm_ray.safety import measure
+from rlm_ray.safety.redact import process_secrets
 from rlm_ray.tools import ToolCall
 from rlm_ray.types import LLMReply
 

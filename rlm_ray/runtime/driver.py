@@ -25,13 +25,15 @@ from ray.exceptions import RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rlm_ray import progress
-from rlm_ray.call import CallSpec, cap_answer
 from rlm_ray.config import RLMConfig
+from rlm_ray.core.call import CallSpec, cap_answer
 from rlm_ray.errors import LimitExceededError, RLMError
-from rlm_ray.rate_limit import RateLimit
+from rlm_ray.limits.rate_limit import RateLimit
 from rlm_ray.runtime.gateway import RemoteGateway
-from rlm_ray.runtime.pool import RemotePool, new_worker
+from rlm_ray.runtime.idle_workers import children_to_warm
+from rlm_ray.runtime.pool import RemotePool
 from rlm_ray.runtime.ray_basics import unwrap, watched
+from rlm_ray.runtime.worker import new_worker
 from rlm_ray.trace.totals import final_progress
 from rlm_ray.types import CallResult
 
@@ -47,7 +49,7 @@ class Runtime:
         """The driver's admission actor (budgets, rate limits), started by the first run needing it."""
         with self._lock:
             if self._admission is None:
-                from rlm_ray.admission import start_admission
+                from rlm_ray.runtime.admission import start_admission
 
                 self._admission = start_admission()
             return self._admission
@@ -165,6 +167,15 @@ def _start_runtime(config: RLMConfig) -> Runtime:
         for _ in range(config.num_gateways)
         for node in nodes
     ]
+    # A first run that may go deeper has its children's workers started here too, after the
+    # gateways (so they queue behind them for Ray's worker starts, two at a time on two CPUs):
+    # they come up while the root's first turn runs, not once the pool's own process is up
+    # and its `prewarm` starts them.
+    if config.max_depth > 1:
+        cpus = ray.cluster_resources().get("CPU", 1.0)
+        children = children_to_warm(config, cpus, config.max_repl_actors_per_node)
+        spares = [(node, new_worker(node, config.repl_memory_mb)) for _ in range(children)]
+        pool.prewarm.remote(config, True, spares)
     return Runtime(gateways, pool)
 
 

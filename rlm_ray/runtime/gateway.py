@@ -22,10 +22,10 @@ import ray
 from ray.exceptions import RayTaskError
 
 from rlm_ray import corpus, progress
-from rlm_ray.budget import estimate_input_tokens
 from rlm_ray.corpus import store
 from rlm_ray.errors import LLMError
-from rlm_ray.llm import LLMRequest
+from rlm_ray.limits.budget import estimate_input_tokens
+from rlm_ray.models.llm import LLMRequest
 from rlm_ray.runtime.ray_basics import unwrap, whereabouts
 from rlm_ray.types import LLMReply
 
@@ -34,7 +34,7 @@ class LLMGateway:
     """Makes model calls for every REPL of the node; each call is a coroutine, not a process."""
 
     def __init__(self) -> None:
-        from rlm_ray import llm
+        from rlm_ray.models import llm
 
         # subtle: litellm is not imported here (2-6 s of CPU, which the root's first turn would
         # wait for): only when a call needs it, or a run whose models need it begins (`warm_up`).
@@ -65,7 +65,7 @@ class LLMGateway:
         it is imported and its first-call costs paid now, offline, while the root's first turn
         runs. (Whether one does is read from litellm's model map: ~0.2 s of CPU, once, in a
         thread, here rather than in the driver.)"""
-        from rlm_ray import llm
+        from rlm_ray.models import llm
 
         needed = await asyncio.to_thread(lambda: any(llm.needs_litellm(*c) for c in calls))
         if needed:
@@ -74,7 +74,7 @@ class LLMGateway:
     async def context_window(self, model: str) -> int:
         """`model`'s context window from litellm's model map (the driver does not load litellm;
         a model the map surely does not hold is answered without it)."""
-        from rlm_ray import llm
+        from rlm_ray.models import llm
 
         if llm.window_needs_litellm(model):
             await llm.litellm_loaded()  # imported in a thread: the event loop goes on
@@ -145,7 +145,7 @@ class LLMGateway:
 
     def _cache(self, cache_dir: str) -> Any:
         if cache_dir not in self._caches:
-            from rlm_ray.call_cache import CallCache
+            from rlm_ray.models.call_cache import CallCache
 
             self._caches[cache_dir] = CallCache(cache_dir)
         return self._caches[cache_dir]
@@ -181,7 +181,7 @@ class LLMGateway:
         self._asking.add(url)
 
         async def ask() -> None:
-            from rlm_ray import openai_http
+            from rlm_ray.models import openai_http
 
             try:
                 self._busy[url] = (await openai_http.busy_slots(url), time.monotonic())

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
-from rlm_ray.call import new_run_id
+from rlm_ray.core.call import new_run_id
 from rlm_ray.errors import RLMError
 from rlm_ray.runtime.ray_basics import unwrap
 
 if TYPE_CHECKING:
+    from rlm_ray.core.session_repl import SessionCallResult, SessionTurn
     from rlm_ray.runtime.run import Launcher
-    from rlm_ray.session_repl import SessionCallResult, SessionTurn
 
 _CLOSE_WAIT_S = 10.0
 _OPEN: weakref.WeakSet[PinnedSession] = weakref.WeakSet()
@@ -72,6 +72,7 @@ class PinnedSession:
         """One question as a root call on the pinned worker; its `SessionCallResult` carries
         the session's variables after it."""
         launcher = self.launcher
+        launcher.prewarm(self._runtime, root=False)  # the session's worker is its root's
         await launcher.prepare(self._runtime)  # windows from a gateway: no litellm here
         spec = launcher.root_spec(query, self._context, self._servers)
         if not self._warmed:  # the servers live as long as the session
@@ -104,7 +105,7 @@ def _release(pool: Any, session_id: str, servers: Any) -> None:
     except Exception:  # Ray already shut down: the pool and its workers are gone with it
         pass
     if servers is not None:
-        from rlm_ray import model_servers
+        from rlm_ray.runtime import model_servers
 
         try:
             model_servers.stop_servers(servers)

@@ -25,25 +25,23 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 from ray.exceptions import RayActorError, RayTaskError
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from rlm_ray import corpus, progress, prompts
-from rlm_ray.call import CallSpec, Checkpoint, Restart
+from rlm_ray import corpus, progress
+from rlm_ray.core.call import CallSpec, Checkpoint, Restart
+from rlm_ray.core.loop import Resume
 from rlm_ray.corpus import store
 from rlm_ray.errors import SandboxError
-from rlm_ray.loop import Resume
+from rlm_ray.limits.slots import Slots
+from rlm_ray.prompting import prompts
+from rlm_ray.runtime.idle_workers import SPARE_KEEP_S, IdleWorkers, RunLimits, children_to_warm
 from rlm_ray.runtime.ray_basics import unwrap
-from rlm_ray.runtime.worker import RemoteWorker
-from rlm_ray.slots import Slots
+from rlm_ray.runtime.worker import new_worker
 from rlm_ray.types import CallResult, Usage
 
 if TYPE_CHECKING:
-    from rlm_ray.session_repl import SessionTurn
+    from rlm_ray.core.session_repl import SessionTurn
 
 _NODES_TTL_S = 1.0
-WARM_CHILDREN = 4
-"""REPL workers a run with `max_depth > 1` starts ahead of its first `recursive_llm` (idle
-workers count; never past a node's slots): they start while the root's first turn runs."""
 
 
 class REPLPool:
@@ -55,17 +53,22 @@ class REPLPool:
     """
 
     def __init__(
-        self, slots_per_node: int, memory_mb: int | None, warm: Sequence[tuple[str, Any]] = ()
+        self,
+        slots_per_node: int,
+        memory_mb: int | None,
+        warm: Sequence[tuple[str, Any]] = (),
+        spare_keep_s: float = SPARE_KEEP_S,
     ) -> None:
         self._slots_per_node = slots_per_node
         self._memory_mb = memory_mb
         self._node = ray.get_runtime_context().get_node_id()
         self._nodes: list[str] = []
         self._nodes_checked = 0.0
-        self._idle: dict[str, list[Any]] = {}  # node id -> warm workers
+        self._idle = IdleWorkers(ray.kill, spare_keep_s)  # by node; spares of deep runs
+        self._deep_runs = 0  # live root calls that may have children (they hold the spares)
         self._busy: Counter[str] = Counter()  # node id -> workers running a call
         for node, worker in warm:  # started by the driver beside this pool: (node id, actor)
-            self._idle.setdefault(node, []).append(worker)
+            self._idle.started(node, worker)
         self._slots = Slots(self._capacity)  # the slot rule; its capacity follows the live nodes
         self._running: dict[str, asyncio.Task] = {}
         self._checkpoints: dict[str, Checkpoint] = {}
@@ -83,9 +86,7 @@ class REPLPool:
         if time.monotonic() - self._nodes_checked > _NODES_TTL_S:
             self._nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
             self._nodes_checked = time.monotonic()
-            for node in list(self._idle):
-                if node not in self._nodes:
-                    del self._idle[node]  # their actors died with the node
+            self._idle.keep_nodes(self._nodes)  # the others' actors died with their node
         return self._nodes
 
     @property
@@ -95,14 +96,14 @@ class REPLPool:
     def stats(self, reset_peak: bool = False) -> dict[str, Any]:
         held = {d: n for d, n in self._slots.held.items() if n}
         nodes = {
-            n: {"busy": self._busy[n], "idle": len(self._idle.get(n, ()))}
-            for n in self._live_nodes()
+            n: {"busy": self._busy[n], "idle": self._idle.count(n)} for n in self._live_nodes()
         }
         stats = {
             "capacity": self._capacity,
             "held": held,
             "peak_held": self._slots.peak,  # most REPL calls live at once (since the last reset)
-            "idle": sum(len(v) for v in self._idle.values()),
+            "idle": self._idle.count(),
+            "spares": self._idle.spares(),  # started for deep runs, not used yet
             "running": len(self._running),
             "sessions": len(self._sessions),
             "nodes": nodes,
@@ -153,8 +154,7 @@ class REPLPool:
         self._running[spec.call_id] = asyncio.current_task()  # type: ignore[assignment]
         if spec.depth == 0:
             self._slots.start_run(spec.config.max_depth)
-            if spec.config.max_depth > 1:
-                self._prestart(WARM_CHILDREN + 1)  # the root's worker, and its children's
+            self._hold_spares(spec, +1)
         counters = self._board.get(spec.run_id)
         if counters is not None:
             counters.rlm_started(spec.depth)
@@ -174,6 +174,7 @@ class REPLPool:
             self._workers.pop(spec.call_id, None)
             if spec.depth == 0:
                 self._slots.end_run(spec.config.max_depth)
+                self._hold_spares(spec, -1)
             if counters is not None:
                 counters.rlm_ended(spec.depth)
 
@@ -246,31 +247,43 @@ class REPLPool:
         nodes = self._live_nodes() or [self._node]  # after the await: no stale counts below
         roomy = [n for n in nodes if self._busy[n] < self._slots_per_node] or nodes
         local = [n for n in holders if n in roomy]
-        node = next((n for n in local if self._idle.get(n)), None)
+        node = next((n for n in local if self._idle.count(n)), None)
         if node is None:
             node = (
                 local[0]
                 if local
-                else min(roomy, key=lambda n: (self._busy[n], not self._idle.get(n)))
+                else min(roomy, key=lambda n: (self._busy[n], not self._idle.count(n)))
             )
         self._busy[node] += 1
-        idle = self._idle.get(node)
-        return (idle.pop() if idle else self._new_worker(node)), node
+        worker = self._idle.take(node)
+        return (self._new_worker(node) if worker is None else worker), node
 
-    def _prestart(self, wanted: int) -> None:
-        """Start idle workers until `wanted` are idle, each on the least loaded live node."""
-        nodes = self._live_nodes() or [self._node]
-        for _ in range(wanted - sum(len(v) for v in self._idle.values())):
-            load = {n: self._busy[n] + len(self._idle.get(n, ())) for n in nodes}
-            node = min(nodes, key=load.__getitem__)
-            if load[node] >= self._slots_per_node:
-                return
-            self._idle.setdefault(node, []).append(self._new_worker(node))
+    async def prewarm(self, limits: RunLimits, root: bool = True, started: Sequence = ()) -> None:
+        """Start a deep run's children's workers (its root's too if `root`); some `started`."""
+        for node, worker in started:
+            self._idle.started(node, worker, spare=True)
+        cpus = ray.cluster_resources().get("CPU", 1.0)
+        children = children_to_warm(limits, cpus, self._capacity)
+        if children:
+            nodes = self._live_nodes() or [self._node]
+            room = {n: self._slots_per_node - self._busy[n] for n in nodes}
+            self._idle.start_spares(children + int(root), room, self._new_worker)
+        if not self._deep_runs:  # if the run never comes (its driver failed), they still go
+            self._idle.release_spares_later()
+
+    def _hold_spares(self, spec: CallSpec, change: int) -> None:
+        """Spares wait while a root that may use them runs; after the last, they go in time."""
+        if spec.config.max_depth > 1:
+            self._deep_runs += change
+            if self._deep_runs:
+                self._idle.hold_spares()
+            else:
+                self._idle.release_spares_later()
 
     def _release(self, worker: Any, node: str) -> None:
         self._busy[node] -= 1
         if worker is not None and node in self._live_nodes():
-            self._idle.setdefault(node, []).append(worker)
+            self._idle.put(node, worker)
 
     def _cancel_calls_below(self, spec: CallSpec) -> None:
         prefix = spec.call_id + "."
@@ -397,18 +410,6 @@ class _Pin:
     worker: Any  # None while lost: the next question makes a new one
     node: str
     max_depth: int
-
-
-def new_worker(node: str, memory_mb: int | None) -> Any:
-    """A REPL worker started on `node` (its process starts now; calls queue until it is up)."""
-    # subtle: hard affinity. Ray 2.60 moves a *soft* zero-CPU actor off the head node even
-    # when the head is alive; the node was seen alive within a second, and if it died since,
-    # the worker's loss is handled like any other (`_run_on_workers`).
-    return RemoteWorker.options(
-        num_cpus=0,
-        max_restarts=0,
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
-    ).remote(memory_mb)
 
 
 def _near(spec: CallSpec) -> Any:

@@ -24,17 +24,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rlm_ray import record_ops
-from rlm_ray.approximate import Approximate
-from rlm_ray.call import CallSpec, shared_prefix
+from rlm_ray.core.call import CallSpec, shared_prefix
 from rlm_ray.errors import LimitExceededError, RLMError, SubCallError
-from rlm_ray.inputs import is_arrow_table, is_corpus
-from rlm_ray.local_model import DEFAULT_CTX_PER_SLOT, is_local
+from rlm_ray.front.inputs import is_arrow_table, is_corpus
+from rlm_ray.front.settings import RunSettings, context_window
+from rlm_ray.local.local_model import DEFAULT_CTX_PER_SLOT, is_local
+from rlm_ray.operators import record_ops
+from rlm_ray.operators.approximate import Approximate
 from rlm_ray.progress import StartUp
-from rlm_ray.redact import process_secrets, redact_error, redact_tree
 from rlm_ray.runtime.driver import Runtime, admitted, ensure_ray, get_runtime, run_root
-from rlm_ray.settings import RunSettings, context_window
-from rlm_ray.tools import ToolSettings, freeze, replay_settings
+from rlm_ray.safety.redact import process_secrets, redact_error, redact_tree
+from rlm_ray.tooling.gate import replay_settings
+from rlm_ray.tooling.pickling import freeze
+from rlm_ray.tools import ToolSettings
 from rlm_ray.types import CallResult
 
 logger = logging.getLogger(__name__)
@@ -97,13 +99,21 @@ class Launcher:
             else:
                 self._windows[model] = await runtime.gateways[0].context_window.remote(model)
 
+    def prewarm(self, runtime: Runtime, *, root: bool = True) -> None:
+        """A run that may go deeper than its root (`max_depth > 1`) has the pool start its
+        children's REPL workers as it begins (and a worker for its root if `root` and none is
+        idle), so that they start while the root's first turn runs, as the gateways warm up
+        in `prepare` (`REPLPool.prewarm`; how many: `idle_workers.children_to_warm`)."""
+        if self.settings.config.max_depth > 1:
+            runtime.pool.prewarm.remote(self.settings.config, root)
+
     def start_servers(self, stage: Callable[[str], None] | None = None) -> Any:
         """One local model server per node for each local model of the run (None if none);
         `stage` hears "assembling the model", then "loading the model server"."""
         names = {m for m in self.settings.models.allowed() if is_local(m)}
         if not names:
             return None
-        from rlm_ray import model_servers
+        from rlm_ray.runtime import model_servers
 
         config = self.settings.config
         server = model_servers.ServerSettings(
@@ -116,7 +126,7 @@ class Launcher:
     @staticmethod
     def stop_servers(servers: Any) -> None:
         if servers is not None:
-            from rlm_ray import model_servers
+            from rlm_ray.runtime import model_servers
 
             model_servers.stop_servers(servers)
 
@@ -173,7 +183,7 @@ class Launcher:
         (`prompt_cache.py`): restored from a saved state in milliseconds, or read now and saved."""
         prefix = shared_prefix(spec) if servers is not None and is_local(spec.model) else None
         if prefix is not None:
-            from rlm_ray import model_servers
+            from rlm_ray.runtime import model_servers
 
             if stage is not None:
                 stage("warming the prompt prefix")
@@ -219,6 +229,7 @@ class Launcher:
             async with startup.ticking():  # `on_progress` hears which stage it waits for
                 startup.enter("starting Ray")
                 runtime = await self.connect()
+                self.prewarm(runtime)
                 startup.enter("storing the context")
                 placed = await asyncio.to_thread(self.put_context, context)
                 servers = await asyncio.to_thread(self.start_servers, startup.enter)
@@ -277,7 +288,7 @@ def _operator_batches(
     """The operator's rounds of batches, as sub-calls through `RayBackend` (blocking waits)."""
     import contextlib
 
-    from rlm_ray import subcalls
+    from rlm_ray.core import subcalls
     from rlm_ray.runtime.backend import RayBackend
     from rlm_ray.subcall_kinds import cascades
 

@@ -1,10 +1,10 @@
 """Tool calls as Ray work, outside every REPL process: `ToolHost` actors, one per node.
 
 `RayBackend.start_tool` sends each call to a host (`ToolHost.run`): it counts the call against
-the run's budget (a tool call is one sub-call of `max_sub_calls`), then `tools.run_tool`
+the run's budget (a tool call is one sub-call of `max_sub_calls`), then `gate.run_tool`
 authorizes it by the registered function's own effects (a `write` call asks the driver's
 `approve` through the `Approvals` actor), runs the function on one of the host's bounded tool
-threads (`tool_threads.ToolThreads`) and copies its result as plain data.
+threads (`tooling/threads.py`) and copies its result as plain data.
 
 `Approvals` relays `approve(call)` to the driver, which owns the callback (it may ask a human):
 tool calls wait in `ask`, the driver takes the questions with `questions` and replies with
@@ -24,11 +24,13 @@ import ray
 from ray.exceptions import RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from rlm_ray.redact import redact
 from rlm_ray.runtime.ray_basics import unwrap, watched, whereabouts
+from rlm_ray.safety.redact import redact
 from rlm_ray.sandbox.boundary import plain
-from rlm_ray.tool_threads import MAX_TOOL_THREADS, ToolThreads
-from rlm_ray.tools import ToolCall, ToolResult, run_tool, thaw
+from rlm_ray.tooling.gate import run_tool
+from rlm_ray.tooling.pickling import thaw
+from rlm_ray.tooling.threads import MAX_TOOL_THREADS, ToolThreads
+from rlm_ray.tools import ToolCall, ToolResult
 
 
 class ToolHost:
@@ -52,7 +54,7 @@ class ToolHost:
         approvals: Any,
         secrets: list[str],
     ) -> ToolResult:
-        """Count the call against the run's budget, then `tools.run_tool`: the gate, the
+        """Count the call against the run's budget, then `gate.run_tool`: the gate, the
         function, its result copied as plain data."""
         if admission is not None:  # the run has a budget: this call is one of its sub-calls
             try:

@@ -14,11 +14,13 @@ import time
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from rlm_ray import corpus, session_repl
-from rlm_ray.call import CallSpec, Checkpoint, Restart, Whereabouts, new_repl, run_call
+from rlm_ray import corpus
+from rlm_ray.core import session_repl
+from rlm_ray.core.call import CallSpec, Checkpoint, Restart, Whereabouts, new_repl, run_call
+from rlm_ray.core.repl import REPLSession
 from rlm_ray.corpus import store
-from rlm_ray.repl import REPLSession
 from rlm_ray.runtime.backend import RayBackend
 from rlm_ray.runtime.ray_basics import whereabouts
 from rlm_ray.types import CallResult
@@ -137,3 +139,15 @@ def _hard_kill() -> None:
 
 
 RemoteWorker: Any = ray.remote(REPLWorker)
+
+
+def new_worker(node: str, memory_mb: int | None) -> Any:
+    """A REPL worker started on `node` (its process starts now; calls queue until it is up)."""
+    # subtle: hard affinity. Ray 2.60 moves a *soft* zero-CPU actor off the head node even
+    # when the head is alive; the node was seen alive within a second, and if it died since,
+    # the worker's loss is handled like any other (`REPLPool._run_on_workers`).
+    return RemoteWorker.options(
+        num_cpus=0,
+        max_restarts=0,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+    ).remote(memory_mb)

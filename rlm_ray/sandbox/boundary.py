@@ -32,8 +32,8 @@ from typing import Any
 
 from rlm_ray import corpus
 from rlm_ray.cascade.report import Count
-from rlm_ray.record_ops import RecordAnswers
-from rlm_ray.subcalls import SubCallFuture
+from rlm_ray.core.futures import SubCallFuture
+from rlm_ray.operators.record_ops import RecordAnswers
 
 MAX_ITEMS = 1_000_000
 """Most items (list/tuple elements, dict entries, all levels together) one value may hold."""

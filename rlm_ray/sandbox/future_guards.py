@@ -1,11 +1,12 @@
 """Where model code waits for sub-call results (`SubCallFuture`s), and where it does not.
 
-`llm_query(...)` returns a future at once and the call is already in flight (`rlm_ray.subcalls`).
-Waiting as late as possible keeps many calls in flight together; waiting for all the futures one
-operation needs in a single batch keeps the round trips few. The guards apply that rule:
+`llm_query(...)` returns a future at once and the call is already in flight
+(`rlm_ray.core.futures`). Waiting as late as possible keeps many calls in flight together;
+waiting for all the futures one operation needs in a single batch keeps the round trips few.
+The guards apply that rule:
 
 * storing keeps a future: builtin containers take futures as they are
-  (``results.append(llm_query(p))``), so their methods are not wrapped (see `sandbox._CONTAINERS`);
+  (``results.append(llm_query(p))``), so their methods are not wrapped (see `guards._CONTAINERS`);
 * calling a method, an allowlisted function or a resolving builtin first resolves every future in
   the arguments, in one wait (`resolving_arguments`); ``str(f)``, ``len(f)`` and operators work
   through the future's own dunders;
@@ -22,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Container
 from typing import Any
 
-from rlm_ray.subcalls import SubCallFuture, contains_futures, resolve
+from rlm_ray.core.futures import SubCallFuture, contains_futures, resolve
 
 _SETTLE_MAX_ITEMS = 1_000
 

@@ -19,8 +19,8 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from rlm_ray.core.futures import SubCallFuture, resolve
 from rlm_ray.sandbox.allowlist import ModuleProxy, import_hint
-from rlm_ray.subcalls import SubCallFuture, resolve
 
 # -- printed text ------------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Pure AST analysis and rewrites behind the sandbox's policy; no RestrictedPython here.
 
-`sandbox._Policy` (a RestrictedPython transformer) decides *when* to rewrite; this module holds
+`policy.Policy` (a RestrictedPython transformer) decides *when* to rewrite; this module holds
 the tree work it delegates, so it can be read and tested without RestrictedPython:
 
 * which functions of a cell make sub-calls (`subcall_functions`), so that a comprehension calling

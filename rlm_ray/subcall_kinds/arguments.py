@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from rlm_ray import corpus
+from rlm_ray.core.futures import resolve
 from rlm_ray.sandbox.boundary import plain
 from rlm_ray.subcall_kinds.declare import Host
-from rlm_ray.subcalls import resolve
 
 
 def chosen_model(host: Host, model: Any) -> str | None:

@@ -20,15 +20,23 @@ from typing import Any
 
 import numpy as np
 
-from rlm_ray import corpus, record_ops
-from rlm_ray.approximate import Approximate
-from rlm_ray.cascade import CascadeReport, Interval, plan_classify, plan_count, plan_filter
+from rlm_ray import corpus
+from rlm_ray.cascade import (
+    MIN_RECORDS,
+    CascadeReport,
+    Interval,
+    plan_classify,
+    plan_count,
+    plan_filter,
+)
 from rlm_ray.cascade.inputs import trainable
 from rlm_ray.cascade.report import STAGES
-from rlm_ray.cascade.stages import MIN_RECORDS
+from rlm_ray.core.futures import resolve
+from rlm_ray.core.subcalls import SubCalls
 from rlm_ray.errors import SubCallError
-from rlm_ray.local_model import is_local
-from rlm_ray.subcalls import SubCalls, resolve
+from rlm_ray.local.local_model import is_local
+from rlm_ray.operators import record_ops
+from rlm_ray.operators.approximate import Approximate
 from rlm_ray.types import CascadeTrace
 
 SEED = 0

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rlm_ray.subcalls import SubCalls
+from rlm_ray.core.subcalls import SubCalls
 
 SENDS = {
     "start_llm": "model calls through the run's gateways (call cache, budgets, rate limits)",

@@ -1,6 +1,6 @@
 """The model calls of the RLM papers: `llm_query`, `llm_query_batched`, `recursive_llm` /
 `rlm_query`, `rlm_query_batched`. Each starts its calls at once and returns `SubCallFuture`s
-(subcalls.py), so a comprehension has every call in flight before the first is awaited."""
+(core/futures.py), so a comprehension has every call in flight before the first is awaited."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from rlm_ray import corpus
-from rlm_ray.plain_prompt import plain_call_prompt
+from rlm_ray.core.futures import SubCallFuture
+from rlm_ray.prompting.plain_prompt import plain_call_prompt
 from rlm_ray.sandbox.boundary import plain
 from rlm_ray.subcall_kinds.arguments import chosen_model, list_arg, text_arg, window
 from rlm_ray.subcall_kinds.declare import Host, PromptItem, SubCallKind
-from rlm_ray.subcalls import SubCallFuture
 
 
 def llm_query(repl: Host, prompt: Any, model: str | None = None) -> SubCallFuture:

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlm_ray import approximate, corpus, record_ops
+from rlm_ray import corpus
 from rlm_ray.cascade.report import Count
+from rlm_ray.core.futures import resolve
+from rlm_ray.operators import approximate, record_ops
 from rlm_ray.sandbox.boundary import plain
 from rlm_ray.subcall_kinds import cascades
 from rlm_ray.subcall_kinds.arguments import chosen_model, labels_arg, task_arg, window
 from rlm_ray.subcall_kinds.declare import Host, PromptItem, SubCallKind
-from rlm_ray.subcalls import resolve
 
 
 def llm_map(repl: Host, instruction: Any, items: Any, model: str | None = None) -> list[str]:

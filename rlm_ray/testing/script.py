@@ -178,7 +178,7 @@ def records(
     garble_above: int | None = None,
     default: Answer | None = None,
 ) -> ReplyFn:
-    """A reply function for record-operator batches (rlm_ray/record_ops.py).
+    """A reply function for record-operator batches (rlm_ray/operators/record_ops.py).
 
     A batch prompt numbers its items ``[1] ...``; each is answered by ``answer(task, item)``
     (`task`: the prompt's first line, e.g. ``"Condition: ..."`` or ``"Labels: ..."``) on a line

@@ -9,9 +9,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from typing import Any
 
-from rlm_ray import corpus, tools
-from rlm_ray.plain_prompt import plain_call_prompt
+from rlm_ray import corpus
+from rlm_ray.prompting.plain_prompt import plain_call_prompt
 from rlm_ray.sandbox.boundary import plain
+from rlm_ray.tooling import gate
 from rlm_ray.tools import ToolCall
 from rlm_ray.types import CallResult, LLMReply
 
@@ -60,7 +61,7 @@ class ThreadBackend:
 
     def start_tool(self, call: ToolCall) -> Future:
         return self._pool.submit(
-            tools.run_tool,
+            gate.run_tool,
             self._tools,
             call,
             allow_effects=self._allow_effects,

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.text import Text
 from rich.tree import Tree
 
-from rlm_ray.terminal import printable
+from rlm_ray.safety.terminal import printable
 from rlm_ray.trace import summary as ts
 from rlm_ray.trace.file import trees
 

@@ -15,7 +15,7 @@ How exact each limit is:
 - `max_cost_usd` is checked against the cost already spent; it may be passed by the cost of the
   calls in flight (prices are only known to the gateway once a call returns).
 
-Pure Python, no Ray: `rlm_ray.admission` keeps the ledgers of a driver in one actor.
+Pure Python, no Ray: `rlm_ray.runtime.admission` keeps the ledgers of a driver in one actor.
 """
 
 from __future__ import annotations

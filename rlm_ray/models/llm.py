@@ -30,9 +30,9 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from rlm_ray import model_names, openai_http
 from rlm_ray.errors import ConfigError, LLMError
-from rlm_ray.redact import process_secrets, redact
+from rlm_ray.models import model_names, openai_http
+from rlm_ray.safety.redact import process_secrets, redact
 from rlm_ray.types import LLMReply
 
 DEFAULT_CONTEXT_WINDOW = 32_768

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rlm_ray.answer_source import MAX_SOURCE_CHARS, is_pure
+from rlm_ray.core.answer_source import MAX_SOURCE_CHARS, is_pure
 
 KINDS = ("cell", "answer", "FINAL_VAR", "value", "none")
 

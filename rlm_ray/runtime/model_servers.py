@@ -20,7 +20,7 @@ from ray.exceptions import RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rlm_ray.errors import RLMError
-from rlm_ray.local_model import LOCAL_MODELS, LocalServer
+from rlm_ray.local.local_model import LOCAL_MODELS, LocalServer
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from rlm_ray import prompts
+from rlm_ray.core.parsing import TextFinal, code_blocks, text_final
 from rlm_ray.errors import ContextWindowError
-from rlm_ray.parsing import TextFinal, code_blocks, text_final
+from rlm_ray.prompting import prompts
 from rlm_ray.types import CallTrace, CellTrace, IterationTrace, LLMReply, Usage
 
 Messages = list[dict[str, str]]

@@ -21,7 +21,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from rlm_ray.errors import ConfigError
-from rlm_ray.local_model import is_local
+from rlm_ray.local.local_model import is_local
 
 TARGETS = {"filter": ("recall", "precision"), "classify": ("accuracy",), "count": ("error",)}
 """The targets each operator takes (`map` takes none: it is always exact)."""

@@ -15,17 +15,18 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
-from rlm_ray import call_cache, llm, model_names, prompts
 from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.errors import ConfigError
-from rlm_ray.local_model import (
+from rlm_ray.local.local_model import (
     DEFAULT_CTX_PER_SLOT,
     LOCAL_MODELS,
     check_xllamacpp,
     find_parts,
     is_local,
 )
+from rlm_ray.models import call_cache, llm, model_names
 from rlm_ray.progress import ProgressCallback
+from rlm_ray.prompting import prompts
 from rlm_ray.tools import ToolCall, ToolSettings, tool_settings
 
 # Small local models: greedy decoding, and a cap on a runaway reply (~13 tokens/s on 2 cores).

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_ray.errors import ConfigError
-from rlm_ray.llm import LLMRequest
+from rlm_ray.models.llm import LLMRequest
 from rlm_ray.types import LLMReply
 
 DB_NAME = "calls.sqlite3"

@@ -16,8 +16,8 @@ from typing import Any
 
 import ray
 
-from rlm_ray.budget import Budget, Ledger
-from rlm_ray.rate_limit import RateLimit, RateLimiter
+from rlm_ray.limits.budget import Budget, Ledger
+from rlm_ray.limits.rate_limit import RateLimit, RateLimiter
 
 
 class Admission:

@@ -45,8 +45,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rlm_ray.parsing import text_final
-from rlm_ray.record_ops import RecordAnswers
+from rlm_ray.core.parsing import text_final
+from rlm_ray.operators.record_ops import RecordAnswers
 from rlm_ray.types import CallTrace
 
 MAX_VALUES = 50_000

@@ -1,7 +1,7 @@
 """Per-model rate limits (requests/min, tokens/min) as token buckets. Pure Python, no Ray.
 
-`rlm_ray.admission` keeps one `RateLimiter` per driver in one actor, which every gateway on every
-node asks before a model call: that makes the limit cluster-wide. A call takes its share at once
+`rlm_ray.runtime.admission` keeps one `RateLimiter` per driver in one actor, which every gateway
+on every node asks before a model call: that makes the limit cluster-wide. A call takes its share at once
 and is told how long to wait before sending (a bucket may go into debt), so callers queue in
 arrival order without the limiter holding a coroutine per waiting call.
 

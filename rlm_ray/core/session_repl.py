@@ -32,10 +32,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlm_ray.parsing import truncate
-from rlm_ray.repl import REPLSession, describe_value
+from rlm_ray.core.parsing import truncate
+from rlm_ray.core.repl import REPLSession, describe_value
+from rlm_ray.core.subcalls import Backend
 from rlm_ray.sandbox.allowlist import ModuleProxy
-from rlm_ray.subcalls import Backend
 from rlm_ray.tools import ToolCall, ToolResult
 from rlm_ray.types import CallResult, CallTrace, CellTrace
 

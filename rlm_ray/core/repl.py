@@ -19,28 +19,22 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from rlm_ray import answer_source, corpus, subcall_kinds, tools
-from rlm_ray.approximate import Approximate
+from rlm_ray import corpus, subcall_kinds, tools
+from rlm_ray.core import answer_source
+from rlm_ray.core.futures import SubCallFuture, mark_clean, resolve, unmark_clean
+from rlm_ray.core.loop import AnswerError, CellReport
+from rlm_ray.core.parsing import truncate
+from rlm_ray.core.subcalls import Backend, SubCalls
 from rlm_ray.errors import SubCallError
-from rlm_ray.loop import AnswerError, CellReport
-from rlm_ray.parsing import truncate
+from rlm_ray.operators.approximate import Approximate
 from rlm_ray.plans import records as plan_records
-from rlm_ray.redact import redact
-from rlm_ray.sandbox import output
+from rlm_ray.safety.redact import redact
+from rlm_ray.sandbox import NO_FINAL, FinalAnswer, Sandbox, output
 from rlm_ray.sandbox.allowlist import allow_class
 from rlm_ray.sandbox.boundary import exact_str, plain
 from rlm_ray.sandbox.boundary import type_name as boundary_name
 from rlm_ray.sandbox.kill_switch import KillSwitch
-from rlm_ray.sandbox.sandbox import NO_FINAL, FinalAnswer, Sandbox
 from rlm_ray.subcall_kinds import SUBCALL_NAMES
-from rlm_ray.subcalls import (
-    Backend,
-    SubCallFuture,
-    SubCalls,
-    mark_clean,
-    resolve,
-    unmark_clean,
-)
 from rlm_ray.types import CellTrace
 
 

@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rlm_ray import measure, narrowing, plan_prompt
 from rlm_ray.errors import ConfigError
 from rlm_ray.plans import records as plan_records
 from rlm_ray.plans.records import record_lists
-from rlm_ray.tools import ToolSpec, prompt_section
+from rlm_ray.prompting import narrowing, plan_prompt
+from rlm_ray.safety import measure
+from rlm_ray.tooling.shown import prompt_section
+from rlm_ray.tools import ToolSpec
 
 SYSTEM_PROMPT = """\
 You are tasked with answering a query with associated context. You can access, transform, and \
@@ -416,6 +418,6 @@ def choose(model: str, name: str | None = None) -> PromptVariant:
         if name not in PROMPTS:
             raise ConfigError(f"unknown prompt {name!r}; known prompts: {sorted(PROMPTS)}")
         return PROMPTS[name]
-    from rlm_ray.local_model import is_local
+    from rlm_ray.local.local_model import is_local
 
     return SMALL if is_local(model) else PAPER

@@ -10,8 +10,9 @@ and checked against the sha256 pinned here. The models are Qwen2.5-Coder (Apache
 team); the PyPI packages ship no licence of their own.
 
 `LocalServer` runs llama.cpp's OpenAI-compatible server (from the `xllamacpp` wheel) in a child
-process, `python -m rlm_ray.local_model serve ...`, which exits by itself when its parent dies, so
-no server outlives the process (a Ray actor, see `model_servers.py`) that started it. This is the
+process, `python -m rlm_ray.local.local_model serve ...`, which exits by itself when its parent
+dies, so no server outlives the process (a Ray actor, see `runtime/model_servers.py`) that
+started it. This is the
 only module that imports xllamacpp, and it does so only in that child.
 """
 
@@ -203,7 +204,7 @@ class LocalServer:
     def start(self) -> LocalServer:
         path = self.prepare()  # at once if `prepare` ran
         self.port = free_port()
-        command = [sys.executable, "-m", "rlm_ray.local_model", "serve", str(path)]
+        command = [sys.executable, "-m", "rlm_ray.local.local_model", "serve", str(path)]
         command += ["--name", self.spec.served_name, "--port", str(self.port)]
         command += ["--slots", str(self.slots), "--ctx-per-slot", str(self.ctx_per_slot)]
         command += ["--threads", str(self.threads), "--parent", str(os.getpid())]
@@ -262,7 +263,7 @@ class LocalServer:
         if there is one (`prompt_cache.warm`); returns what happened, never raises."""
         from importlib.metadata import version
 
-        from rlm_ray import prompt_cache
+        from rlm_ray.local import prompt_cache
 
         if self._process is None:
             return "not saved: the server is not running"
@@ -298,7 +299,7 @@ def _healthy(port: int) -> bool:
 
 # -- the child process -----------------------------------------------------------------------------
 def _serve(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="python -m rlm_ray.local_model serve")
+    parser = argparse.ArgumentParser(prog="python -m rlm_ray.local.local_model serve")
     parser.add_argument("model_file")
     parser.add_argument("--name", required=True)
     parser.add_argument("--port", type=int, required=True)
@@ -348,4 +349,6 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["serve"]:
         _serve(sys.argv[2:])
     else:
-        raise SystemExit("usage: python -m rlm_ray.local_model serve MODEL.gguf --name N --port P")
+        raise SystemExit(
+            "usage: python -m rlm_ray.local.local_model serve MODEL.gguf --name N --port P"
+        )

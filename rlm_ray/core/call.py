@@ -26,18 +26,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rlm_ray import answer_source, approximate, corpus, prompts
+from rlm_ray import corpus
 from rlm_ray.config import ModelSettings, RLMConfig
+from rlm_ray.core import answer_source
+from rlm_ray.core.loop import LoopSettings, Messages, Resume, plain_words, run_loop
+from rlm_ray.core.program_mode import run_program
+from rlm_ray.core.repl import REPLSession, REPLSettings
+from rlm_ray.core.subcalls import Backend
 from rlm_ray.errors import LimitExceededError, RLMError
-from rlm_ray.loop import LoopSettings, Messages, Resume, plain_words, run_loop
-from rlm_ray.plain_prompt import context_text, plain_call_prompt
+from rlm_ray.operators import approximate
 from rlm_ray.plans.planner import Planner, PlanTexts
-from rlm_ray.program_mode import run_program
-from rlm_ray.redact import process_secrets
-from rlm_ray.repl import REPLSession, REPLSettings
+from rlm_ray.prompting import prompts
+from rlm_ray.prompting.plain_prompt import context_text, plain_call_prompt
+from rlm_ray.safety.redact import process_secrets
 from rlm_ray.sandbox.kill_switch import KillSwitch
 from rlm_ray.subcall_kinds import cascades
-from rlm_ray.subcalls import Backend
 from rlm_ray.tools import ToolSettings
 from rlm_ray.types import CallResult, CallTrace, IterationTrace, LLMReply, Usage
 
