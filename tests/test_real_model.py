@@ -183,8 +183,10 @@ def test_the_server_holds_a_plan_turn_to_the_plan_schema():
     reply = json.loads(body["choices"][0]["message"]["content"])
     if reply["shape"] != shapes.CODE:  # a shape: its slots, in order, fields the records have
         assert list(reply) == ["shape", *(name for name, _ in shapes.BY_NAME[reply["shape"]].slots)]
+        fields = (shapes.FIELD, shapes.TEXT_FIELD, shapes.VALUE_FIELD)
         for name, kind in shapes.BY_NAME[reply["shape"]].slots:
-            assert kind != shapes.FIELD or reply[name] in ("date", "user", "text")
+            assert kind not in fields or reply[name] in ("date", "user", "text")
+            assert kind != shapes.TESTS or reply[name] == {}  # the query names no value
 
 
 def _chat(server, messages: list[dict], max_tokens: int = 1, **extra) -> dict:

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from rlm_ray.plans import forms, schema, shapes
+from rlm_ray.plans import forms, grounding, schema, shapes
 from rlm_ray.plans.compile import compile_plan
 from rlm_ray.plans.plan import PlanError, check
 from rlm_ray.plans.records import DEFAULT_LIST, Record, record_lists
@@ -62,7 +62,7 @@ class Planner:
         if not self.active or not any(self.lists.values()):
             self.active = False  # nothing to plan over: code
             return None
-        return schema.response_format(self.lists, self.shape)
+        return schema.response_format(self.lists, self.shape, self.texts.query)
 
     def form_call(self) -> tuple[list[dict[str, str]], dict[str, Any]] | None:
         """The form turn's messages and response_format, the first time only (None after)."""
@@ -106,6 +106,9 @@ class Planner:
         if name not in shapes.BY_NAME:
             known = ", ".join([s.name for s in shapes.SHAPES] + [shapes.CODE])
             return None, self._failed(f"`shape` must be one of {known}, got {name!r}")
+        copied = self._copied(raw)
+        if copied:
+            return None, self._failed(copied)
         only = next(iter(self.lists)) if len(self.lists) == 1 else None
         try:
             general, shape = shapes.to_plan(raw, only)
@@ -117,6 +120,21 @@ class Planner:
             return None, self._failed(shapes.renamed(str(exc), shape))
         other = plan.join[0] if plan.join else None
         return compile_plan(plan, self._source(plan.source), other and self._source(other)), ""
+
+    def _copied(self, raw: dict[str, Any]) -> str:
+        """What is wrong with a condition copied from a record's text ("" if none is): a
+        condition says what the query asks in its words, and a record's text names one record."""
+        shape = shapes.BY_NAME.get(raw.get("shape", ""))
+        records = [r for rs in self.lists.values() for r in rs]
+        for slot, kind in shape.slots if shape else ():
+            text = raw.get(slot)
+            if kind in (shapes.TEXT, shapes.TEXT_OR_NULL) and isinstance(text, str):
+                if grounding.copied_text(text, records, self.texts.query):
+                    return (
+                        f"`{slot}` is the text of a record ({text[:60]!r}); write the "
+                        "condition in the query's own words"
+                    )
+        return ""
 
     def next_turn(self, feedback: str) -> str:
         """The user message after a plan turn that did not end the call."""

@@ -9,8 +9,10 @@ The reply is one of
     {"shape": "code"}                                                    free code instead
 
 `response_format(lists)` is the request's `response_format`; litellm and the lean HTTP path
-both send it as is. Values (a date, a condition in words) stay free strings: `plan.check`
-reads them against the records.
+both send it as is. The slots are grounded (plans/grounding.py): a condition's field is one of
+the fields of free text, a group's one of the fields of values, and an exact test (`where`, a
+date) can hold only a value the query names, so `where` is `{}` when it names none. Conditions
+in words stay free strings: `plan.check` and the planner read them against the records.
 """
 
 from __future__ import annotations
@@ -18,24 +20,30 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rlm_ray.plans import shapes
+from rlm_ray.plans import grounding, shapes
 from rlm_ray.plans.records import Record, fields
 
 _TEXT = {"type": "string"}
 
 
-def plan_schema(lists: Mapping[str, list[Record]], only: str | None = None) -> dict[str, Any]:
-    """The schema of a reply to the plan turn, for these record lists (`only`: that shape's
-    slots, or code)."""
-    base = sorted({f for records in lists.values() for f in fields(records)})
+def plan_schema(
+    lists: Mapping[str, list[Record]], only: str | None = None, query: str = ""
+) -> dict[str, Any]:
+    """The schema of a reply to the plan turn, for these record lists and the user's `query`
+    (`only`: that shape's slots, or code)."""
+    base = _union(lists, fields)
+    named = _named(lists, query)
     kinds = {
-        shapes.FIELD: {"type": "string", "enum": base},
-        shapes.LIST: {"type": "string", "enum": list(lists)},
+        shapes.FIELD: _enum(base),
+        shapes.TEXT_FIELD: _enum(_union(lists, grounding.text_fields) or base),
+        shapes.VALUE_FIELD: _enum(_union(lists, grounding.value_fields) or base),
+        shapes.VALUE: _enum(sorted({v for vs in named.values() for v in vs})) if named else _TEXT,
+        shapes.LIST: _enum(list(lists)),
         shapes.TEXT: _TEXT,
         shapes.TEXT_OR_NULL: {"anyOf": [_TEXT, {"type": "null"}]},
         shapes.TESTS: {
             "type": "object",
-            "properties": {name: _TEXT for name in base},
+            "properties": {name: _enum(vs) for name, vs in named.items()},
             "additionalProperties": False,
         },
         shapes.LABELS: {"type": "object", "additionalProperties": _TEXT},
@@ -49,10 +57,29 @@ def plan_schema(lists: Mapping[str, list[Record]], only: str | None = None) -> d
     return {"anyOf": [*options, _object(shape=_const(shapes.CODE))]}
 
 
-def response_format(lists: Mapping[str, list[Record]], only: str | None = None) -> dict[str, Any]:
+def response_format(
+    lists: Mapping[str, list[Record]], only: str | None = None, query: str = ""
+) -> dict[str, Any]:
     """The OpenAI-style `response_format` of the plan turn."""
-    schema = plan_schema(lists, only)
+    schema = plan_schema(lists, only, query)
     return {"type": "json_schema", "json_schema": {"name": "plan", "schema": schema}}
+
+
+def _union(lists: Mapping[str, list[Record]], pick: Any) -> list[str]:
+    return sorted({f for records in lists.values() for f in pick(records)})
+
+
+def _named(lists: Mapping[str, list[Record]], query: str) -> dict[str, list[str]]:
+    """{field: the values the query names}, over every list (a field's values merged)."""
+    named: dict[str, set[str]] = {}
+    for records in lists.values():
+        for field, found in grounding.named_values(records, query).items():
+            named.setdefault(field, set()).update(found)
+    return {field: sorted(found) for field, found in sorted(named.items())}
+
+
+def _enum(options: list[str]) -> dict[str, Any]:
+    return {"type": "string", "enum": options}
 
 
 def _const(value: str) -> dict[str, Any]:

@@ -19,7 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# slot kinds: a field name, a record list, free text, {field: value} tests, {label: meaning}
+# slot kinds: a field name, a record list, free text, {field: value} tests, {label: meaning};
+# a field of free text (what a condition reads), a field of values (what groups), a value the
+# query names (plans/grounding.py: the schema offers only those)
 FIELD, FIELD_OR_NULL, LIST, TEXT, TEXT_OR_NULL, TESTS, LABELS = (
     "field",
     "field?",
@@ -29,6 +31,7 @@ FIELD, FIELD_OR_NULL, LIST, TEXT, TEXT_OR_NULL, TESTS, LABELS = (
     "tests",
     "labels",
 )
+TEXT_FIELD, VALUE_FIELD, VALUE = "text field", "value field", "value"
 OTHER = "other"  # the label of a record that fits none of a shape's conditions
 
 
@@ -145,42 +148,42 @@ SHAPES: tuple[Shape, ...] = (
     Shape(
         "count",
         "how many records (with the `where` values) meet a condition of meaning",
-        (("where", TESTS), ("field", FIELD), ("condition", TEXT_OR_NULL)),
+        (("where", TESTS), ("field", TEXT_FIELD), ("condition", TEXT_OR_NULL)),
         _count,
         _KEEP,
     ),
     Shape(
         "count_per_group",
         "for each value of `group_by`, how many of its records meet the condition",
-        (("where", TESTS), ("group_by", FIELD), ("field", FIELD), ("condition", TEXT_OR_NULL)),
+        (("where", TESTS), ("group_by", VALUE_FIELD), ("field", TEXT_FIELD), ("condition", TEXT_OR_NULL)),
         _per_group,
         _KEEP,
     ),
     Shape(
         "count_label",
         "how many records have `label`, when the query defines the labels",
-        (("where", TESTS), ("field", FIELD), ("labels", LABELS), ("label", TEXT)),
+        (("where", TESTS), ("field", TEXT_FIELD), ("labels", LABELS), ("label", TEXT)),
         _label_plan("count"),
         (("label.field", "field"), ("label.labels", "labels")),
     ),
     Shape(
         "most_common_label",
         "the label most records have, when the query defines the labels",
-        (("where", TESTS), ("field", FIELD), ("labels", LABELS)),
+        (("where", TESTS), ("field", TEXT_FIELD), ("labels", LABELS)),
         _label_plan("most_common"),
         (("label.field", "field"), ("label.labels", "labels")),
     ),
     Shape(
         "least_common_label",
         "the label fewest records have, when the query defines the labels",
-        (("where", TESTS), ("field", FIELD), ("labels", LABELS)),
+        (("where", TESTS), ("field", TEXT_FIELD), ("labels", LABELS)),
         _label_plan("least_common"),
         (("label.field", "field"), ("label.labels", "labels")),
     ),
     Shape(
         "most_common_value",
         "among the records that meet the condition, the most common value of `count_field`",
-        (("where", TESTS), ("field", FIELD), ("condition", TEXT_OR_NULL), ("count_field", FIELD)),
+        (("where", TESTS), ("field", TEXT_FIELD), ("condition", TEXT_OR_NULL), ("count_field", VALUE_FIELD)),
         _most_field,
         (*_KEEP, ("of", "count_field")),
     ),
@@ -188,7 +191,7 @@ SHAPES: tuple[Shape, ...] = (
         "most_common_name",
         "among the records that meet the condition, the `name` (a product, a place...) their "
         "text mentions most often",
-        (("where", TESTS), ("field", FIELD), ("condition", TEXT_OR_NULL), ("name", TEXT)),
+        (("where", TESTS), ("field", TEXT_FIELD), ("condition", TEXT_OR_NULL), ("name", TEXT)),
         _most_name,
         _KEEP,
     ),
@@ -197,8 +200,8 @@ SHAPES: tuple[Shape, ...] = (
         "the values of `group_by` that have a record meeting `first` and a record meeting `second`",
         (
             ("where", TESTS),
-            ("group_by", FIELD),
-            ("field", FIELD),
+            ("group_by", VALUE_FIELD),
+            ("field", TEXT_FIELD),
             ("first", TEXT),
             ("second", TEXT),
         ),
@@ -210,12 +213,12 @@ SHAPES: tuple[Shape, ...] = (
         "the values of `group_by` whose record dated `first_date` meets `first` and whose "
         "record dated `second_date` meets `second`",
         (
-            ("group_by", FIELD),
-            ("field", FIELD),
-            ("date_field", FIELD),
-            ("first_date", TEXT),
+            ("group_by", VALUE_FIELD),
+            ("field", TEXT_FIELD),
+            ("date_field", VALUE_FIELD),
+            ("first_date", VALUE),
             ("first", TEXT),
-            ("second_date", TEXT),
+            ("second_date", VALUE),
             ("second", TEXT),
         ),
         _changed,
@@ -227,7 +230,7 @@ SHAPES: tuple[Shape, ...] = (
         "`key` the records of `from` that meet the condition name",
         (
             ("from", LIST),
-            ("field", FIELD),
+            ("field", TEXT_FIELD),
             ("condition", TEXT_OR_NULL),
             ("other", LIST),
             ("key", FIELD),
@@ -245,7 +248,7 @@ SHAPES: tuple[Shape, ...] = (
     Shape(
         "list",
         "the values of `answer` of the records (with the `where` values) that meet the condition",
-        (("where", TESTS), ("field", FIELD), ("condition", TEXT_OR_NULL), ("answer", FIELD)),
+        (("where", TESTS), ("field", TEXT_FIELD), ("condition", TEXT_OR_NULL), ("answer", FIELD)),
         _list,
         (*_KEEP, ("of", "answer")),
     ),

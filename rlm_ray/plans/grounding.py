@@ -1,0 +1,87 @@
+"""What a plan's slots may hold, read from the records and the query, so that the schema can
+leave the model no wrong choice to make.
+
+On domains nobody tuned on, the 1.5B model's plans failed in their slots, not their shapes'
+logic (docs/plans.md, the first held-out run): a condition read the key field (`host`) instead
+of the message text; a value seen in the first turn's preview (`reviewer == 'eva_s'`, `stars
+== '1'`) became an exact test the query never asked for; a condition was a record's text
+copied whole. Each of those is a choice the records and the query already decide:
+
+    text_fields(records)          the fields of free text: what a condition of meaning reads
+    value_fields(records)         the fields of few, short values: what groups and exact tests use
+    named_values(records, query)  {field: [values the query names]}: the only exact tests allowed
+    copied_text(text, records)    a long slot value that is a record's text, not the query's
+
+The schema (plans/schema.py) turns these into enums. Pure: no Ray, no model.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from rlm_ray.plans.records import Record, fields, values
+
+FREE_TEXT_MIN_CHARS = 15  # a field whose values average fewer characters is a value, not text
+_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})")
+_MONTHS = "january february march april may june july august september october november december"
+
+
+def text_fields(records: Sequence[Record]) -> list[str]:
+    """The fields of free text (most values different and long), in record order."""
+    return [f for f in fields(records) if _is_free_text(records, f)]
+
+
+def value_fields(records: Sequence[Record]) -> list[str]:
+    """The fields that are not free text (a user, a date, a site), in record order."""
+    return [f for f in fields(records) if not _is_free_text(records, f)]
+
+
+def named_values(records: Sequence[Record], query: str) -> dict[str, list[str]]:
+    """For each field of values, its values that `query` names: the value as a whole word
+    in any case ("user 4997" names '4997'), or a date as "March 4" / "4 March" / "2026-03-04".
+    Fields with none are left out."""
+    folded = query.casefold()
+    named: dict[str, list[str]] = {}
+    for field in value_fields(records):
+        hits = [v for v in values(records, field) if _names(folded, v)]
+        if hits:
+            named[field] = sorted(hits)
+    return named
+
+
+def copied_text(text: str, records: Sequence[Record], query: str, min_words: int = 4) -> bool:
+    """True when `text` (a condition, a label) is a record's own text of `min_words` words or
+    more that the query does not contain: a value copied from the preview, not the query's."""
+    folded = " ".join(text.casefold().split())
+    if len(folded.split()) < min_words or folded in " ".join(query.casefold().split()):
+        return False
+    return any(
+        folded in " ".join(r.get(f, "").casefold().split())
+        for f in text_fields(records) or fields(records)
+        for r in records
+    )
+
+
+def _is_free_text(records: Sequence[Record], field: str) -> bool:
+    counts = values(records, field)
+    if not counts:
+        return False
+    many = len(counts) > max(10, len(records) // 2)
+    chars = sum(len(v) * n for v, n in counts.items()) / sum(counts.values())
+    return many and chars >= FREE_TEXT_MIN_CHARS
+
+
+def _names(folded_query: str, value: str) -> bool:
+    value = value.strip()
+    if not value or len(value) > 60:
+        return False
+    if re.search(rf"(?<!\w){re.escape(value.casefold())}(?!\w)", folded_query):
+        return True
+    date = _DATE.match(value)
+    if date is None:
+        return False
+    month = _MONTHS.split()[int(date[2]) - 1] if 1 <= int(date[2]) <= 12 else ""
+    day = str(int(date[3]))
+    forms = (rf"{month[:3]}\w*\.?\s+{day}(?:st|nd|rd|th)?", rf"{day}(?:st|nd|rd|th)?\s+{month[:3]}\w*")
+    return bool(month) and any(re.search(rf"(?<!\w){f}(?!\w)", folded_query) for f in forms)
