@@ -11,6 +11,7 @@ from test_cascade_ops import APPROX, CONDITION, asked_items, has_problem, oracle
 
 from rlm_ray import ConfigError, LimitExceededError, ops
 from rlm_ray.testing import code, records, turns
+from rlm_ray.trace.totals import trace_usage
 
 pytestmark = pytest.mark.ray
 
@@ -80,6 +81,7 @@ def test_the_embedding_calls_are_traced_and_counted_in_a_models_run(make_rlm, mo
     assert len(embedded) == len(model_server.embedding_requests) > 0
     assert all(s.error is None and s.model == EMBEDDER and s.input_tokens > 0 for s in embedded)
     assert result.usage.by_model[EMBEDDER].calls == len(embedded)
+    assert trace_usage(result.trace).calls == result.usage.calls  # the trace re-adds them
     assert "warning" not in cell.output
 
 
