@@ -3,9 +3,10 @@ with the local model's llama.cpp server as the embedding model (docs/cascades.md
 
     python benchmarks/cascade_embeddings.py --records 1500 --held-out 500
 
-Starts `python -m rlm_ray.local_model serve ... --embeddings` (mean pooling) on a free port,
+Starts `python -m rlm_ray.local_model serve ... --embeddings` (mean pooling; `--slots` inputs
+embedded at once, 512 tokens each) on a free port,
 embeds the records through rlm-ray's own embedding call (`rlm_ray.embeddings.aembed`, the lean
-path, `BATCH_RECORDS` a call, one call at a time), and times it. Then, for 200 / 500 / 1,000
+path, `BATCH_RECORDS` a call, one call at a time), and times it. Then, for 100 / 200 / 500 / 1,000
 training records, trains the proxy three ways (n-grams as shipped; embeddings alone; both) on
 the records' true labels (what a perfect oracle would answer) and scores the held-out records:
 a filter's AUC (complaint or not) and a classifier's top-label accuracy (five labels). Prints
@@ -38,7 +39,7 @@ from rlm_ray.cascade import proxy  # noqa: E402
 from rlm_ray.llm import LLMRequest  # noqa: E402
 from rlm_ray.local_model import LOCAL_MODELS, model_path  # noqa: E402
 
-SIZES = (200, 500, 1_000)
+SIZES = (100, 200, 500, 1_000)
 
 
 def load() -> str:
@@ -51,11 +52,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(name: str, threads: int) -> tuple[subprocess.Popen, str]:
+def start_server(name: str, threads: int, slots: int) -> tuple[subprocess.Popen, str]:
     spec, port = LOCAL_MODELS[name], free_port()
     argv = [sys.executable, "-m", "rlm_ray.local_model", "serve", str(model_path(spec))]
     argv += ["--name", spec.served_name, "--port", str(port), "--threads", str(threads)]
-    argv += ["--ctx-per-slot", "4096", "--parent", str(os.getpid()), "--embeddings"]
+    argv += ["--slots", str(slots), "--ctx-per-slot", "512", "--parent", str(os.getpid())]
+    argv += ["--embeddings"]
     server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
@@ -78,6 +80,7 @@ async def embed_all(url: str, model: str, texts: list[str]) -> tuple[np.ndarray,
         vectors, reply = embeddings.split(reply)
         rows.append(vectors)
         tokens += reply.input_tokens
+        print(f"embedded {a + len(vectors)} of {len(texts)}", file=sys.stderr, flush=True)
     await openai_http.aclose()
     return np.concatenate(rows), tokens
 
@@ -122,12 +125,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=100_002)
     parser.add_argument("--model", default="local")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--slots", type=int, default=1, help="inputs the server embeds at once")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     records = qt.make_records(rng, args.records, max(5, args.records // 8), qt._dates())
     texts, labels = [r.line() for r in records], [r.label for r in records]
     served = LOCAL_MODELS[args.model].served_name
-    server, url = start_server(args.model, args.threads)
+    server, url = start_server(args.model, args.threads, args.slots)
     try:
         print(json.dumps({"chat_with_embeddings_on": chat_works(url, served)}), flush=True)
         before, started = load(), time.perf_counter()
@@ -138,7 +142,8 @@ def main() -> None:
         server.wait()
     print(json.dumps({"embedded": len(texts), "seconds": round(seconds, 1),
                       "per_record_s": round(seconds / len(texts), 4), "tokens": tokens,
-                      "dimensions": int(vectors.shape[1]), "load_before": before,
+                      "dimensions": int(vectors.shape[1]), "slots": args.slots,
+                      "load_before": before,
                       "load_after": load()}), flush=True)  # fmt: skip
     for n in SIZES:
         if n + args.held_out > len(texts):
