@@ -2,6 +2,7 @@
 with the local model's llama.cpp server as the embedding model (docs/cascades.md, "Embeddings").
 
     python benchmarks/cascade_embeddings.py --records 1500 --held-out 500
+    python benchmarks/cascade_embeddings.py --speed-only 64    # embedding against the oracle
 
 Starts `python -m rlm_ray.local_model serve ... --embeddings` (mean pooling; `--slots` inputs
 embedded at once, 512 tokens each) on a free port,
@@ -101,6 +102,37 @@ def chat_works(url: str, model: str) -> bool:
         return False
 
 
+def oracle_seconds(url: str, model: str, texts: list[str]) -> tuple[float, int]:
+    """The local oracle's seconds for `texts`: `llm_classify`'s own batches (the local model's
+    batch size, its label meanings), each one chat call made as the local sub-model's are."""
+    from operator_accuracy import MEANINGS
+
+    from rlm_ray import record_ops
+
+    op = record_ops.classify_op(list(MEANINGS), list(MEANINGS.values()))
+    calls = 0
+
+    def ask(prompts: list) -> list[str]:
+        nonlocal calls
+        answers = []
+        for prompt in prompts:
+            calls += 1
+            body = {"model": model, "messages": [{"role": "user", "content": prompt}]}
+            body.update(temperature=0.0, max_tokens=1024)
+            request = urllib.request.Request(
+                url + "/chat/completions", json.dumps(body).encode(),
+                {"Content-Type": "application/json"},
+            )  # fmt: skip
+            with urllib.request.urlopen(request, timeout=600) as r:
+                answers.append(json.loads(r.read())["choices"][0]["message"]["content"])
+        return answers
+
+    started = time.perf_counter()
+    record_ops.run(op, texts, texts, ask, window_tokens=4096,
+                   max_items=record_ops.batch_items_for("local"))  # fmt: skip
+    return time.perf_counter() - started, calls
+
+
 def quality(texts, vectors, labels, n: int, held: int, how: str) -> dict:
     train_texts, test_texts = texts[:n], texts[-held:]
     train_vectors = None if how == "ngrams" else vectors[:n]
@@ -126,17 +158,30 @@ def main() -> None:
     parser.add_argument("--model", default="local")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--slots", type=int, default=1, help="inputs the server embeds at once")
+    parser.add_argument(
+        "--speed-only", type=int, default=0,
+        help="embed this many records, then ask the local oracle about as many (same server, "
+        "same load): seconds a record each way; no proxy quality",
+    )  # fmt: skip
     args = parser.parse_args()
     rng = random.Random(args.seed)
     records = qt.make_records(rng, args.records, max(5, args.records // 8), qt._dates())
     texts, labels = [r.line() for r in records], [r.label for r in records]
     served = LOCAL_MODELS[args.model].served_name
+    if args.speed_only:
+        texts = texts[: args.speed_only]
     server, url = start_server(args.model, args.threads, args.slots)
     try:
         print(json.dumps({"chat_with_embeddings_on": chat_works(url, served)}), flush=True)
         before, started = load(), time.perf_counter()
         vectors, tokens = asyncio.run(embed_all(url, served, texts))
         seconds = time.perf_counter() - started
+        if args.speed_only:
+            asked_s, calls = oracle_seconds(url, served, texts)
+            print(json.dumps({"oracle_records": len(texts), "oracle_calls": calls,
+                              "oracle_seconds": round(asked_s, 1),
+                              "oracle_per_record_s": round(asked_s / len(texts), 4),
+                              "load_after_oracle": load()}), flush=True)  # fmt: skip
     finally:
         server.kill()
         server.wait()
