@@ -73,7 +73,7 @@ def start_server(name: str, threads: int, slots: int) -> tuple[subprocess.Popen,
 
 
 async def embed_all(url: str, model: str, texts: list[str]) -> tuple[np.ndarray, int]:
-    template = LLMRequest(f"openai/{model}", [], api_base=url, api_key="local", timeout_s=600)
+    template = LLMRequest(f"openai/{model}", [], api_base=url, api_key="local", timeout_s=3600)
     rows, tokens = [], 0
     for a in range(0, len(texts), embeddings.BATCH_RECORDS):
         request = embeddings.batch_request(template, texts[a : a + embeddings.BATCH_RECORDS])
