@@ -4,9 +4,9 @@ with the local model's llama.cpp server as the embedding model (docs/cascades.md
     python benchmarks/cascade_embeddings.py --records 1500 --held-out 500
     python benchmarks/cascade_embeddings.py --speed-only 64    # embedding against the oracle
 
-Starts `python -m rlm_ray.local_model serve ... --embeddings` (mean pooling; `--slots` inputs
+Starts `python -m rlm_ray.local.local_model serve ... --embeddings` (mean pooling; `--slots` inputs
 embedded at once, 512 tokens each) on a free port,
-embeds the records through rlm-ray's own embedding call (`rlm_ray.embeddings.aembed`, the lean
+embeds the records through rlm-ray's own embedding call (`rlm_ray.models.embeddings.aembed`, the lean
 path, `BATCH_RECORDS` a call, one call at a time), and times it. Then, for 100 / 200 / 500 / 1,000
 training records, trains the proxy three ways (n-grams as shipped; embeddings alone; both) on
 the records' true labels (what a perfect oracle would answer) and scores the held-out records:
@@ -35,10 +35,10 @@ import numpy as np  # noqa: E402
 import quality_tasks as qt  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from rlm_ray import embeddings, openai_http  # noqa: E402
 from rlm_ray.cascade import proxy  # noqa: E402
-from rlm_ray.llm import LLMRequest  # noqa: E402
-from rlm_ray.local_model import LOCAL_MODELS, model_path  # noqa: E402
+from rlm_ray.local.local_model import LOCAL_MODELS, model_path  # noqa: E402
+from rlm_ray.models import embeddings, openai_http  # noqa: E402
+from rlm_ray.models.llm import LLMRequest  # noqa: E402
 
 SIZES = (100, 200, 500, 1_000)
 
@@ -55,7 +55,7 @@ def free_port() -> int:
 
 def start_server(name: str, threads: int, slots: int) -> tuple[subprocess.Popen, str]:
     spec, port = LOCAL_MODELS[name], free_port()
-    argv = [sys.executable, "-m", "rlm_ray.local_model", "serve", str(model_path(spec))]
+    argv = [sys.executable, "-m", "rlm_ray.local.local_model", "serve", str(model_path(spec))]
     argv += ["--name", spec.served_name, "--port", str(port), "--threads", str(threads)]
     argv += ["--slots", str(slots), "--ctx-per-slot", "512", "--parent", str(os.getpid())]
     argv += ["--embeddings"]
