@@ -170,7 +170,7 @@ RECORDS = PromptItem(
     "items once: prefer them to regexes for semantic questions and to one `llm_query` per record.",
 )
 _BATCHES = ("start_llm",)
-_CASCADE = ("start_llm", "train_proxy", "score_proxy")
+_CASCADE = ("start_llm", "train_proxy", "score_proxy", "embed")
 
 LLM_MAP = SubCallKind(
     name="llm_map",
@@ -187,7 +187,7 @@ LLM_FILTER = SubCallKind(
     shown="`llm_filter(condition, items) -> list` (the items for which the condition holds, in "
     "order)",
     sends=_CASCADE,
-    traced=("llm",),
+    traced=("llm", "embed"),
 )
 LLM_CLASSIFY = SubCallKind(
     name="llm_classify",
@@ -196,7 +196,7 @@ LLM_CLASSIFY = SubCallKind(
     shown='`llm_classify(items, labels) -> list[str]` (one of `labels` per item, or "unknown"; '
     "`labels` may be a dict of label -> what it means)",
     sends=_CASCADE,
-    traced=("llm",),
+    traced=("llm", "embed"),
 )
 LLM_COUNT = SubCallKind(
     name="llm_count",
@@ -204,5 +204,5 @@ LLM_COUNT = SubCallKind(
     item=RECORDS,
     shown="`llm_count(condition, items) -> int` (how many items meet the condition)",
     sends=_CASCADE,
-    traced=("llm",),
+    traced=("llm", "embed"),
 )
