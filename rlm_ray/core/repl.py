@@ -6,8 +6,8 @@ that make sub-calls (`llm_query`, `llm_query_batched`, `recursive_llm` / `rlm_qu
 one declaration per kind in rlm_ray/subcall_kinds/), `FINAL`, `FINAL_VAR`, `SHOW_VARS`,
 `answer`, and the run's tools.
 
-Sub-calls start at once and return `SubCallFuture`s, which `subcalls.SubCalls` settles (see
-`rlm_ray/subcalls.py`); where the work runs is the `Backend`'s business.
+Sub-calls start at once and return `SubCallFuture`s (`core/futures.py`), which `SubCalls` settles
+(`core/subcalls.py`); where the work runs is the `Backend`'s business.
 """
 
 from __future__ import annotations
