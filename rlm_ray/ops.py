@@ -48,8 +48,9 @@ __all__ = ["OpCount", "OpResult", "classify", "count", "filter", "map"]
 @dataclass
 class OpResult:
     """An operator's `values` (map: one answer per item; filter: the items kept; classify: one
-    label per item, or "unknown"), what it spent (`usage`: calls, tokens, cost) and its
-    `warnings` (items cut to fit the window, items that never got a usable answer)."""
+    label per item, or "unknown"), what it spent (`usage`: calls, tokens, cost), its
+    `warnings` (items cut to fit the window, items that never got a usable answer, a large
+    share of "unknown" labels) and, for classify, how many items are `unknown`."""
 
     values: list[Any]
     usage: Usage
@@ -57,6 +58,8 @@ class OpResult:
     report: Any = None
     """An approximate call's `cascade.CascadeReport` (records the model saw per stage, the
     proxy's agreement, thresholds, targets; `.summary()`); None for an exact call."""
+    unknown: int = 0
+    """classify: the items whose label is "unknown" (none fitted, or no answer named one)."""
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.values)
@@ -202,6 +205,8 @@ def _run(
     )
     cascaded = None if targets is None or not records else done
     outcome = done if cascaded is None else done.outcome
+    report = record_ops.unknown_report(outcome)  # a large share of "unknown": a warning too
+    outcome.warnings += [line for line in report if line.startswith("warning: ")]
     for warning in outcome.warnings:
         warnings.warn(f"rlm_ray.ops.{kind}: {warning}", RuntimeWarning, stacklevel=4)
     return outcome, usage, cascaded
@@ -209,7 +214,7 @@ def _run(
 
 def _result(outcome: record_ops.Outcome, usage: Usage, cascaded: Any) -> OpResult:
     report = None if cascaded is None else cascaded.report
-    return OpResult(outcome.values, usage, outcome.warnings, report)
+    return OpResult(outcome.values, usage, outcome.warnings, report, outcome.unknown)
 
 
 def _targets(

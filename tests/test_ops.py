@@ -256,3 +256,60 @@ def test_ops_hold_the_fan_out_at_the_gateways_for_rlm_rays_own_server(
     model_server.reset_stats()
     ops.filter("Is it a bird?", items, **settings(model_server, max_batch_items=1))
     assert model_server.peak_concurrency > cap + leftover
+
+
+# -- labels of several words (issue 30) -------------------------------------------------------------
+DELIVERY, BILLING = "late or lost delivery", "billing"
+MULTI_WORD = [DELIVERY, BILLING, "praise", "question"]
+# What a small model answers to a multi-word label list, and the label each answer names.
+ANSWERS = {
+    "my parcel is a week late": ("Late delivery", DELIVERY),  # the label's words
+    "the box never came": ("Lost delivery.", DELIVERY),
+    "charged twice": ("Billing issue", BILLING),  # starts with a label
+    "they took my money twice": ("2", BILLING),  # the label's number
+    "where is the shop": ("Question", "question"),
+    "great service": ("praise", "praise"),
+    "it rained on tuesday": ("weather", "unknown"),  # names no label
+    "the sky is blue": ("none", "unknown"),  # fits none
+}
+
+
+def multi_word_kind(task: str, item: str) -> str:
+    return next(answer for text, (answer, _) in ANSWERS.items() if text in item)
+
+
+@pytest.mark.ray
+def test_ops_classify_maps_answers_to_multi_word_labels_and_counts_unknown(
+    ray_session, model_server
+):
+    model_server.reply = records(multi_word_kind)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kinds = ops.classify(list(ANSWERS), MULTI_WORD, **settings(model_server, max_batch_items=1))
+    assert kinds.values == [label for _, label in ANSWERS.values()]
+    assert kinds.unknown == 2  # told to the caller, who would otherwise see nothing
+    assert not any("got no label" in str(w.message) for w in caught)  # 2 of 8: no warning
+    mostly_unknown = ["it rained on tuesday", "the sky is blue", "great service"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kinds = ops.classify(
+            mostly_unknown, MULTI_WORD, **settings(model_server, max_batch_items=1)
+        )
+    assert kinds.unknown == 2 and any("got no label" in w for w in kinds.warnings)
+    assert any("got no label" in str(w.message) for w in caught)
+
+
+@pytest.mark.ray
+def test_llm_classify_tells_the_model_how_many_items_are_unknown(make_rlm, model_server):
+    root = f"""
+    labels = llm_classify(context, {MULTI_WORD!r})
+    print(labels)
+    """
+    model_server.reply = records(multi_word_kind, default=turns(code(root), "FINAL(done)"))
+    result = make_rlm(prompt="paper").completion("q", list(ANSWERS))
+    output = result.trace.iterations[0].cells[0].output
+    assert str([label for _, label in ANSWERS.values()]) in output
+    assert (
+        "[llm_classify] 2 of 8 items are 'unknown'; answers that named no label: 'weather'"
+        in output
+    )

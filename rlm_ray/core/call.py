@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from typing import Any, Protocol
 from rlm_ray import corpus
 from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.core import answer_source
+from rlm_ray.core.answer_check import plain_words
 from rlm_ray.core.loop import LoopSettings, Messages, Resume, run_loop
 from rlm_ray.core.program_mode import run_program
 from rlm_ray.core.repl import REPLSession, REPLSettings
@@ -35,7 +37,7 @@ from rlm_ray.core.subcalls import Backend
 from rlm_ray.errors import LimitExceededError, RLMError
 from rlm_ray.operators import approximate
 from rlm_ray.prompting import prompts
-from rlm_ray.prompting.plain_prompt import plain_call_prompt
+from rlm_ray.prompting.plain_prompt import context_text, plain_call_prompt
 from rlm_ray.safety.redact import process_secrets
 from rlm_ray.sandbox.kill_switch import KillSwitch
 from rlm_ray.subcall_kinds import cascades
@@ -377,7 +379,21 @@ def _loop_settings(
         next_turn=variant.next_turn,
         error_turn=variant.error_turn,
         empty_turn=variant.empty_turn,
+        examples=variant.example_text(),
+        in_context=lambda text: holds(context, text),
     )
+
+
+def holds(context: Any, text: str) -> bool:
+    """Whether `context` holds `text`, as words (case and punctuation aside). Only asked of an
+    answer that the prompt's examples hold too (`answer_check`), so it may read the context."""
+    if context is None:
+        return False
+    words = plain_words(text)
+    if isinstance(context, corpus.Corpus):  # searched where the chunks are, never read here
+        pattern = r"\W+".join(re.escape(w) for w in words.split())
+        return bool(context.grep(pattern, flags=re.IGNORECASE, max_matches=1))
+    return words in plain_words(context if isinstance(context, str) else context_text(context))
 
 
 def _system_prompt(spec: CallSpec, context: Any, variant: prompts.PromptVariant) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from rlm_ray.core.answer_check import copied, too_long
 from rlm_ray.core.parsing import TextFinal, code_blocks, text_final
 from rlm_ray.errors import ContextWindowError
 from rlm_ray.prompting import prompts
@@ -77,6 +78,10 @@ class LoopSettings:
     reply included) and the reply's turn index: what a `Resume` needs if the REPL is lost."""
     max_answer_chars: int | None = None
     """A longer answer is refused and the model told (None: any length)."""
+    examples: str = ""
+    """The text of the prompt's worked examples: an answer copied from it is refused unless
+    the context (`in_context`) or an output of the call holds it too (`answer_check`)."""
+    in_context: Callable[[str], bool] = lambda text: True
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,7 @@ def run_loop(
         reply, iteration = _ask(asked, messages, settings, index, usage)
         trace.iterations.append(iteration)
         settings.checkpoint(messages, index)
-        answer, feedback = _take_turn(reply.text, repl, iteration, settings.max_answer_chars)
+        answer, feedback = _take_turn(reply.text, repl, iteration, _refusal(settings, trace))
         if answer is not None:
             trace.answer, trace.finished_by = answer
             return answer[0]
@@ -168,8 +173,24 @@ def _ask(
     return reply, iteration
 
 
+def _refusal(settings: LoopSettings, trace: CallTrace) -> Callable[[str], str | None]:
+    """Why an answer may not end the call (None: it may): its length, or a copy of the
+    examples that nothing the call has seen holds."""
+
+    def seen() -> list[str]:
+        cells = [c for it in trace.iterations for c in it.cells]
+        return [settings.query] + [f"{c.output}\n{c.error or ''}" for c in cells]
+
+    def refused(answer: str) -> str | None:
+        return too_long(answer, settings.max_answer_chars) or copied(
+            answer, settings.examples, seen, settings.in_context
+        )
+
+    return refused
+
+
 def _take_turn(
-    text: str, repl: REPL, iteration: IterationTrace, max_answer_chars: int | None = None
+    text: str, repl: REPL, iteration: IterationTrace, refusal: Callable[[str], str | None]
 ) -> tuple[tuple[str, str] | None, str]:
     """Run the reply's blocks in order; return ((answer, how), "") or (None, feedback)."""
     blocks = code_blocks(text)
@@ -179,19 +200,19 @@ def _take_turn(
         report = repl.run(code)
         iteration.cells.append(report.trace)
         if report.final is not None:
-            too_long = _too_long(report.final, max_answer_chars)
-            if too_long is None:
+            refused = refusal(report.final)
+            if refused is None:
                 return (report.final, report.finished_by), ""
             report.trace.final = False  # an error in the cell that called it
-            report.trace.error = f"{report.finished_by}(...) was not accepted: {too_long}"
+            report.trace.error = f"{report.finished_by}(...) was not accepted: {refused}"
         failed = failed or report.trace.error is not None
         outputs.append(_describe_cell(number, report.trace))
     final = text_final(text)
     try:
         answer = _answer_after_code(final, failed, repl, outputs)
-        too_long = None if answer is None else _too_long(answer[0], max_answer_chars)
-        if too_long is not None:
-            raise AnswerError(too_long)
+        refused = None if answer is None else refusal(answer[0])
+        if refused is not None:
+            raise AnswerError(refused)
     except AnswerError as exc:
         answer = None
         outputs.append(f"Your answer was not accepted: {exc}")
@@ -200,17 +221,6 @@ def _take_turn(
     if not blocks and final is None:
         outputs.append(prompts.NO_CODE)
     return None, "\n\n".join(outputs)
-
-
-def _too_long(answer: str, max_chars: int | None) -> str | None:
-    """Why an answer is refused for its length (None: it is not)."""
-    if max_chars is None or len(answer) <= max_chars:
-        return None
-    return (
-        f"the answer is {len(answer):,} characters, over the limit of {max_chars:,} "
-        "(`max_answer_chars`); answer with less: a summary, or the first part and how much "
-        "more there is"
-    )
 
 
 class StuckGuard:

@@ -279,33 +279,83 @@ def yes_no(text: str) -> Any:
 
 
 def normalise_label(text: str, labels: Sequence[str], descriptions: Sequence[str] = ()) -> Any:
-    """The label `text` names: exact, then ignoring case, quotes and a "label:" prefix, then
-    the one label named as a whole word, then the one label whose meaning holds the answer as a
-    whole word (a small model answers "praise" for `other: praise, thanks, a question`);
-    `UNKNOWN` if the model said so; else unparsed."""
+    """The label `text` names, tried in this order: the label exactly; ignoring case, quotes,
+    punctuation and a "label:" prefix; `UNKNOWN` (or "none") if the model said so; a label's
+    number (1 for the first); the one label the answer starts (a unique prefix, "late" of
+    "late or lost delivery") or that starts the answer ("billing issue"); the one label named
+    as a whole phrase in the answer; the one label whose words, then whose meaning's words, the
+    answer shares most ("lost delivery", or "praise" for `other: praise, thanks, a question`).
+    Labels may be any strings: several words, punctuation. Else unparsed."""
     first = text.strip().splitlines()[0] if text.strip() else ""
-    bare = re.sub(r"^(label|answer)\s*:\s*", "", first.strip(" \t*`'\".:;,"), flags=re.I)
-    bare = bare.strip(" \t*`'\".:;,")
+    bare = re.sub(r"^(label|answer|category)\s*:\s*", "", first.strip(_EDGES), flags=re.I)
+    bare = bare.strip(_EDGES)
     for candidate in (first.strip(), bare):
         if candidate in labels:
             return candidate
     folded = {label.casefold(): label for label in labels}
-    if bare.casefold() in folded:
-        return folded[bare.casefold()]
-    if bare.casefold() == UNKNOWN:
+    key = bare.casefold()
+    if key in folded:
+        return folded[key]
+    if key in (UNKNOWN, "none", "n/a", "none of them", "none of the above"):
         return UNKNOWN
+    if key.isdigit() and 1 <= int(key) <= len(labels):
+        return labels[int(key) - 1]
+    named = _named(first, labels)
+    if len(named) > 1:  # "billing or access": no one label
+        return _UNPARSED
+    for found in (*named, _by_prefix(key, labels), _by_words(key, labels, descriptions)):
+        if found is not None:
+            return found
+    return _UNPARSED
+
+
+_EDGES = " \t*`'\".:;,()[]"
+_STOPWORDS = frozenset(
+    "a an and are as at be by for from in is it its of on or the this that to with about "
+    "item text label it's".split()
+)
+
+
+def _by_prefix(key: str, labels: Sequence[str]) -> str | None:
+    """The one label `key` is the start of, or the longest label `key` starts with."""
+    if len(key) < 3:
+        return None
+    starts = [label for label in labels if label.casefold().startswith(key)]
+    if len(starts) == 1:
+        return starts[0]
+    heads = [label for label in labels if re.match(rf"{re.escape(label.casefold())}\b", key)]
+    return max(heads, key=len) if heads else None
+
+
+def _named(answer: str, labels: Sequence[str]) -> list[str]:
+    """The labels the answer names as whole phrases (the longest of overlapping ones)."""
     named = [
         label
         for label in labels
-        if re.search(rf"(?<!\w){re.escape(label.casefold())}(?!\w)", first.casefold())
+        if re.search(rf"(?<!\w){re.escape(label.casefold())}(?!\w)", answer.casefold())
     ]
-    if not named and len(bare) >= 3:
-        named = [
-            label
-            for label, meaning in zip(labels, descriptions)
-            if re.search(rf"(?<!\w){re.escape(bare.casefold())}(?!\w)", meaning.casefold())
-        ]
-    return named[0] if len(named) == 1 else _UNPARSED
+    return [n for n in named if not any(n != m and n.casefold() in m.casefold() for m in named)]
+
+
+def _by_words(key: str, labels: Sequence[str], descriptions: Sequence[str]) -> str | None:
+    """The one label sharing the most words with the answer: its own words first, then its
+    meaning's (a tie, or no word shared, is no answer)."""
+    words = _content_words(key)
+    if not words:
+        return None
+    meanings = list(descriptions) + [""] * (len(labels) - len(descriptions))
+    for source in (list(labels), meanings):
+        scores = [len(words & _content_words(text)) for text in source]
+        best = max(scores)
+        if best > 0 and scores.count(best) == 1:
+            return labels[scores.index(best)]
+    return None
+
+
+def _content_words(text: str) -> set[str]:
+    return {
+        w for w in re.findall(r"[a-z0-9]+", text.casefold()) if w not in _STOPWORDS and len(w) > 1
+    }
 
 
 # -- planning ------------------------------------------------------------------------------------
@@ -392,6 +442,10 @@ class Outcome:
     answers: list[Any] = field(default_factory=list)
     prompts_sent: int = 0
     rounds: int = 0
+    unknown: int = 0
+    """classify: how many items (duplicates counted) ended `UNKNOWN`."""
+    unmatched: list[str] = field(default_factory=list)
+    """A few answers that named no label (for the report of `unknown`)."""
 
 
 def run(
@@ -422,6 +476,8 @@ def run(
             retry += retry_groups(batch, got)
             if len(batch) == 1 and batch[0] not in answers:
                 failed.append(batch[0])
+                if reply.strip() and len(outcome.unmatched) < 3:
+                    outcome.unmatched.append(reply.strip().splitlines()[0][:40])
         pending = retry
     if failed:
         shown = ", ".join(str(firsts[i]) for i in sorted(failed)[:10])
@@ -431,11 +487,34 @@ def run(
         )
     per_item = [answers.get(where[i], op.default) for i in range(len(where))]
     outcome.answers = per_item
+    if op.kind == "classify":
+        outcome.unknown = per_item.count(UNKNOWN)
     if op.kind == "filter":
         outcome.values = [item for item, keep in zip(items, per_item) if keep]
     else:
         outcome.values = per_item
     return outcome
+
+
+UNKNOWN_SHARE_WARNING = 0.25  # more than this share of "unknown" labels: a warning line
+
+
+def unknown_report(outcome: Outcome) -> list[str]:
+    """What to tell about a classification's `UNKNOWN` items: nothing if there are none, one
+    line with their count (and a few answers that named no label), and a warning line when
+    they are a large share: the labels may not fit the records, or need meanings."""
+    total = len(outcome.values)
+    if not outcome.unknown or not total:
+        return []
+    answers = ", ".join(repr(a) for a in outcome.unmatched)
+    named = f"; answers that named no label: {answers}" if answers else ""
+    lines = [f"{outcome.unknown} of {total} items are {UNKNOWN!r}{named}"]
+    if outcome.unknown / total > UNKNOWN_SHARE_WARNING:
+        lines.append(
+            f"warning: {outcome.unknown / total:.0%} of the items got no label; check that the "
+            "labels fit the records, and give each label its meaning (a dict: label -> meaning)"
+        )
+    return lines
 
 
 def _fit(op: Operator, items: list[Any], window_tokens: int, outcome: Outcome) -> list[Any]:

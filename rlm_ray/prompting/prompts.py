@@ -243,6 +243,10 @@ class PromptVariant:
     error_turn: str | None = None  # after a turn whose code raised; None: `next_turn`
     empty_turn: str | None = None  # after a turn whose code printed nothing; None: `next_turn`
 
+    def example_text(self) -> str:
+        """The text of the worked examples (few-shot turns), where no answer may come from."""
+        return "\n".join(part for turn in self.few_shot for part in turn)
+
     def few_shot_messages(self) -> list[dict[str, str]]:
         messages = []
         for user, assistant in self.few_shot:

@@ -148,6 +148,8 @@ def run_cascade(
     per_record = [_plain(answers[where[i]]) for i in range(len(records))]
     outcome = record_ops.Outcome(_values(op, records, per_record), oracle.warnings)
     outcome.answers = per_record
+    if op.kind == "classify":
+        outcome.unknown = outcome.values.count(record_ops.UNKNOWN)
     return Cascaded(outcome, report, interval)
 
 

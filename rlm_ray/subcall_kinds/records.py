@@ -123,7 +123,7 @@ def _exact(
     outcome = cascades.exact_op(
         op, records, repl.subcalls, model, **_batching(repl, model)
     )  # fmt: skip
-    _warn(repl, op.fn, outcome.warnings)
+    _warn(repl, op.fn, outcome)
     return outcome
 
 
@@ -139,7 +139,7 @@ def _cascade(
     done = cascades.run_cascade(
         op, records, repl.subcalls, model, targets, fn=fn, count=count, **_batching(repl, model)
     )
-    _warn(repl, fn, done.outcome.warnings)
+    _warn(repl, fn, done.outcome)
     trace = cascades.cascade_trace(fn, done.report, done.count)
     repl.subcalls.record_cascade(trace, done.report.proxy_decided)
     repl.show(trace.summary)
@@ -151,9 +151,12 @@ def _batching(repl: Host, model: str | None) -> dict[str, int]:
     return {"window_tokens": window(repl, model), "max_items": record_ops.batch_items_for(name)}
 
 
-def _warn(repl: Host, fn: str, warnings: list[str]) -> None:
-    for warning in warnings:
+def _warn(repl: Host, fn: str, outcome: record_ops.Outcome) -> None:
+    """The operator's warnings, and how many items ended "unknown" (classify) in the cell."""
+    for warning in outcome.warnings:
         repl.show(f"[{fn} warning] {warning}")
+    for line in record_ops.unknown_report(outcome):
+        repl.show(f"[{fn}] {line}")
 
 
 def _run_targets(repl: Host) -> approximate.Approximate | None:
@@ -170,7 +173,7 @@ RECORDS = PromptItem(
     "items once: prefer them to regexes for semantic questions and to one `llm_query` per record.",
 )
 _BATCHES = ("start_llm",)
-_CASCADE = ("start_llm", "train_proxy", "score_proxy", "embed")
+_CASCADE = ("start_llm", "train_proxy", "score_proxy")
 
 LLM_MAP = SubCallKind(
     name="llm_map",
@@ -187,7 +190,7 @@ LLM_FILTER = SubCallKind(
     shown="`llm_filter(condition, items) -> list` (the items for which the condition holds, in "
     "order)",
     sends=_CASCADE,
-    traced=("llm", "embed"),
+    traced=("llm",),
 )
 LLM_CLASSIFY = SubCallKind(
     name="llm_classify",
@@ -196,7 +199,7 @@ LLM_CLASSIFY = SubCallKind(
     shown='`llm_classify(items, labels) -> list[str]` (one of `labels` per item, or "unknown"; '
     "`labels` may be a dict of label -> what it means)",
     sends=_CASCADE,
-    traced=("llm", "embed"),
+    traced=("llm",),
 )
 LLM_COUNT = SubCallKind(
     name="llm_count",
@@ -204,5 +207,5 @@ LLM_COUNT = SubCallKind(
     item=RECORDS,
     shown="`llm_count(condition, items) -> int` (how many items meet the condition)",
     sends=_CASCADE,
-    traced=("llm", "embed"),
+    traced=("llm",),
 )
