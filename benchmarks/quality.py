@@ -19,6 +19,8 @@ Systems (only through `RLM.completion`, so any litellm model works unchanged):
   rlm        the REPL with sub-calls (`llm_query`, and the record operators where rlm-ray has
              them); prompt: the model's default (`small` for local models, else `paper`;
              `--rlm-prompt`)
+  rlm-plans  the REPL with sub-calls, prompt `small-plans`: a plan under a JSON schema first
+             (docs/plans.md), or code
   rlm-paper  the REPL with sub-calls, prompt `paper`
   rlm-cascade  `rlm` with `approximate=True`: llm_filter / llm_classify / llm_count over many
              records answer by a cascade (docs/cascades.md); the row's `proxy_decided` says
@@ -53,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import quality_tasks as qt  # noqa: E402
 
-SYSTEMS = ("plain", "rlm-code", "rlm", "rlm-paper", "rlm-cascade", "rlms")
+SYSTEMS = ("plain", "rlm-code", "rlm", "rlm-plans", "rlm-paper", "rlm-cascade", "rlms")
 DEFAULT_SYSTEMS = ("plain", "rlm-code", "rlm")
 
 
@@ -158,6 +160,8 @@ def rlm_kwargs(system: str, settings: Settings) -> dict[str, Any]:
     elif system in ("rlm", "rlm-cascade"):
         kwargs["prompt"] = settings.rlm_prompt
         kwargs["approximate"] = system == "rlm-cascade"
+    elif system == "rlm-plans":
+        kwargs["prompt"] = "small-plans"
     elif system == "rlm-paper":
         kwargs["prompt"] = "paper"
     return kwargs

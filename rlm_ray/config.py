@@ -120,7 +120,8 @@ class RLMConfig:
     cascade when a call gives no targets of its own (docs/cascades.md): False, exact (every
     record asked); True, `approximate.DEFAULT`'s targets (recall and precision 0.9, accuracy
     0.9, counts within 2 % of the records, at confidence 0.95) over enough records; a dict of
-    targets (keys `recall`, `precision`, `accuracy`, `error`, `confidence`, `min_records`);
+    targets (keys `recall`, `precision`, `accuracy`, `error`, `confidence`, `min_records`,
+    and `embedding_model`: the proxy also learns from the records' embeddings by that model);
     None, by sub-model (`approximate.by_model`: exact, also for the local models)."""
 
     def __post_init__(self) -> None:

@@ -101,7 +101,9 @@ class LLMReply:
 class SubCallTrace:
     """One sub-call made from model code: a plain model call, a child RLM or a tool call."""
 
-    kind: str  # "llm" (llm_query, or recursive_llm at the depth limit), "rlm" or "tool"
+    # "llm" (llm_query, or recursive_llm at the depth limit), "rlm", "tool", or "embed" (one
+    # batch of a cascade's records embedded for its proxy: docs/cascades.md)
+    kind: str
     model: str
     prompt_preview: str
     started_s: float = 0.0  # when the code made the call

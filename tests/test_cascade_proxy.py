@@ -97,3 +97,21 @@ def test_filter_cascade_through_the_real_proxy(records):
     assert (kept & answers).sum() / answers.sum() >= 0.9
     assert (kept & answers).sum() / kept.sum() >= 0.9
     assert len(asked) == len(set(asked)) == result.report.oracle_seen
+
+
+def test_a_proxy_learns_from_embeddings_what_the_words_do_not_say():
+    rng = np.random.default_rng(5)
+    answers = rng.random(1_200) < 0.3
+    texts = [f"record {i} {rng.integers(10**9)}" for i in range(1_200)]  # no signal in words
+    vectors = rng.normal(size=(1_200, 16)) + np.outer(answers, np.eye(16)[3]) * 1.5
+    labels = answers.tolist()
+    both = proxy.train(texts[:400], labels[:400], vectors[:400])
+    alone = proxy.train(texts[:400], labels[:400], vectors[:400], ngrams=False)
+    words = proxy.train(texts[:400], labels[:400])
+    for p in (both, alone):
+        scores = proxy.score(p, texts[400:], vectors[400:])
+        assert ((scores >= 0.5) == answers[400:]).mean() > 0.75
+    assert ((proxy.score(words, texts[400:]) >= 0.5) == answers[400:]).mean() < 0.75
+    assert len(pickle.dumps(alone)) < 10_000  # no n-gram weights at all
+    with pytest.raises(ValueError, match="pass `vectors`"):
+        proxy.score(both, texts[400:])

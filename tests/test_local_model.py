@@ -170,13 +170,49 @@ def test_every_variant_formats_and_keeps_its_examples_in_the_protocol():
         assert system("x" * 100, variant) == system(["y"] * 7, variant)
 
 
-def test_the_small_first_turn_shows_the_records_and_leaves_the_route_to_the_model():
-    """Since small v12 no regular expression reads the query's English: every query gets the
-    same first turn (the records found, their fields, the query), and the model chooses a plan
-    or code under the plan schema. The examples are marked as made-up data."""
+@pytest.mark.parametrize(
+    "query, advice",
+    [
+        ("How many of these messages complain about shipping or delivery?", "filter"),
+        ("What is the number of records from user 7 that are questions?", "filter"),
+        ("How many messages from user 7 have the label question?", "count"),
+        ("Count the tickets that are BROKEN. Each ticket is BROKEN or THANKS.", "count"),
+        ("How many are complaints? A complaint (unhappy) or other (praise, thanks).", "count"),
+        ("Summarise what the complaints are about.", "any"),
+        ("What percentage of the messages are complaints?", "filter"),
+        ("What share of the records falls in the category 'refund'?", "count"),
+        ("What is the access code of the vault?", "any"),
+        ("Which label is the most common among the reviews?", "most"),
+        ("Which label occurs least often? Answer with the label.", "least"),
+        ("Which category shows up MOST frequently?", "most"),
+        ("Name the label that the largest number of messages have.", "most"),
+        ("Which type of ticket is the commonest?", "most"),
+        ("What is the rarest label in the data?", "least"),
+        ("Which category has the fewest reviews?", "least"),
+        ("Give the class with the smallest number of records.", "least"),
+        ("Who wrote the largest number of tickets (give the user number)?", "any"),
+    ],
+)
+def test_the_small_first_turn_tells_a_counting_query_which_operator_to_use(query, advice):
+    turn = prompts.first_turn(prompts.SMALL, ["a", "b"], query)
+    assert (prompts.APPROACH_COUNT in turn) is (advice == "count")
+    assert (prompts.APPROACH_FILTER in turn) is (advice == "filter")  # names no labels
+    assert (prompts.APPROACH_ANY in turn) is (advice == "any")
+    if advice in ("most", "least"):  # the one line that prints the label asked for
+        pick = "[0]" if advice == "most" else "[-1]"
+        line = f'collections.Counter(x for x in labels if x != "unknown").most_common(){pick}'
+        assert f"the {advice} common label" in turn and line in turn
+    # small-code has no operators to point at: it always gets the general advice
+    assert prompts.APPROACH_ANY in prompts.first_turn(prompts.SMALL_CODE, ["a"], query)
+
+
+def test_the_plans_first_turn_shows_the_records_and_leaves_the_route_to_the_model():
+    """small-plans reads no query's English: every query gets the same first turn (the records
+    found, their fields, the query), and the model chooses a plan or code under the plan
+    schema. The examples are marked as made-up data."""
     context = "2026-03-01 | user 7 | my parcel is late\n2026-03-02 | user 9 | thanks!"
     turns = {
-        q: prompts.first_turn(prompts.SMALL, context, q)
+        q: prompts.first_turn(prompts.SMALL_PLANS, context, q)
         for q in ("How many messages complain about delivery?", "What is the access code?")
     }
     first, second = turns.values()
@@ -184,7 +220,7 @@ def test_the_small_first_turn_shows_the_records_and_leaves_the_route_to_the_mode
     assert first.startswith(plan_prompt.USER_TASK)
     assert "Records found: 2 records, fields: date (all different" in first
     assert first.endswith("Query: {query}\nYour reply (JSON):")
-    examples = [user for user, _ in prompts.SMALL.few_shot if "Query:" in user]
+    examples = [user for user, _ in prompts.SMALL_PLANS.few_shot if "Query:" in user]
     assert examples and all(user.startswith(plan_prompt.EXAMPLE) for user in examples)
 
 
@@ -192,31 +228,27 @@ def test_the_small_first_turn_shows_the_records_and_leaves_the_route_to_the_mode
 def test_the_small_prompt_reaches_the_model_with_examples_and_stop_sequences(
     make_rlm, model_server
 ):
-    """The first turn goes under the plan schema, without stop sequences; the model chooses
-    code, and the code turns have them: the model writes fake output after its block, the stop
-    sequence cuts it off, the code really runs, and the answer is the real output."""
+    """The model writes fake output after its block; the stop sequence cuts it off, the code
+    really runs, and the answer is the real output."""
 
     def reply(request):
-        if "response_format" in request.body:
-            return '{"shape": "code"}'
-        if request.last_user.startswith("Write one ```repl block"):
+        if request.turn == len(prompts.SMALL.few_shot):  # the first real turn
             return "```repl\nprint(len(context))\n```\nOutput of code block 1:\n999\nFINAL(999)"
         return "FINAL(" + request.last_user.split("\n")[1] + ")"
 
     model_server.reply = reply
     result = make_rlm(prompt="small").completion("How long is it?", "abcdefg")
     assert result.answer == "7"
-    first, code_turn = model_server.requests[:2]
-    assert "stop" not in first.body and first.body["response_format"]["type"] == "json_schema"
-    assert code_turn.body["stop"] == list(prompts.SMALL.stop)
+    first = model_server.requests[0]
+    assert first.body["stop"] == list(prompts.SMALL.stop)
     examples = prompts.SMALL.few_shot_messages()
     assert first.messages[1 : 1 + len(examples)] == examples
     assert first.messages[-1]["content"] == (
-        "THE USER'S TASK (their data):\nYour context is a str with 7 total characters.\n"
-        "Records found: 1 records, fields: text (all different, e.g. 'abcdefg').\n"
-        "It begins:\nabcdefg\nQuery: How long is it?\nYour reply (JSON):"
+        "Your context is a str with 7 total characters.\nIt begins:\nabcdefg\n"
+        "Query: How long is it?\n(A fact to find: search the text with re. Records to count or "
+        "pick by their meaning: llm_classify.) Your first ```repl block:"
     )
-    assert result.trace.iterations[1].response == "```repl\nprint(len(context))"
+    assert result.trace.iterations[0].response == "```repl\nprint(len(context))"
 
 
 @pytest.mark.ray

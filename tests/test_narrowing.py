@@ -61,13 +61,12 @@ def test_few_records_or_no_text_records_get_no_hint():
     assert narrowing.hint(query, 12345) == ""
 
 
-def test_the_code_prompts_first_turn_carries_the_hint_and_the_paper_prompt_does_not():
-    # (small v12 narrows in its plan: `where` keeps the records holding a field's value)
+def test_the_small_prompts_first_turn_carries_the_hint_and_the_paper_prompt_does_not():
     query = "How many messages from user 2013 have the label complaint?"
-    small = prompts.first_turn(prompts.SMALL_CODE, RECORDS, query).format(query=query)
+    small = prompts.first_turn(prompts.SMALL, RECORDS, query).format(query=query)
     assert "'user 2013': 75 of 300 records hold it" in small
     assert small.index(query) < small.index("75 of 300")
-    plain = prompts.first_turn(prompts.SMALL_CODE, RECORDS, "How many are complaints?")
+    plain = prompts.first_turn(prompts.SMALL, RECORDS, "How many are complaints?")
     assert "records hold it" not in plain.format(query="q")
     paper = prompts.first_turn(prompts.PAPER, RECORDS, query).format(query=query)
     assert "records hold it" not in paper

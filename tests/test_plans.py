@@ -128,7 +128,7 @@ def run(reply_json: dict, context=MESSAGES, query="q"):
             return json.dumps(reply_json)
         return records(kind)(request)
 
-    return local_completion(reply, query, context, prompt="small")
+    return local_completion(reply, query, context, prompt="small-plans")
 
 
 DELIVERY = {"field": "text", "condition": "about a delivery"}
@@ -253,7 +253,7 @@ def test_a_bad_plan_is_told_back_and_the_next_one_runs():
             return replies[-1]
         return records(kind)(request)
 
-    result, fake = local_completion(reply, "q", MESSAGES, prompt="small")
+    result, fake = local_completion(reply, "q", MESSAGES, prompt="small-plans")
     assert result.answer == "ana, cy" and len(result.trace.iterations) == 3  # form, bad, good
     second = [r for r in fake.requests if "response_format" in r.body][2]
     told = second.messages[-1]["content"]
@@ -272,7 +272,7 @@ def test_a_choice_of_code_leaves_the_plan_turns():
             return "```repl\nprint(len(as_records(context)))\n```"
         return "FINAL(7 records)"
 
-    result, fake = local_completion(reply, "How many records?", MESSAGES, prompt="small")
+    result, fake = local_completion(reply, "How many records?", MESSAGES, prompt="small-plans")
     assert result.answer == "7 records"
     assert [("response_format" in r.body) for r in fake.requests] == [True, False, False]
     assert fake.requests[1].body["stop"]  # code turns keep their stop sequences
@@ -285,7 +285,7 @@ def test_compiled_code_is_plain_and_replays_on_new_data():
     assert [cell.code for cell in program.cells] == [code.strip("\n")]
     assert program.answer.computed  # FINAL in the cell: the answer is the code's own value
     more = MESSAGES + "\n2026-03-05 | user di | the invoice doubled my price"
-    replayed, fake = local_completion(records(kind), "q", more, prompt="small", program=program)
+    replayed, fake = local_completion(records(kind), "q", more, prompt="small-plans", program=program)
     assert replayed.answer == "ana, cy, di"
     assert not any("response_format" in r.body for r in fake.requests)  # no root-model turn
 
@@ -299,7 +299,7 @@ def test_the_form_turn_asks_only_the_form_and_its_choice_of_code_skips_the_plan_
             return "```repl\nprint(len(as_records(context)))\n```"
         return "FINAL(7 records)"
 
-    result, fake = local_completion(reply, "How many records?", MESSAGES, prompt="small")
+    result, fake = local_completion(reply, "How many records?", MESSAGES, prompt="small-plans")
     assert result.answer == "7 records"
     form = fake.requests[0]
     question = form.messages[-1]["content"]

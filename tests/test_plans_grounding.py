@@ -105,7 +105,7 @@ def test_a_condition_copied_from_a_record_is_told_back_and_not_run():
         return records(delivery)(request)
 
     query = "How many messages are about a delivery problem?"
-    result, fake = local_completion(reply, query, MESSAGES, prompt="small")
+    result, fake = local_completion(reply, query, MESSAGES, prompt="small-plans")
     assert result.answer == "8"
     told = [r for r in fake.requests if "response_format" in r.body][2].messages[-1]["content"]
     assert told.startswith("Your plan was not run: `condition` is the text of a record")

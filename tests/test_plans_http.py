@@ -64,7 +64,7 @@ def reply_with(plan_json: dict):
 @pytest.mark.ray
 def test_a_plan_runs_end_to_end_and_its_program_replays(make_rlm, model_server):
     model_server.reply = reply_with(SETS)
-    rlm = make_rlm(prompt="small")
+    rlm = make_rlm(prompt="small-plans")
     result = rlm.completion("Which users complained about billing and delivery?", MESSAGES)
     assert result.answer == "ana, cy"
     form, plan = [r for r in model_server.requests if "response_format" in r.body]
@@ -93,6 +93,6 @@ def test_a_plan_with_a_bad_field_is_told_and_fixed_over_http(make_rlm, model_ser
         return json.dumps(SETS if fixed else bad)
 
     model_server.reply = reply
-    result = make_rlm(prompt="small").completion("q", MESSAGES)
+    result = make_rlm(prompt="small-plans").completion("q", MESSAGES)
     # the form turn (it named the bad plan's shape), the bad plan, the fixed one
     assert result.answer == "ana, cy" and len(result.trace.iterations) == 3

@@ -29,7 +29,8 @@ from typing import Any, Protocol
 from rlm_ray import corpus
 from rlm_ray.config import ModelSettings, RLMConfig
 from rlm_ray.core import answer_source
-from rlm_ray.core.loop import LoopSettings, Messages, Resume, plain_words, run_loop
+from rlm_ray.core.answer_check import plain_words
+from rlm_ray.core.loop import LoopSettings, Messages, Resume, run_loop
 from rlm_ray.core.program_mode import run_program
 from rlm_ray.core.repl import REPLSession, REPLSettings
 from rlm_ray.core.subcalls import Backend
@@ -416,14 +417,14 @@ def _loop_settings(
 
 def holds(context: Any, text: str) -> bool:
     """Whether `context` holds `text`, as words (case and punctuation aside). Only asked of an
-    answer that the prompt's examples hold too (`loop._Check`), so it may read the context."""
+    answer that the prompt's examples hold too (`answer_check`), so it may read the context."""
     if context is None:
         return False
     words = plain_words(text)
     if isinstance(context, corpus.Corpus):  # searched where the chunks are, never read here
         pattern = r"\W+".join(re.escape(w) for w in words.split())
         return bool(context.grep(pattern, flags=re.IGNORECASE, max_matches=1))
-    return words in plain_words(context_text(context) if not isinstance(context, str) else context)
+    return words in plain_words(context if isinstance(context, str) else context_text(context))
 
 
 def _system_prompt(spec: CallSpec, context: Any, variant: prompts.PromptVariant) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from rlm_ray.core.answer_check import copied, too_long
 from rlm_ray.core.parsing import TextFinal, code_blocks, text_final
 from rlm_ray.errors import ContextWindowError
 from rlm_ray.prompting import prompts
@@ -111,7 +112,7 @@ class LoopSettings:
     """Plan turns before the code turns (None: every turn is code)."""
     examples: str = ""
     """The text of the prompt's worked examples: an answer copied from it is refused unless
-    the context (`in_context`) or an output of the call holds it too."""
+    the context (`in_context`) or an output of the call holds it too (`answer_check`)."""
     in_context: Callable[[str], bool] = lambda text: True
     plan_llm: Callable[[Messages, dict], LLMReply] | None = None
     """The model asked under a `response_format` (a plan turn); None: `llm` can't be."""
@@ -162,7 +163,7 @@ def run_loop(
         reply, iteration = _ask(asked, messages, settings, index, usage)
         trace.iterations.append(iteration)
         settings.checkpoint(messages, index)
-        answer, feedback = _take_turn(reply.text, repl, iteration, _Check(settings, trace))
+        answer, feedback = _take_turn(reply.text, repl, iteration, _refusal(settings, trace))
         if answer is not None:
             trace.answer, trace.finished_by = answer
             return answer[0]
@@ -203,7 +204,7 @@ def _plan_turn(
     report = repl.run(code)
     iteration.cells.append(report.trace)
     if report.final is not None:
-        refused = _Check(settings, trace).refused(report.final)
+        refused = _refusal(settings, trace)(report.final)
         if refused is None:
             return (report.final, report.finished_by), ""
         report.trace.final = False
@@ -278,8 +279,24 @@ def _ask(
     return reply, iteration
 
 
+def _refusal(settings: LoopSettings, trace: CallTrace) -> Callable[[str], str | None]:
+    """Why an answer may not end the call (None: it may): its length, or a copy of the
+    examples that nothing the call has seen holds."""
+
+    def seen() -> list[str]:
+        cells = [c for it in trace.iterations for c in it.cells]
+        return [settings.query] + [f"{c.output}\n{c.error or ''}" for c in cells]
+
+    def refused(answer: str) -> str | None:
+        return too_long(answer, settings.max_answer_chars) or copied(
+            answer, settings.examples, seen, settings.in_context
+        )
+
+    return refused
+
+
 def _take_turn(
-    text: str, repl: REPL, iteration: IterationTrace, check: _Check
+    text: str, repl: REPL, iteration: IterationTrace, refusal: Callable[[str], str | None]
 ) -> tuple[tuple[str, str] | None, str]:
     """Run the reply's blocks in order; return ((answer, how), "") or (None, feedback)."""
     blocks = code_blocks(text)
@@ -289,7 +306,7 @@ def _take_turn(
         report = repl.run(code)
         iteration.cells.append(report.trace)
         if report.final is not None:
-            refused = check.refused(report.final)
+            refused = refusal(report.final)
             if refused is None:
                 return (report.final, report.finished_by), ""
             report.trace.final = False  # an error in the cell that called it
@@ -299,7 +316,7 @@ def _take_turn(
     final = text_final(text)
     try:
         answer = _answer_after_code(final, failed, repl, outputs)
-        refused = None if answer is None else check.refused(answer[0])
+        refused = None if answer is None else refusal(answer[0])
         if refused is not None:
             raise AnswerError(refused)
     except AnswerError as exc:
@@ -310,60 +327,6 @@ def _take_turn(
     if not blocks and final is None:
         outputs.append(prompts.NO_CODE)
     return None, "\n\n".join(outputs)
-
-
-class _Check:
-    """Whether an answer may end the call: not longer than `max_answer_chars`, and not text
-    copied from the prompt's worked examples (`LoopSettings.examples`) that neither the context
-    nor any output of this call holds: a small model answered "What did Sofia Rossi complain
-    about?" with an example's made-up record (issue 30)."""
-
-    def __init__(self, settings: LoopSettings, trace: CallTrace) -> None:
-        self.settings, self.trace = settings, trace
-
-    def refused(self, answer: str) -> str | None:
-        too_long = _too_long(answer, self.settings.max_answer_chars)
-        if too_long is not None:
-            return too_long
-        if self._copied(answer):
-            shown = answer if len(answer) <= 80 else answer[:77] + "..."
-            return (
-                f"{shown!r} is text from the worked examples of your instructions (made-up "
-                "data), not from the user's data or the output of your code. Find the answer "
-                "in `context`"
-            )
-        return None
-
-    def _copied(self, answer: str) -> bool:
-        text = plain_words(answer)
-        if len(text) < 8 or not re.search(r"[a-z]", text) or not self.settings.examples:
-            return False
-        if text not in plain_words(self.settings.examples):
-            return False
-        seen = [self.settings.query] + [
-            f"{cell.output}\n{cell.error or ''}"
-            for it in self.trace.iterations
-            for cell in it.cells
-        ]
-        if any(text in plain_words(part) for part in seen):
-            return False
-        return not self.settings.in_context(answer)
-
-
-def plain_words(text: str) -> str:
-    """Lower case words and numbers, one space apart: how answers and sources are compared."""
-    return " ".join(re.findall(r"[a-z0-9]+", text.casefold()))
-
-
-def _too_long(answer: str, max_chars: int | None) -> str | None:
-    """Why an answer is refused for its length (None: it is not)."""
-    if max_chars is None or len(answer) <= max_chars:
-        return None
-    return (
-        f"the answer is {len(answer):,} characters, over the limit of {max_chars:,} "
-        "(`max_answer_chars`); answer with less: a summary, or the first part and how much "
-        "more there is"
-    )
 
 
 class StuckGuard:

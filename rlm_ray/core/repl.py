@@ -7,8 +7,8 @@ one declaration per kind in rlm_ray/subcall_kinds/), `FINAL`, `FINAL_VAR`, `SHOW
 `answer`, the run's tools, and `as_records` (records with named fields,
 plans/records.py; a plain helper: no model call).
 
-Sub-calls start at once and return `SubCallFuture`s, which `subcalls.SubCalls` settles (see
-`rlm_ray/subcalls.py`); where the work runs is the `Backend`'s business.
+Sub-calls start at once and return `SubCallFuture`s (`core/futures.py`), which `SubCalls` settles
+(`core/subcalls.py`); where the work runs is the `Backend`'s business.
 """
 
 from __future__ import annotations

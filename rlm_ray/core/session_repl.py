@@ -157,11 +157,14 @@ class ToolReplay:
     def start_rlm(self, query: str, context: Any, model: str | None) -> Any:
         return self._backend.start_rlm(query, context, model)
 
-    def train_proxy(self, records: list, labels: list) -> Any:
-        return self._backend.train_proxy(records, labels)
+    def train_proxy(self, records: list, labels: list, vectors: Any = None) -> Any:
+        return self._backend.train_proxy(records, labels, vectors)
 
-    def score_proxy(self, proxy: Any, records: list) -> Any:
-        return self._backend.score_proxy(proxy, records)
+    def score_proxy(self, proxy: Any, records: list, vectors: Any = None) -> Any:
+        return self._backend.score_proxy(proxy, records, vectors)
+
+    def embed(self, records: list, model: str) -> tuple[Any, list[tuple[bool, Any]]]:
+        return self._backend.embed(records, model)
 
     def note(self, line: str) -> None:
         self._backend.note(line)

@@ -56,14 +56,19 @@ class Backend(Protocol):
     def cancel(self, handles: list[Any]) -> None:
         """Stop sub-calls whose results nobody will use (best effort)."""
 
-    def train_proxy(self, records: list, labels: list) -> Any:
+    def train_proxy(self, records: list, labels: list, vectors: Any = None) -> Any:
         """A cascade's proxy (rlm_ray/cascade/proxy.py) trained on `records` (str or corpus
-        views, read where the training runs) and the oracle's `labels`; returns a handle that
-        `score_proxy` takes. Blocks until it is trained."""
+        views, read where the training runs) and the oracle's `labels` (and the records'
+        embeddings: `vectors`, from `embed`); returns a handle that `score_proxy` takes.
+        Blocks until it is trained."""
 
-    def score_proxy(self, proxy: Any, records: list) -> Any:
+    def score_proxy(self, proxy: Any, records: list, vectors: Any = None) -> Any:
         """The proxy's scores of `records` (a numpy array, one row per record), computed in
         parallel where the backend runs work; blocks until all are scored."""
+
+    def embed(self, records: list, model: str) -> tuple[Any, list[tuple[bool, Any]]]:
+        """`records` embedded by `model` in batched calls: the vectors' handle (its `rows`
+        give `vectors` above) and per call (True, LLMReply) or (False, the exception)."""
 
     def note(self, line: str) -> None:
         """A line for the run's live progress (a cascade's stage); "" clears it. Best effort."""
@@ -121,14 +126,42 @@ class SubCalls:
         trace.prompt_preview = f"{call.name}({trace.arguments})"[:_PREVIEW]
         return future
 
-    def train_proxy(self, records: list, labels: list) -> Any:
+    def train_proxy(self, records: list, labels: list, vectors: Any = None) -> Any:
         """A cascade's proxy, trained by the backend (a wait on other work, like a fetch)."""
         with self._waiting():
-            return self._backend.train_proxy(records, labels)
+            return self._backend.train_proxy(records, labels, vectors)
 
-    def score_proxy(self, proxy: Any, records: list) -> Any:
+    def score_proxy(self, proxy: Any, records: list, vectors: Any = None) -> Any:
         with self._waiting():
-            return self._backend.score_proxy(proxy, records)
+            return self._backend.score_proxy(proxy, records, vectors)
+
+    def embed(self, records: list, model: str) -> Any:
+        """`records` embedded by `model` for a cascade's proxy; each call on the cell's trace
+        (kind "embed") and in `usage`. Raises `LimitExceededError` if a run limit refused a
+        call, else `SubCallError` if one failed (the cascade then uses n-grams alone)."""
+        started = time.time()
+        with self._waiting():
+            embedded, outcomes = self._backend.embed(records, model)
+        failed: BaseException | None = None
+        for ok, value in outcomes:
+            trace = SubCallTrace("embed", model, f"{len(records):,} records", started_s=started)
+            trace.duration_s = time.time() - started
+            if ok:
+                self._account(trace, value)
+                _record_where(trace, value)
+            else:
+                trace.error = f"{type(value).__name__}: {value}"
+                if failed is None or isinstance(value, LimitExceededError):
+                    failed = value
+            with self._lock:
+                if self.cell is not None:
+                    self.cell.subcalls.append(trace)
+        if isinstance(failed, LimitExceededError):
+            self.limit_hit = failed
+            raise failed
+        if failed is not None:
+            raise SubCallError(f"embedding by {model!r} failed: {failed}")
+        return embedded
 
     def note(self, line: str) -> None:
         self._backend.note(line)

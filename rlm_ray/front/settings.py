@@ -25,6 +25,7 @@ from rlm_ray.local.local_model import (
     is_local,
 )
 from rlm_ray.models import call_cache, llm, model_names
+from rlm_ray.operators import approximate
 from rlm_ray.progress import ProgressCallback
 from rlm_ray.prompting import prompts
 from rlm_ray.tools import ToolCall, ToolSettings, tool_settings
@@ -78,6 +79,7 @@ def run_settings(
         if name is not None:
             _check_model(name, api_base)
     _check_api_base(api_base)
+    _check_embedding_model(approximate.embedding_model(config.approximate), api_base)
     prompts.choose(model, prompt)  # an unknown prompt name fails here, not in a worker
     sub_model = sub_model or model
     model_settings = ModelSettings(
@@ -118,6 +120,21 @@ def _check_model(model: str, api_base: str | None) -> None:
     spec = LOCAL_MODELS[model]
     find_parts(spec)
     check_xllamacpp(spec)
+
+
+def _check_embedding_model(model: str | None, api_base: str | None) -> None:
+    """`approximate={"embedding_model": ...}`: a model litellm can place (the run's
+    `api_base`, if any, serves it too); rlm-ray's own local models do not embed (their server
+    runs without an embedding endpoint: docs/cascades.md, "Embeddings")."""
+    if model is None:
+        return
+    if is_local(model):
+        raise ConfigError(
+            f"`approximate`: embedding_model {model!r} is one of rlm-ray's own local models, "
+            "which serve no embeddings; use a hosted embedding model (e.g. "
+            "'openai/text-embedding-3-small') or leave it out (the proxy uses n-grams)"
+        )
+    _check_model(model, api_base)
 
 
 def _allowed_models(models: Iterable[str] | None) -> tuple[str, ...]:

@@ -308,6 +308,7 @@ def _serve(argv: list[str]) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--parent", type=int, required=True)
     parser.add_argument("--slot-save-path", default="")
+    parser.add_argument("--embeddings", action="store_true", help="serve /v1/embeddings too")
     args = parser.parse_args(argv)
     _unnice()
     import xllamacpp  # the only import of it
@@ -325,6 +326,9 @@ def _serve(argv: list[str]) -> None:
     params.ui = False
     # subtle: llama.cpp joins this path and a file name without a separator (its CLI adds one).
     params.slot_save_path = os.path.join(args.slot_save_path, "") if args.slot_save_path else ""
+    if args.embeddings:  # measured by benchmarks/cascade_embeddings.py; no run asks for it
+        params.embedding = True
+        params.pooling_type = xllamacpp.llama_pooling_type.LLAMA_POOLING_TYPE_MEAN
     server = xllamacpp.Server(params)
     # subtle: the server runs in this process's threads; we only have to stay alive, and must not
     # outlive the parent (a killed Ray actor never runs its cleanup).

@@ -61,6 +61,8 @@ class LLMRequest:
     # The longest prompt the model's window allows (`corpus.max_prompt_chars`): a gateway
     # refuses a longer one before any corpus slice in it is read.
     max_prompt_chars: int | None = None
+    # An embedding call (rlm_ray/models/embeddings.py): each message's content is one input.
+    embed: bool = False
 
     def for_node(self, node_id: str) -> LLMRequest:
         """This request aimed at the local model server of `node_id` (itself if not local)."""

@@ -1,4 +1,5 @@
-"""The lean model-call path: a direct OpenAI-compatible chat client (the only aiohttp import).
+"""The lean model-call path: a direct OpenAI-compatible chat client (the only aiohttp import),
+and its `/embeddings` call (`embeddings`, for a cascade's proxy: models/embeddings.py).
 
 litellm spends 4-7 ms of CPU on every call (request mapping, logging objects, pydantic
 responses, the OpenAI SDK's httpx client); a gateway making a 1024-wide fan-out on a 2-core
@@ -184,15 +185,56 @@ async def chat(
     connect_timeout_s: float,
 ) -> ChatReply:
     """One chat-completions POST to `api_base`; raises the errors above (one attempt)."""
-    import aiohttp
-
     body = {"model": model.split("/", 1)[1], "messages": messages}
     body.update((k, v) for k, v in kwargs.items() if k in BODY_KEYWORDS)
+    raw = await _post(
+        model, api_base, "/chat/completions", body, api_key, timeout_s, connect_timeout_s
+    )
+    return _parse(raw)
+
+
+async def embeddings(
+    model: str,
+    inputs: list[str],
+    *,
+    api_base: str,
+    api_key: str | None,
+    timeout_s: float,
+    connect_timeout_s: float,
+) -> tuple[list[list[float]], dict[str, Any]]:
+    """One `/embeddings` POST to `api_base`: each input's vector, in order, and the server's
+    `usage`; raises the errors above (one attempt)."""
+    body = {"model": model.split("/", 1)[1], "input": inputs, "encoding_format": "float"}
+    raw = await _post(model, api_base, "/embeddings", body, api_key, timeout_s, connect_timeout_s)
+    try:
+        document = json.loads(raw)
+        rows = sorted(document["data"], key=lambda row: row.get("index", 0))
+        vectors = [list(row["embedding"]) for row in rows]
+    except (ValueError, KeyError, TypeError) as exc:
+        start = raw[:120].decode("utf-8", "replace")
+        raise MalformedResponseError(f"not an embeddings response ({exc}): {start!r}") from None
+    if len(vectors) != len(inputs):
+        raise MalformedResponseError(f"{len(vectors)} embeddings for {len(inputs)} inputs")
+    return vectors, document.get("usage") or {}
+
+
+async def _post(
+    model: str,
+    api_base: str,
+    path: str,
+    body: dict[str, Any],
+    api_key: str | None,
+    timeout_s: float,
+    connect_timeout_s: float,
+) -> bytes:
+    """One JSON POST to `api_base` + `path`: the body of a 2xx answer, else the errors above."""
+    import aiohttp
+
     headers = {"Content-Type": "application/json"}
     key = api_key or _env_key(model)
     if key:
         headers["Authorization"] = f"Bearer {key}"
-    url = api_base.rstrip("/") + "/chat/completions"
+    url = api_base.rstrip("/") + path
     timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
     data = json.dumps(body, ensure_ascii=False).encode("utf-8", "surrogatepass")
     try:
@@ -206,7 +248,7 @@ async def chat(
         raise APIConnectionError(f"{type(exc).__name__}: {what}") from None
     if status >= 400:
         raise status_error(status, raw, response_headers)
-    return _parse(raw)
+    return raw
 
 
 def _env_key(model: str) -> str | None:

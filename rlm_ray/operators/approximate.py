@@ -4,6 +4,9 @@
                                         `DEFAULT` (recall, precision and accuracy 0.9, counts
                                         within 2 % of the records, at confidence 0.95)
     RLM(..., approximate={"recall": 0.95, "confidence": 0.99})    other defaults
+    RLM(..., approximate={"embedding_model": "openai/text-embedding-3-small"})
+                                        the proxy also learns from the records' embeddings
+                                        (rlm_ray/models/embeddings.py; without: n-grams only)
     RLM(..., approximate=False)         exact operators (asked about every record)
     RLM(...)                            `None`: by sub-model (`by_model`)
 
@@ -40,6 +43,9 @@ class Approximate:
     confidence: float = 0.95
     min_records: int | None = None
     """The fewest distinct records a cascade runs on (fewer: exact); None: the sub-model's."""
+    embedding_model: str | None = None
+    """A model whose embeddings of the records the proxy learns from, with their n-grams
+    (docs/cascades.md, "Embeddings"); None: n-grams only. Set by the run, never by model code."""
 
     def for_operator(self, kind: str) -> Approximate | None:
         """These targets as one operator uses them; None when all of them are exact."""
@@ -72,6 +78,11 @@ def setting(value: Any) -> Approximate | bool | None:
         raise ConfigError(f"`approximate`: {exc}") from None
 
 
+def embedding_model(value: Approximate | bool | None) -> str | None:
+    """The embedding model a run's `approximate=` setting configures (None: none)."""
+    return value.embedding_model if isinstance(value, Approximate) else None
+
+
 def by_model(value: Approximate | bool | None, sub_model: str) -> Approximate | None:
     """What a run's operators default to: `setting`'s value, with None decided by the
     sub-model (`LOCAL_DEFAULT` for rlm-ray's own local models, else exact)."""
@@ -97,7 +108,11 @@ def for_call(
     asked: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
     base = run or DEFAULT
     if any(name in asked for name in TARGETS.get(kind, ())):
-        targets = Approximate(confidence=base.confidence, min_records=base.min_records)
+        targets = Approximate(
+            confidence=base.confidence,
+            min_records=base.min_records,
+            embedding_model=base.embedding_model,
+        )
     elif run is not None:
         targets = run
     else:
@@ -127,6 +142,12 @@ def check(targets: Approximate) -> Approximate:
     low = targets.min_records
     if low is not None and (isinstance(low, bool) or not isinstance(low, int) or low < 1):
         raise ValueError(f"`min_records` must be a whole number >= 1, got {low!r}")
+    model = targets.embedding_model
+    if model is not None and not (isinstance(model, str) and model.strip()):
+        raise ValueError(
+            "`embedding_model` must be a model string (e.g. 'openai/text-embedding-3-small'), "
+            f"got {model!r}"
+        )
     return targets
 
 

@@ -54,6 +54,7 @@ _MONTHS = (
 class Test:
     """A record whose `field` holds `value` (`prefix`: starts with it, a month of dates)."""
 
+    __test__ = False  # a plan's test of a value, not a test case for pytest
     field: str
     value: str
     prefix: bool = False

@@ -23,8 +23,10 @@ from rlm_ray.core.call import CallSpec, remaining_s
 from rlm_ray.corpus import store as corpus_store
 from rlm_ray.errors import LimitExceededError
 from rlm_ray.local.local_model import LOCAL_MODELS
+from rlm_ray.models import embeddings
 from rlm_ray.models.llm import LLMRequest
-from rlm_ray.runtime import proxy_tasks
+from rlm_ray.operators import approximate
+from rlm_ray.runtime import embed_tasks, proxy_tasks
 from rlm_ray.runtime.ray_basics import unwrap
 from rlm_ray.safety import measure
 from rlm_ray.safety.redact import process_secrets
@@ -186,13 +188,35 @@ class RayBackend:
         for ref in handles:
             ray.cancel(ref)
 
-    def train_proxy(self, records: list, labels: list) -> Any:
+    def train_proxy(self, records: list, labels: list, vectors: Any = None) -> Any:
         spec = self.spec
-        return proxy_tasks.train(records, labels, spec.deadline, spec.config.max_time_s)
+        return proxy_tasks.train(records, labels, spec.deadline, spec.config.max_time_s, vectors)
 
-    def score_proxy(self, proxy: Any, records: list) -> Any:
+    def score_proxy(self, proxy: Any, records: list, vectors: Any = None) -> Any:
         spec = self.spec
-        return proxy_tasks.score(proxy, records, spec.deadline, spec.config.max_time_s)
+        return proxy_tasks.score(proxy, records, spec.deadline, spec.config.max_time_s, vectors)
+
+    def embed(self, records: list, model: str) -> tuple[Any, list[tuple[bool, Any]]]:
+        """`records` embedded by `model`, in batches on the run's gateways (embed_tasks.py)."""
+        spec, m = self.spec, self.spec.models
+        configured = approximate.embedding_model(spec.config.approximate)
+        template = LLMRequest(
+            model=model,
+            messages=[],
+            api_base=m.api_base,
+            api_key=m.api_key,
+            timeout_s=spec.config.request_timeout_s,
+            max_retries=spec.config.max_retries,
+            allowed_models=(configured,) if configured else (),  # the run's, and no other
+        )
+
+        def start(inputs: list) -> tuple[Any, Any]:
+            call = self._gateway().embed.options(num_returns=2, name=f"embed call={spec.call_id}")
+            request = embeddings.batch_request(template, inputs)
+            cap, cache = self._per_gateway_cap, spec.config.cache_dir
+            return call.remote(request, spec.run_id, cap, cache, spec.admission)
+
+        return embed_tasks.embed(records, start, spec.deadline, spec.config.max_time_s)
 
     def note(self, line: str) -> None:
         """A stage line for the run's progress display, kept by the pool (fire and forget)."""

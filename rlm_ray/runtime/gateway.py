@@ -98,7 +98,7 @@ class LLMGateway:
         try:
             async with _held(limit, self._board.get(run_id), depth):
                 if admission is None:
-                    send = self._acomplete
+                    send = self._sender(request)
                 else:  # a budget or a rate limit: asked only on a cache miss
                     send = functools.partial(
                         self._admitted, run_id=run_id, admission=admission, sub_call=sub_call
@@ -118,6 +118,29 @@ class LLMGateway:
             tasks.discard(task)  # type: ignore[arg-type]
             if not tasks:
                 del self._tasks[run_id], self._limits[run_id]
+
+    async def embed(
+        self,
+        request: LLMRequest,
+        run_id: str,
+        max_in_flight: int,
+        cache_dir: str | None = None,
+        admission: Any = None,
+    ) -> tuple[Any, LLMReply]:
+        """An embedding call (`request.embed`: rlm_ray/models/embeddings.py) made as `complete` makes
+        a sub-call; returns its vectors and its reply without them, as two objects
+        (`num_returns=2`): the caller reads the usage, the proxy's tasks get the vectors."""
+        from rlm_ray.models import embeddings
+
+        reply = await self.complete(request, run_id, max_in_flight, 1, cache_dir, admission, True)
+        return embeddings.split(reply)
+
+    def _sender(self, request: LLMRequest) -> Callable[[LLMRequest], Awaitable[LLMReply]]:
+        if request.embed:
+            from rlm_ray.models import embeddings
+
+            return embeddings.aembed
+        return self._acomplete
 
     async def _call(
         self,
@@ -207,7 +230,7 @@ class LLMGateway:
         try:
             if wait_s > 0:
                 await asyncio.sleep(wait_s)
-            reply = await self._acomplete(request)
+            reply = await self._sender(request)(request)
             tokens, cost = reply.input_tokens + reply.output_tokens, reply.cost_usd
             return reply
         finally:  # a failed call gives its reservation back

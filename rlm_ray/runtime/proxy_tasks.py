@@ -39,34 +39,42 @@ def _texts(records: list) -> list[str]:
     return [r if isinstance(r, str) else str(r[:PROXY_CHARS]) for r in records]
 
 
-def _train(records: list, labels: list) -> Any:
+def _train(records: list, labels: list, rows: Any = None) -> Any:
     from rlm_ray.cascade import proxy
 
-    return proxy.train(_texts(records), labels)
+    vectors = None if rows is None else rows.fetch()  # embed_tasks.Rows: read here, by handle
+    return proxy.train(_texts(records), labels, vectors)
 
 
-def _score(trained: Any, records: list) -> np.ndarray:
+def _score(trained: Any, records: list, rows: Any = None) -> np.ndarray:
     from rlm_ray.cascade import proxy
 
-    return proxy.score(trained, _texts(records))
+    return proxy.score(trained, _texts(records), None if rows is None else rows.fetch())
 
 
 _train_task: Any = ray.remote(_train)
 _score_task: Any = ray.remote(_score)
 
 
-def train(records: list, labels: list, deadline: float | None, limit: Any) -> Any:
-    """The proxy trained on `records` and `labels`, as a handle (an `ObjectRef`)."""
-    ref = _train_task.options(name="cascade proxy: train").remote(records, labels)
+def train(records: list, labels: list, deadline: float | None, limit: Any, rows: Any = None) -> Any:
+    """The proxy trained on `records` and `labels` (and the records' embeddings, `rows`: an
+    `embed_tasks.Rows`), as a handle (an `ObjectRef`)."""
+    ref = _train_task.options(name="cascade proxy: train").remote(records, labels, rows)
     wait([ref], deadline, limit)
     return ref
 
 
-def score(handle: Any, records: list, deadline: float | None, limit: Any) -> np.ndarray:
-    """Every record's scores, in order, from parallel tasks sharing the proxy's `handle`."""
+def score(
+    handle: Any, records: list, deadline: float | None, limit: Any, rows: Any = None
+) -> np.ndarray:
+    """Every record's scores, in order, from parallel tasks sharing the proxy's `handle` (and
+    each reading its records' embeddings by handle, with `rows`)."""
     task = _score_task.options(name="cascade proxy: score")
     groups = groups_of(records)
-    refs = [task.remote(handle, [records[i] for i in group]) for group in groups]
+    refs = [
+        task.remote(handle, [records[i] for i in group], rows and rows.subset(group))
+        for group in groups
+    ]
     parts = wait(refs, deadline, limit)
     first = np.asarray(parts[0])
     scores = np.empty((len(records), *first.shape[1:]), dtype=float)

@@ -121,7 +121,7 @@ def run_cascade(
     firsts, where = record_ops.distinct([corpus.record_key(r) for r in records])
     distinct = [records[i] for i in firsts]
     oracle = _Oracle(op, distinct, calls, model, window_tokens, max_items)
-    proxy = _Proxy(distinct, calls, fn)
+    proxy = _Proxy(distinct, calls, fn, targets.embedding_model, oracle.warnings)
     plan = _plan_args(targets, model or calls.default_model, len(distinct))
     plan["on_stage"] = _stage_notes(calls, fn)
     n = len(distinct)
@@ -198,21 +198,44 @@ class _Trained:
 
 
 class _Proxy:
-    """`fit` and `score` for the plans, through the backend (`SubCalls.train_proxy`)."""
+    """`fit` and `score` for the plans, through the backend (`SubCalls.train_proxy`); with an
+    `embedding_model`, on the records' embeddings too (embedded once, at the first `fit`: if
+    that fails, the proxy reads n-grams alone and `warnings` gets one line saying why)."""
 
-    def __init__(self, records: list, calls: SubCalls, fn: str) -> None:
+    def __init__(
+        self, records: list, calls: SubCalls, fn: str, embedding_model: str | None, warnings: list
+    ) -> None:
         self.records, self.calls, self.fn = records, calls, fn
+        self.embedding_model, self.warnings = embedding_model, warnings
+        self.embedded: Any = None
 
     def fit(self, indices: np.ndarray, labels: list) -> _Trained:
         classes = trainable(labels)  # one answer only: CannotTrain, the plan scans exactly
+        self._embed()
         self.calls.note(f"{self.fn}: training the proxy on {len(indices):,} answers")
         chosen = [self.records[i] for i in indices.tolist()]
-        return _Trained(classes, self.calls.train_proxy(chosen, list(labels)))
+        vectors = self._rows(indices)
+        return _Trained(classes, self.calls.train_proxy(chosen, list(labels), vectors))
 
     def score(self, trained: _Trained, indices: np.ndarray) -> np.ndarray:
         self.calls.note(f"{self.fn}: the proxy scores {len(indices):,} records")
         chosen = [self.records[i] for i in indices.tolist()]
-        return np.asarray(self.calls.score_proxy(trained.handle, chosen), dtype=float)
+        scores = self.calls.score_proxy(trained.handle, chosen, self._rows(indices))
+        return np.asarray(scores, dtype=float)
+
+    def _embed(self) -> None:
+        model = self.embedding_model
+        if model is None or self.embedded is not None:
+            return
+        self.calls.note(f"{self.fn}: embedding {len(self.records):,} records ({model})")
+        try:
+            self.embedded = self.calls.embed(self.records, model)
+        except SubCallError as exc:  # a run limit (LimitExceededError) stops the cascade
+            self.embedding_model = None
+            self.warnings.append(f"{exc}; the proxy reads word and character n-grams only")
+
+    def _rows(self, indices: np.ndarray) -> Any:
+        return None if self.embedded is None else self.embedded.rows(indices.tolist())
 
 
 _STAGE_TEXT = {

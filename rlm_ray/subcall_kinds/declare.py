@@ -28,6 +28,7 @@ SENDS = {
     "start_rlm": "child RLM calls admitted by the pool (a plain model call at the depth limit)",
     "train_proxy": "a cascade's proxy, trained where the backend runs work (a Ray task)",
     "score_proxy": "a cascade's proxy scoring every record, in parallel (Ray tasks)",
+    "embed": "a cascade's records embedded for its proxy, in batches on the run's gateways",
 }
 """The backend methods a kind may send through, and what each one is."""
 

@@ -26,6 +26,8 @@ class Scripted(Protocol):
 
     def serve_chat(self, handler: Handler, raw: bytes) -> None: ...
 
+    def serve_embeddings(self, handler: Handler, raw: bytes) -> None: ...
+
     def slot_states(self) -> list[dict[str, Any]] | None: ...
 
 
@@ -78,6 +80,9 @@ class Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.scripted.saw_request(self)
         path = self.path.split("?", 1)[0].rstrip("/")
+        if path in ("/v1/embeddings", "/embeddings"):
+            self.server.scripted.serve_embeddings(self, raw)
+            return
         if path not in ("/v1/chat/completions", "/chat/completions"):
             self.send_json(404, error_body(404, f"no route for POST {path}"))
             return

@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from rlm_ray.testing import embeddings
 from rlm_ray.testing.handler import Handler, HTTPServer
 from rlm_ray.testing.responses import (
     FAULTS,
@@ -56,6 +57,11 @@ class ScriptedServer:
     (each also answered as HTTP 500 with the traceback in the error message), `http_log` every
     HTTP request of any method and path as (method, path, headers): what a client sent, even
     where no chat route answers (a provider's own path under `url`).
+
+    Embeddings: POST /v1/embeddings answers each input with a hashed bag of its words
+    (`testing/embeddings.py`), after `embedding_delay_s`; each request is listed in
+    `embedding_requests` as (model, inputs). ``embeddings=False``: it answers 404, as a chat
+    server without an embedding endpoint does.
     """
 
     def __init__(
@@ -70,6 +76,8 @@ class ScriptedServer:
         timeout_fault_s: float = 30.0,
         max_requests_per_s: float | None = None,
         slots: int | None = None,
+        embeddings: bool = True,
+        embedding_delay_s: float = 0.0,
     ) -> None:
         faults = tuple(faults)
         unknown = [f for f in faults if f not in FAULTS]
@@ -87,6 +95,8 @@ class ScriptedServer:
             "timeout_fault_s": timeout_fault_s,
             "max_requests_per_s": max_requests_per_s,
             "slots": slots,
+            "embeddings": embeddings,
+            "embedding_delay_s": embedding_delay_s,
         }
         self.reply = reply
         self.latency_s = latency_s
@@ -98,6 +108,8 @@ class ScriptedServer:
         if slots is not None and slots < 1:
             raise ValueError(f"`slots` must be >= 1 or None, got {slots!r}")
         self.slots = slots
+        self.embeddings = embeddings
+        self.embedding_delay_s = embedding_delay_s
         self._gates: dict[int, threading.BoundedSemaphore] = {}  # one per slot count used
         self.processing = 0
         self._accepted: list[float] = []  # arrival times of requests the rate limit let through
@@ -180,6 +192,13 @@ class ScriptedServer:
             self._requests: list[Request] = []
             self._errors: list[str] = []
             self._http_log: list[tuple[str, str, dict[str, str]]] = []
+            self._embedding_requests: list[tuple[str, int]] = []
+
+    @property
+    def embedding_requests(self) -> list[tuple[str, int]]:
+        """Every embeddings request answered so far: (model, number of inputs), in order."""
+        with self._lock:
+            return list(self._embedding_requests)
 
     @property
     def requests(self) -> list[Request]:
@@ -248,6 +267,19 @@ class ScriptedServer:
             handler.drop()
         else:
             handler.send_body(status, body, headers)
+
+    def serve_embeddings(self, handler: Handler, raw: bytes) -> None:
+        if not self.embeddings:
+            handler.send_json(404, error_body(404, "no route for POST /v1/embeddings"))
+            return
+        status, body, model, inputs = embeddings.answer(raw)
+        if self.embedding_delay_s > 0 and self._stopping.wait(self.embedding_delay_s):
+            handler.drop()
+            return
+        if status == 200:
+            with self._lock:
+                self._embedding_requests.append((model, inputs))
+        handler.send_json(status, body)
 
     @contextlib.contextmanager
     def _slot(self) -> Iterator[list[float] | None]:

@@ -10,6 +10,7 @@ from concurrent.futures import wait as wait_futures
 from typing import Any
 
 from rlm_ray import corpus
+from rlm_ray.errors import LLMError
 from rlm_ray.prompting.plain_prompt import plain_call_prompt
 from rlm_ray.sandbox.boundary import plain
 from rlm_ray.tooling import gate
@@ -73,15 +74,19 @@ class ThreadBackend:
         for handle in handles:
             handle.cancel()
 
-    def train_proxy(self, records: list, labels: list) -> Any:
+    def train_proxy(self, records: list, labels: list, vectors: Any = None) -> Any:
         from rlm_ray.cascade import proxy  # scikit-learn: only when a cascade runs
 
-        return proxy.train(_texts(records), labels)
+        return proxy.train(_texts(records), labels, vectors)
 
-    def score_proxy(self, trained: Any, records: list) -> Any:
+    def score_proxy(self, trained: Any, records: list, vectors: Any = None) -> Any:
         from rlm_ray.cascade import proxy
 
-        return proxy.score(trained, _texts(records))
+        return proxy.score(trained, _texts(records), vectors)
+
+    def embed(self, records: list, model: str) -> tuple[Any, list[tuple[bool, Any]]]:
+        """No embedding calls in-process: the cascade falls back to its n-gram proxy."""
+        return None, [(False, LLMError("no embeddings in-process (ThreadBackend)", model=model))]
 
     def note(self, line: str) -> None:
         self.notes.append(line)

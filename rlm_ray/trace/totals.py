@@ -25,11 +25,12 @@ from rlm_ray.types import CallTrace, IterationTrace, ModelUsage, SubCallTrace, U
 
 
 def leaf_subcalls(call: CallTrace) -> Iterator[SubCallTrace]:
-    """The sub-calls of `call` that were model calls (not child RLM calls)."""
+    """The sub-calls of `call` that were model calls (not child RLM calls): `llm` ones and a
+    cascade's embedding calls (`embed`)."""
     for iteration in call.iterations:
         for cell in iteration.cells:
             for sub in cell.subcalls:
-                if sub.child is None and sub.kind == "llm":
+                if sub.child is None and sub.kind in ("llm", "embed"):
                     yield sub
 
 
