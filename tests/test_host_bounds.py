@@ -53,9 +53,9 @@ def test_a_child_context_huge_to_print_is_described_and_previewed():
 def test_a_query_of_400000_brackets_gets_its_first_turn_advice_in_bounded_work():
     out = finishes(
         """
-        from rlm_ray.prompting import prompts
+        from rlm_ray.prompting import prompts, small_prompt
         brackets = "how many " + "(" * 400_000
-        print(prompts.approach(brackets) == prompts.APPROACH_FILTER)
+        print(prompts.approach(brackets) == small_prompt.APPROACH_FILTER)
         print(repr(prompts.first_turn(prompts.SMALL, ["rec 1", "rec 2"], brackets)[:40]))
         """
     )

@@ -16,7 +16,7 @@ from rlm_ray import RLM
 from rlm_ray.errors import ConfigError, LLMError
 from rlm_ray.local.local_model import LOCAL_MODELS, LocalModel, check_xllamacpp, model_path
 from rlm_ray.models.llm import LLMRequest
-from rlm_ray.prompting import plan_prompt, prompts
+from rlm_ray.prompting import plan_prompt, prompts, small_prompt
 
 
 @pytest.fixture
@@ -195,15 +195,15 @@ def test_every_variant_formats_and_keeps_its_examples_in_the_protocol():
 )
 def test_the_small_first_turn_tells_a_counting_query_which_operator_to_use(query, advice):
     turn = prompts.first_turn(prompts.SMALL, ["a", "b"], query)
-    assert (prompts.APPROACH_COUNT in turn) is (advice == "count")
-    assert (prompts.APPROACH_FILTER in turn) is (advice == "filter")  # names no labels
-    assert (prompts.APPROACH_ANY in turn) is (advice == "any")
+    assert (small_prompt.APPROACH_COUNT in turn) is (advice == "count")
+    assert (small_prompt.APPROACH_FILTER in turn) is (advice == "filter")  # names no labels
+    assert (small_prompt.APPROACH_ANY in turn) is (advice == "any")
     if advice in ("most", "least"):  # the one line that prints the label asked for
         pick = "[0]" if advice == "most" else "[-1]"
         line = f'collections.Counter(x for x in labels if x != "unknown").most_common(){pick}'
         assert f"the {advice} common label" in turn and line in turn
     # small-code has no operators to point at: it always gets the general advice
-    assert prompts.APPROACH_ANY in prompts.first_turn(prompts.SMALL_CODE, ["a"], query)
+    assert small_prompt.APPROACH_ANY in prompts.first_turn(prompts.SMALL_CODE, ["a"], query)
 
 
 def test_the_plans_first_turn_shows_the_records_and_leaves_the_route_to_the_model():

@@ -2,7 +2,8 @@
 
 import pytest
 
-from rlm_ray.core.loop import CellReport, LoopSettings, Resume, fit_to_window, run_loop
+from rlm_ray.core.loop import LoopSettings, Resume, fit_to_window, run_loop
+from rlm_ray.core.turns import CellReport
 from rlm_ray.errors import ContextWindowError, LimitExceededError
 from rlm_ray.testing import FakeLLM, code, turns
 from rlm_ray.types import CallTrace, CellTrace, Usage

@@ -19,9 +19,7 @@ MAX_LINES = 400
 
 STILL_OVER = {
     "core/call.py": "issue 26: the plan turns' settings (issue 27) made it grow; to split",
-    "core/loop.py": "issue 26: the plan and form turns (issue 27) belong in their own module",
     "operators/record_ops.py": "issue 26: label matching (issue 30) belongs in its own module",
-    "prompting/prompts.py": "issue 26: the small prompts' text belongs apart from the builders",
     "runtime/pool.py": "issue 26: the worker hand-out (issue 26 item 6) to move out",
 }
 

@@ -285,7 +285,9 @@ def test_compiled_code_is_plain_and_replays_on_new_data():
     assert [cell.code for cell in program.cells] == [code.strip("\n")]
     assert program.answer.computed  # FINAL in the cell: the answer is the code's own value
     more = MESSAGES + "\n2026-03-05 | user di | the invoice doubled my price"
-    replayed, fake = local_completion(records(kind), "q", more, prompt="small-plans", program=program)
+    replayed, fake = local_completion(
+        records(kind), "q", more, prompt="small-plans", program=program
+    )
     assert replayed.answer == "ana, cy, di"
     assert not any("response_format" in r.body for r in fake.requests)  # no root-model turn
 

@@ -19,8 +19,8 @@ import pytest
 from ray import cloudpickle
 
 from rlm_ray import corpus
-from rlm_ray.core.loop import AnswerError
 from rlm_ray.core.repl import REPLSession, REPLSettings
+from rlm_ray.core.turns import AnswerError
 from rlm_ray.sandbox import Sandbox
 from rlm_ray.sandbox.boundary import plain
 from rlm_ray.sandbox.output import CellOutput

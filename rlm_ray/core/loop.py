@@ -7,78 +7,19 @@ pass in-process fakes.
 
 from __future__ import annotations
 
-import ast
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from rlm_ray.core.answer_check import copied, too_long
 from rlm_ray.core.parsing import TextFinal, code_blocks, text_final
+from rlm_ray.core.stuck import StuckGuard
+from rlm_ray.core.turns import REPL, AnswerError, Messages, Planner
 from rlm_ray.errors import ContextWindowError
-from rlm_ray.prompting import prompts
+from rlm_ray.prompting import prompts, variant
 from rlm_ray.types import CallTrace, CellTrace, IterationTrace, LLMReply, Usage
 
-Messages = list[dict[str, str]]
 LLM = Callable[[Messages], LLMReply]
-
-
-class AnswerError(Exception):
-    """The REPL could not turn the final value into text; the model is told and goes on."""
-
-
-@dataclass
-class CellReport:
-    """A block as run by the REPL: its trace, and the answer if the block ended the run."""
-
-    trace: CellTrace
-    final: str | None = None
-    finished_by: str = ""
-
-
-class Planner(Protocol):
-    """The plan turns of a call (rlm_ray/plans/planner.py): a turn under a JSON schema whose
-    reply is a plan that the runtime compiles into the turn's cell, until the model chooses
-    code."""
-
-    active: bool
-    """False once the turns are free code (the model chose code, or plans ran out)."""
-
-    def response_format(self) -> dict | None:
-        """The next turn's `response_format`, or None once the turns are free code."""
-
-    def form_call(self) -> tuple[list[dict[str, str]], dict] | None:
-        """The form turn's messages and `response_format`, the first time (None after)."""
-
-    def choose(self, reply: str, turn: str) -> str:
-        """The plan turn's message `turn` with what the form turn's `reply` chose."""
-
-    def examples(self, few_shot: Messages) -> Messages:
-        """The worked examples the plan turn needs of `few_shot` (the chosen shape's)."""
-
-    def read(self, reply: str) -> tuple[str | None, str]:
-        """The cell a plan reply compiles to (None: none to run) and what to tell the model."""
-
-    def ran(self, failed: bool) -> None:
-        """The plan's cell ran and did not end the call (`failed`: it raised)."""
-
-    def next_turn(self, feedback: str) -> str:
-        """The user message after a plan turn that did not end the call."""
-
-
-class REPL(Protocol):
-    def run(self, code: str) -> CellReport: ...
-
-    def lookup(self, name: str) -> str | None:
-        """`str()` of a REPL variable (futures resolved), or None if it is not defined.
-        Raises `AnswerError` if the value cannot be computed."""
-
-    def ready_answer(self) -> str | None:
-        """The content of `answer` if the code set ``answer["ready"] = True`` (or `AnswerError`)."""
-
-    def describe(self, name: str) -> str | None:
-        """What the REPL variable `name` holds, e.g. "list (60 items) of str"; None if unset."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +32,8 @@ class LoopSettings:
     check_limits: Callable[[], None] = lambda: None
     # Example turns between the system message and the query (a prompt variant's few-shot).
     few_shot: tuple[dict[str, str], ...] = ()
-    first_turn: str = prompts.FIRST_TURN
-    next_turn: str = prompts.NEXT_TURN
+    first_turn: str = variant.FIRST_TURN
+    next_turn: str = variant.NEXT_TURN
     # The user message after a turn whose code raised (None: `next_turn`); small models answer
     # a guess after an error unless told to fix the code first.
     error_turn: str | None = None
@@ -327,87 +268,6 @@ def _take_turn(
     if not blocks and final is None:
         outputs.append(prompts.NO_CODE)
     return None, "\n\n".join(outputs)
-
-
-class StuckGuard:
-    """Notices code that fails with an error already seen in this call (the same code resubmitted,
-    or a variant that trips on the same thing): small models otherwise spend every remaining turn
-    on it. The notice says so plainly and names the type of the values the code uses."""
-
-    _MAX_VALUES = 6
-
-    def __init__(self) -> None:
-        self._seen: dict[str, set[str]] = {}  # error line -> the code blocks that raised it
-
-    def notice(self, cells: list[CellTrace], repl: REPL) -> tuple[str, bool]:
-        """What to add to the turn's output, and whether the model is stuck (repeating an
-        error): a repeat gets the STUCK notice; a first type error on `context` its type."""
-        for cell in cells:
-            if cell.error is None:
-                continue
-            error, source = _error_line(cell.error), cell.code.strip()
-            codes = self._seen.setdefault(error, set())
-            repeated, same_code = bool(codes), source in codes
-            codes.add(source)
-            if repeated:
-                stuck = prompts.STUCK.format(
-                    what="The same code" if same_code else "Your code",
-                    error=error,
-                    values=self._values(source, repl),
-                )
-                return "\n\n" + stuck, True
-            if error.startswith(_TYPE_ERRORS) and re.search(r"\bcontext\b", source):
-                # a first type error on the input: name its type at once (a 1.5B model that
-                # called `context.splitlines()` on a list wrote two records of its own next)
-                kind = repl.describe("context")
-                return ("", False) if kind is None else (f"\n\n(`context` is a {kind}.)", False)
-        return "", False
-
-    def _values(self, source: str, repl: REPL) -> str:
-        described = []
-        for name in ["context", *_names(source)]:
-            kind = repl.describe(name)
-            if kind is not None and kind not in ("function", "module", "class"):
-                described.append(f"`{name}` is a {kind}" + self._start(name, repl))
-            if len(described) == self._MAX_VALUES:
-                break
-        if not described:
-            return ""
-        return "The values involved: " + "; ".join(described) + ". "
-
-    _SHOWN_CHARS = 80
-
-    def _start(self, name: str, repl: REPL) -> str:
-        """The start of a variable's value (not the context's): a small model that takes a list
-        of labels for a dict sees what the list holds."""
-        if name == "context":
-            return ""
-        try:
-            text = repl.lookup(name)
-        except AnswerError:
-            return ""
-        if not text:
-            return ""
-        more = "..." if len(text) > self._SHOWN_CHARS else ""
-        return f", starting {text[: self._SHOWN_CHARS]}{more}"
-
-
-_TYPE_ERRORS = ("AttributeError", "TypeError")
-
-
-def _error_line(error: str) -> str:
-    lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else error
-
-
-def _names(source: str) -> list[str]:
-    """The names a block uses, in order of first use (a regex if it does not parse)."""
-    try:
-        nodes = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name)]
-        found = [n.id for n in sorted(nodes, key=lambda n: (n.lineno, n.col_offset))]
-    except SyntaxError:
-        found = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", source)
-    return list(dict.fromkeys(n for n in found if n != "context"))
 
 
 def _answer_after_code(

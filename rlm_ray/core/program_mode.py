@@ -17,7 +17,7 @@ from itertools import groupby
 from typing import Protocol
 
 from rlm_ray.core.answer_rule import AnswerRule
-from rlm_ray.core.loop import REPL, AnswerError
+from rlm_ray.core.turns import REPL, AnswerError
 from rlm_ray.errors import ProgramError
 from rlm_ray.types import CallTrace, CellTrace, IterationTrace
 

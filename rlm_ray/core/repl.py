@@ -22,9 +22,9 @@ from typing import Any, cast
 from rlm_ray import corpus, subcall_kinds, tools
 from rlm_ray.core import answer_source
 from rlm_ray.core.futures import SubCallFuture, mark_clean, resolve, unmark_clean
-from rlm_ray.core.loop import AnswerError, CellReport
 from rlm_ray.core.parsing import truncate
 from rlm_ray.core.subcalls import Backend, SubCalls
+from rlm_ray.core.turns import AnswerError, CellReport
 from rlm_ray.errors import SubCallError
 from rlm_ray.operators.approximate import Approximate
 from rlm_ray.plans import records as plan_records
@@ -60,7 +60,7 @@ class REPLSettings:
 
 
 class REPLSession:
-    """The namespace of one RLM call (implements `loop.REPL`).
+    """The namespace of one RLM call (implements `turns.REPL`).
 
     Every value model code hands over leaves through `boundary.plain` (sub-call arguments) or as
     text made inside the cell's clock (FINAL, `answer`, FINAL_VAR): nothing the model defined
@@ -100,7 +100,7 @@ class REPLSession:
         self.partial_answer = self._answer = self._answer_error = None
         self.sandbox.namespace["answer"] = {"content": "", "ready": False}
 
-    # -- loop.REPL --------------------------------------------------------------------------
+    # -- turns.REPL-------------------------------------------------------------------------
     def run(self, code: str) -> CellReport:
         cell = CellTrace(code=code, output="", started_s=time.time())
         self.subcalls.cell = cell

@@ -83,5 +83,8 @@ def _names(folded_query: str, value: str) -> bool:
         return False
     month = _MONTHS.split()[int(date[2]) - 1] if 1 <= int(date[2]) <= 12 else ""
     day = str(int(date[3]))
-    forms = (rf"{month[:3]}\w*\.?\s+{day}(?:st|nd|rd|th)?", rf"{day}(?:st|nd|rd|th)?\s+{month[:3]}\w*")
+    forms = (
+        rf"{month[:3]}\w*\.?\s+{day}(?:st|nd|rd|th)?",
+        rf"{day}(?:st|nd|rd|th)?\s+{month[:3]}\w*",
+    )
     return bool(month) and any(re.search(rf"(?<!\w){f}(?!\w)", folded_query) for f in forms)

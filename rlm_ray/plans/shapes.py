@@ -155,7 +155,12 @@ SHAPES: tuple[Shape, ...] = (
     Shape(
         "count_per_group",
         "for each value of `group_by`, how many of its records meet the condition",
-        (("where", TESTS), ("group_by", VALUE_FIELD), ("field", TEXT_FIELD), ("condition", TEXT_OR_NULL)),
+        (
+            ("where", TESTS),
+            ("group_by", VALUE_FIELD),
+            ("field", TEXT_FIELD),
+            ("condition", TEXT_OR_NULL),
+        ),
         _per_group,
         _KEEP,
     ),
@@ -183,7 +188,12 @@ SHAPES: tuple[Shape, ...] = (
     Shape(
         "most_common_value",
         "among the records that meet the condition, the most common value of `count_field`",
-        (("where", TESTS), ("field", TEXT_FIELD), ("condition", TEXT_OR_NULL), ("count_field", VALUE_FIELD)),
+        (
+            ("where", TESTS),
+            ("field", TEXT_FIELD),
+            ("condition", TEXT_OR_NULL),
+            ("count_field", VALUE_FIELD),
+        ),
         _most_field,
         (*_KEEP, ("of", "count_field")),
     ),
