@@ -62,11 +62,22 @@ def test_the_values_a_query_names(query, named):
 def test_an_exact_test_the_query_never_asked_for_cannot_be_written():
     schema = plan_schema(LISTS, "groups_with_both", "Which users wrote about billing and delivery?")
     good = {"shape": "groups_with_both", "where": {}, "group_by": "user", "field": "text"}
-    good |= {"first": "a billing problem", "second": "a delivery problem"}
+    good |= {"first": "billing", "second": "delivery"}
     assert valid(schema, good)
     assert not valid(schema, good | {"where": {"user": "ana"}})  # a value from the preview
     assert not valid(schema, good | {"field": "user"})  # a condition reads the text
     assert not valid(schema, good | {"group_by": "text"})  # groups are values, not text
+    copied = "the courier lost my chair somewhere in town"  # a record's text, from the preview
+    assert not valid(schema, good | {"first": copied})  # conditions are the query's words
+
+
+def test_a_condition_is_a_run_of_the_querys_words():
+    runs = grounding.query_words("Which users wrote about billing, and delivery?")
+    assert "wrote about billing" in runs and "billing and delivery" in runs
+    assert "billing," not in runs and "users billing" not in runs
+    long = grounding.query_words(" ".join(f"w{i}" for i in range(200)))
+    assert max(len(run.split()) for run in long) == grounding.MAX_RUN_WORDS
+    assert "w59" in long and "w60" not in long  # the first words of a long query only
 
 
 def test_a_value_the_query_names_can_be_tested():

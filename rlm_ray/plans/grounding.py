@@ -10,6 +10,7 @@ copied whole. Each of those is a choice the records and the query already decide
     text_fields(records)          the fields of free text: what a condition of meaning reads
     value_fields(records)         the fields of few, short values: what groups and exact tests use
     named_values(records, query)  {field: [values the query names]}: the only exact tests allowed
+    query_words(query)            the runs of the query's words: what a condition may say
     copied_text(text, records)    a long slot value that is a record's text, not the query's
 
 The schema (plans/schema.py) turns these into enums. Pure: no Ray, no model.
@@ -48,6 +49,24 @@ def named_values(records: Sequence[Record], query: str) -> dict[str, list[str]]:
         if hits:
             named[field] = sorted(hits)
     return named
+
+
+MAX_RUN_WORDS = 8  # a condition longer than this is a clause, not a condition
+MAX_QUERY_WORDS = 60  # spans of a longer query's first words only (the schema's size)
+
+
+def query_words(query: str) -> list[str]:
+    """Every run of 1 to `MAX_RUN_WORDS` consecutive words of the query (punctuation at the
+    ends dropped), in order of first appearance: the only conditions a plan may state, so that
+    a condition is in the query's words, never a record's text copied from the preview."""
+    words = [w.strip(".,;:!?\"'()[]") for w in query.split()[:MAX_QUERY_WORDS]]
+    runs: dict[str, None] = {}
+    for start in range(len(words)):
+        for end in range(start + 1, min(start + MAX_RUN_WORDS, len(words)) + 1):
+            run = " ".join(w for w in words[start:end] if w)
+            if run:
+                runs[run] = None
+    return list(runs)
 
 
 def copied_text(text: str, records: Sequence[Record], query: str, min_words: int = 4) -> bool:

@@ -128,7 +128,7 @@ class Planner:
         records = [r for rs in self.lists.values() for r in rs]
         for slot, kind in shape.slots if shape else ():
             text = raw.get(slot)
-            if kind in (shapes.TEXT, shapes.TEXT_OR_NULL) and isinstance(text, str):
+            if kind in _FREE_TEXT and isinstance(text, str):
                 if grounding.copied_text(text, records, self.texts.query):
                     return (
                         f"`{slot}` is the text of a record ({text[:60]!r}); write the "
@@ -160,6 +160,9 @@ class Planner:
         ):
             return f"context[{name!r}]"
         return "context"
+
+
+_FREE_TEXT = (shapes.TEXT, shapes.TEXT_OR_NULL, shapes.WORDS, shapes.WORDS_OR_NULL)
 
 
 def _json_text(reply: str) -> str:

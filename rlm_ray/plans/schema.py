@@ -11,8 +11,9 @@ The reply is one of
 `response_format(lists)` is the request's `response_format`; litellm and the lean HTTP path
 both send it as is. The slots are grounded (plans/grounding.py): a condition's field is one of
 the fields of free text, a group's one of the fields of values, and an exact test (`where`, a
-date) can hold only a value the query names, so `where` is `{}` when it names none. Conditions
-in words stay free strings: `plan.check` and the planner read them against the records.
+date) can hold only a value the query names, so `where` is `{}` when it names none; a condition
+(and the two of `groups_with_both` / `changed`, the kind of name of `most_common_name`) is a run
+of the query's own words. Labels and their meanings stay free strings.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def plan_schema(
     (`only`: that shape's slots, or code)."""
     base = _union(lists, fields)
     named = _named(lists, query)
+    runs = grounding.query_words(query)
+    words = _enum(runs) if runs else _TEXT
     kinds = {
         shapes.FIELD: _enum(base),
         shapes.TEXT_FIELD: _enum(_union(lists, grounding.text_fields) or base),
@@ -41,6 +44,8 @@ def plan_schema(
         shapes.LIST: _enum(list(lists)),
         shapes.TEXT: _TEXT,
         shapes.TEXT_OR_NULL: {"anyOf": [_TEXT, {"type": "null"}]},
+        shapes.WORDS: words,
+        shapes.WORDS_OR_NULL: {"anyOf": [words, {"type": "null"}]},
         shapes.TESTS: {
             "type": "object",
             "properties": {name: _enum(vs) for name, vs in named.items()},

@@ -32,6 +32,8 @@ FIELD, FIELD_OR_NULL, LIST, TEXT, TEXT_OR_NULL, TESTS, LABELS = (
     "labels",
 )
 TEXT_FIELD, VALUE_FIELD, VALUE = "text field", "value field", "value"
+# the query's own words: a condition, a kind of record, a kind of name is a run of its words
+WORDS, WORDS_OR_NULL = "words", "words?"
 OTHER = "other"  # the label of a record that fits none of a shape's conditions
 
 
@@ -148,7 +150,7 @@ SHAPES: tuple[Shape, ...] = (
     Shape(
         "count",
         "how many records (with the `where` values) meet a condition of meaning",
-        (("where", TESTS), ("field", TEXT_FIELD), ("condition", TEXT_OR_NULL)),
+        (("where", TESTS), ("field", TEXT_FIELD), ("condition", WORDS_OR_NULL)),
         _count,
         _KEEP,
     ),
@@ -159,7 +161,7 @@ SHAPES: tuple[Shape, ...] = (
             ("where", TESTS),
             ("group_by", VALUE_FIELD),
             ("field", TEXT_FIELD),
-            ("condition", TEXT_OR_NULL),
+            ("condition", WORDS_OR_NULL),
         ),
         _per_group,
         _KEEP,
@@ -191,7 +193,7 @@ SHAPES: tuple[Shape, ...] = (
         (
             ("where", TESTS),
             ("field", TEXT_FIELD),
-            ("condition", TEXT_OR_NULL),
+            ("condition", WORDS_OR_NULL),
             ("count_field", VALUE_FIELD),
         ),
         _most_field,
@@ -201,7 +203,7 @@ SHAPES: tuple[Shape, ...] = (
         "most_common_name",
         "among the records that meet the condition, the `name` (a product, a place...) their "
         "text mentions most often",
-        (("where", TESTS), ("field", TEXT_FIELD), ("condition", TEXT_OR_NULL), ("name", TEXT)),
+        (("where", TESTS), ("field", TEXT_FIELD), ("condition", WORDS_OR_NULL), ("name", WORDS)),
         _most_name,
         _KEEP,
     ),
@@ -212,8 +214,8 @@ SHAPES: tuple[Shape, ...] = (
             ("where", TESTS),
             ("group_by", VALUE_FIELD),
             ("field", TEXT_FIELD),
-            ("first", TEXT),
-            ("second", TEXT),
+            ("first", WORDS),
+            ("second", WORDS),
         ),
         _both,
         (("label.field", "field"), ("needs", "first/second")),
@@ -227,9 +229,9 @@ SHAPES: tuple[Shape, ...] = (
             ("field", TEXT_FIELD),
             ("date_field", VALUE_FIELD),
             ("first_date", VALUE),
-            ("first", TEXT),
+            ("first", WORDS),
             ("second_date", VALUE),
-            ("second", TEXT),
+            ("second", WORDS),
         ),
         _changed,
         (("label.field", "field"), ("needs", "first_date/second_date")),
@@ -241,7 +243,7 @@ SHAPES: tuple[Shape, ...] = (
         (
             ("from", LIST),
             ("field", TEXT_FIELD),
-            ("condition", TEXT_OR_NULL),
+            ("condition", WORDS_OR_NULL),
             ("other", LIST),
             ("key", FIELD),
             ("answer", FIELD),
@@ -258,7 +260,7 @@ SHAPES: tuple[Shape, ...] = (
     Shape(
         "list",
         "the values of `answer` of the records (with the `where` values) that meet the condition",
-        (("where", TESTS), ("field", TEXT_FIELD), ("condition", TEXT_OR_NULL), ("answer", FIELD)),
+        (("where", TESTS), ("field", TEXT_FIELD), ("condition", WORDS_OR_NULL), ("answer", FIELD)),
         _list,
         (*_KEEP, ("of", "answer")),
     ),
