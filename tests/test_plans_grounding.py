@@ -128,3 +128,18 @@ def test_a_condition_in_the_querys_words_is_not_a_copy():
     quoted = "billed for a chair I returned"
     assert not grounding.copied_text(quoted, ROWS, f"Who wrote '{quoted}'?")
     assert grounding.copied_text("billed for a chair I returned", ROWS, "which billing issues?")
+
+
+def test_a_join_starts_from_the_list_of_free_text_and_reads_the_others_keys():
+    orders = "\n".join(f"order {100 + i} | customer {USERS[i % 6]}" for i in range(12))
+    notes = "\n".join(
+        f"2026-03-0{1 + i % 5} | order {100 + i % 12} {TEXTS[i % 6]}" for i in range(24)
+    )
+    lists = record_lists({"orders": orders, "messages": notes})
+    schema = plan_schema(lists, "join", "Which customers had an order reported lost?")
+    reply = {"shape": "join", "from": "messages", "field": "text", "condition": "reported lost"}
+    reply |= {"other": "orders", "key": "order", "answer": "customer"}
+    assert valid(schema, reply)
+    swapped = reply | {"from": "orders", "other": "messages", "field": "customer"}
+    assert not valid(schema, swapped)  # the list of keys does not meet a condition
+    assert not valid(schema, reply | {"answer": "text"})  # the answer is a field of `other`

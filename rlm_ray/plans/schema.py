@@ -32,11 +32,26 @@ def plan_schema(
 ) -> dict[str, Any]:
     """The schema of a reply to the plan turn, for these record lists and the user's `query`
     (`only`: that shape's slots, or code)."""
-    base = _union(lists, fields)
     named = _named(lists, query)
     runs = grounding.query_words(query)
+    options = []
+    for shape in shapes.SHAPES:
+        names_lists = shapes.LIST in dict(shape.slots).values()
+        if (only is None and (len(lists) > 1 or not names_lists)) or shape.name == only:
+            if names_lists:
+                options += _list_options(shape, lists, named, runs)
+            else:
+                options.append(_option(shape, _kinds(lists, named, runs)))
+    return {"anyOf": [*options, _object(shape=_const(shapes.CODE))]}
+
+
+def _kinds(
+    lists: Mapping[str, list[Record]], named: dict[str, list[str]], runs: list[str]
+) -> dict[str, Any]:
+    """The schema of each slot kind, for these record lists."""
+    base = _union(lists, fields)
     words = _enum(runs) if runs else _TEXT
-    kinds = {
+    return {
         shapes.FIELD: _enum(base),
         shapes.TEXT_FIELD: _enum(_union(lists, grounding.text_fields) or base),
         shapes.VALUE_FIELD: _enum(_union(lists, grounding.value_fields) or base),
@@ -53,13 +68,38 @@ def plan_schema(
         },
         shapes.LABELS: {"type": "object", "additionalProperties": _TEXT},
     }
-    options = [
-        _object(shape=_const(shape.name), **{name: kinds[kind] for name, kind in shape.slots})
-        for shape in shapes.SHAPES
-        if (only is None and (len(lists) > 1 or shapes.LIST not in dict(shape.slots).values()))
-        or shape.name == only
-    ]
-    return {"anyOf": [*options, _object(shape=_const(shapes.CODE))]}
+
+
+def _option(shape: shapes.Shape, kinds: dict[str, Any]) -> dict[str, Any]:
+    return _object(shape=_const(shape.name), **{name: kinds[kind] for name, kind in shape.slots})
+
+
+def _list_options(
+    shape: shapes.Shape,
+    lists: Mapping[str, list[Record]],
+    named: dict[str, list[str]],
+    runs: list[str],
+) -> list[dict[str, Any]]:
+    """A shape that names record lists (`join`), once per ordered pair of lists: each field
+    slot names a field of the list named last before it. The first list is one with free text
+    when there is one (its records meet the condition and name the other's keys), so a join
+    from a list of keys cannot be written."""
+    texts = [name for name, records in lists.items() if grounding.text_fields(records)]
+    options = []
+    for first in texts or list(lists):
+        for second in (name for name in lists if name != first):
+            properties: dict[str, Any] = {"shape": _const(shape.name)}
+            kinds = _kinds({first: lists[first]}, named, runs)
+            order = iter((first, second))
+            for slot, kind in shape.slots:
+                if kind == shapes.LIST:
+                    chosen = next(order)
+                    kinds = _kinds({chosen: lists[chosen]}, named, runs)
+                    properties[slot] = _const(chosen)
+                else:
+                    properties[slot] = kinds[kind]
+            options.append(_object(**properties))
+    return options
 
 
 def response_format(
