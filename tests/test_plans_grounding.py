@@ -44,6 +44,11 @@ def valid(schema: dict, reply: dict) -> bool:
 def test_fields_of_free_text_and_fields_of_values():
     assert grounding.text_fields(ROWS) == ["text"]
     assert grounding.value_fields(ROWS) == ["date", "user"]
+    files = [
+        {"source": f"reports/site-{i}/incident-{i:04d}.txt", "text": f"{t} ({i})"}
+        for i, t in enumerate(TEXTS * 4)
+    ]
+    assert grounding.text_fields(files) == ["text"]  # a path is long and all different, not text
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from rlm_ray.plans.records import Record, fields, values
 
 FREE_TEXT_MIN_CHARS = 15  # a field whose values average fewer characters is a value, not text
+FREE_TEXT_MIN_WORDS = 3  # nor one of fewer words: a file's path, an id, a timestamp
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})")
 _MONTHS = "january february march april may june july august september october november december"
 
@@ -87,8 +88,10 @@ def _is_free_text(records: Sequence[Record], field: str) -> bool:
     if not counts:
         return False
     many = len(counts) > max(10, len(records) // 2)
-    chars = sum(len(v) * n for v, n in counts.items()) / sum(counts.values())
-    return many and chars >= FREE_TEXT_MIN_CHARS
+    total = sum(counts.values())
+    chars = sum(len(v) * n for v, n in counts.items()) / total
+    words = sum(len(v.split()) * n for v, n in counts.items()) / total
+    return many and chars >= FREE_TEXT_MIN_CHARS and words >= FREE_TEXT_MIN_WORDS
 
 
 def _names(folded_query: str, value: str) -> bool:
