@@ -11,7 +11,7 @@ import pytest
 
 from rlm_ray.core.repl import REPLSession, REPLSettings
 from rlm_ray.corpus import Corpus, local_corpus, record_items, record_key, render
-from rlm_ray.operators import record_ops
+from rlm_ray.operators import batching, record_ops
 from rlm_ray.operators.record_ops import (
     UNKNOWN,
     classify_op,
@@ -38,11 +38,11 @@ def test_pack_fills_the_window_by_size():
     op = filter_op("is it about birds?")
     window = 2_000
     batches = pack([300] * 50, op, window_tokens=window)
-    budget = record_ops.usable_tokens(window)
+    budget = batching.usable_tokens(window)
     assert 1 < len(batches) < 50
     for batch in batches:  # each batch's estimate fits
         prompt = op.prompt(["y" * 300] * len(batch))
-        assert len(prompt) / record_ops.CHARS_PER_TOKEN + op.answer_tokens * len(batch) <= budget
+        assert len(prompt) / batching.CHARS_PER_TOKEN + op.answer_tokens * len(batch) <= budget
 
 
 def test_an_item_too_long_for_any_batch_is_cut_with_a_warning():
@@ -54,7 +54,7 @@ def test_an_item_too_long_for_any_batch_is_cut_with_a_warning():
 
     out = record_ops.run(map_op("len?"), ["z" * 50_000], ["k"], ask, window_tokens=2_000)
     assert out.values == ["short"] and "cut" in out.warnings[0]
-    assert len(seen[0]) < 2_000 * record_ops.CHARS_PER_TOKEN
+    assert len(seen[0]) < 2_000 * batching.CHARS_PER_TOKEN
 
 
 @pytest.mark.parametrize(

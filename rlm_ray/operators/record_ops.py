@@ -21,13 +21,20 @@ model call is made.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-UNKNOWN = "unknown"  # what llm_classify gives an item that fits no label (or never parsed)
-MAX_BATCH_ITEMS = 40  # small models lose count in longer numbered lists
+from rlm_ray.operators.answers import UNKNOWN, UNPARSED, normalise_label, parse_numbered, yes_no
+from rlm_ray.operators.batching import (
+    CHARS_PER_TOKEN,
+    MAX_BATCH_ITEMS,
+    distinct,
+    max_item_chars,
+    pack,
+    retry_groups,
+)
+
 SMALL_MODEL_BATCH_ITEMS = 1
 """Items per call for rlm-ray's own small local models: one, in `Operator.prompt`'s short form.
 Measured with Qwen2.5-Coder-1.5B (docs/benchmarks.md, "One item a call"): on 60 distinct
@@ -44,19 +51,11 @@ def batch_items_for(model: str) -> int:
     return SMALL_MODEL_BATCH_ITEMS if model in ("local", "local-small") else MAX_BATCH_ITEMS
 
 
-CHARS_PER_TOKEN = 3  # a high token estimate, as the loop's: a batch errs on the small side
-WINDOW_SHARE = 0.75  # of the sub-model's window a batch may use (prompt and answers)
-ITEM_OVERHEAD_TOKENS = 6  # the "[k] " marker and line breaks
-
 CLASSIFY_CUE = "\nLabel:"
 FILTER_QUESTION = (
     "\n\nQuestion: does the item above meet this condition: {}? Answer yes only if it clearly "
     "does. Answer with one word, yes or no."
 )
-_MARK = re.compile(r"^\s*(?:\*\*)?(?:\[(\d+)\]|(\d+)[.):])(?:\*\*)?\s*(.*)$")
-_YES = {"yes", "y", "true"}
-_NO = {"no", "n", "false"}
-_UNPARSED = object()
 
 
 @dataclass(frozen=True)
@@ -174,7 +173,7 @@ class Operator:
         out = {}
         for k, text in raw.items():
             value = self.value(text)
-            if value is not _UNPARSED:
+            if value is not UNPARSED:
                 out[k] = value
         return out
 
@@ -183,7 +182,7 @@ class Operator:
             return text.strip()
         if self.kind == "filter":
             return yes_no(text)
-        if self.one_label and yes_no(text) is not _UNPARSED:
+        if self.one_label and yes_no(text) is not UNPARSED:
             return self.labels[0] if yes_no(text) else UNKNOWN
         return normalise_label(text, self.labels, self.descriptions)
 
@@ -241,189 +240,6 @@ def _merge_text(parts: list[Any]) -> str | list[Any]:
         else:
             merged.append(part)
     return merged[0] if len(merged) == 1 and isinstance(merged[0], str) else merged
-
-
-# -- reading answers -----------------------------------------------------------------------------
-
-
-def parse_numbered(reply: str, n: int) -> dict[int, str]:
-    """Answers by number from lines like "[3] text", "3. text", "3: text" or "3) text".
-
-    Lines without a number continue the answer above them. A number given twice is ambiguous
-    and dropped, as are numbers outside 1..n.
-    """
-    answers: dict[int, str] = {}
-    twice: set[int] = set()
-    current: int | None = None
-    for line in reply.splitlines():
-        match = _MARK.match(line)
-        k = int(match[1] or match[2]) if match else 0
-        if match and 1 <= k <= n:
-            if k in answers:
-                twice.add(k)
-            answers[k], current = match[3].strip(), k
-        elif match:
-            current = None  # a number out of range: not part of any answer
-        elif current is not None and line.strip():
-            answers[current] += "\n" + line.strip()
-    return {k: v for k, v in answers.items() if k not in twice}
-
-
-def yes_no(text: str) -> Any:
-    words = re.sub(r"[^a-z]+", " ", text.lower()).split()
-    if words and words[0] in _YES:
-        return True
-    if words and words[0] in _NO:
-        return False
-    return _UNPARSED
-
-
-def normalise_label(text: str, labels: Sequence[str], descriptions: Sequence[str] = ()) -> Any:
-    """The label `text` names, tried in this order: the label exactly; ignoring case, quotes,
-    punctuation and a "label:" prefix; `UNKNOWN` (or "none") if the model said so; a label's
-    number (1 for the first); the one label the answer starts (a unique prefix, "late" of
-    "late or lost delivery") or that starts the answer ("billing issue"); the one label named
-    as a whole phrase in the answer; the one label whose words, then whose meaning's words, the
-    answer shares most ("lost delivery", or "praise" for `other: praise, thanks, a question`).
-    Labels may be any strings: several words, punctuation. Else unparsed."""
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    bare = re.sub(r"^(label|answer|category)\s*:\s*", "", first.strip(_EDGES), flags=re.I)
-    bare = bare.strip(_EDGES)
-    for candidate in (first.strip(), bare):
-        if candidate in labels:
-            return candidate
-    folded = {label.casefold(): label for label in labels}
-    key = bare.casefold()
-    if key in folded:
-        return folded[key]
-    if key in (UNKNOWN, "none", "n/a", "none of them", "none of the above"):
-        return UNKNOWN
-    if key.isdigit() and 1 <= int(key) <= len(labels):
-        return labels[int(key) - 1]
-    named = _named(first, labels)
-    if len(named) > 1:  # "billing or access": no one label
-        return _UNPARSED
-    for found in (*named, _by_prefix(key, labels), _by_words(key, labels, descriptions)):
-        if found is not None:
-            return found
-    return _UNPARSED
-
-
-_EDGES = " \t*`'\".:;,()[]"
-_STOPWORDS = frozenset(
-    "a an and are as at be by for from in is it its of on or the this that to with about "
-    "item text label it's".split()
-)
-
-
-def _by_prefix(key: str, labels: Sequence[str]) -> str | None:
-    """The one label `key` is the start of, or the longest label `key` starts with."""
-    if len(key) < 3:
-        return None
-    starts = [label for label in labels if label.casefold().startswith(key)]
-    if len(starts) == 1:
-        return starts[0]
-    heads = [label for label in labels if re.match(rf"{re.escape(label.casefold())}\b", key)]
-    return max(heads, key=len) if heads else None
-
-
-def _named(answer: str, labels: Sequence[str]) -> list[str]:
-    """The labels the answer names as whole phrases (the longest of overlapping ones)."""
-    named = [
-        label
-        for label in labels
-        if re.search(rf"(?<!\w){re.escape(label.casefold())}(?!\w)", answer.casefold())
-    ]
-    return [n for n in named if not any(n != m and n.casefold() in m.casefold() for m in named)]
-
-
-def _by_words(key: str, labels: Sequence[str], descriptions: Sequence[str]) -> str | None:
-    """The one label sharing the most words with the answer: its own words first, then its
-    meaning's (a tie, or no word shared, is no answer)."""
-    words = _content_words(key)
-    if not words:
-        return None
-    meanings = list(descriptions) + [""] * (len(labels) - len(descriptions))
-    for source in (list(labels), meanings):
-        scores = [len(words & _content_words(text)) for text in source]
-        best = max(scores)
-        if best > 0 and scores.count(best) == 1:
-            return labels[scores.index(best)]
-    return None
-
-
-def _content_words(text: str) -> set[str]:
-    return {
-        w for w in re.findall(r"[a-z0-9]+", text.casefold()) if w not in _STOPWORDS and len(w) > 1
-    }
-
-
-# -- planning ------------------------------------------------------------------------------------
-
-
-def usable_tokens(window_tokens: int) -> int:
-    return int(window_tokens * WINDOW_SHARE)
-
-
-def max_item_chars(op: Operator, window_tokens: int) -> int:
-    """The longest item that fits a batch of its own; longer items are cut to this."""
-    fixed = _tokens(len(op.prompt(["x"]))) + ITEM_OVERHEAD_TOKENS + op.answer_tokens
-    return max(1, (usable_tokens(window_tokens) - fixed) * CHARS_PER_TOKEN)
-
-
-def pack(
-    sizes: Sequence[int],
-    op: Operator,
-    window_tokens: int,
-    max_items: int = MAX_BATCH_ITEMS,
-) -> list[list[int]]:
-    """Consecutive batches of item indices, each fitting the window with room for its answers
-    and holding at most `max_items` items. `sizes` are the items' lengths in characters."""
-    budget = usable_tokens(window_tokens) - _tokens(len(op.prompt([])))
-    batches: list[list[int]] = []
-    batch: list[int] = []
-    used = 0
-    for i, size in enumerate(sizes):
-        cost = _tokens(size) + ITEM_OVERHEAD_TOKENS + op.answer_tokens
-        if batch and (used + cost > budget or len(batch) >= max_items):
-            batches.append(batch)
-            batch, used = [], 0
-        batch.append(i)
-        used += cost
-    if batch:
-        batches.append(batch)
-    return batches
-
-
-def retry_groups(batch: list[int], answered: set[int]) -> list[list[int]]:
-    """What to ask again after a batch's reply: nothing if all were answered or the batch was
-    one item; its missing items if some were answered; else the batch split in two halves.
-    Every group is smaller than `batch`, so the rounds end."""
-    missing = [i for i in batch if i not in answered]
-    if not missing or len(batch) == 1:
-        return []
-    if len(missing) < len(batch):
-        return [missing]
-    half = len(missing) // 2
-    return [missing[:half], missing[half:]]
-
-
-def _tokens(chars: int) -> int:
-    return -(-chars // CHARS_PER_TOKEN)
-
-
-def distinct(keys: Sequence[Hashable]) -> tuple[list[int], list[int]]:
-    """(the position of each distinct key's first occurrence, and for each position the index
-    of its distinct item): identical records are asked once."""
-    index: dict[Hashable, int] = {}
-    firsts: list[int] = []
-    where: list[int] = []
-    for i, key in enumerate(keys):
-        if key not in index:
-            index[key] = len(firsts)
-            firsts.append(i)
-        where.append(index[key])
-    return firsts, where
 
 
 # -- running -------------------------------------------------------------------------------------
