@@ -93,7 +93,8 @@ def local_completion(
     import pickle
 
     from rlm_ray import RLM
-    from rlm_ray.core.call import CallSpec, run_call
+    from rlm_ray.core.call import run_call
+    from rlm_ray.core.spec import CallSpec
     from rlm_ray.front.inputs import check_context
     from rlm_ray.front.settings import context_window
     from rlm_ray.testing import FakeLLM

@@ -12,8 +12,9 @@ import time
 import pytest
 
 from rlm_ray.config import ModelSettings, RLMConfig
-from rlm_ray.core.call import CallSpec, Checkpoint, Restart, Whereabouts, run_call, shared_prefix
+from rlm_ray.core.call import run_call, shared_prefix
 from rlm_ray.core.loop import Resume
+from rlm_ray.core.spec import CallSpec, Checkpoint, Restart, Whereabouts
 from rlm_ray.errors import LimitExceededError
 from rlm_ray.testing import FakeLLM, Request, by_marker, code, turns
 from rlm_ray.testing.thread_backend import ThreadBackend

@@ -18,7 +18,6 @@ PACKAGE = Path(__file__).resolve().parent.parent / "rlm_ray"
 MAX_LINES = 400
 
 STILL_OVER = {
-    "core/call.py": "issue 26: the plan turns' settings (issue 27) made it grow; to split",
     "runtime/pool.py": "issue 26: the worker hand-out (issue 26 item 6) to move out",
 }
 

@@ -19,7 +19,8 @@ import ray
 from ray.exceptions import GetTimeoutError, RayTaskError
 
 from rlm_ray import corpus
-from rlm_ray.core.call import CallSpec, remaining_s
+from rlm_ray.core.call import remaining_s
+from rlm_ray.core.spec import CallSpec
 from rlm_ray.corpus import store as corpus_store
 from rlm_ray.errors import LimitExceededError
 from rlm_ray.local.local_model import LOCAL_MODELS

@@ -26,7 +26,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rlm_ray import progress
 from rlm_ray.config import RLMConfig
-from rlm_ray.core.call import CallSpec, cap_answer
+from rlm_ray.core.call import cap_answer
+from rlm_ray.core.spec import CallSpec
 from rlm_ray.errors import LimitExceededError, RLMError
 from rlm_ray.limits.rate_limit import RateLimit
 from rlm_ray.runtime.gateway import RemoteGateway

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
-from rlm_ray.core.call import new_run_id
+from rlm_ray.core.spec import new_run_id
 from rlm_ray.errors import RLMError
 from rlm_ray.runtime.ray_basics import unwrap
 

@@ -24,7 +24,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from rlm_ray.core.call import CallSpec, shared_prefix
+from rlm_ray.core.call import shared_prefix
+from rlm_ray.core.spec import CallSpec
 from rlm_ray.errors import LimitExceededError, RLMError, SubCallError
 from rlm_ray.front.inputs import is_arrow_table, is_corpus
 from rlm_ray.front.settings import RunSettings, context_window

@@ -18,8 +18,9 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rlm_ray import corpus
 from rlm_ray.core import session_repl
-from rlm_ray.core.call import CallSpec, Checkpoint, Restart, Whereabouts, new_repl, run_call
+from rlm_ray.core.call import new_repl, run_call
 from rlm_ray.core.repl import REPLSession
+from rlm_ray.core.spec import CallSpec, Checkpoint, Restart, Whereabouts
 from rlm_ray.corpus import store
 from rlm_ray.runtime.backend import RayBackend
 from rlm_ray.runtime.ray_basics import whereabouts
