@@ -20,7 +20,6 @@ MAX_LINES = 400
 STILL_OVER = {
     "core/call.py": "issue 26: the plan turns' settings (issue 27) made it grow; to split",
     "operators/record_ops.py": "issue 26: label matching (issue 30) belongs in its own module",
-    "runtime/pool.py": "issue 26: the worker hand-out (issue 26 item 6) to move out",
 }
 
 

@@ -6,6 +6,7 @@
        │ pool.run_call(spec)                                   (REPLPool: async actor, num_cpus=0)
        ▼
     REPLPool ── waits for a slot at the call's depth, picks a warm REPLWorker ──┐  (pool.py)
+        on a node near the call's context                                       │  (placement.py)
                                                                                 ▼
     REPLWorker.run(spec)  (sync actor, one call at a time: `call.run_call` runs here)  (worker.py)
        ├─ root turns and llm_query ──> LLMGateway.complete   (async actors)       (gateway.py)
