@@ -21,8 +21,8 @@ Tool calls (`RLM(tools=...)`) go from `RayBackend` to a `ToolHost` actor per nod
 `corpus.store` and `corpus.cluster` (`cli/run.py` only preloads it, quietly).
 """
 
-from rlm_ray.runtime.driver import Runtime, ensure_ray, forget_runtimes, get_runtime
+from rlm_ray.runtime.driver import Runtime, ensure_ray, get_runtime
 from rlm_ray.runtime.pinned_session import PinnedSession
 from rlm_ray.runtime.run import Launcher
 
-__all__ = ["Launcher", "PinnedSession", "Runtime", "ensure_ray", "forget_runtimes", "get_runtime"]
+__all__ = ["Launcher", "PinnedSession", "Runtime", "ensure_ray", "get_runtime"]
