@@ -1,4 +1,5 @@
-"""Shared fixtures: one local Ray for the session, one scripted model server on 127.0.0.1.
+"""Shared fixtures: one local Ray for the session, one scripted model server on 127.0.0.1, and
+one multi-node Ray (`shared_cluster`) for the modules that need several nodes.
 
 Nothing here reaches the internet: the model is `rlm_ray.testing.ScriptedServer`, reached through
 litellm as a real OpenAI-compatible provider (`openai/...` + `api_base`).
@@ -12,8 +13,17 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 import pytest
+from helpers import AWS_ENV, FAST_FAILURE_DETECTION, forget_runtimes, free_port
 
 from rlm_ray.testing import ScriptedServer
+
+CLUSTER_FIXTURE = "shared_cluster"
+
+
+def pytest_collection_modifyitems(items):
+    """The tests on the multi-node cluster run last, together (in their usual order): the
+    cluster then starts once, after the session's local Ray, and nothing needs that Ray again."""
+    items.sort(key=lambda item: CLUSTER_FIXTURE in item.fixturenames)  # stable
 
 
 def _unset(request):
@@ -44,10 +54,49 @@ def ray_session():
 
 
 @pytest.fixture(scope="session")
-def restore_session_ray():
-    """For a module that needs its own Ray (a multi-node cluster): it shuts the session's down,
-    then calls this on teardown so the tests after it find the session Ray as it was."""
-    return _start_session_ray
+def shared_cluster():
+    """A multi-node Ray on this machine (`ray.cluster_utils.Cluster`): a head and two worker
+    raylets, one CPU and a resource naming it each, the test S3 credentials in every node's
+    environment. It replaces the session's local Ray (its tests run last: see
+    `pytest_collection_modifyitems`); a test that removes a node adds one back."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    # subtle: cached runtimes hold actor handles of the Ray about to stop; released after it
+    # stopped, they crash the next Ray's core worker ("Cannot find an actor handle").
+    forget_runtimes()
+    ray.shutdown()  # the session's local Ray, if a test before started it
+    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", **AWS_ENV}
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 1,
+            "resources": {"rlm_node_head": 1},
+            "object_store_memory": 150 * 2**20,
+            "include_dashboard": True,  # the state API (list_actors, list_objects) needs it
+            "dashboard_port": free_port(),  # never 8265: another Ray on this host may hold it
+            "_system_config": FAST_FAILURE_DETECTION,
+            "env_vars": env,
+        },
+    )
+    try:
+        for i in (1, 2):
+            cluster.add_node(
+                num_cpus=1,
+                resources={f"rlm_node_w{i}": 1},
+                object_store_memory=150 * 2**20,
+                env_vars=env,
+            )
+        cluster.wait_for_nodes()
+        litellm_env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}  # no credentials in a runtime_env
+        ray.init(
+            address=cluster.address, log_to_driver=False, runtime_env={"env_vars": litellm_env}
+        )
+        yield cluster
+    finally:
+        forget_runtimes()
+        ray.shutdown()
+        cluster.shutdown()
 
 
 @pytest.fixture(scope="session")

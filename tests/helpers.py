@@ -5,7 +5,9 @@ Test modules import them as `from helpers import ...` (pytest puts this director
 
 from __future__ import annotations
 
+import gc
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +15,17 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+# The shared multi-node cluster (conftest's `shared_cluster`): nodes found dead within seconds.
+FAST_FAILURE_DETECTION = {"health_check_period_ms": 500, "health_check_failure_threshold": 4}
+# Test credentials for the local S3 server (tests/test_corpus_cluster.py), in every node's
+# environment as a real cluster's nodes have theirs: never in a runtime_env, never in a trace.
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "rlmtestkey",
+    "AWS_SECRET_ACCESS_KEY": "rlmtestsecret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",  # never ask the cloud metadata address
+}
 
 
 def wait_for(
@@ -162,3 +175,20 @@ def summary_numbers(line: str) -> tuple[int, int, int]:
     assert found, line
     calls, tokens_in, tokens_out = (int(g.replace(",", "")) for g in found.groups())
     return calls, tokens_in, tokens_out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def forget_runtimes() -> None:
+    """Drop the driver's cached runtimes (gateways, pool). Call it before `ray.shutdown()` in a
+    process that will start Ray again: their actor handles must be released while the Ray they
+    belong to is still up (released after, they crash the next Ray's core worker)."""
+    from rlm_ray.runtime import driver
+
+    with driver._RUNTIMES_LOCK:
+        driver._RUNTIMES.clear()
+    gc.collect()

@@ -14,9 +14,10 @@ import pytest
 
 from rlm_ray import corpus
 from rlm_ray.core.repl import REPLSession, REPLSettings
-from rlm_ray.corpus import Corpus, Document, Match, local_corpus
+from rlm_ray.corpus import Corpus, Document, Match
 from rlm_ray.errors import ConfigError
 from rlm_ray.prompting import prompts
+from rlm_ray.testing.local_corpus import local_corpus
 from rlm_ray.types import LLMReply
 
 DOCS = [

@@ -3,7 +3,7 @@ over the nodes, the same corpus as the driver's reader makes, sub-calls rendered
 chunks are, a node holding chunks really removed during a fan-out over them, and s3:// read over
 real HTTP from a local S3-compatible server (moto, started here on 127.0.0.1).
 
-The module runs its own Ray (as tests/test_multinode.py does) and restores the session's after.
+The cluster is conftest's `shared_cluster`, as for tests/test_multinode.py.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ import threading
 import pyarrow as pa
 import pytest
 import ray
-from helpers import cli_env, run_cli, trace_sums, wait_for
-from test_multinode import FAST_FAILURE_DETECTION, free_port
+from helpers import AWS_ENV, cli_env, forget_runtimes, free_port, run_cli, trace_sums, wait_for
 
 import rlm_ray
 from rlm_ray import RLM, ConfigError
@@ -30,52 +29,21 @@ from rlm_ray.testing import Reply, by_marker, code, turns
 pytestmark = pytest.mark.slow
 
 SETTINGS = dict(max_depth=1, max_repl_actors_per_node=2, num_gateways=1, max_retries=2)
-# Test credentials for the local S3 server, in every node's environment (as a real cluster's
-# nodes have theirs): never in a runtime_env, never in a trace.
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "rlmtestkey",
-    "AWS_SECRET_ACCESS_KEY": "rlmtestsecret",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",  # never ask the cloud metadata address
-}
 CHUNK = 150_000  # characters: one chunk per object (above the packing threshold)
 
 
 @pytest.fixture(scope="module")
-def cluster(restore_session_ray):
-    from ray.cluster_utils import Cluster
-
-    from rlm_ray import runtime
-
-    runtime.forget_runtimes()
-    ray.shutdown()
+def cluster(shared_cluster):
+    """conftest's cluster, whose nodes have the test S3 credentials (`AWS_ENV`) in their
+    environment; this driver has them too while the module runs."""
     saved = {k: os.environ.get(k) for k in AWS_ENV}
     os.environ.update(AWS_ENV)
-    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", **AWS_ENV}
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 1,
-            "object_store_memory": 150 * 2**20,
-            "include_dashboard": True,  # the state API (list_objects) needs it
-            "dashboard_port": free_port(),
-            "_system_config": FAST_FAILURE_DETECTION,
-            "env_vars": env,
-        },
-    )
     try:
-        for _ in range(2):
-            cluster.add_node(num_cpus=1, object_store_memory=150 * 2**20, env_vars=env)
-        cluster.wait_for_nodes()
-        ray.init(address=cluster.address, log_to_driver=False)
-        yield cluster
+        yield shared_cluster
     finally:
-        runtime.forget_runtimes()
-        ray.shutdown()
-        cluster.shutdown()
+        forget_runtimes()  # this module's pool and gateways go: the next module starts its own
         for k, v in saved.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-        restore_session_ray()
 
 
 def write_shards(folder, shards: int = 12, docs: int = 40, seed: int = 7) -> int:

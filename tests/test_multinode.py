@@ -2,15 +2,14 @@
 with its own CPUs, object store and a resource naming it): placement, locality, the CLI against
 the cluster, and faults really caused (a node removed mid-run, the driver killed).
 
-The module runs its own Ray: it shuts the session's down first and restores it at the end, so the
-tests around it, in any order, find the session Ray as they expect.
+The cluster is conftest's `shared_cluster` (tests/test_corpus_cluster.py runs on it too): its tests
+run after every other, so the session's local Ray is not needed again.
 """
 
 from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ import time
 
 import pytest
 import ray
-from helpers import cli_env, run_cli, trace_sums, wait_for
+from helpers import cli_env, forget_runtimes, run_cli, trace_sums, wait_for
 
 from rlm_ray import RLM
 from rlm_ray.testing import Reply, by_marker, code, turns
@@ -27,52 +26,12 @@ pytestmark = pytest.mark.slow
 
 # One pool and gateway set for the whole module: small slots so calls spill over nodes.
 SETTINGS = dict(max_depth=3, max_repl_actors_per_node=3, num_gateways=1, max_retries=2)
-FAST_FAILURE_DETECTION = {"health_check_period_ms": 500, "health_check_failure_threshold": 4}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
-def cluster(restore_session_ray):
-    import ray
-    from ray.cluster_utils import Cluster
-
-    from rlm_ray import runtime
-
-    # subtle: cached runtimes hold actor handles of the Ray about to stop; released after it
-    # stopped, they crash the next Ray's core worker ("Cannot find an actor handle").
-    runtime.forget_runtimes()
-    ray.shutdown()  # the session's local Ray, if a test before this module started it
-    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 1,
-            "resources": {"rlm_node_head": 1},
-            "object_store_memory": 150 * 2**20,
-            "include_dashboard": True,  # the state API (list_actors) needs it
-            "dashboard_port": free_port(),  # never 8265: another Ray on this host may hold it
-            "_system_config": FAST_FAILURE_DETECTION,
-            "env_vars": env,
-        },
-    )
-    try:
-        for i in (1, 2):
-            cluster.add_node(
-                num_cpus=1, resources={f"rlm_node_w{i}": 1}, object_store_memory=150 * 2**20
-            )
-        cluster.wait_for_nodes()
-        ray.init(address=cluster.address, log_to_driver=False, runtime_env={"env_vars": env})
-        yield cluster
-    finally:
-        runtime.forget_runtimes()
-        ray.shutdown()
-        cluster.shutdown()
-        restore_session_ray()
+def cluster(shared_cluster):
+    yield shared_cluster
+    forget_runtimes()  # this module's pool and gateways go: the next module starts its own
 
 
 @pytest.fixture

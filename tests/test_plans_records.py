@@ -8,8 +8,8 @@ import json
 import pyarrow as pa
 import pytest
 
-from rlm_ray.corpus import local_corpus
 from rlm_ray.plans.records import describe, document_record, parse, parse_text, record_lists
+from rlm_ray.testing.local_corpus import local_corpus
 
 PIPE = (
     "2026-03-04 | user 4997 | My blender arrived broken.\n"

@@ -101,7 +101,7 @@ def _alive(process: psutil.Process) -> bool:
 def test_unused_prewarmed_workers_are_released_and_their_processes_end(ray_session):
     from rlm_ray.runtime.pool import RemotePool
 
-    pool = RemotePool.options(num_cpus=0, max_concurrency=100).remote(8, None, spare_keep_s=20.0)
+    pool = RemotePool.options(num_cpus=0, max_concurrency=100).remote(8, None, spare_keep_s=10.0)
     try:
         before = set(_repl_workers())
         ray.get(pool.prewarm.remote(RLMConfig(max_depth=2), True))  # a run that never comes

@@ -13,10 +13,10 @@ import pytest
 
 import rlm_ray
 from rlm_ray.core.repl import REPLSession, REPLSettings
-from rlm_ray.corpus import local_corpus
 from rlm_ray.errors import LLMError
 from rlm_ray.models.llm import LLMRequest
 from rlm_ray.testing import by_marker, code, turns
+from rlm_ray.testing.local_corpus import local_corpus
 from rlm_ray.types import LLMReply
 
 DOCS = [f"record {i}: " + "lorem ipsum " * 80 for i in range(20)]  # ~20,000 characters

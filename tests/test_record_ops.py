@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from rlm_ray.core.repl import REPLSession, REPLSettings
-from rlm_ray.corpus import Corpus, local_corpus, record_items, record_key, render
+from rlm_ray.corpus import Corpus, record_items, record_key, render
 from rlm_ray.operators import batching, record_ops
 from rlm_ray.operators.record_ops import (
     UNKNOWN,
@@ -23,6 +23,7 @@ from rlm_ray.operators.record_ops import (
     retry_groups,
 )
 from rlm_ray.testing import FakeLLM, records
+from rlm_ray.testing.local_corpus import local_corpus
 from rlm_ray.testing.thread_backend import ThreadBackend
 
 # -- pure pieces -------------------------------------------------------------------------------

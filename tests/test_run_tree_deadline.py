@@ -1,10 +1,10 @@
 """A run's deadline and its cancellation end the whole call tree, children included.
 
-End to end on Ray over the scripted server: the root model makes a child whose host code has
-model-made data to read (a context cheap to ship but huge to print, a query of 400,000 brackets),
-then waits past the run's deadline. Some seconds after the run stopped, no REPL worker process
-may still be busy: CPU time is sampled with psutil, twice, a few seconds apart. A session's REPL
-rebuilt from its cells after a kill answers its next question on time.
+End to end on Ray over the scripted server: the root model makes children whose host code has
+model-made data to read (a context cheap to ship but huge to print; a query of 400,000
+brackets), then waits past the run's deadline. Some seconds after the run stopped, no REPL
+worker process may still be busy: CPU time is sampled with psutil, twice, a few seconds apart.
+A session's REPL rebuilt from its cells after a kill answers its next question on time.
 """
 
 from __future__ import annotations
@@ -33,10 +33,6 @@ HUGE_CHILD = """
 big = 'x' * 10**6
 ctx = [['x']] * 1000 + [[big] * 10] * 5000
 rs = [recursive_llm('CHILD summarise', ctx), llm_query('SLOW')]
-print(rs)
-"""
-BRACKETS_CHILD = """
-rs = [recursive_llm('CHILD how many ' + '(' * 400000, ['rec 1', 'rec 2']), llm_query('SLOW')]
 print(rs)
 """
 
@@ -93,32 +89,39 @@ def leaf_asked(server) -> bool:
     return any(not r.system for r in server.requests)
 
 
-def child_asked(server) -> bool:
-    return any(r.system and "CHILD" in r.last_user for r in server.requests)
+def children_asked(server) -> set[str]:
+    """The children of `BOTH_CHILDREN` that sent their first turn."""
+    firsts = [r.last_user for r in server.requests if r.system and "CHILD" in r.last_user]
+    return {
+        kind for kind in ("CHILD summarise", "CHILD how many") if any(kind in f for f in firsts)
+    }
 
 
-@pytest.mark.parametrize(
-    ("root_code", "settings"),
-    [
-        (HUGE_CHILD, {}),
-        # a window that holds the child's 400,000-character query: its first turn is sent
-        (BRACKETS_CHILD, {"prompt": "small", "context_window_tokens": 1_000_000}),
-    ],
-    ids=["context-huge-to-print", "quadratic-query"],
+# Both hazards in one tree, under one deadline: each child must be stopped with the run.
+BOTH_CHILDREN = HUGE_CHILD.replace(
+    "rs = [recursive_llm('CHILD summarise', ctx), llm_query('SLOW')]",
+    "rs = [recursive_llm('CHILD summarise', ctx), "
+    "recursive_llm('CHILD how many ' + '(' * 400000, ['rec 1', 'rec 2']), llm_query('SLOW')]",
 )
-def test_no_process_of_the_run_is_busy_after_its_deadline(
-    make_rlm, model_server, root_code, settings
-):
-    model_server.reply = tree_reply(root_code)
+# a window that holds the second child's 400,000-character query: its first turn is sent
+WIDE = {"prompt": "small", "context_window_tokens": 1_000_000}
+
+
+def test_no_process_of_the_run_is_busy_after_its_deadline(make_rlm, model_server):
+    """One child is given a context cheap to ship but huge to print, the other a query of
+    400,000 brackets; both wait on the model past the run's deadline."""
+    assert BOTH_CHILDREN != HUGE_CHILD
+    model_server.reply = tree_reply(BOTH_CHILDREN)
     # the runtime (gateways, pool, warm workers) started first: the deadline is not spent on it
-    assert make_rlm(max_depth=2, **settings).completion("WARM", "c").answer == "warm"
-    rlm = make_rlm(max_depth=2, max_time_s=20, cell_timeout_s=5, **settings)
+    assert make_rlm(max_depth=2, **WIDE).completion("WARM", "c").answer == "warm"
+    rlm = make_rlm(max_depth=2, max_time_s=20, cell_timeout_s=5, **WIDE)
     with pytest.raises(LimitExceededError) as stopped:
         rlm.completion("the root query", "some context")
     assert stopped.value.limit == "max_time_s"
     time.sleep(SETTLE_S)
     assert busy_processes() == []
-    assert child_asked(model_server)  # its host code was done in time for its first turn
+    # both children's host code was done in time for their first turn
+    assert children_asked(model_server) == {"CHILD summarise", "CHILD how many"}
 
 
 def test_without_a_deadline_a_child_given_a_context_huge_to_print_answers(make_rlm, model_server):

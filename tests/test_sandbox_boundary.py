@@ -24,6 +24,7 @@ from rlm_ray.core.turns import AnswerError
 from rlm_ray.sandbox import Sandbox
 from rlm_ray.sandbox.boundary import plain
 from rlm_ray.sandbox.output import CellOutput
+from rlm_ray.testing.local_corpus import local_corpus
 from rlm_ray.types import LLMReply
 
 
@@ -245,7 +246,7 @@ def test_settling_futures_never_walks_a_container_the_model_defined():
 def view():
     import pyarrow as pa
 
-    return corpus.local_corpus(pa.table({"text": ["alpha beta " * 200, "gamma"]}), chunk_size=1000)
+    return local_corpus(pa.table({"text": ["alpha beta " * 200, "gamma"]}), chunk_size=1000)
 
 
 def test_type_of_a_corpus_view_is_a_stand_in(view, tmp_path):

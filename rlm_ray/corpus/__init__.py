@@ -5,19 +5,18 @@
     view.py     `Corpus`, the view model code sees as `context`, and its documents
     prompt_parts.py  prompts whose parts are views: sized by offsets, rendered where sent
     records.py  what one record of an operator is; a record view's chunk and identity
-    local.py    `LocalChunks`: chunks held in this process (tests, use without Ray)
     store.py    the Ray glue: chunks put once by the driver, read by handle everywhere
     load.py     `load_corpus`, the one way in: a table, a small local corpus read by the driver,
                 a large or remote one read on the cluster
     source.py   a path, directory, glob or URI listed into its files (pyarrow's filesystems)
     cluster.py  a corpus read and cut on the cluster with Ray Data; the driver keeps the manifest
 
-This package re-exports the names of `view`, `prompt_parts`, `records` and `local` (pyarrow
-only). `ingest` (pyarrow's file readers), `store` (Ray) and the others are imported by name,
-e.g. `from rlm_ray.corpus import store`, when they are needed.
+This package re-exports the names of `view`, `prompt_parts` and `records` (pyarrow only).
+`ingest` (pyarrow's file readers), `store` (Ray) and the others are imported by name, e.g.
+`from rlm_ray.corpus import store`, when they are needed. A corpus served from the test's own
+process, without Ray, is `rlm_ray.testing.local_corpus`.
 """
 
-from rlm_ray.corpus.local import LocalChunks, local_corpus
 from rlm_ray.corpus.prompt_parts import (
     PROMPT_CHARS_PER_TOKEN,
     check_prompt_size,
@@ -49,11 +48,9 @@ __all__ = [
     "CorpusShape",
     "Document",
     "Documents",
-    "LocalChunks",
     "Match",
     "check_prompt_size",
     "check_read_size",
-    "local_corpus",
     "max_prompt_chars",
     "preview",
     "prompt_chars",

@@ -152,6 +152,27 @@ def grep_chunks(
     return out
 
 
+def grep_group(
+    pattern: str,
+    flags: int,
+    tables: Sequence[pa.Table],
+    own: int,
+    own_span: tuple[int, int],
+    doc_starts: Sequence[int],
+    doc_lengths: Sequence[int],
+    lo: int,
+    hi: int,
+    limit: int,
+) -> list[tuple[int, int, str]]:
+    """`grep_chunks` over consecutive chunk tables covering `own_span` of the corpus text: the
+    first `own` are searched whole, the one after them (if given) only for matches that cross
+    into it (its first `GREP_OVERLAP_CHARS`)."""
+    texts = [chunk_text(t) for t in tables[:own]]
+    texts += [chunk_text(t, 0, GREP_OVERLAP_CHARS) for t in tables[own:]]
+    start, end = own_span
+    return grep_chunks(pattern, flags, texts, start, end, doc_starts, doc_lengths, lo, hi, limit)
+
+
 def chunk_text(table: pa.Table, start: int = 0, stop: int | None = None) -> str:
     """The text of a chunk table, or of [start, stop) of it: only that slice becomes a str."""
     column = table.column("text")

@@ -30,13 +30,11 @@ import ray
 
 from rlm_ray.config import check_chunking
 from rlm_ray.corpus.chunks import (
-    GREP_OVERLAP_CHARS,
     chunk_bounds,
-    chunk_text,
     chunks_between,
     cut_chunks,
     document_table,
-    grep_chunks,
+    grep_group,
     read_range,
 )
 from rlm_ray.corpus.view import Corpus, check_read_size, trust_source
@@ -181,12 +179,10 @@ def _rows(objects: Sequence[pa.Table], rows: Sequence[tuple[int, int]]) -> list[
 
 def _grep_group(args: tuple, index: pa.Table, *objects: pa.Table) -> list[tuple]:
     pattern, flags, b0, b1, lo, hi, limit, own, rows = args
-    tables = _rows(objects, rows)
-    texts = [chunk_text(t) for t in tables[:own]]
-    texts += [chunk_text(t, 0, GREP_OVERLAP_CHARS) for t in tables[own:]]
     starts = index.column("start").to_pylist()
     lengths = index.column("length").to_pylist()
-    return grep_chunks(pattern, flags, texts, b0, b1, starts, lengths, lo, hi, limit)
+    tables = _rows(objects, rows)
+    return grep_group(pattern, flags, tables, own, (b0, b1), starts, lengths, lo, hi, limit)
 
 
 _grep_task: Any = ray.remote(_grep_group)

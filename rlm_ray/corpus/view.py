@@ -11,7 +11,7 @@ indexes them, `.chunks()` lists the stored chunks, `str()` reads the range, `.sp
 other `str` methods read it first, `.grep()` searches the whole range without reading it here.
 Only the chunks a range touches are ever fetched, and only the range is turned into a Python str.
 
-No Ray here: `store` holds the Ray glue, `local.LocalChunks` serves tests and Ray-less use.
+No Ray here: `store` holds the Ray glue; `rlm_ray.testing.local_corpus` serves tests without Ray.
 
 subtle: a view's fields (`_source`, `_start`, `_stop`, a document's `_doc`) are behind ``_``
 names because model code holds views and the sandbox refuses every ``_`` name; the corpus

@@ -6,6 +6,7 @@
        │ pool.run_call(spec)                                   (REPLPool: async actor, num_cpus=0)
        ▼
     REPLPool ── waits for a slot at the call's depth, picks a warm REPLWorker ──┐  (pool.py)
+        on a node near the call's context                                       │  (placement.py)
                                                                                 ▼
     REPLWorker.run(spec)  (sync actor, one call at a time: `call.run_call` runs here)  (worker.py)
        ├─ root turns and llm_query ──> LLMGateway.complete   (async actors)       (gateway.py)
@@ -20,8 +21,8 @@ Tool calls (`RLM(tools=...)`) go from `RayBackend` to a `ToolHost` actor per nod
 `corpus.store` and `corpus.cluster` (`cli/run.py` only preloads it, quietly).
 """
 
-from rlm_ray.runtime.driver import Runtime, ensure_ray, forget_runtimes, get_runtime
+from rlm_ray.runtime.driver import Runtime, ensure_ray, get_runtime
 from rlm_ray.runtime.pinned_session import PinnedSession
 from rlm_ray.runtime.run import Launcher
 
-__all__ = ["Launcher", "PinnedSession", "Runtime", "ensure_ray", "forget_runtimes", "get_runtime"]
+__all__ = ["Launcher", "PinnedSession", "Runtime", "ensure_ray", "get_runtime"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import threading
@@ -56,6 +55,8 @@ class Runtime:
             return self._admission
 
 
+# subtle: a process that restarts Ray must drop these before `ray.shutdown()` (the tests do:
+# tests/helpers.py `forget_runtimes`): actor handles released after their Ray stopped crash the next.
 _RUNTIMES: dict[tuple, Runtime] = {}
 _RUNTIMES_LOCK = threading.Lock()
 
@@ -114,14 +115,6 @@ def get_runtime(config: RLMConfig) -> Runtime:
         if key not in _RUNTIMES:
             _RUNTIMES[key] = _start_runtime(config)
         return _RUNTIMES[key]
-
-
-def forget_runtimes() -> None:
-    """Drop every cached runtime. Call it before `ray.shutdown()` in a process that will start
-    Ray again: their actor handles must be released while the Ray they belong to is still up."""
-    with _RUNTIMES_LOCK:
-        _RUNTIMES.clear()
-    gc.collect()
 
 
 def _forget_runtime(runtime: Runtime) -> None:

@@ -5,8 +5,9 @@ free for every depth level that holds none (`slots.Slots`), so a parent waiting 
 can never take the last slot its children need (the deepest level never waits on REPLs, so it
 always finishes).
 
-Placement over nodes: a call goes to a node holding a copy of its context (locality), else to the
-least busy live node; the slots are counted per node, over the nodes alive now.
+Placement over nodes (`placement.py`): a call goes to a node holding a copy of its context
+(locality), else to the least busy live node; the slots are counted per node, over the nodes
+alive now.
 
 Faults: after each model reply the worker sends the pool a checkpoint (the conversation so far).
 If the worker dies (killed, its node lost), the pool cancels the call's children and goes on in
@@ -18,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,22 +26,19 @@ from typing import TYPE_CHECKING, Any
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
-from rlm_ray import corpus, progress
-from rlm_ray.core.call import CallSpec, Checkpoint, Restart
+from rlm_ray import progress
 from rlm_ray.core.loop import Resume
-from rlm_ray.corpus import store
+from rlm_ray.core.spec import CallSpec, Checkpoint, Restart
 from rlm_ray.errors import SandboxError
 from rlm_ray.limits.slots import Slots
 from rlm_ray.prompting import prompts
 from rlm_ray.runtime.idle_workers import SPARE_KEEP_S, IdleWorkers, RunLimits, children_to_warm
+from rlm_ray.runtime.placement import Placement, near
 from rlm_ray.runtime.ray_basics import unwrap
-from rlm_ray.runtime.worker import new_worker
 from rlm_ray.types import CallResult, Usage
 
 if TYPE_CHECKING:
     from rlm_ray.core.session_repl import SessionTurn
-
-_NODES_TTL_S = 1.0
 
 
 class REPLPool:
@@ -59,14 +56,10 @@ class REPLPool:
         warm: Sequence[tuple[str, Any]] = (),
         spare_keep_s: float = SPARE_KEEP_S,
     ) -> None:
-        self._slots_per_node = slots_per_node
-        self._memory_mb = memory_mb
-        self._node = ray.get_runtime_context().get_node_id()
-        self._nodes: list[str] = []
-        self._nodes_checked = 0.0
+        home = ray.get_runtime_context().get_node_id()
         self._idle = IdleWorkers(ray.kill, spare_keep_s)  # by node; spares of deep runs
+        self._placed = Placement(home, slots_per_node, memory_mb, self._idle)
         self._deep_runs = 0  # live root calls that may have children (they hold the spares)
-        self._busy: Counter[str] = Counter()  # node id -> workers running a call
         for node, worker in warm:  # started by the driver beside this pool: (node id, actor)
             self._idle.started(node, worker)
         self._slots = Slots(self._capacity)  # the slot rule; its capacity follows the live nodes
@@ -78,26 +71,13 @@ class REPLPool:
         self._board = progress.ProgressBoard()  # counters of the runs tracked for progress
         self._sessions: dict[str, _Pin] = {}  # session id -> its pinned worker
 
-    def _new_worker(self, node: str) -> Any:
-        return new_worker(node, self._memory_mb)
-
-    def _live_nodes(self) -> list[str]:
-        """Ids of the live nodes (asked again at most once a second); forgets the dead ones."""
-        if time.monotonic() - self._nodes_checked > _NODES_TTL_S:
-            self._nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
-            self._nodes_checked = time.monotonic()
-            self._idle.keep_nodes(self._nodes)  # the others' actors died with their node
-        return self._nodes
-
     @property
     def _capacity(self) -> int:
-        return self._slots_per_node * max(1, len(self._live_nodes()))
+        return self._placed.capacity
 
     def stats(self, reset_peak: bool = False) -> dict[str, Any]:
         held = {d: n for d, n in self._slots.held.items() if n}
-        nodes = {
-            n: {"busy": self._busy[n], "idle": self._idle.count(n)} for n in self._live_nodes()
-        }
+        nodes = self._placed.node_stats()
         stats = {
             "capacity": self._capacity,
             "held": held,
@@ -198,24 +178,24 @@ class REPLPool:
         """Run the call in a worker; if the worker dies, go on in a new one from the checkpoint."""
         restart: Restart | None = None
         while True:
-            worker, node = await self._take_worker(_near(spec))
+            worker, node = await self._placed.take(near(spec))
             self._workers[spec.call_id] = worker
             try:
                 run = worker.run.options(name=f"rlm call depth={spec.depth} call={spec.call_id}")
                 result = await run.remote(spec, gateways, self._self, restart)
             except RayTaskError as exc:  # first: it may wrap a RayActorError of a *gateway*
-                self._release(worker, node)
+                self._placed.release(worker, node)
                 raise unwrap(exc) from None
             except RayActorError as exc:
-                self._release(None, node)  # dead: never reuse
+                self._placed.release(None, node)  # dead: never reuse
                 restart = self._restart_after_loss(spec, restart, exc)
                 continue
             except asyncio.CancelledError:
                 # The worker may be mid-cell and cannot be interrupted cooperatively: it goes.
                 ray.kill(worker)
-                self._release(None, node)
+                self._placed.release(None, node)
                 raise
-            self._release(worker, node)
+            self._placed.release(worker, node)
             return result
 
     def _restart_after_loss(
@@ -238,26 +218,6 @@ class REPLPool:
         resume = Resume(saved.messages, saved.index + 1, notice)
         return Restart(count, started, resume, saved.iterations, saved.usage)
 
-    async def _take_worker(self, context_ref: Any) -> tuple[Any, str]:
-        """A warm or new worker, on a node holding the call's context if one has room."""
-        holders: list[str] = []
-        if context_ref is not None and len(self._live_nodes()) > 1:
-            # a blocking GCS query (up to 1 s): in a thread, so the pool's other calls go on
-            holders = await asyncio.to_thread(_holders, context_ref)
-        nodes = self._live_nodes() or [self._node]  # after the await: no stale counts below
-        roomy = [n for n in nodes if self._busy[n] < self._slots_per_node] or nodes
-        local = [n for n in holders if n in roomy]
-        node = next((n for n in local if self._idle.count(n)), None)
-        if node is None:
-            node = (
-                local[0]
-                if local
-                else min(roomy, key=lambda n: (self._busy[n], not self._idle.count(n)))
-            )
-        self._busy[node] += 1
-        worker = self._idle.take(node)
-        return (self._new_worker(node) if worker is None else worker), node
-
     async def prewarm(self, limits: RunLimits, root: bool = True, started: Sequence = ()) -> None:
         """Start a deep run's children's workers (its root's too if `root`); some `started`."""
         for node, worker in started:
@@ -265,9 +225,9 @@ class REPLPool:
         cpus = ray.cluster_resources().get("CPU", 1.0)
         children = children_to_warm(limits, cpus, self._capacity)
         if children:
-            nodes = self._live_nodes() or [self._node]
-            room = {n: self._slots_per_node - self._busy[n] for n in nodes}
-            self._idle.start_spares(children + int(root), room, self._new_worker)
+            self._idle.start_spares(
+                children + int(root), self._placed.room(), self._placed.new_worker
+            )
         if not self._deep_runs:  # if the run never comes (its driver failed), they still go
             self._idle.release_spares_later()
 
@@ -279,11 +239,6 @@ class REPLPool:
                 self._idle.hold_spares()
             else:
                 self._idle.release_spares_later()
-
-    def _release(self, worker: Any, node: str) -> None:
-        self._busy[node] -= 1
-        if worker is not None and node in self._live_nodes():
-            self._idle.put(node, worker)
 
     def _cancel_calls_below(self, spec: CallSpec) -> None:
         prefix = spec.call_id + "."
@@ -328,7 +283,7 @@ class REPLPool:
         except BaseException:
             self._slots.end_run(max_depth)
             raise
-        worker, node = await self._take_worker(context_ref)
+        worker, node = await self._placed.take(context_ref)
         self._sessions[session_id] = _Pin(worker, node, max_depth)
 
     async def close_session(self, session_id: str) -> bool:
@@ -339,7 +294,7 @@ class REPLPool:
             return False
         if pin.worker is not None:
             ray.kill(pin.worker)
-        self._busy[pin.node] -= 1
+        self._placed.release(None, pin.node)  # its worker goes with its REPL
         async with self._changed:
             self._slots.give_back(0)
             self._slots.end_run(pin.max_depth)
@@ -397,12 +352,8 @@ class REPLPool:
     def _repin(self, pin: _Pin) -> None:
         """A new worker for a session whose worker was lost: on its node if alive, else on the
         least busy live node (the pin keeps counting as busy where it is)."""
-        nodes = self._live_nodes() or [self._node]
-        if pin.node not in nodes:
-            self._busy[pin.node] -= 1
-            pin.node = min(nodes, key=lambda n: self._busy[n])
-            self._busy[pin.node] += 1
-        pin.worker = self._new_worker(pin.node)
+        pin.node = self._placed.rehome(pin.node)
+        pin.worker = self._placed.new_worker(pin.node)
 
 
 @dataclass
@@ -410,29 +361,6 @@ class _Pin:
     worker: Any  # None while lost: the next question makes a new one
     node: str
     max_depth: int
-
-
-def _near(spec: CallSpec) -> Any:
-    """What the call should run next to: its context's handle, or a corpus view (its chunks)."""
-    if spec.context_ref is None and isinstance(spec.context_value, corpus.Corpus):
-        return spec.context_value
-    return spec.context_ref
-
-
-def _holders(near: Any) -> list[str]:
-    """The nodes holding a copy of a context (or of a view's chunks: most bytes first) in their
-    object store (none for inline values)."""
-    if near is None:
-        return []
-    if isinstance(near, corpus.Corpus):
-        refs = store.view_objects(near)[: store.MAX_LOCATED_OBJECTS]
-        held = store.bytes_by_node(refs)
-        return sorted(held, key=held.__getitem__, reverse=True)
-    try:
-        where = ray.experimental.get_object_locations([near], timeout_ms=1000)
-    except Exception:  # locality is a preference: without it the call still runs
-        return []
-    return list(where.get(near, {}).get("node_ids") or [])
 
 
 def _loss_reason(exc: RayActorError) -> str:

@@ -30,6 +30,8 @@ A demo server for benchmarks: ``python -m rlm_ray.testing serve --port 8000 --la
     server.py   `ScriptedServer`: HTTP, latency, fault injection, rate limit
     fakes.py    `FakeLLM`: the same reply functions in-process
     cli.py      ``python -m rlm_ray.testing serve`` (`__main__.py` runs it)
+    local_corpus.py  `local_corpus`: a corpus served from this process, no Ray (pyarrow; imported
+                by name)
 
 Standard library only (plus `rlm_ray.types` and `rlm_ray.errors` for `FakeLLM`): no litellm, no
 Ray, so importing it is cheap and it runs in any process.

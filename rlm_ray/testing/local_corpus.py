@@ -1,8 +1,9 @@
-"""`LocalChunks`: a corpus's chunks held in this process, for tests and use without Ray.
+"""`local_corpus`: a `Corpus` whose chunks are held in this process, for tests without Ray.
 
-`local_corpus` cuts a table into chunks here and serves a `Corpus` over them; the runtime's
-chunks live in the object store instead (`store.py`). Both are trusted chunk sources
-(`view.trust_source`): a view refuses any other.
+`local_corpus` cuts a table into chunks here and serves a `Corpus` over them (`LocalChunks`,
+which records the chunks read: what tests observe); the runtime's chunks live in the object
+store instead (`rlm_ray.corpus.store`). Both are trusted chunk sources (`corpus.trust_source`):
+a view refuses any other. pyarrow only; imported by name, not through `rlm_ray.testing`.
 """
 
 from __future__ import annotations
@@ -12,16 +13,15 @@ from typing import Any
 
 import pyarrow as pa
 
+from rlm_ray.config import check_chunking
+from rlm_ray.corpus import Corpus, trust_source
 from rlm_ray.corpus.chunks import (
-    GREP_OVERLAP_CHARS,
     chunk_bounds,
-    chunk_text,
     chunks_between,
     cut_chunks,
     document_table,
-    grep_chunks,
+    grep_group,
 )
-from rlm_ray.corpus.view import Corpus, trust_source
 
 
 @trust_source
@@ -48,21 +48,17 @@ class LocalChunks:
     def grep(self, pattern: str, flags: int, lo: int, hi: int, limit: int) -> list[tuple]:
         starts, lengths = self.column("start"), self.column("length")
         out: list[tuple] = []
-        for k in chunks_between(self.bounds, lo, hi):
-            texts = [chunk_text(self._chunks[k])]
-            if k + 1 < len(self._chunks):
-                texts.append(chunk_text(self._chunks[k + 1], 0, GREP_OVERLAP_CHARS))
+        for k in chunks_between(self.bounds, lo, hi):  # one chunk at a time, as `store.grep`'s
+            own = self._chunks[k : k + 2]  # tasks over small corpora: it and the next one's head
             b0, b1 = self.bounds[k], self.bounds[k + 1]
-            out += grep_chunks(pattern, flags, texts, b0, b1, starts, lengths, lo, hi, limit)
+            out += grep_group(pattern, flags, own, 1, (b0, b1), starts, lengths, lo, hi, limit)
             if len(out) >= limit:
                 break
         return out[:limit]
 
 
 def local_corpus(table: Any, chunk_by: str = "chars", chunk_size: int = 200_000) -> Corpus:
-    """A `Corpus` served from this process: no Ray (tests, notebooks, small inputs)."""
-    from rlm_ray.config import check_chunking
-
+    """A `Corpus` served from this process: no Ray."""
     check_chunking(chunk_by, chunk_size)
     index, chunks = cut_chunks(document_table(table), chunk_by, chunk_size)
     lengths = index.column("length").to_pylist()
