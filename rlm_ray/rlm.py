@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from rlm_ray.errors import ConfigError
+from rlm_ray.front import deep_rlms
 from rlm_ray.front.blocking import run_blocking
 from rlm_ray.front.inputs import check_context, check_query
 from rlm_ray.front.settings import run_settings
@@ -91,6 +93,17 @@ class RLM:
             **limits,
         )
         self._launcher: Launcher | None = None
+        if self.config.max_depth > 1:
+            self._announce_deep()
+
+    def _announce_deep(self) -> None:
+        """A deep RLM's children's REPL workers start before its first run where they can: by
+        any runtime this process starts later (`front.deep_rlms`), or now if its runtime is up."""
+        deep_rlms.announce(self)
+        # subtle: only if a run of this process imported the runtime (it may be up): `RLM(...)`
+        # never imports Ray itself.
+        if "rlm_ray.runtime.driver" in sys.modules:
+            self.launcher.prewarm_if_up()
 
     @property
     def config(self) -> Any:

@@ -28,6 +28,7 @@ from rlm_ray.config import RLMConfig
 from rlm_ray.core.call import cap_answer
 from rlm_ray.core.spec import CallSpec
 from rlm_ray.errors import LimitExceededError, RLMError
+from rlm_ray.front import deep_rlms
 from rlm_ray.limits.rate_limit import RateLimit
 from rlm_ray.runtime.gateway import RemoteGateway
 from rlm_ray.runtime.idle_workers import children_to_warm
@@ -107,14 +108,31 @@ def _quiet_token_notice() -> Iterator[None]:
 
 def get_runtime(config: RLMConfig) -> Runtime:
     """The gateways and pool for these settings, created once per driver and then reused."""
-    ctx = ray.get_runtime_context()
-    # The driver's node id changes with every new Ray instance (job ids repeat after a restart).
-    cluster = (ctx.get_job_id(), ctx.get_node_id())
-    key = (*cluster, config.max_repl_actors_per_node, config.num_gateways, config.repl_memory_mb)
+    key = _runtime_key(config)
     with _RUNTIMES_LOCK:  # two cold completions at once must not build two pools
         if key not in _RUNTIMES:
             _RUNTIMES[key] = _start_runtime(config)
         return _RUNTIMES[key]
+
+
+def runtime_if_up(config: RLMConfig) -> Runtime | None:
+    """The runtime for these settings if this driver has started it already (never starts one)."""
+    if not ray.is_initialized():
+        return None
+    with _RUNTIMES_LOCK:
+        return _RUNTIMES.get(_runtime_key(config))
+
+
+def _runtime_key(config: RLMConfig) -> tuple:
+    ctx = ray.get_runtime_context()
+    # The driver's node id changes with every new Ray instance (job ids repeat after a restart).
+    cluster = (ctx.get_job_id(), ctx.get_node_id())
+    return (*cluster, *_pool_settings(config))
+
+
+def _pool_settings(config: RLMConfig) -> tuple:
+    """What makes two configs share a runtime (in one driver, on one cluster)."""
+    return (config.max_repl_actors_per_node, config.num_gateways, config.repl_memory_mb)
 
 
 def _forget_runtime(runtime: Runtime) -> None:
@@ -161,16 +179,28 @@ def _start_runtime(config: RLMConfig) -> Runtime:
         for _ in range(config.num_gateways)
         for node in nodes
     ]
-    # A first run that may go deeper has its children's workers started here too, after the
-    # gateways (so they queue behind them for Ray's worker starts, two at a time on two CPUs):
-    # they come up while the root's first turn runs, not once the pool's own process is up
-    # and its `prewarm` starts them.
-    if config.max_depth > 1:
-        cpus = ray.cluster_resources().get("CPU", 1.0)
-        children = children_to_warm(config, cpus, config.max_repl_actors_per_node)
+    # A first run that may go deeper, or a deep `RLM` of this process that will use this
+    # runtime later, has its children's workers started here too, after the gateways (so they
+    # queue behind them for Ray's worker starts, two at a time on two CPUs): they come up while
+    # the first run's root turn runs, or before the deep `RLM`'s first run begins.
+    deep = _deepest(config)
+    if deep is not None:
+        limits, children = deep
         spares = [(node, new_worker(node, config.repl_memory_mb)) for _ in range(children)]
-        pool.prewarm.remote(config, True, spares)
+        pool.prewarm.remote(limits, True, spares)
     return Runtime(gateways, pool)
+
+
+def _deepest(config: RLMConfig) -> tuple[RLMConfig, int] | None:
+    """Of this run's config and those of the deep `RLM`s alive in this process that share its
+    runtime (`front.deep_rlms`), the one with the most children's workers worth starting ahead
+    (`idle_workers.children_to_warm`), and how many; None if none has any."""
+    cpus = ray.cluster_resources().get("CPU", 1.0)
+    slots = config.max_repl_actors_per_node
+    same_pool = [c for c in deep_rlms.configs() if _pool_settings(c) == _pool_settings(config)]
+    counted = [(c, children_to_warm(c, cpus, slots)) for c in (config, *same_pool)]
+    best = max(counted, key=lambda pair: pair[1])
+    return best if best[1] else None
 
 
 async def run_root(

@@ -33,7 +33,14 @@ from rlm_ray.local.local_model import DEFAULT_CTX_PER_SLOT, is_local
 from rlm_ray.operators import record_ops
 from rlm_ray.operators.approximate import Approximate
 from rlm_ray.progress import StartUp
-from rlm_ray.runtime.driver import Runtime, admitted, ensure_ray, get_runtime, run_root
+from rlm_ray.runtime.driver import (
+    Runtime,
+    admitted,
+    ensure_ray,
+    get_runtime,
+    run_root,
+    runtime_if_up,
+)
 from rlm_ray.safety.redact import process_secrets, redact_error, redact_tree
 from rlm_ray.tooling.gate import replay_settings
 from rlm_ray.tooling.pickling import freeze
@@ -107,6 +114,13 @@ class Launcher:
         in `prepare` (`REPLPool.prewarm`; how many: `idle_workers.children_to_warm`)."""
         if self.settings.config.max_depth > 1:
             runtime.pool.prewarm.remote(self.settings.config, root)
+
+    def prewarm_if_up(self) -> None:
+        """`prewarm` now if this RLM's runtime is up already (a deep `RLM` made after a run of
+        another `RLM` of this process): its children's workers start before its first run."""
+        runtime = runtime_if_up(self.settings.config)
+        if runtime is not None:
+            self.prewarm(runtime)
 
     def start_servers(self, stage: Callable[[str], None] | None = None) -> Any:
         """One local model server per node for each local model of the run (None if none);
