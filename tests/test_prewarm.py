@@ -165,3 +165,67 @@ def test_a_deep_runs_root_gets_the_warm_worker_and_its_children_the_prewarmed_on
     children = [call for call in trace.walk() if call.depth == 1]
     assert len(children) == 2
     assert {child.actor_id for child in children} <= existing
+
+
+# -- a deep RLM's workers before its first run (the first deep run after a shallow one) ---------
+
+
+def _pool_stats(rlm) -> dict:
+    from rlm_ray import runtime
+
+    return ray.get(runtime.get_runtime(rlm.config).pool.stats.remote())
+
+
+def _wanted(rlm) -> int:
+    capacity = _pool_stats(rlm)["capacity"]
+    return children_to_warm(rlm.config, ray.cluster_resources()["CPU"], capacity)
+
+
+@pytest.mark.ray
+def test_a_runtime_started_by_a_shallow_run_starts_the_workers_of_a_deep_rlm_made_before(
+    make_rlm, model_server
+):
+    # a pool of its own (the runtime key includes repl_memory_mb): started by `shallow` below
+    deep = make_rlm(max_depth=2, repl_memory_mb=1995)
+    shallow = make_rlm(max_depth=1, repl_memory_mb=1995)
+    model_server.reply = turns("FINAL(ok)")
+    assert shallow.completion("q", "ctx").answer == "ok"
+    wanted = _wanted(deep)
+    assert wanted and _pool_stats(shallow)["spares"] == wanted  # for `deep`; `shallow` used none
+
+    existing = set(_repl_workers())  # before the deep run begins
+    model_server.reply = _deep_script()
+    result = deep.completion("q", "ctx")
+    assert result.answer == "done"
+    children = [call for call in result.trace.walk() if call.depth == 1]
+    assert len(children) == 2
+    assert {child.actor_id for child in children} <= existing
+
+
+@pytest.mark.ray
+def test_a_deep_rlm_made_while_its_runtime_is_up_has_its_workers_started_at_once(
+    make_rlm, model_server
+):
+    model_server.reply = turns("FINAL(ok)")
+    shallow = make_rlm(max_depth=1, repl_memory_mb=1993)
+    assert shallow.completion("q", "ctx").answer == "ok"
+    assert _pool_stats(shallow)["spares"] == 0  # a depth-1 run starts none
+
+    deep = make_rlm(max_depth=2, repl_memory_mb=1993)  # no run of it yet
+    wanted = _wanted(deep)
+    wait_for(lambda: _pool_stats(deep)["spares"] >= wanted, 60, "the deep RLM's children's workers")
+
+
+def test_deep_rlms_are_remembered_while_they_live_and_shallow_ones_never():
+    import gc
+
+    from rlm_ray import RLM
+    from rlm_ray.front import deep_rlms
+
+    deep = RLM("openai/x", max_depth=3, repl_memory_mb=1991)  # no runtime has these settings
+    shallow = RLM("openai/x", max_depth=1, repl_memory_mb=1991)
+    assert deep.config in deep_rlms.configs()
+    assert shallow.config not in deep_rlms.configs()
+    del deep
+    gc.collect()
+    assert not [c for c in deep_rlms.configs() if c.repl_memory_mb == 1991]
