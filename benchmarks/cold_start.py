@@ -18,8 +18,10 @@ turns included), as in `fanout.py`. Cases (each run is a new Python process):
   api-leaf-64-w, api-4x16-w   the same after one small warm-up run (the root answers at once):
                   the first fan-out of a process whose runtime is up
   api-4x16-d1     the first depth-2 run after a depth-1 run: the small warm-up run is made by
-                  an `RLM` with max_depth=1, then a new `RLM(max_depth=2)` runs children-4x16
-                  (its children's REPL workers were never started before that run)
+                  an `RLM` with max_depth=1, then an `RLM(max_depth=2)` made before it (at the
+                  process's start, as the others) runs children-4x16
+  api-4x16-d1-late   the same with the `RLM(max_depth=2)` made after the depth-1 run, right
+                  before its own first run
 
 CLI columns: wall time of the process (spawn to exit), time until the answer is on stdout, the
 run itself (`timings.run_s` of `--json`) and what start-up adds (answer time - run). API
@@ -70,6 +72,7 @@ API_CASES = {  # case: (shape, warm-up run first: none, by the same RLM, by a ma
     "api-leaf-64-w": ("leaf-64", "same"),
     "api-4x16-w": ("4x16", "same"),
     "api-4x16-d1": ("4x16", "depth-1"),
+    "api-4x16-d1-late": ("4x16", "depth-1-late"),
 }
 CASES = ["cli-cluster", "cli-local", *API_CASES]
 
@@ -211,13 +214,18 @@ def child(shape: str, url: str, address: str, warm_runs: int, warmup: str) -> No
     imported = time.perf_counter()
     spec = SHAPES[shape]
     where = {"api_base": url, "api_key": "sk-bench", "address": address}
-    rlm = RLM("openai/bench", **where, **spec["rlm"])
+    late = warmup == "depth-1-late"  # the RLM made only after the warm-up (its runtime up)
+    rlm = RLM("openai/bench", **where, **({} if late else spec["rlm"]))
     built = time.perf_counter()
     out: dict[str, Any] = {"import_s": imported - t0, "rlm_s": built - imported}
     if warmup != "none":
         started = time.perf_counter()
-        (rlm if warmup == "same" else RLM("openai/bench", **where)).completion("WARMUP", "ctx")
+        (rlm if warmup == "same" or late else RLM("openai/bench", **where)).completion(
+            "WARMUP", "ctx"
+        )
         out["warmup_s"] = time.perf_counter() - started
+    if late:
+        rlm = RLM("openai/bench", **where, **spec["rlm"])
     walls = []
     for i in range(1 + warm_runs):
         started = time.perf_counter()
