@@ -179,20 +179,15 @@ def _start_runtime(config: RLMConfig) -> Runtime:
         for _ in range(config.num_gateways)
         for node in nodes
     ]
-    # A first run that may go deeper has its children's workers started here too, after the
-    # gateways (so they queue behind them for Ray's worker starts, two at a time on two CPUs):
-    # they come up while its root's first turn runs. A deep `RLM` of this process that will use
-    # this runtime later (`front.deep_rlms`) has them started by the pool once its own process
-    # is up, behind this run's actors: they come up while this run goes on, before its first
-    # run, and slow this one less (docs/benchmarks.md, "First deeper run").
+    # A first run that may go deeper, or a deep `RLM` of this process that will use this
+    # runtime later, has its children's workers started here too, after the gateways (so they
+    # queue behind them for Ray's worker starts, two at a time on two CPUs): they come up while
+    # the first run's root turn runs, or before the deep `RLM`'s first run begins.
     deep = _deepest(config)
     if deep is not None:
         limits, children = deep
-        if limits is config:
-            spares = [(node, new_worker(node, config.repl_memory_mb)) for _ in range(children)]
-            pool.prewarm.remote(limits, True, spares)
-        else:
-            pool.prewarm.remote(limits, True)
+        spares = [(node, new_worker(node, config.repl_memory_mb)) for _ in range(children)]
+        pool.prewarm.remote(limits, True, spares)
     return Runtime(gateways, pool)
 
 
