@@ -207,7 +207,9 @@ def test_the_models_approximate_operators_report_in_cell_trace_usage_and_progres
     FINAL(f"{len(hits)} {n} {n.low} {n.high} {n.exact}")
     """
     model_server.reply = records(oracle, default=turns(code(root), "FINAL(unused)"))
-    model_server.latency_s = 0.05  # stages last long enough for the progress polls to see them
+    # subtle: each oracle round must outlast two progress polls (0.25 s apart) on an idle
+    # machine too: at 0.05 s both operators' labelling stages fell between polls (CI, idle)
+    model_server.latency_s = 0.6
     items = reviews(2_400)
     snapshots = []
     result = make_rlm(approximate=APPROX, on_progress=snapshots.append).completion("q", items)
