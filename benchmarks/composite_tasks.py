@@ -10,10 +10,12 @@
   files    a directory of report files: authors with reports of kinds A and B (F1), or the
            site with the most reports of one kind (exact)
 
-Each family has one dev domain (`domains_dev.py`, for tuning) and two held-out domains
-(`domains_heldout.py`, never tuned on), each with its own record format and wording. Task i of
-a split uses domain ``i % len(domains)`` and seed ``base + i``; the truth is computed from the
-generated records. Standard library only.
+Each family has one dev domain (`domains_dev.py`, for tuning), two held-out domains
+(`domains_heldout.py`, never tuned on, but run twice since) and one final domain
+(`domains_final.py`, written 2026-12-08 for the final table, to be run once), each with its own
+record format and wording. Task i of a split uses domain ``i % len(domains)`` and seed
+``SPLIT_SEED_BASE[split] + i``; the truth is computed from the generated records. Standard
+library only.
 """
 
 from __future__ import annotations
@@ -27,10 +29,13 @@ from collections import Counter
 from typing import Any
 
 import domains_dev
+import domains_final
 import domains_heldout
 
 FAMILIES = ("sets", "argmax", "groups", "join", "changed", "files")
-DOMAINS = {"dev": domains_dev.DEV, "heldout": domains_heldout.HELDOUT}
+DOMAINS = {"dev": domains_dev.DEV, "heldout": domains_heldout.HELDOUT, "final": domains_final.FINAL}
+SPLIT_SEED_BASE = {"dev": 0, "heldout": 100_000, "final": 200_000}
+SPLIT_TAGS = {"dev": "d", "heldout": "h", "final": "f"}  # the last letter of a task's phrasing
 DATES = tuple(f"2026-03-{day:02d}" for day in range(1, 15))
 FILE_NOTES = (
     "Photos are attached to the form.",
@@ -55,7 +60,7 @@ def make(family: str, size: int, split: str, n: int, task_type: type) -> list[An
         "changed": changed_task,
         "files": files_task,
     }[family]
-    base = {"dev": 0, "heldout": 100_000}[split]
+    base = SPLIT_SEED_BASE[split]
     found = domains(family, split)
     tasks = []
     for i in range(n):
@@ -65,7 +70,7 @@ def make(family: str, size: int, split: str, n: int, task_type: type) -> list[An
         queries = fields.pop("queries")
         number = rng.randrange(len(queries))
         kind = fields.pop("question", "")
-        tag = "d" if split == "dev" else "h"
+        tag = SPLIT_TAGS[split]
         tasks.append(
             task_type(
                 family=family,
@@ -269,7 +274,9 @@ def join_task(spec: dict[str, Any], size: int, rng: random.Random) -> dict[str, 
     keys = _keys(spec, rng, sum(1 for _ in owners) * 2)
     owned = {key: owners[i % len(owners)] for i, key in enumerate(keys)}
     hit_owners = set(rng.sample(owners, max(2, len(owners) * 2 // 5)))
-    hit_keys = {rng.choice([k for k in keys if owned[k] == o]) for o in hit_owners}
+    # subtle: drawn in the owners' list order, not the set's, whose order of strings changes with
+    # PYTHONHASHSEED: so a task is the same in every process (a --list and the run it previews)
+    hit_keys = {rng.choice([k for k in keys if owned[k] == o]) for o in owners if o in hit_owners}
     texts, records = Texts(spec, rng), []
     for key in keys:
         kinds = ["other"] * rng.randint(0, 2) + ([spec["target"]] if key in hit_keys else [])

@@ -8,10 +8,13 @@ systems side by side on the same model server.
         --api-key x --systems plain rlm --list          # print the tasks, run nothing
 
 Tasks (benchmarks/quality_tasks.py): generated from a seed; dev and held-out splits use other
-seeds and other query phrasings. `--needle-chars` sizes the needle haystacks (10k..1m),
-`--records` the record / file counts of the other families (50..1000); `--n` tasks per family
-and size; task i reads its input as ``--inputs[i % len]`` (str, list, dir: files in a temp
-directory, table: a pyarrow table; both `rlm_ray.load`ed once per task).
+seeds and other query phrasings. `--split final` (benchmarks/domains_final.py: one new domain per
+composite family, for the final table, run once) has the composite families only: they are its
+default, and naming needle, oolong, pairs or corpus with it is a usage error. `--needle-chars`
+sizes the needle haystacks (10k..1m), `--records` the record / file counts of the other
+families (50..1000); `--n` tasks per family and size; task i reads its input as
+``--inputs[i % len]`` (str, list, dir: files in a temp directory, table: a pyarrow table; both
+`rlm_ray.load`ed once per task).
 
 Systems (only through `RLM.completion`, so any litellm model works unchanged):
   plain      one model call over query + whole input (`max_depth=0`)
@@ -393,7 +396,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--api-base", default=None)
     p.add_argument("--api-key", default=None)
     p.add_argument("--split", choices=sorted(qt.SPLIT_SEED_BASE), default="dev")
-    p.add_argument("--families", nargs="+", choices=qt.FAMILIES, default=list(qt.FAMILIES))
+    p.add_argument(
+        "--families",
+        nargs="+",
+        choices=qt.FAMILIES,
+        default=None,
+        help="default: all (the composite ones with --split final)",
+    )
     p.add_argument("--needle-chars", nargs="+", default=["10k", "100k", "1m"])
     p.add_argument("--records", nargs="+", default=["50", "200", "1000"])
     p.add_argument("--inputs", nargs="+", choices=qt.INPUT_KINDS, default=["str", "list", "dir"])
@@ -418,8 +427,23 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = parser()
+    args = p.parse_args(argv)
+    single_step_ok = args.split in qt.SINGLE_STEP_SPLITS
+    if args.families is None:
+        args.families = list(qt.FAMILIES if single_step_ok else qt.composite_tasks.FAMILIES)
+    wrong = [f for f in args.families if f in qt.SINGLE_STEP and not single_step_ok]
+    if wrong:
+        p.error(
+            f"--split {args.split} has the composite families only "
+            f"({' '.join(qt.composite_tasks.FAMILIES)}), not {' '.join(wrong)}"
+        )
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse_args(argv)
     tasks = build_tasks(args)
     if args.list:
         for task in tasks:

@@ -14,8 +14,11 @@ Every message is composed from a template x a product x a time phrase, so the me
 are distinct (no asking "each distinct record once" shortcut) and each one's label is known.
 
 Splits: "dev" (seeds from 0, phrasings marked dev: used to tune prompts) and "heldout" (seeds from
-100_000, the other phrasings). Scoring follows the papers: exact match (needle, ids, labels),
-0.75^|error| for numbers (OOLONG), F1 over unordered pairs (OOLONG-Pairs).
+100_000, the other phrasings). A third split, "final" (seeds from 200_000, composite_tasks.py), has
+the composite families only: asking it for needle, oolong, pairs or corpus raises ValueError,
+since those have no phrasings beyond the dev and held-out ones. Scoring follows the papers: exact
+match (needle, ids, labels), 0.75^|error| for numbers (OOLONG), F1 over unordered pairs
+(OOLONG-Pairs).
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from dataclasses import dataclass
 
 import composite_tasks
 
-SPLIT_SEED_BASE = {"dev": 0, "heldout": 100_000}
+SPLIT_SEED_BASE = composite_tasks.SPLIT_SEED_BASE  # dev, heldout, final
 SINGLE_STEP = ("needle", "oolong", "pairs", "corpus")
+SINGLE_STEP_SPLITS = ("dev", "heldout")
 FAMILIES = SINGLE_STEP + composite_tasks.FAMILIES
 INPUT_KINDS = ("str", "list", "dir", "table", "dict")
 
@@ -275,9 +279,14 @@ def make_tasks(
     """The first `n` tasks of `family` at `size` in `split`; task i gets input kind
     ``input_kinds[i % len(input_kinds)]`` (the corpus family always reads a directory)."""
     if split not in SPLIT_SEED_BASE:
-        raise ValueError(f"split must be dev or heldout, got {split!r}")
+        raise ValueError(f"split must be one of {', '.join(SPLIT_SEED_BASE)}, got {split!r}")
     if family in composite_tasks.FAMILIES:  # their own input kinds, by domain
         return composite_tasks.make(family, size, split, n, Task)
+    if split not in SINGLE_STEP_SPLITS:
+        raise ValueError(
+            f"split {split!r} has the composite families only "
+            f"({', '.join(composite_tasks.FAMILIES)}), not {family!r}"
+        )
     build = {"needle": needle_task, "oolong": oolong_task, "pairs": pairs_task}
     tasks = []
     for i in range(n):

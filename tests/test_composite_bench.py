@@ -1,22 +1,27 @@
-"""The composite families of the quality benchmark (benchmarks/composite_tasks.py): dev and
-held-out domains apart, answers recomputed from the generated text, scoring."""
+"""The composite families of the quality benchmark (benchmarks/composite_tasks.py): dev, held-out
+and final domains apart, answers recomputed from the generated text, scoring."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import os
 import re
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
 
 import composite_tasks as ct  # noqa: E402
 import quality_tasks as qt  # noqa: E402
+
+SPLITS = ("dev", "heldout", "final")
 
 
 def _tasks(family: str, split: str, n: int = 6, size: int = 60) -> list[qt.Task]:
@@ -34,11 +39,73 @@ def test_dev_and_heldout_domains_share_no_domain_format_or_wording():
         assert (len(ct.domains(family, "dev")), len(ct.domains(family, "heldout"))) == (1, 2)
 
 
+def _wordings(domains: list[dict]) -> set[str]:
+    return {p for d in domains for k in d if k.endswith("phrasings") for p in d[k]}
+
+
+def test_final_domains_are_new_subjects_with_their_own_wording():
+    """One final domain per family (the split for the final table, domains_final.py), none
+    named or worded like a dev or held-out domain."""
+    earlier = [d for split in ("dev", "heldout") for f in ct.FAMILIES for d in ct.domains(f, split)]
+    final = [d for family in ct.FAMILIES for d in ct.domains(family, "final")]
+    assert all(len(ct.domains(family, "final")) == 1 for family in ct.FAMILIES)
+    assert len({d["name"] for d in final}) == len(final)
+    assert {d["name"] for d in final}.isdisjoint({d["name"] for d in earlier})
+    assert _wordings(final).isdisjoint(_wordings(earlier))
+    for family in ct.FAMILIES:  # a record format of its own where the family has one
+        used = {d.get("format") for split in ("dev", "heldout") for d in ct.domains(family, split)}
+        assert ct.domains(family, "final")[0].get("format") not in used - {None}, family
+
+
+@pytest.mark.parametrize("family", ct.FAMILIES)
+def test_final_split_builds_every_family_with_a_truth(family):
+    tasks = _tasks(family, "final", 4, 50)
+    assert [t.seed for t in tasks] == [200_000, 200_001, 200_002, 200_003]
+    assert all(t.split == "final" and t.phrasing[-2] == "f" and t.expected for t in tasks)
+    finals = {t.query for t in tasks}
+    assert finals.isdisjoint({t.query for s in ("dev", "heldout") for t in _tasks(family, s, 4)})
+
+
+@pytest.mark.parametrize("family", ct.FAMILIES)
+def test_final_inputs_are_about_the_held_out_size(family):
+    """At 50 records a final input is within 0.6x..1.3x the held-out inputs' range of
+    characters, so the final table is neither a shorter nor a longer test."""
+    held = [len(t.text()) for t in _tasks(family, "heldout", 6, 50)]
+    final = [len(t.text()) for t in _tasks(family, "final", 6, 50)]
+    assert 0.6 * min(held) <= min(final) and max(final) <= 1.3 * max(held), (held, final)
+
+
+def test_tasks_are_the_same_in_every_process():
+    """A task is what its seed says whatever the process's string hashing, so a `--list` shows
+    the tasks the run then asks (join drew its keys in a set's order: other tasks per run)."""
+    code = (
+        "import hashlib, composite_tasks as ct, quality_tasks as qt; print(hashlib.sha256(repr("
+        "[qt.make_tasks(f, 50, s, 2) for f in ct.FAMILIES for s in ct.SPLIT_SEED_BASE]"
+        ").encode()).hexdigest())"
+    )
+    digests = set()
+    for hash_seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        run = subprocess.run(
+            [sys.executable, "-c", code], cwd=BENCHMARKS, env=env, capture_output=True, text=True
+        )
+        assert run.returncode == 0, run.stderr
+        digests.add(run.stdout)
+    assert len(digests) == 1
+
+
+def test_single_step_families_refuse_the_final_split():
+    for family in qt.SINGLE_STEP:
+        with pytest.raises(ValueError, match="composite families only"):
+            qt.make_tasks(family, 50, "final", 1)
+
+
 @pytest.mark.parametrize("family", ct.FAMILIES)
 def test_tasks_are_deterministic_and_the_splits_apart(family):
     assert _tasks(family, "dev", 3) == _tasks(family, "dev", 3)
-    dev, held = _tasks(family, "dev"), _tasks(family, "heldout")
+    dev, held, final = (_tasks(family, split) for split in SPLITS)
     assert {t.seed for t in dev}.isdisjoint({t.seed for t in held})
+    assert {t.seed for t in final}.isdisjoint({t.seed for t in dev + held})
     assert all(".d" in t.phrasing.rsplit(".", 1)[-1] or t.phrasing[-2] == "d" for t in dev)
     assert {t.query for t in dev}.isdisjoint({t.query for t in held})
 
@@ -86,7 +153,7 @@ def _column(spec: dict, key: str) -> str:
     return next(name for name, k in spec["columns"] if k == key)
 
 
-@pytest.mark.parametrize("split", ["dev", "heldout"])
+@pytest.mark.parametrize("split", SPLITS)
 def test_sets_and_changed_recomputed(split):
     for task in _tasks("sets", split) + _tasks("changed", split):
         spec = _spec(task)
@@ -105,7 +172,7 @@ def test_sets_and_changed_recomputed(split):
         assert set(task.expected) == want and 2 <= len(want) < len(kinds), task.id
 
 
-@pytest.mark.parametrize("split", ["dev", "heldout"])
+@pytest.mark.parametrize("split", SPLITS)
 def test_argmax_and_groups_recomputed(split):
     for task in _tasks("argmax", split) + _tasks("groups", split):
         spec = _spec(task)
@@ -129,7 +196,7 @@ def test_argmax_and_groups_recomputed(split):
             assert totals.most_common(1)[0][0] != top  # one step (no filter) gets it wrong
 
 
-@pytest.mark.parametrize("split", ["dev", "heldout"])
+@pytest.mark.parametrize("split", SPLITS)
 def test_join_recomputed(split):
     for task in _tasks("join", split):
         spec = _spec(task)
@@ -151,7 +218,7 @@ def test_join_recomputed(split):
         assert set(task.expected) == want and len(want) >= 2, task.id
 
 
-@pytest.mark.parametrize("split", ["dev", "heldout"])
+@pytest.mark.parametrize("split", SPLITS)
 def test_files_recomputed(split):
     seen = set()
     for task in _tasks("files", split, 8):
@@ -163,15 +230,16 @@ def test_files_recomputed(split):
             fields = [line.split(": ", 1)[1] for line in head.splitlines()[:2]]
             text = next(body[: -len(n) - 2] for n in ct.FILE_NOTES if body.endswith(f"{n}\n"))
             docs.append((*fields, _kind_of(spec, text)))
-        if ".set." in task.id:  # the header's first field is the author in every domain but
-            by = {}  # the minutes, whose first is the team
-            author = 1 if spec["name"] == "minutes-files" else 0
+        site_first = spec["header"].index("{site}") < spec["header"].index("{author}")
+        if ".set." in task.id:  # the header's first two fields: author and site, either order
+            by = {}
+            author = 1 if site_first else 0
             for doc in docs:
                 by.setdefault(doc[author], set()).add(doc[2])
             want = {a for a, ks in by.items() if {spec["a"], spec["b"]} <= ks}
             assert set(task.expected) == want and len(want) >= 2
         else:
-            site = 0 if spec["name"] == "minutes-files" else 1
+            site = 0 if site_first else 1
             (top, n), (_, second) = Counter(d[site] for d in docs if d[2] == spec["a"]).most_common(
                 2
             )

@@ -276,3 +276,16 @@ def test_an_answer_after_the_time_limit_scores_zero():
     assert quality.make_row(task, "plain", right, 180.0)["score"] == 1.0
     row = quality.make_row(task, "plain", late, 180.0)
     assert (row["score"], row["answer_score"]) == (0.0, 1.0) and "max-time" in row["error"]
+
+
+def test_the_final_split_lists_the_composite_families_and_refuses_the_others(capsys):
+    """`--split final` (issue 27: domains nobody tuned on) lists the composite families by
+    default; naming a single-step family with it is a usage error, before any task is run."""
+    assert quality.main(["--split", "final", "--records", "50", "--n", "1", "--list"]) == 0
+    listed = [line for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]
+    families = [line.split("-", 1)[0] for line in listed]
+    assert families == ["sets", "argmax", "groups", "join", "changed", "files"]
+    assert all("-s200000-" in line and "expected ''" not in line for line in listed)
+    with pytest.raises(SystemExit):
+        quality.main(["--split", "final", "--families", "sets", "oolong", "--list"])
+    assert "composite families only" in capsys.readouterr().err
