@@ -1,11 +1,12 @@
 """The composite families' FINAL domains: the split for the final table, run once, never tuned on.
 
-Written on 2026-12-08 (issue 27), after both held-out domains of every family had been run twice
-and so no longer counted as unseen; the commit that adds this file records the moment. NOT RUN:
-no model had seen these tasks when they were written, and none may before the final table
-(docs/benchmarks.md records when they first are). Pure data, read by `composite_tasks.py`
-(split "final", seeds from 200_000), in the same spec format as `domains_dev.py` and
-`domains_heldout.py`; every subject, record format and wording differs from theirs.
+Written on 2026-12-08 (issue 27; commit 4e490c7, 04:00 UTC), after both held-out domains of
+every family had been run twice and so no longer counted as unseen. NOT RUN: no model had seen
+these tasks when they were written, and none may before the final table, their first and only
+run (docs/benchmarks.md, "The final split", records when that is). Pure data, read by
+`composite_tasks.py` (split "final", seeds from 200_000), in the same spec format as
+`domains_dev.py` and `domains_heldout.py`; every subject, record format and wording differs
+from theirs.
 
 Final domains, one per family: a hospital ward's shift notes (`key: value` blocks), a bike-
 sharing fleet's service log (JSON lines), a restaurant chain's hygiene inspections (tab-
