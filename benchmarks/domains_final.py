@@ -258,7 +258,7 @@ JOIN_CONTAINERS = {
     "phrasings": (
         "Which consignees have a container that customs held?",
         "List the consignees whose containers were stopped by customs at some point.",
-        "Which customers had a box held up at customs? Use the bookings to find out whose it is.",
+        "Which of our customers had a box held up at customs?",
     ),
 }
 
