@@ -1,9 +1,10 @@
 """The composite families' FINAL domains: the split for the final table, run once, never tuned on.
 
-Written on 2026-12-08 (issue 27; commit 4e490c7, 04:00 UTC), after both held-out domains of
-every family had been run twice and so no longer counted as unseen. NOT RUN: no model had seen
-these tasks when they were written, and none may before the final table, their first and only
-run (docs/benchmarks.md, "The final split", records when that is). Pure data, read by
+Written on 2026-12-08 (issue 27; commit 4e490c7, 04:00 UTC, one wording edited in 77443d5),
+after both held-out domains of every family had been run twice and so no longer counted as
+unseen. NOT RUN: no model had seen these tasks when they were written, and none may before the
+final table, their first and only run (docs/benchmarks.md, "The final split", records when
+that is). Pure data, read by
 `composite_tasks.py` (split "final", seeds from 200_000), in the same spec format as
 `domains_dev.py` and `domains_heldout.py`; every subject, record format and wording differs
 from theirs.
