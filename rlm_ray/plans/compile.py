@@ -17,9 +17,11 @@ UNKNOWN = "unknown"  # what llm_classify gives a record that fits no label
 _NORMALISE = '" ".join(re.findall(r"[a-z0-9]+", str(x).lower())).removeprefix("the ")'
 
 
-def compile_plan(plan: Plan, source: str, other: str | None = None) -> str:
+def compile_plan(plan: Plan, source: str, other: str | None = None, query: str = "") -> str:
     """The cell that runs `plan`: `source` is the expression of its record list
-    (``context``, or ``context["orders"]``), `other` that of the list it joins."""
+    (``context``, or ``context["orders"]``), `other` that of the list it joins. With the
+    user's `query`, a plan that finds nothing to name asks it of the whole input in one call
+    (`_whole_input`) before it answers "none"."""
     lines = [
         f"# a plan, compiled by rlm-ray: {plan.result} over {plan.source!r}",
         f"rows = as_records({source})",
@@ -33,7 +35,7 @@ def compile_plan(plan: Plan, source: str, other: str | None = None) -> str:
     if plan.then:
         then = plan.then
         lines += [f"rows = [r for r in rows if {_tests(then)}]", _count("with " + _shown(then))]
-    return "\n".join(lines + _result(plan)) + "\n"
+    return "\n".join(lines + _result(plan, query)) + "\n"
 
 
 def _tests(tests: tuple[Test, ...]) -> str:
@@ -112,15 +114,17 @@ def _extract(plan: Plan) -> list[str]:
 
 
 def _join(plan: Plan, other: str | None) -> list[str]:
+    """Each kept record joined to the other list's records whose key it names: as one of its
+    values (a logfmt line's `host=web-01`) or inside its text (a message citing "A-1042")."""
     if plan.join is None:
         return []
-    name, key, within = plan.join
+    name, key, _ = plan.join
     return [
         f"other = as_records({other or repr(name)})",
         "joined = []",
         "for r in rows:",
-        f"    text = r.get({within!r}, '')",
-        r"    words = set(re.findall(r'[\w-]+(?:\.[\w-]+)*', text))",
+        "    text = ' '.join(str(v) for v in r.values())",
+        r"    words = {str(v) for v in r.values()} | set(re.findall(r'[\w-]+(?:\.[\w-]+)*', text))",
         "    for o in other:",
         f"        k = o.get({key!r}, '')",
         "        if k and (k in words or (' ' in k and k in text)):",
@@ -132,7 +136,30 @@ def _join(plan: Plan, other: str | None) -> list[str]:
     ]
 
 
-def _result(plan: Plan) -> list[str]:
+def _whole_input(query: str, found: str) -> list[str]:
+    """When the plan found nothing (`found` is empty), the query asked of the whole input in
+    one plain call, as a direct reading would (a plan's empty answer to a question that asks
+    for names is more often a wrong step than the truth: docs/plans.md). If the input does not
+    fit the model's window the call is refused at once, and the plan's "none" stands."""
+    if not query:
+        return []
+    return [
+        f"if not {found}:",
+        '    print("The plan found none: the query is asked of the whole input in one call.")',
+        "    try:",
+        f"        parts = [{query!r}]",
+        "        named = context.items() if isinstance(context, dict) else [('Context', context)]",
+        "        for name, part in named:",
+        "            if isinstance(part, (list, tuple)):",
+        "                part = '\\n'.join(str(x) for x in part)",
+        "            parts += [name + ':', part]",
+        "        FINAL(llm_query(parts))",
+        "    except Exception as exc:",
+        '        print("The whole input was not read:", exc)',
+    ]
+
+
+def _result(plan: Plan, query: str = "") -> list[str]:
     of, group = plan.of, plan.group_by
     if plan.result == "count":
         return ["FINAL(len(rows))"]
@@ -150,11 +177,13 @@ def _result(plan: Plan) -> list[str]:
             f"ranked = sorted({seen}, key=lambda v: {sign}counts[v])",
             f"ranked = [v for v in ranked if v not in ('', {UNKNOWN!r})]",
             "print([(v, counts[v]) for v in ranked])",
+            *_whole_input(query, "ranked"),
             'FINAL(ranked[0] if ranked else "none")',
         ]
     if plan.result == "values":
         return [
             f"result = sorted({{r.get({of!r}, '') for r in rows}} - {{'', {UNKNOWN!r}}})",
+            *_whole_input(query, "result"),
             'FINAL(", ".join(result) if result else "none")',
         ]
     lines = [
@@ -177,4 +206,8 @@ def _result(plan: Plan) -> list[str]:
             "    if g and before and after and before[0] != after[0]:",
             "        result.append(g)",
         ]
-    return lines + ['FINAL(", ".join(result) if result else "none")']
+    return [
+        *lines,
+        *_whole_input(query, "result"),
+        'FINAL(", ".join(result) if result else "none")',
+    ]

@@ -12,6 +12,8 @@ copied whole. Each of those is a choice the records and the query already decide
     named_values(records, query)  {field: [values the query names]}: the only exact tests allowed
     query_words(query)            the runs of the query's words: what a condition may say
     copied_text(text, records)    a long slot value that is a record's text, not the query's
+    key_fields(records, other)    the fields of `other` whose values `records` name: a join's key
+    field_named(name, records)    the field of values a kind of name is ("host" -> `host`)
 
 The schema (plans/schema.py) turns these into enums. Pure: no Ray, no model.
 """
@@ -83,11 +85,57 @@ def copied_text(text: str, records: Sequence[Record], query: str, min_words: int
     )
 
 
+MAX_RECORDS_MATCHED = 2_000  # a join's key is found on the first records of each list
+_TOKEN = re.compile(r"[\w-]+(?:\.[\w-]+)*")  # an id: "A-1042", "web-01", "db.eu.example"
+
+
+def key_fields(records: Sequence[Record], other: Sequence[Record]) -> list[str]:
+    """The fields of `other` whose values the `records` name (in any field: a logfmt line's
+    `host=`, a message's text), best first: the join key a plan may use. A field qualifies when
+    it is named by at least half as many records as the best one; none named: every field."""
+    texts = [record_words(r) for r in records[:MAX_RECORDS_MATCHED]]
+    named: dict[str, int] = {}
+    for field in fields(other[:MAX_RECORDS_MATCHED]):
+        keys = [k for k in values(other[:MAX_RECORDS_MATCHED], field) if k.strip()]
+        hits = sum(1 for words, text in texts if any(names_key(k, words, text) for k in keys))
+        if hits:
+            named[field] = hits
+    if not named:
+        return fields(other)
+    best = max(named.values())
+    return sorted((f for f, n in named.items() if 2 * n >= best), key=lambda f: -named[f])
+
+
+def names_key(key: str, words: set[str], text: str) -> bool:
+    """True when a record (its `words`: field values and id-like tokens; its `text`: every
+    field) names `key`: as a whole value or token, or, for a key of several words, anywhere."""
+    return key in words or (" " in key and key in text)
+
+
+def record_words(record: Record) -> tuple[set[str], str]:
+    """What `names_key` reads of a record: its values and their tokens, and its text."""
+    text = " ".join(str(v) for v in record.values())
+    return {str(v) for v in record.values()} | set(_TOKEN.findall(text)), text
+
+
+def field_named(name: str, records: Sequence[Record]) -> str | None:
+    """The field of values that `name` (a kind of name, from the query) is: the same word,
+    in any case, singular or plural ("hosts" -> `host`); None if no field of values is."""
+    folded = " ".join(name.casefold().split())
+    for field in value_fields(records):
+        own = field.casefold().replace("_", " ")
+        if folded in (own, own + "s", own + "es"):
+            return field
+    return None
+
+
 def _is_free_text(records: Sequence[Record], field: str) -> bool:
     counts = values(records, field)
     if not counts:
         return False
-    many = len(counts) > max(10, len(records) // 2)
+    # subtle: not "more than 10 values": a directory of 8 reports has 8 texts, and a field
+    # of few distinct values is kept out by the length tests below
+    many = len(counts) > max(1, len(records) // 2)
     total = sum(counts.values())
     chars = sum(len(v) * n for v, n in counts.items()) / total
     words = sum(len(v.split()) * n for v, n in counts.items()) / total

@@ -106,6 +106,7 @@ class Planner:
         if name not in shapes.BY_NAME:
             known = ", ".join([s.name for s in shapes.SHAPES] + [shapes.CODE])
             return None, self._failed(f"`shape` must be one of {known}, got {name!r}")
+        raw = self._named_field(raw)
         copied = self._copied(raw)
         if copied:
             return None, self._failed(copied)
@@ -119,7 +120,8 @@ class Planner:
         except PlanError as exc:
             return None, self._failed(shapes.renamed(str(exc), shape))
         other = plan.join[0] if plan.join else None
-        return compile_plan(plan, self._source(plan.source), other and self._source(other)), ""
+        sources = self._source(plan.source), other and self._source(other)
+        return compile_plan(plan, *sources, query=self.texts.query), ""
 
     def _copied(self, raw: dict[str, Any]) -> str:
         """What is wrong with a condition copied from a record's text ("" if none is): a
@@ -135,6 +137,19 @@ class Planner:
                         "condition in the query's own words"
                     )
         return ""
+
+    def _named_field(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """A `most_common_name` whose kind of name is a field of values (the hosts of log
+        lines that carry `host=`) as the `most_common_value` of that field: the field holds
+        every record's value, where asking the model to find it in the text loses some."""
+        if raw.get("shape") != "most_common_name" or not isinstance(raw.get("name"), str):
+            return raw
+        records = [r for rs in self.lists.values() for r in rs]
+        field = grounding.field_named(raw["name"], records)
+        if field is None:
+            return raw
+        kept = {k: v for k, v in raw.items() if k not in ("shape", "name")}
+        return {"shape": "most_common_value", **kept, "count_field": field}
 
     def next_turn(self, feedback: str) -> str:
         """The user message after a plan turn that did not end the call."""

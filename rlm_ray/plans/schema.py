@@ -53,6 +53,7 @@ def _kinds(
     words = _enum(runs) if runs else _TEXT
     return {
         shapes.FIELD: _enum(base),
+        shapes.KEY_FIELD: _enum(base),
         shapes.TEXT_FIELD: _enum(_union(lists, grounding.text_fields) or base),
         shapes.VALUE_FIELD: _enum(_union(lists, grounding.value_fields) or base),
         shapes.VALUE: _enum(sorted({v for vs in named.values() for v in vs})) if named else _TEXT,
@@ -83,7 +84,8 @@ def _list_options(
     """A shape that names record lists (`join`), once per ordered pair of lists: each field
     slot names a field of the list named last before it. The first list is one with free text
     when there is one (its records meet the condition and name the other's keys), so a join
-    from a list of keys cannot be written."""
+    from a list of keys cannot be written; the key is a field of the second whose values the
+    first's records name (`grounding.key_fields`)."""
     texts = [name for name, records in lists.items() if grounding.text_fields(records)]
     options = []
     for first in texts or list(lists):
@@ -96,6 +98,8 @@ def _list_options(
                     chosen = next(order)
                     kinds = _kinds({chosen: lists[chosen]}, named, runs)
                     properties[slot] = _const(chosen)
+                elif kind == shapes.KEY_FIELD:
+                    properties[slot] = _enum(grounding.key_fields(lists[first], lists[second]))
                 else:
                     properties[slot] = kinds[kind]
             options.append(_object(**properties))

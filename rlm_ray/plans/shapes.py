@@ -32,6 +32,7 @@ FIELD, FIELD_OR_NULL, LIST, TEXT, TEXT_OR_NULL, TESTS, LABELS = (
     "labels",
 )
 TEXT_FIELD, VALUE_FIELD, VALUE = "text field", "value field", "value"
+KEY_FIELD = "key field"  # a field of the joined list whose values the first list's records name
 # the query's own words: a condition, a kind of record, a kind of name is a run of its words
 WORDS, WORDS_OR_NULL = "words", "words?"
 OTHER = "other"  # the label of a record that fits none of a shape's conditions
@@ -245,7 +246,7 @@ SHAPES: tuple[Shape, ...] = (
             ("field", TEXT_FIELD),
             ("condition", WORDS_OR_NULL),
             ("other", LIST),
-            ("key", FIELD),
+            ("key", KEY_FIELD),
             ("answer", FIELD),
         ),
         _join,
