@@ -171,7 +171,7 @@ DELIVERY = {"field": "text", "condition": "about a delivery"}
         ),
         (
             shape(
-                "list", where={"date": "2026-03-02"}, field="text", condition=None, answer="user"
+                "field_values", where={"date": "2026-03-02"}, field="text", condition=None, answer="user"
             ),
             "bo",
         ),
@@ -306,5 +306,9 @@ def test_the_form_turn_asks_only_the_form_and_its_choice_of_code_skips_the_plan_
     form = fake.requests[0]
     question = form.messages[-1]["content"]
     assert "How many records?" in question and "charged twice" not in question  # no records
-    enum = form.body["response_format"]["json_schema"]["schema"]["properties"]["shape"]["enum"]
-    assert "groups_with_both" in enum and "join" not in enum and enum[-1] == "code"  # one list
+    one, two = form.body["response_format"]["json_schema"]["schema"]["anyOf"]
+    # first the number of conditions, then a shape of that many
+    assert list(one["properties"]) == list(two["properties"]) == ["conditions", "shape"]
+    assert two["properties"]["shape"]["enum"] == ["groups_with_both", "changed"]
+    enum = one["properties"]["shape"]["enum"]
+    assert "groups_with_both" not in enum and "join" not in enum and enum[-1] == "code"  # one list

@@ -1,5 +1,6 @@
 """The form turn: before it fills a plan, the model names the query's form (its shape) in a short
-call of its own, under a schema whose only key is `shape`.
+call of its own, under a schema of two keys: how many conditions a group's records meet (one,
+or two: a record of each of two kinds), then a shape of that many.
 
 Why a call of its own: with the shapes listed in a 3,500-token prompt of records and worked
 plans, the 1.5B model picked the right shape for 2 of 6 dev queries ("Which users sent both a
@@ -9,7 +10,7 @@ picked 8 of 13 dev phrasings right (docs/plans.md). The plan turn then fills the
 shape only (`schema.plan_schema(lists, only=...)`).
 
     form_messages(query, lists)      the messages of the form call
-    form_format(lists)               its response_format: {"shape": one of the shapes or code}
+    form_format(lists)               its response_format: {"conditions": ..., "shape": ...}
     read_form(reply)                 the shape named, or None
     form_hint(shape)                 the line the plan turn adds: the form chosen, its keys
     with_hint(turn, hint)            the plan turn's message with it, before its last line
@@ -42,12 +43,20 @@ QUESTIONS = {
     "changed": "Which <groups> were ... on one date and ... on another date?",
     "join": "(two record lists) The <field> of one list's records that the other list's records "
     "that ... name.",
-    "list": "What are the <field> of the records that ...? (one condition)",
+    "field_values": "What are the <field> of the records that ...?",
     shapes.CODE: "A fact to find in the text, or anything else.",
 }
+# The form reply's first key: how many conditions the query puts on one group's records. The
+# shapes of two (a group with a record of one kind and another of a second kind) are offered
+# only after "two", the others only after "one": on the dev phrasings the model named `list`
+# (now `field_values`) for "List the users who complained about X and also about Y".
+CONDITIONS = "conditions"
+TWO = ("groups_with_both", "changed")
 SYSTEM = (
     "You name the form of a query about records (messages, reports, rows). Reply with JSON "
-    '{"shape": ...}, one of:\n'
+    '{"conditions": "one" or "two", "shape": ...}. `conditions` is "two" when each group the '
+    "query asks about (a user, a service...) needs one record that meets a first condition and "
+    'another record that meets a second one; else "one". The shapes:\n'
     + "\n".join(f"- {name}: {question}" for name, question in QUESTIONS.items())
 )
 # Made-up queries (the worked examples' data: a ferry log, bee hives, greenhouses, a canteen,
@@ -79,7 +88,7 @@ EXAMPLES = (
         "Which dish is named most often in the complaints about cold food?",
         "most_common_name",
     ),
-    ("one list", "What did table T4 say about the curry?", "list"),
+    ("one list", "What did table T4 say about the curry?", "field_values"),
     (
         "two lists: `classes`, `notes`",
         "Which tutors teach a class that a parent said was cancelled?",
@@ -104,7 +113,8 @@ def form_messages(query: str, lists: Mapping[str, list[Record]]) -> list[dict[st
     messages = [{"role": "system", "content": SYSTEM}]
     for lists_line, example, shape in EXAMPLES:
         messages.append({"role": "user", "content": _turn(lists_line, example)})
-        messages.append({"role": "assistant", "content": json.dumps({"shape": shape})})
+        reply = {CONDITIONS: "two" if shape in TWO else "one", "shape": shape}
+        messages.append({"role": "assistant", "content": json.dumps(reply)})
     messages.append({"role": "user", "content": _turn(_lists_line(lists), query)})
     return messages
 
@@ -118,12 +128,25 @@ def names(lists: Mapping[str, list[Record]]) -> list[str]:
 
 
 def form_format(lists: Mapping[str, list[Record]]) -> dict[str, Any]:
-    """The form call's `response_format`."""
+    """The form call's `response_format`: the number of conditions, then a shape of that many."""
+    allowed = names(lists)
+    options = [
+        (count, [n for n in allowed if (n in TWO) == (count == "two")]) for count in ("one", "two")
+    ]
     schema = {
-        "type": "object",
-        "properties": {"shape": {"type": "string", "enum": names(lists)}},
-        "required": ["shape"],
-        "additionalProperties": False,
+        "anyOf": [
+            {
+                "type": "object",
+                "properties": {
+                    CONDITIONS: {"type": "string", "enum": [count]},
+                    "shape": {"type": "string", "enum": shapes_},
+                },
+                "required": [CONDITIONS, "shape"],
+                "additionalProperties": False,
+            }
+            for count, shapes_ in options
+            if shapes_
+        ]
     }
     return {"type": "json_schema", "json_schema": {"name": "form", "schema": schema}}
 

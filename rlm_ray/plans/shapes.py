@@ -259,7 +259,7 @@ SHAPES: tuple[Shape, ...] = (
         ),
     ),
     Shape(
-        "list",
+        "field_values",
         "the values of `answer` of the records (with the `where` values) that meet the condition",
         (("where", TESTS), ("field", TEXT_FIELD), ("condition", WORDS_OR_NULL), ("answer", FIELD)),
         _list,

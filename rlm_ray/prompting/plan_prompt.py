@@ -211,7 +211,7 @@ _PLANS = (
     (
         _turn(_CANTEEN, "What did table T4 say about the curry?"),
         shaped(
-            "list",
+            "field_values",
             where={"table": "T4"},
             field="comment",
             condition="about the curry",
