@@ -171,7 +171,11 @@ DELIVERY = {"field": "text", "condition": "about a delivery"}
         ),
         (
             shape(
-                "field_values", where={"date": "2026-03-02"}, field="text", condition=None, answer="user"
+                "field_values",
+                where={"date": "2026-03-02"},
+                field="text",
+                condition=None,
+                answer="user",
             ),
             "bo",
         ),

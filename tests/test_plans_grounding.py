@@ -263,3 +263,26 @@ def test_a_plan_that_finds_none_over_an_input_too_large_for_one_call_says_none()
     )
     assert result.answer == "none"
     assert "The whole input was not read" in result.trace.iterations[1].cells[0].output
+
+
+@pytest.mark.parametrize(
+    "query, named, shape",
+    [
+        ("Which users went from a billing problem on 2026-03-01 to a delivery problem on "
+         "March 2?", "groups_with_both", "changed"),
+        ("Which users had a billing problem and a delivery problem?", "changed", "groups_with_both"),
+    ],
+)  # fmt: skip
+def test_two_conditions_are_a_change_exactly_when_the_query_names_two_dates(query, named, shape):
+    form = json.dumps({"conditions": "two", "shape": named})
+    asked: list[dict] = []
+
+    def model(request):
+        if request.body.get("response_format", {}).get("json_schema", {}).get("name") == "form":
+            return form
+        asked.append(request.body)
+        return '{"shape": "code"}'
+
+    local_completion(model, query, MESSAGES, prompt="small-plans", max_iterations=1)
+    options = asked[0]["response_format"]["json_schema"]["schema"]["anyOf"]
+    assert options[0]["properties"]["shape"]["enum"] == [shape]

@@ -14,6 +14,7 @@ copied whole. Each of those is a choice the records and the query already decide
     copied_text(text, records)    a long slot value that is a record's text, not the query's
     key_fields(records, other)    the fields of `other` whose values `records` name: a join's key
     field_named(name, records)    the field of values a kind of name is ("host" -> `host`)
+    names_two_dates(records, q)   whether the query names two dates of one field (a change)
 
 The schema (plans/schema.py) turns these into enums. Pure: no Ray, no model.
 """
@@ -52,6 +53,15 @@ def named_values(records: Sequence[Record], query: str) -> dict[str, list[str]]:
         if hits:
             named[field] = sorted(hits)
     return named
+
+
+def names_two_dates(records: Sequence[Record], query: str) -> bool:
+    """True when `query` names two or more dates that one field of the records holds: the
+    two-condition question is then a change between those dates, not two kinds of record."""
+    return any(
+        len([v for v in found if _DATE.match(v)]) >= 2
+        for found in named_values(records, query).values()
+    )
 
 
 MAX_RUN_WORDS = 8  # a condition longer than this is a clause, not a condition

@@ -80,8 +80,19 @@ class Planner:
             return turn
         if shape is None or shape not in forms.names(self.lists):
             return turn
-        self.shape = shape
-        return forms.with_hint(turn, forms.form_hint(shape))
+        self.shape = self._dated(shape)
+        return forms.with_hint(turn, forms.form_hint(self.shape))
+
+    def _dated(self, shape: str) -> str:
+        """Of the two shapes of two conditions, the one the records and query decide: a change
+        when the query names two dates of the records (`grounding.names_two_dates`), else a
+        group with a record of each kind (dev: "healthy in the 2026-03-01 report but degraded
+        in the 2026-03-08 one" was named groups_with_both)."""
+        if shape not in forms.TWO:
+            return shape
+        records = [r for rs in self.lists.values() for r in rs]
+        dated = grounding.names_two_dates(records, self.texts.query)
+        return "changed" if dated else "groups_with_both"
 
     def examples(self, few_shot: list[dict[str, str]]) -> list[dict[str, str]]:
         """Of the worked examples (user, assistant pairs), those of the chosen shape: the plan
