@@ -132,6 +132,10 @@ def run(reply_json: dict, context=MESSAGES, query="q"):
 
 
 DELIVERY = {"field": "text", "condition": "about a delivery"}
+# what the query must name for a shape to stand: its labels, or two dates for a change
+LABELLED = "Is each message about billing, delivery or other?"
+QUERIES = {name: LABELLED for name in ("count_label", "most_common_label", "least_common_label")}
+QUERIES["changed"] = "Which users changed between 2026-03-01 and 2026-03-02?"
 
 
 @pytest.mark.parametrize(
@@ -182,7 +186,7 @@ DELIVERY = {"field": "text", "condition": "about a delivery"}
     ],
 )
 def test_a_shape_runs_as_one_cell_and_answers(reply, answer):
-    result, fake = run(reply)
+    result, fake = run(reply, query=QUERIES.get(reply["shape"], "q"))
     assert result.answer == answer
     form, turn = result.trace.iterations  # the form turn names the shape, the plan fills it
     assert json.loads(form.response)["shape"] == reply["shape"] and form.cells == []

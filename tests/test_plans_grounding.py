@@ -286,3 +286,29 @@ def test_two_conditions_are_a_change_exactly_when_the_query_names_two_dates(quer
     local_completion(model, query, MESSAGES, prompt="small-plans", max_iterations=1)
     options = asked[0]["response_format"]["json_schema"]["schema"]["anyOf"]
     assert options[0]["properties"]["shape"]["enum"] == [shape]
+
+
+def test_labels_the_query_does_not_list_open_every_shape_again():
+    """A shape of labels for "which product comes up most?": told back, and the next plan turn
+    may name any shape (the form turn's choice is dropped)."""
+    wrong = {"shape": "most_common_label", "where": {}, "field": "text"}
+    wrong |= {"labels": {"lamp": "the lamp", "chair": "the chair", "other": "else"}}
+    plans = iter([wrong, {"shape": "code"}])
+    asked: list[dict] = []
+
+    def model(request):
+        if request.body.get("response_format", {}).get("json_schema", {}).get("name") == "form":
+            return json.dumps({"conditions": "one", "shape": "most_common_label"})
+        if "response_format" in request.body:
+            asked.append(request.body)
+            return json.dumps(next(plans))
+        return "FINAL(done)"
+
+    query = "Which product is named most often in the messages?"
+    local_completion(model, query, MESSAGES, prompt="small-plans", max_iterations=3)
+    first, second = (b["response_format"]["json_schema"]["schema"]["anyOf"] for b in asked)
+    assert [o["properties"]["shape"]["enum"] for o in first] == [["most_common_label"], ["code"]]
+    offered = {o["properties"]["shape"]["enum"][0] for o in second}
+    assert {"most_common_name", "most_common_value", "field_values"} <= offered
+    told = [m["content"] for m in asked[1]["messages"] if m["content"].startswith("Your plan")]
+    assert told[0].startswith("Your plan was not run: the query lists no labels (lamp, chair)")

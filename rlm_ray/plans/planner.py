@@ -118,7 +118,7 @@ class Planner:
             known = ", ".join([s.name for s in shapes.SHAPES] + [shapes.CODE])
             return None, self._failed(f"`shape` must be one of {known}, got {name!r}")
         raw = self._named_field(raw)
-        copied = self._copied(raw)
+        copied = self._copied(raw) or self._unlisted_labels(raw)
         if copied:
             return None, self._failed(copied)
         only = next(iter(self.lists)) if len(self.lists) == 1 else None
@@ -148,6 +148,24 @@ class Planner:
                         "condition in the query's own words"
                     )
         return ""
+
+    def _unlisted_labels(self, raw: dict[str, Any]) -> str:
+        """What is wrong with labels the query does not list ("" if it lists them): a shape
+        of labels answers a query that names its labels; every shape is open again for the
+        next plan (dev-2: "which project comes up the most?" was named most_common_label)."""
+        shape = shapes.BY_NAME.get(raw.get("shape", ""))
+        labels = raw.get("labels")
+        if shape is None or shapes.LABELS not in dict(shape.slots).values():
+            return ""
+        named = [str(k) for k in labels or {} if str(k) != shapes.OTHER]
+        query = self.texts.query.casefold()
+        if any(label.casefold() in query for label in named):
+            return ""
+        self.shape = None
+        return (
+            f"the query lists no labels ({', '.join(named) or 'none given'}), so it is not "
+            f"`{shape.name}`: choose the shape again"
+        )
 
     def _named_field(self, raw: dict[str, Any]) -> dict[str, Any]:
         """A `most_common_name` whose kind of name is a field of values (the hosts of log
