@@ -148,9 +148,10 @@ def test_cancelling_a_run_without_deadline_stops_its_busy_child(make_rlm, model_
 
     async def cancel_once_the_child_runs():
         task = asyncio.ensure_future(rlm.acompletion("the root query", "some context"))
-        # the SLOW leaf starts right after the child: then give the child time to start
+        # the SLOW leaf starts right after the child; the child runs once it sent its first turn
         await asyncio.to_thread(wait_for, lambda: leaf_asked(model_server), 60, "the leaf")
-        await asyncio.sleep(3.0)
+        child_asked = lambda: children_asked(model_server) == {"CHILD summarise"}  # noqa: E731
+        await asyncio.to_thread(wait_for, child_asked, 60, "the child's first turn")
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
