@@ -218,6 +218,15 @@ class OfficialRLM:
             raise ValueError("the rlms adapter supports openai/... models (OpenAI-compatible)")
         return model.removeprefix("openai/"), self.settings.api_base
 
+    def backend_kwargs(self, name: str, base: str | None) -> dict[str, Any]:
+        """The openai client's settings; `timeout` is `--request-timeout`, per model call."""
+        return {
+            "model_name": name,
+            "base_url": base,
+            "api_key": self.settings.api_key or "x",
+            "timeout": self.settings.request_timeout_s,
+        }
+
     def run(self, task: qt.Task, context: Any) -> Outcome:
         started = time.time()
         try:
@@ -228,12 +237,14 @@ class OfficialRLM:
             name, base = self.base_url()
             official = Official(
                 backend="openai",
-                backend_kwargs={"model_name": name, "base_url": base, "api_key": "x"}
-                | ({"api_key": self.settings.api_key} if self.settings.api_key else {}),
+                backend_kwargs=self.backend_kwargs(name, base),
                 max_iterations=self.settings.max_iterations,
+                # subtle: the package stops itself between turns after this; a run abandoned
+                # by `_with_deadline` would otherwise keep calling the server into the next task.
+                max_timeout=self.settings.max_time_s,
             )
-            if not isinstance(context, (str, list)):  # a loaded corpus: give it the documents
-                context = list(task.documents)
+            if not isinstance(context, (str, list)):  # a dict or a loaded directory: name -> text
+                context = dict(zip(task.names, task.documents))
             result = _with_deadline(
                 lambda: official.completion(context, root_prompt=task.query),
                 self.settings.max_time_s,

@@ -269,6 +269,36 @@ def test_harness_end_to_end_against_the_scripted_server(model_server, ray_sessio
     assert table.count("\n") == 2 + 9 - 1
 
 
+class _OfficialStandIn:
+    """Stands in for the official package's `RLM` (not a dependency): keeps what it was given."""
+
+    seen: dict[str, object] = {}
+
+    def __init__(self, **kwargs: object) -> None:
+        self.seen.update(kwargs)
+
+    def completion(self, context: object, root_prompt: str) -> object:
+        self.seen["context"] = context
+        return type("Result", (), {"response": "Noor", "usage_summary": None})()
+
+
+def test_the_official_package_gets_named_inputs_and_the_run_limits(monkeypatch):
+    """A two-list question reaches `rlms` as {name: text}, as every other system reads it, and
+    the package stops itself at `--max-time` and each call at `--request-timeout`."""
+    monkeypatch.setitem(sys.modules, "rlm", type(sys)("rlm"))
+    monkeypatch.setattr(sys.modules["rlm"], "RLM", _OfficialStandIn, raising=False)
+    settings = quality.Settings(
+        model="openai/m", api_base="http://127.0.0.1:9/v1", max_time_s=42, request_timeout_s=7
+    )
+    (task,) = qt.make_tasks("join", 50, "dev", 1)
+    with quality.materialized(task) as context:
+        outcome = quality.OfficialRLM(settings).run(task, context)
+    seen = _OfficialStandIn.seen
+    assert outcome.answer == "Noor" and outcome.error is None
+    assert seen["context"] == dict(zip(task.names, task.documents))
+    assert seen["max_timeout"] == 42 and seen["backend_kwargs"]["timeout"] == 7  # type: ignore[index]
+
+
 def test_an_answer_after_the_time_limit_scores_zero():
     task = TINY[0]
     right = quality.Outcome(str(task.expected), time_s=10.0)
